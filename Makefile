@@ -1,0 +1,31 @@
+# Two commands do all set-up on a fresh clone: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test bench lint check clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## Run the main job end to end (today: one virtual device for a simulated day).
+demo: $(STAMP)
+	$(BIN)/python -m musket_sim.demo
+
+## The whole test suite: firmware under both interpreters, sim, host, fidelity checks.
+test: $(STAMP)
+	$(BIN)/pytest -n 2 -q
+
+## Every script in bench/, a table of figures, and bench/results.json.
+bench: $(STAMP)
+	$(BIN)/python bench/run_all.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) .mpy-cache sim-runs bench/results.json

@@ -1,0 +1,1 @@
+# musket device application. Parts are wired together in app.main.

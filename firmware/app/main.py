@@ -1,0 +1,115 @@
+# The device application: one asyncio program. Boot bookkeeping (reset cause, boot count),
+# config, the log ring and the status structure are set up here, then the tasks run under a
+# supervisor that restarts a failed task after a pause and lets the watchdog act if the whole
+# loop stalls.
+import asyncio
+import gc
+import machine
+
+from app import board as board_mod
+from app import config as config_mod
+from app import log as log_mod
+from app import status as status_mod
+from app import store
+
+try:
+    from micropython import const
+except ImportError:
+
+    def const(x):
+        return x
+
+
+STATE_PATH = "/state.json"
+_TASK_RESTART_DELAY_MS = const(5000)  # pause before restarting a task that raised
+_WDT_FEEDS_PER_TIMEOUT = const(3)  # feed three times per watchdog period: one miss is no reset
+
+RESET_CAUSES = {
+    machine.PWRON_RESET: "power-on",
+    machine.HARD_RESET: "hard",
+    machine.WDT_RESET: "watchdog",
+    machine.DEEPSLEEP_RESET: "deep-sleep",
+    machine.SOFT_RESET: "soft",
+}
+
+
+class App:
+    def __init__(self):
+        self.log = log_mod.Log()
+        self.status = status_mod.Status()
+        self.config = {}
+        self.board = {}
+        self.tasks = {}
+
+    def boot(self):
+        self.status.reset_cause = RESET_CAUSES.get(machine.reset_cause(), "unknown")
+        try:
+            self.board = board_mod.load()
+            self.status.board = self.board.get("name", "")
+        except board_mod.BoardError as e:
+            self.log.error("boot", str(e))
+        self.config, problems = config_mod.load()
+        self.status.config_problems = problems
+        self.log.set_level(self.config["log_level"])
+        for problem in problems:
+            self.log.warning("config", problem)
+        try:
+            state = store.read_json(STATE_PATH, {})
+        except store.StoreError as e:
+            self.log.error("boot", "state unreadable, starting over: %s" % e)
+            state = {}
+        state["boots"] = state.get("boots", 0) + 1
+        store.write_json(STATE_PATH, state)
+        self.status.boot_count = state["boots"]
+        self.log.info("boot", "boot #%d, reset cause %s, board %s" % (
+            state["boots"], self.status.reset_cause, self.status.board or "?"))
+
+    def spawn(self, name, factory):
+        # `factory` makes a fresh coroutine each time the task (re)starts.
+        self.tasks[name] = asyncio.create_task(self._supervise(name, factory))
+
+    async def _supervise(self, name, factory):
+        restarts = self.status.section("tasks")
+        while True:
+            try:
+                await factory()
+                self.log.warning("app", "task %s ended" % name)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # a failing part must not take the device down
+                self.log.exception("app", "task %s failed" % name, e)
+            restarts[name] = restarts.get(name, 0) + 1
+            await asyncio.sleep_ms(_TASK_RESTART_DELAY_MS)
+
+    async def watchdog(self):
+        timeout = self.config["wdt_timeout_ms"]
+        wdt = machine.WDT(timeout=timeout)
+        while True:
+            wdt.feed()
+            await asyncio.sleep_ms(timeout // _WDT_FEEDS_PER_TIMEOUT)
+
+    async def heartbeat(self):
+        interval = self.config["heartbeat_s"]
+        while True:
+            await asyncio.sleep(interval)
+            gc.collect()
+            snap = self.status.snapshot(self.log)
+            self.log.info("status", "up %ds, heap free %d, errors %d" % (
+                snap["uptime_s"], snap["heap_free"], snap["log_errors"]))
+
+    async def main(self):
+        self.spawn("watchdog", self.watchdog)
+        self.spawn("heartbeat", self.heartbeat)
+        while self.tasks:
+            await asyncio.sleep(3600)
+
+
+app = None
+
+
+def start():
+    global app
+    app = App()
+    app.boot()
+    asyncio.run(app.main())

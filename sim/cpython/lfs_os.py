@@ -1,0 +1,241 @@
+"""The firmware's `os` and `open` under CPython: the littlefs partition of the flash image.
+
+Built on littlefs-python over the same block device the MicroPython side uses, with the same
+geometry, so either interpreter mounts what the other wrote. Errors come out as OSError with
+the errno MicroPython's VfsLfs2 would give.
+"""
+
+from __future__ import annotations
+
+import io
+
+import littlefs
+
+import _simcore
+
+LFS_READ_SIZE = 32
+LFS_PROG_SIZE = 32
+LFS_LOOKAHEAD = 32
+LFS_CACHE = 128  # MicroPython: min(block size, 4 * max(read, prog))
+LFS_BLOCK_CYCLES = 100  # as MicroPython's VfsLfs2 configures littlefs
+_LFS_ERR_IO = -5
+_S_IFDIR = 0x4000
+_S_IFREG = 0x8000
+sep = "/"
+
+
+class FlashContext(littlefs.UserContext):
+    """littlefs-python's block device callbacks over a FlashPartition.
+
+    littlefs-python ignores exceptions raised in callbacks, so a power cut is turned into an
+    I/O error here and re-raised at the next call from the firmware (see _checked).
+    """
+
+    def __init__(self, part: _simcore.FlashPartition) -> None:
+        self.part = part
+        self.buffer = bytearray()  # unused: the image file is the storage
+
+    def read(self, cfg, block, off, size):
+        buf = bytearray(size)
+        try:
+            self.part.readblocks(block, buf, off)
+        except _simcore.PowerCut:
+            return bytearray(b"\xff" * size)
+        return buf
+
+    def prog(self, cfg, block, off, data):
+        try:
+            self.part.writeblocks(block, data, off)
+        except _simcore.PowerCut:
+            return _LFS_ERR_IO
+        return 0
+
+    def erase(self, cfg, block):
+        try:
+            self.part.erase(block)
+        except _simcore.PowerCut:
+            return _LFS_ERR_IO
+        return 0
+
+    def sync(self, cfg):
+        if not _simcore.flash_dead:
+            _simcore.flash_file().flush()
+        return 0
+
+
+_fs: littlefs.LittleFS | None = None
+_cwd = "/"
+
+
+def mount(part: _simcore.FlashPartition) -> None:
+    global _fs
+    kwargs = dict(
+        block_size=_simcore.BLOCK_SIZE, block_count=part.block_count, read_size=LFS_READ_SIZE,
+        prog_size=LFS_PROG_SIZE, lookahead_size=LFS_LOOKAHEAD, cache_size=LFS_CACHE,
+        block_cycles=LFS_BLOCK_CYCLES,
+    )
+    fs = littlefs.LittleFS(context=FlashContext(part), mount=False, **kwargs)
+    try:
+        fs.mount()
+    except littlefs.LittleFSError:
+        _check_dead()
+        fs.format()
+        fs.mount()
+    _check_dead()
+    _fs = fs
+
+
+def _check_dead() -> None:
+    if _simcore.flash_dead:
+        raise _simcore.PowerCut()
+
+
+def _abspath(path: str) -> str:
+    if not path.startswith("/"):
+        path = _cwd.rstrip("/") + "/" + path
+    parts: list[str] = []
+    for part in path.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if parts:
+                parts.pop()
+        else:
+            parts.append(part)
+    return "/" + "/".join(parts)
+
+
+def _checked(fn, *args):
+    _check_dead()
+    try:
+        result = fn(*args)
+    except littlefs.LittleFSError as e:
+        _check_dead()
+        raise OSError(-e.code, str(e)) from None
+    _check_dead()
+    return result
+
+
+def listdir(path: str = ".") -> list[str]:
+    return _checked(_fs.listdir, _abspath(path))
+
+
+def ilistdir(path: str = "."):
+    base = _abspath(path)
+    for entry in _checked(lambda p: list(_fs.scandir(p)), base):
+        kind = _S_IFDIR if entry.type == littlefs.LFSStat.TYPE_DIR else _S_IFREG
+        yield (entry.name, kind, 0, entry.size)
+
+
+def stat(path: str):
+    st = _checked(_fs.stat, _abspath(path))
+    kind = _S_IFDIR if st.type == littlefs.LFSStat.TYPE_DIR else _S_IFREG
+    return (kind, 0, 0, 0, 0, 0, st.size, 0, 0, 0)
+
+
+def statvfs(path: str = "/"):
+    used = _checked(_fs.used_block_count)
+    total = _fs.block_count
+    free = total - used
+    return (_simcore.BLOCK_SIZE, _simcore.BLOCK_SIZE, total, free, free, 0, 0, 0, 0, 255)
+
+
+def mkdir(path: str) -> None:
+    _checked(_fs.mkdir, _abspath(path))
+
+
+def rmdir(path: str) -> None:
+    _checked(_fs.rmdir, _abspath(path))
+
+
+def remove(path: str) -> None:
+    _checked(_fs.remove, _abspath(path))
+
+
+unlink = remove
+
+
+def rename(old: str, new: str) -> None:
+    _checked(_fs.rename, _abspath(old), _abspath(new))
+
+
+def getcwd() -> str:
+    return _cwd
+
+
+def chdir(path: str) -> None:
+    global _cwd
+    target = _abspath(path)
+    if stat(target)[0] != _S_IFDIR:
+        raise OSError(20, "not a directory")
+    _cwd = target
+
+
+def sync() -> None:
+    _check_dead()
+
+
+def urandom(n: int) -> bytes:
+    return _simcore.rng.bytes(n)
+
+
+def uname():
+    return ("esp32", "esp32", "1.28.0", "v1.28.0", "ESP32 module (virtual) with ESP32")
+
+
+def dupterm(stream=None, index=0):
+    return None
+
+
+class _File:
+    """A littlefs file as the firmware sees it: every call checks for a power cut."""
+
+    def __init__(self, handle) -> None:
+        self._h = handle
+
+    def __getattr__(self, name):
+        attr = getattr(self._h, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args, **kwargs):
+            _check_dead()
+            try:
+                result = attr(*args, **kwargs)
+            except littlefs.LittleFSError as e:
+                _check_dead()
+                raise OSError(-e.code, str(e)) from None
+            _check_dead()
+            return result
+
+        return call
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __iter__(self):
+        return iter(self.readline, self._h.read(0))
+
+
+def open(path: str, mode: str = "r", buffering: int = -1, encoding=None, *args, **kwargs):
+    handle = _checked(lambda: _fs.open(_abspath(path), mode, buffering=buffering,
+                                       encoding=encoding))
+    return _File(handle)
+
+
+def exists(path: str) -> bool:
+    try:
+        stat(path)
+    except OSError:
+        return False
+    return True
+
+
+__all__ = [
+    "FlashContext", "mount", "listdir", "ilistdir", "stat", "statvfs", "mkdir", "rmdir",
+    "remove", "unlink", "rename", "getcwd", "chdir", "sync", "urandom", "uname", "dupterm",
+    "open", "sep", "io",
+]

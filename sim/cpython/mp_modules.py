@@ -1,0 +1,68 @@
+"""MicroPython-only modules for firmware running under CPython: micropython, gc, sys."""
+
+from __future__ import annotations
+
+import gc as _gc
+import sys as _sys
+import traceback
+import types
+
+import _simcore
+
+
+def _identity(f):
+    return f
+
+
+def _make_micropython() -> types.ModuleType:
+    m = types.ModuleType("micropython")
+    m.const = lambda x: x
+    m.native = _identity
+    m.viper = _identity
+    m.mem_info = lambda verbose=None: print("heap: CPython (no fixed heap)")
+    m.qstr_info = lambda verbose=None: None
+    m.stack_use = lambda: 0
+    m.heap_lock = lambda: 0
+    m.heap_unlock = lambda: 0
+    m.kbd_intr = lambda chr: None
+    m.alloc_emergency_exception_buf = lambda size: None
+    m.opt_level = lambda level=None: 0
+
+    def schedule(func, arg):
+        _simcore.at(_simcore.now_us, lambda: func(arg))
+
+    m.schedule = schedule
+    return m
+
+
+def _make_gc(heap_bytes: int) -> types.ModuleType:
+    # CPython has no fixed heap; the figures describe the heap the device would have, and a
+    # collection only sweeps the youngest generation so that frequent calls stay cheap.
+    m = types.ModuleType("gc")
+    m.collect = lambda: _gc.collect(0)
+    m.mem_free = lambda: heap_bytes
+    m.mem_alloc = lambda: 0
+    m.enable = _gc.enable
+    m.disable = _gc.disable
+    m.isenabled = _gc.isenabled
+    m.threshold = lambda amount=None: -1 if amount is None else None
+    return m
+
+
+class _SysProxy(types.ModuleType):
+    """The real sys, plus the functions MicroPython's sys has and CPython's lacks."""
+
+    def __getattr__(self, name):
+        return getattr(_sys, name)
+
+    @staticmethod
+    def print_exception(exc, file=None):
+        traceback.print_exception(exc, file=file or _sys.stdout)
+
+
+def make_modules(heap_bytes: int) -> dict[str, types.ModuleType]:
+    return {
+        "micropython": _make_micropython(),
+        "gc": _make_gc(heap_bytes),
+        "sys": _SysProxy("sys"),
+    }

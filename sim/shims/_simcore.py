@@ -1,0 +1,454 @@
+# Core of the virtual device, shared by the machine/esp32/network/time/select shims.
+#
+# Runs inside the device process under both interpreters (MicroPython unix port and CPython),
+# so it is written in the MicroPython subset. It owns the three things every shim needs:
+#   - the virtual clock (advanced only when the firmware is idle, so a day runs in seconds),
+#   - the flash image (partitions of one file, with power cuts at any write),
+#   - the link to the host runner (a JSON settings file in, "@sim {json}" lines out on stderr).
+import sys
+import json
+
+IS_MICROPYTHON = sys.implementation.name == "micropython"
+
+
+def _builtin(name):
+    # On the MicroPython unix port a .py on MICROPYPATH overrides a built-in module of the same
+    # name; importing with sys.path emptied reaches the built-in one.
+    saved = sys.path[:]
+    sys.path.clear()
+    try:
+        return __import__(name)
+    finally:
+        sys.path.extend(saved)
+
+
+_btime = _builtin("time")
+_bselect = _builtin("select")
+_bos = _builtin("os")
+
+# Exit reasons, shared with the host runner (musket_sim.device).
+EXIT_SPAN_END = "span_end"
+EXIT_RESET = "reset"
+EXIT_SOFT_RESET = "soft_reset"
+EXIT_POWER_CUT = "power_cut"
+EXIT_DEEPSLEEP = "deepsleep"
+EXIT_WDT = "wdt"
+EXIT_CRASH = "crash"
+
+# Reset causes, numbered as the ESP32 port's machine module numbers them.
+PWRON_RESET = 1
+HARD_RESET = 2
+WDT_RESET = 3
+DEEPSLEEP_RESET = 4
+SOFT_RESET = 5
+
+_US_PER_MS = 1000
+_US_PER_S = 1000000
+_CONSOLE_SLICE_MS = 1000  # longest real wait for console input between clock updates
+# On the MicroPython unix port the built-in asyncio queue stamps "run now" entries with the
+# real monotonic clock. Virtual ticks start far above any real value, so such entries always
+# sort as already due and the queue's order stays right.
+_MP_TICKS_BASE = 1 << 41
+# The ESP32 port's ticks_ms wraps at 2**30; CPython follows the device.
+_ESP32_TICKS_PERIOD = 1 << 30
+
+
+class SimExit(BaseException):
+    # Ends the device process. A BaseException so that firmware `except Exception` blocks,
+    # which a real power cut or reset would not respect either, cannot swallow it.
+    reason = ""
+
+    def __init__(self, detail=None):
+        super().__init__(self.reason)
+        self.detail = detail
+
+
+class SpanEnd(SimExit):
+    reason = EXIT_SPAN_END
+
+
+class Reset(SimExit):
+    reason = EXIT_RESET
+
+
+class SoftReset(SimExit):
+    reason = EXIT_SOFT_RESET
+
+
+class PowerCut(SimExit):
+    reason = EXIT_POWER_CUT
+
+
+class DeepSleep(SimExit):
+    reason = EXIT_DEEPSLEEP
+
+
+class WatchdogReset(SimExit):
+    reason = EXIT_WDT
+
+
+class Rng:
+    # xorshift64*: the same sequence under both interpreters for a given seed.
+    _MASK = (1 << 64) - 1
+
+    def __init__(self, seed):
+        self.state = (seed * 0x9E3779B97F4A7C15 + 1) & self._MASK or 1
+
+    def next(self):
+        x = self.state
+        x ^= (x >> 12)
+        x ^= (x << 25) & self._MASK
+        x ^= (x >> 27)
+        self.state = x
+        return (x * 0x2545F4914F6CDD1D) & self._MASK
+
+    def below(self, n):
+        return self.next() % n if n > 0 else 0
+
+    def bytes(self, n):
+        out = bytearray(n)
+        for i in range(n):
+            out[i] = self.next() & 0xFF
+        return bytes(out)
+
+
+# ---- settings from the host -------------------------------------------------------------
+
+settings = {}
+rng = Rng(0)
+
+
+def load_settings(path):
+    global settings, rng, now_us, boot_us, span_end_us, speed
+    with open(path) as f:
+        settings = json.load(f)
+    rng = Rng(settings.get("seed", 0) * 1000003 + settings.get("boot", 0))
+    now_us = settings["virtual_us"]
+    boot_us = now_us
+    span_end_us = settings["span_end_us"]
+    speed = settings.get("speed")
+    return settings
+
+
+# ---- host link -------------------------------------------------------------------------
+
+def report(event, **fields):
+    fields["event"] = event
+    fields["virtual_us"] = now_us
+    sys.stderr.write("@sim " + json.dumps(fields) + "\n")
+
+
+# ---- virtual clock ---------------------------------------------------------------------
+
+now_us = 0
+boot_us = 0
+span_end_us = 0
+speed = None  # None: as fast as possible; a number: virtual seconds per wall second
+heap_peak = 0  # most heap the firmware held at once, above what the sim itself holds
+heap_baseline = 0
+_events = []  # (due_us, seq, callback), kept sorted; the sim world schedules through `at`
+_event_seq = 0
+_wdt_timeout_us = 0
+_wdt_deadline_us = -1
+console_attached = False
+console_pending = bytearray()  # console bytes read while the application ran
+
+
+def ticks_ms():
+    elapsed_ms = (now_us - boot_us) // _US_PER_MS
+    if IS_MICROPYTHON:
+        return _btime.ticks_add(_MP_TICKS_BASE, elapsed_ms)
+    return elapsed_ms & (_ESP32_TICKS_PERIOD - 1)
+
+
+def ticks_us():
+    elapsed_us = now_us - boot_us
+    if IS_MICROPYTHON:
+        return _btime.ticks_add(_MP_TICKS_BASE * _US_PER_MS, elapsed_us)
+    return elapsed_us & (_ESP32_TICKS_PERIOD - 1)
+
+
+def epoch_seconds():
+    return settings.get("epoch", 0) + now_us // _US_PER_S
+
+
+def at(due_us, callback):
+    # Schedule `callback()` at virtual time `due_us`; the sim world (sensor physics, modem
+    # replies) uses this so that its events interleave with the firmware's sleeps.
+    global _event_seq
+    _event_seq += 1
+    entry = (due_us, _event_seq, callback)
+    i = len(_events)
+    while i > 0 and _events[i - 1][0] > due_us:
+        i -= 1
+    _events.insert(i, entry)
+
+
+def wdt_start(timeout_ms):
+    global _wdt_timeout_us
+    _wdt_timeout_us = timeout_ms * _US_PER_MS
+    wdt_feed()
+
+
+def wdt_feed():
+    global _wdt_deadline_us
+    if _wdt_timeout_us:
+        _wdt_deadline_us = now_us + _wdt_timeout_us
+
+
+def _sample_heap():
+    global heap_peak
+    # Collecting first makes the figure live data, not garbage awaiting collection; idle
+    # points are where the firmware's steady state shows.
+    if IS_MICROPYTHON:
+        import gc
+        gc.collect()
+        used = gc.mem_alloc() - heap_baseline
+        if used > heap_peak:
+            heap_peak = used
+
+
+def _advance_to(target_us):
+    # Moves the clock forward, firing watchdog and span end on the way.
+    global now_us
+    if _wdt_deadline_us >= 0 and target_us >= _wdt_deadline_us:
+        now_us = max(now_us, _wdt_deadline_us)
+        raise WatchdogReset()
+    if target_us >= span_end_us:
+        now_us = span_end_us
+        raise SpanEnd()
+    if target_us > now_us:
+        now_us = target_us
+
+
+def _console_wait(wall_ms):
+    # Waits up to wall_ms real milliseconds for console input; returns True when some arrived.
+    if not console_attached:
+        return False
+    p = _bselect.poll()
+    p.register(sys.stdin, _bselect.POLLIN)
+    ready = p.poll(max(0, int(wall_ms)))
+    return bool(ready)
+
+
+def idle(timeout_ms):
+    # The firmware has nothing to do for timeout_ms (negative: until something happens).
+    # Advances virtual time to the earlier of the timeout and the next scheduled event,
+    # waiting in real time only when the clock is paced (a console is attached).
+    _sample_heap()
+    if timeout_ms < 0:
+        target = span_end_us
+    else:
+        target = now_us + int(timeout_ms * _US_PER_MS)
+    if _events and _events[0][0] <= target:
+        target = _events[0][0]
+    if speed:
+        start = _btime.ticks_ms()
+        wall_ms = (target - now_us) / _US_PER_MS / speed
+        if _console_wait(wall_ms):
+            waited = _btime.ticks_diff(_btime.ticks_ms(), start)
+            target = min(target, now_us + int(waited * speed * _US_PER_MS))
+        elif not console_attached:
+            _btime.sleep_ms(int(wall_ms))
+    elif console_attached and _console_wait(0):
+        target = now_us
+    _advance_to(target)
+    while _events and _events[0][0] <= now_us:
+        _events.pop(0)[2]()
+
+
+def wait_console():
+    # The REPL waits for a person (or mpremote): real time passes, at the pace asked for, until
+    # input arrives. Without a console nobody can type, so the device idles to the span end.
+    if not console_attached:
+        idle(-1)
+        return
+    pace = speed or 1
+    limit = span_end_us
+    if _events and _events[0][0] < limit:
+        limit = _events[0][0]
+    if _wdt_deadline_us >= 0 and _wdt_deadline_us < limit:
+        limit = _wdt_deadline_us
+    start = _btime.ticks_ms()
+    _console_wait(min((limit - now_us) / _US_PER_MS / pace, _CONSOLE_SLICE_MS))
+    waited_ms = _btime.ticks_diff(_btime.ticks_ms(), start)
+    _advance_to(min(limit, now_us + int(waited_ms * pace * _US_PER_MS)))
+    while _events and _events[0][0] <= now_us:
+        _events.pop(0)[2]()
+
+
+_ready_callbacks = {}  # id(peripheral) -> callbacks waiting for it to become ready
+
+
+def on_ready(obj, callback):
+    _ready_callbacks.setdefault(id(obj), []).append(callback)
+
+
+def notify_ready(obj):
+    # A virtual peripheral became ready (bytes arrived): wake whoever waits on it.
+    for callback in _ready_callbacks.pop(id(obj), ()):
+        callback()
+
+
+def sleep_us(us):
+    # A blocking sleep in the firmware: no other task runs, time still passes.
+    end = now_us + us
+    while now_us < end:
+        idle((end - now_us) / _US_PER_MS)
+
+
+# ---- console ---------------------------------------------------------------------------
+
+def console_read_available():
+    # Reads whatever console bytes are waiting, without blocking.
+    if not console_attached:
+        return b""
+    out = bytearray()
+    p = _bselect.poll()
+    p.register(sys.stdin, _bselect.POLLIN)
+    while p.poll(0):
+        if IS_MICROPYTHON:
+            chunk = sys.stdin.buffer.read(1)
+        else:
+            chunk = _bos.read(0, 4096)
+        if not chunk:
+            break
+        out.extend(chunk)
+    return bytes(out)
+
+
+def console_write(data):
+    if IS_MICROPYTHON:
+        sys.stdout.buffer.write(data)
+    else:
+        sys.stdout.flush()
+        _bos.write(1, data)
+
+
+def check_interrupt():
+    # Ctrl-C on the console interrupts the running program, as the ESP32 UART driver does.
+    data = console_read_available()
+    if data:
+        i = data.find(b"\x03")
+        if i >= 0:
+            console_pending[:] = data[i + 1:]
+            raise KeyboardInterrupt()
+        console_pending.extend(data)
+
+
+# ---- flash -----------------------------------------------------------------------------
+
+BLOCK_SIZE = 4096
+_IOCTL_INIT = 1
+_IOCTL_DEINIT = 2
+_IOCTL_SYNC = 3
+_IOCTL_BLOCK_COUNT = 4
+_IOCTL_BLOCK_SIZE = 5
+_IOCTL_BLOCK_ERASE = 6
+
+flash_writes = 0  # programs and erases since boot
+flash_dead = False
+_flash_file = None
+
+
+def flash_file():
+    global _flash_file
+    if _flash_file is None:
+        _flash_file = open(settings["image"], "r+b")
+    return _flash_file
+
+
+def _count_write():
+    # Every program or erase is one write; the host may ask for power to fail at one of them.
+    global flash_writes
+    if flash_dead:
+        raise PowerCut()
+    flash_writes += 1
+    return flash_writes == settings.get("cut_at_write", -1)
+
+
+def _cut():
+    global flash_dead
+    flash_dead = True
+    flash_file().flush()
+    raise PowerCut()
+
+
+class FlashPartition:
+    # A block device over one partition of the image, with NOR flash semantics: programming
+    # only clears bits, erasing sets a whole block to 0xFF. Serves VfsLfs2 on MicroPython,
+    # littlefs-python on CPython, and esp32.Partition under both.
+
+    def __init__(self, offset, size):
+        self.offset = offset
+        self.size = size
+        self.block_count = size // BLOCK_SIZE
+        self._buf = bytearray(BLOCK_SIZE)
+
+    def _read(self, addr, n):
+        f = flash_file()
+        f.seek(self.offset + addr)
+        return f.read(n)
+
+    def readblocks(self, block, buf, offset=0):
+        if flash_dead:
+            raise PowerCut()
+        data = self._read(block * BLOCK_SIZE + offset, len(buf))
+        buf[:len(data)] = data
+
+    def _program(self, addr, data):
+        # NOR flash: new = old AND data. A write counted as the cut point is torn: a random
+        # prefix reaches flash, then power fails.
+        torn = _count_write()
+        n = len(data)
+        if torn:
+            n = rng.below(n)
+        old = self._read(addr, n)
+        merged = bytearray(n)
+        for i in range(n):
+            merged[i] = old[i] & data[i]
+        f = flash_file()
+        f.seek(self.offset + addr)
+        f.write(merged)
+        if torn:
+            _cut()
+
+    def erase(self, block):
+        torn = _count_write()
+        n = rng.below(BLOCK_SIZE) if torn else BLOCK_SIZE
+        f = flash_file()
+        f.seek(self.offset + block * BLOCK_SIZE)
+        f.write(b"\xff" * n)
+        if torn:
+            _cut()
+
+    def writeblocks(self, block, buf, offset=None):
+        if offset is None:
+            # The simple interface erases whole blocks before programming them.
+            for i in range((len(buf) + BLOCK_SIZE - 1) // BLOCK_SIZE):
+                self.erase(block + i)
+            offset = 0
+        self._program(block * BLOCK_SIZE + offset, buf)
+
+    def ioctl(self, op, arg):
+        if op == _IOCTL_BLOCK_COUNT:
+            return self.block_count
+        if op == _IOCTL_BLOCK_SIZE:
+            return BLOCK_SIZE
+        if op == _IOCTL_BLOCK_ERASE:
+            self.erase(arg)
+            return 0
+        if op == _IOCTL_SYNC:
+            flash_file().flush()
+        return 0
+
+
+def partition_table():
+    return settings.get("partitions", [])
+
+
+def find_partition(name):
+    for p in partition_table():
+        if p["name"] == name:
+            return p
+    return None

@@ -1,0 +1,58 @@
+# The firmware's `network` on the virtual device. The boards in musket reach the internet
+# through an LTE modem; WLAN exists but never finds an access point, and PPP is the seam for a
+# modem data link over a UART stream.
+STA_IF = 0
+AP_IF = 1
+STAT_IDLE = 0
+STAT_CONNECTING = 1
+STAT_GOT_IP = 1010
+
+
+class WLAN:
+    def __init__(self, interface_id=STA_IF):
+        self._active = False
+
+    def active(self, is_active=None):
+        if is_active is None:
+            return self._active
+        self._active = bool(is_active)
+        return None
+
+    def connect(self, ssid=None, key=None, **kwargs):
+        pass
+
+    def disconnect(self):
+        pass
+
+    def isconnected(self):
+        return False
+
+    def status(self, param=None):
+        return STAT_IDLE
+
+    def scan(self):
+        return []
+
+    def ifconfig(self, configtuple=None):
+        return ("0.0.0.0", "0.0.0.0", "0.0.0.0", "0.0.0.0")
+
+
+class PPP:
+    def __init__(self, stream):
+        self._stream = stream
+        self._active = False
+
+    def active(self, is_active=None):
+        if is_active is None:
+            return self._active
+        self._active = bool(is_active)
+        return None
+
+    def connect(self, authmode=0, username="", password=""):
+        raise OSError(95)  # EOPNOTSUPP: the modem model carries data over its socket commands
+
+    def isconnected(self):
+        return False
+
+    def ifconfig(self, configtuple=None):
+        return ("0.0.0.0", "0.0.0.0", "0.0.0.0", "0.0.0.0")

@@ -1,0 +1,68 @@
+# The firmware's `select` on the virtual device. asyncio waits in poll.ipoll(); when nothing is
+# ready that wait becomes a jump of the virtual clock instead of real sleeping. Virtual
+# peripherals (UART, modem) answer readiness themselves through `_sim_ready(mask)`; real file
+# descriptors (sockets) are asked of the real poll.
+import _simcore
+
+_b = _simcore._bselect
+POLLIN = _b.POLLIN
+POLLOUT = _b.POLLOUT
+POLLERR = _b.POLLERR
+POLLHUP = _b.POLLHUP
+
+
+class poll:
+    def __init__(self):
+        self._real = _b.poll()
+        self._real_count = 0
+        self._virtual = {}  # id(obj) -> [obj, mask]
+
+    def register(self, obj, eventmask=POLLIN | POLLOUT):
+        if hasattr(obj, "_sim_ready"):
+            self._virtual[id(obj)] = [obj, eventmask]
+        else:
+            self._real.register(obj, eventmask)
+            self._real_count += 1
+
+    def modify(self, obj, eventmask):
+        entry = self._virtual.get(id(obj))
+        if entry is not None:
+            entry[1] = eventmask
+        else:
+            self._real.modify(obj, eventmask)
+
+    def unregister(self, obj):
+        if self._virtual.pop(id(obj), None) is None:
+            self._real.unregister(obj)
+            self._real_count -= 1
+
+    def _ready_now(self):
+        out = []
+        for obj, mask in self._virtual.values():
+            events = obj._sim_ready(mask)
+            if events:
+                out.append((obj, events))
+        if self._real_count:
+            out.extend(self._real.poll(0))
+        return out
+
+    def poll(self, timeout=-1):
+        _simcore.check_interrupt()
+        ready = self._ready_now()
+        if ready or timeout == 0:
+            return ready
+        if timeout is None:
+            timeout = -1
+        end = _simcore.now_us + timeout * 1000 if timeout >= 0 else -1
+        while True:
+            if end >= 0:
+                _simcore.idle((end - _simcore.now_us) / 1000)
+            else:
+                _simcore.idle(-1)
+            _simcore.check_interrupt()
+            ready = self._ready_now()
+            if ready or (end >= 0 and _simcore.now_us >= end):
+                return ready
+
+    def ipoll(self, timeout=-1, flags=0):
+        return iter(self.poll(timeout))

@@ -1,0 +1,154 @@
+"""Checks for app.config that run unchanged under MicroPython and CPython.
+
+Usage: config_checks.py SCRATCH_DIR. Prints ``PASS <name>`` per check and raises on the first
+failure.
+"""
+
+import os
+import sys
+
+from app import config, store
+from app.errors import FirmwareError
+
+PATH = "config.json"
+
+
+# Helpers as in store_checks.py: importing that module would not fit next to these checks in
+# a 64 KiB heap.
+def expect(cond, what):
+    if not cond:
+        raise AssertionError(what)
+
+
+def raises(exc_type, fn, *args):
+    """Call fn(*args), expect exc_type, return its message."""
+    try:
+        fn(*args)
+    except exc_type as e:
+        return str(e)
+    raise AssertionError(f"{fn.__name__}{args!r} did not raise {exc_type.__name__}")
+
+
+def raw_read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def raw_write(path, data):
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+def run(checks):
+    for fn in checks:
+        for name in os.listdir():
+            os.remove(name)
+        fn()
+        print(f"PASS {fn.__name__}")
+
+# (key, bad value, text the problem must contain)
+BAD_VALUES = (
+    ("report_interval_s", 59, "report_interval_s: value 59 is below the minimum 60"),
+    ("report_interval_s", 86401, "above the maximum 86400"),
+    ("keepalive_s", 900.0, "keepalive_s: expected int, got float"),
+    ("batch_size", True, "batch_size: expected int, got bool"),
+    ("batch_size", "8", "expected int, got str"),
+    ("log_level", "loud", "log_level: 'loud' is not one of debug, info, warning, error"),
+    ("log_level", 3, "log_level: expected str, got int"),
+    ("wdt_timeout_ms", 0, "wdt_timeout_ms: value 0 is below"),
+    ("heartbeat_s", None, "heartbeat_s: expected int, got NoneType"),
+    ("apn", "x" * 101, "apn: length 101 is above the maximum 100"),
+    ("device_id", ["a"], "device_id: expected str, got list"),
+    ("colour", "red", "'colour': unknown key"),
+)
+
+
+def defaults():
+    expect(sorted(config.DEFAULTS) == sorted(config.SCHEMA), "a default for every schema key")
+    want = {"report_interval_s": 900, "keepalive_s": 1200, "batch_size": 8,
+            "log_level": "info", "wdt_timeout_ms": 30000, "heartbeat_s": 3600,
+            "apn": "", "device_id": ""}
+    expect(config.DEFAULTS == want, "default values")
+    expect(config.validate(config.DEFAULTS) == (config.DEFAULTS, []), "defaults are valid")
+    cfg, problems = config.load(PATH)
+    expect(cfg == config.DEFAULTS and problems == [], "missing file gives the defaults")
+    cfg["batch_size"] = 1
+    expect(config.DEFAULTS["batch_size"] == 8, "load returns a copy, never DEFAULTS itself")
+
+
+def save_and_load():
+    cfg, _ = config.load(PATH)
+    cfg["apn"] = "iot.example"
+    cfg["report_interval_s"] = 3600
+    config.save(PATH, cfg)
+    expect(store.read_json(PATH) == {"apn": "iot.example", "report_interval_s": 3600},
+           "only the keys that differ from the defaults are stored")
+    loaded, problems = config.load(PATH)
+    expect(loaded == cfg and problems == [], "roundtrip")
+    config.save(PATH, config.DEFAULTS)
+    expect(store.read_json(PATH) == {}, "all defaults store an empty object")
+
+
+def invalid_values():
+    for key, value, text in BAD_VALUES:
+        good = {"heartbeat_s": 600} if key == "batch_size" else {"batch_size": 16}
+        changes = dict(good)
+        changes[key] = value
+        ok, problems = config.validate(changes)
+        expect(ok == good, f"{key}={value!r}: only the valid key kept")
+        expect(len(problems) == 1 and text in problems[0], f"{key}={value!r}: {problems}")
+    ok, problems = config.validate({"apn": "secret" * 20})
+    expect("secret" not in problems[0], "a bad string is described, not quoted")
+    ok, problems = config.validate(["batch_size", 8])
+    expect(ok == {} and problems == ["config: expected an object, got list"], "not a dict")
+    bad = {key: value for key, value, _ in BAD_VALUES}  # one bad value per key
+    ok, problems = config.validate(bad)
+    expect(ok == {} and len(problems) == len(bad), "every problem reported, not the first")
+
+
+def invalid_stored():
+    store.write_json(PATH, {"batch_size": 0, "log_level": "debug", "colour": "red",
+                            "keepalive_s": 600})
+    cfg, problems = config.load(PATH)
+    expect(cfg["log_level"] == "debug" and cfg["keepalive_s"] == 600, "valid keys kept")
+    expect(cfg["batch_size"] == 8 and "colour" not in cfg, "bad and unknown keys dropped")
+    expect(len(problems) == 2, f"one problem per bad key: {problems}")
+    expect("batch_size: value 0 is below the minimum 1" in problems, f"bad value: {problems}")
+    expect("'colour': unknown key" in problems, f"unknown key: {problems}")
+    store.write_json(PATH, [1, 2])
+    cfg, problems = config.load(PATH)
+    expect(cfg == config.DEFAULTS and "expected an object" in problems[0], "not an object")
+
+
+def damaged_file():
+    for content in (b"", b"{\"batch_size\": 4}", b"MSKR\x01\x00\x09\x00"):
+        raw_write(PATH, content)
+        cfg, problems = config.load(PATH)
+        expect(cfg == config.DEFAULTS, f"{content!r}: defaults")
+        expect(len(problems) == 1 and PATH in problems[0], f"{content!r}: {problems}")
+    store.write_record(PATH, b"{\"batch_size\": ")
+    cfg, problems = config.load(PATH)
+    expect(cfg == config.DEFAULTS and "JSON" in problems[0], f"bad JSON: {problems}")
+
+
+def save_rejects_invalid():
+    config.save(PATH, {"batch_size": 4})
+    before = raw_read(PATH)
+    bad = dict(config.DEFAULTS)
+    bad["batch_size"] = 1000
+    bad["log_level"] = "loud"
+    msg = raises(config.ConfigError, config.save, PATH, bad)
+    expect("batch_size" in msg and "log_level" in msg, "every problem named: " + msg)
+    expect(isinstance(config.ConfigError(""), FirmwareError), "a FirmwareError")
+    expect(raw_read(PATH) == before, "nothing written")
+    expect(sorted(os.listdir()) == [PATH], "no .tmp left")
+
+
+def main():
+    os.chdir(sys.argv[1])
+    run([defaults, save_and_load, invalid_values, invalid_stored, damaged_file,
+         save_rejects_invalid])
+
+
+if __name__ == "__main__":
+    main()
