@@ -8,8 +8,10 @@ rewritten in place:
   cut leaves the old value or the new one, never a mix. A stray ``.tmp`` is ignored by
   readers and replaced by the next write.
 * A journal holds a run of small changes (a count, a queued message). Each append adds one
-  CRC'd record at the end and flushes it. A cut mid-append leaves a torn tail; the next
-  open copies the intact prefix to ``path + ".tmp"`` and renames it over the journal.
+  CRC'd record at the end and flushes it (on littlefs a flush commits the file). A cut
+  mid-append leaves a torn tail; the next open copies the intact prefix to
+  ``path + ".tmp"`` and renames it over the journal. Compaction folds the records into a
+  snapshot and starts an empty journal (see Journal.compact for the order).
 
 Record file, little-endian::
 
@@ -242,7 +244,7 @@ class Journal:
         struct.pack_into("<I", self._wcrc, 0, _crc(payload, _crc(self._whdr)))
         try:
             if self._f is None:
-                self._f = open(self.path, "ab")  # noqa: SIM115 -- kept open between appends
+                self._f = open(self.path, "ab")  # kept open between appends; close() ends it
             self._f.write(self._whdr)
             self._f.write(payload)
             self._f.write(self._wcrc)
@@ -269,7 +271,8 @@ class Journal:
         2. An empty file is renamed over the journal. A cut before this rename leaves the new
            snapshot next to the old journal, whose records all have seq <= the snapshot's
            seq: records() skips them, so none counts twice, and the next open empties it.
-        Seqs are never reused, so every record is either in the snapshot or after it.
+        Every later append gets a seq above the snapshot's, so each record is counted either
+        in the snapshot or after it, never both.
         """
         self.close()
         write_record(self._snap_path, struct.pack("<I", self.last_seq) + bytes(snapshot_payload))

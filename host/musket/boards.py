@@ -33,6 +33,9 @@ BOARD_SUFFIX = ".toml"
 BOARD_NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]*")
 MICROPYTHON_VARIANT_PATTERN = re.compile(r"[A-Z0-9_]+")
 MICROPYTHON_VERSION_PATTERN = re.compile(r"\d+\.\d+(\.\d+)?")
+BOARD_NAME_FORM = "lower-case letters, digits and '-', like 'esp32-a7670'"
+MICROPYTHON_VARIANT_FORM = "a MicroPython board name like 'ESP32_GENERIC'"
+MICROPYTHON_VERSION_FORM = "a version like '1.28'"
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -526,13 +529,13 @@ class _Table:
             raise self.error(key, f"expected {_TYPE_NAMES[expected]}, got {_describe(value)}")
         return float(value) if expected is float else value
 
-    def text(self, key: str, pattern: re.Pattern[str] | None = None) -> str:
-        """A required non-empty string, matching ``pattern`` if given."""
+    def text(self, key: str, pattern: re.Pattern[str] | None = None, form: str = "") -> str:
+        """A required non-empty string; if ``pattern`` is given, it must match, as ``form`` says."""
         value: str = self.get(key, str)
         if not value.strip():
             raise self.error(key, "must not be empty")
         if pattern is not None and not pattern.fullmatch(value):
-            raise self.error(key, f"{value!r} does not match {pattern.pattern}")
+            raise self.error(key, f"{value!r} is not {form}")
         return value
 
     def positive_int(self, key: str) -> int:
@@ -593,8 +596,8 @@ def _read_board(top: _Table, path: Path) -> Board:
     chip = _read_chip(top)
     flash_size = _read_flash_size(top)
     micropython = top.table("micropython", ("variant", "version"))
-    variant = micropython.text("variant", MICROPYTHON_VARIANT_PATTERN)
-    version = micropython.text("version", MICROPYTHON_VERSION_PATTERN)
+    variant = micropython.text("variant", MICROPYTHON_VARIANT_PATTERN, MICROPYTHON_VARIANT_FORM)
+    version = micropython.text("version", MICROPYTHON_VERSION_PATTERN, MICROPYTHON_VERSION_FORM)
     modem = _read_modem(top.table("modem", _field_names(Modem)), chip)
     pins = _read_pins(top.table("pins", PIN_ROLES), chip)
     i2c = _read_i2c(top.table("i2c", _field_names(I2cBus)), chip)
@@ -619,7 +622,7 @@ def _read_board(top: _Table, path: Path) -> Board:
 
 
 def _read_name(top: _Table, path: Path) -> str:
-    name = top.text("name", BOARD_NAME_PATTERN)
+    name = top.text("name", BOARD_NAME_PATTERN, BOARD_NAME_FORM)
     if name != path.stem:
         raise top.error("name", f"{name!r} differs from the file name {path.name!r}")
     return name

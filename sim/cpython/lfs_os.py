@@ -7,6 +7,7 @@ the errno MicroPython's VfsLfs2 would give.
 
 from __future__ import annotations
 
+import errno as _errno
 import io
 
 import littlefs
@@ -105,13 +106,25 @@ def _abspath(path: str) -> str:
     return "/" + "/".join(parts)
 
 
+def _errno_of(e: Exception) -> int:
+    # littlefs-python raises LittleFSError (negative littlefs codes, which are errno values)
+    # or, from open(), FileNotFoundError and friends without an errno.
+    if isinstance(e, littlefs.LittleFSError):
+        return -e.code
+    cause = e.__cause__
+    if isinstance(cause, littlefs.LittleFSError):
+        return -cause.code
+    return _errno.EIO
+
+
 def _checked(fn, *args):
     _check_dead()
     try:
         result = fn(*args)
-    except littlefs.LittleFSError as e:
+    except (littlefs.LittleFSError, OSError) as e:
         _check_dead()
-        raise OSError(-e.code, str(e)) from None
+        code = _errno_of(e)
+        raise OSError(code, _errno.errorcode.get(code, "EIO")) from None
     _check_dead()
     return result
 
@@ -202,9 +215,10 @@ class _File:
             _check_dead()
             try:
                 result = attr(*args, **kwargs)
-            except littlefs.LittleFSError as e:
+            except (littlefs.LittleFSError, OSError) as e:
                 _check_dead()
-                raise OSError(-e.code, str(e)) from None
+                code = _errno_of(e)
+                raise OSError(code, _errno.errorcode.get(code, "EIO")) from None
             _check_dead()
             return result
 

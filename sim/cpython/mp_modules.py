@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno as _errno
 import gc as _gc
+import os as _os
 import sys as _sys
 import traceback
 import types
@@ -49,6 +51,32 @@ def _make_gc(heap_bytes: int) -> types.ModuleType:
     return m
 
 
+_SIM_DIR = _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__)))
+
+
+def format_exception(exc: BaseException) -> str:
+    """A traceback as MicroPython prints it, so tools that read the text (mpremote turns
+    "OSError: [Errno 2] ENOENT" into its own error) read the same under both interpreters.
+    Frames inside the simulator are left out: on a device they are C code."""
+    lines = ["Traceback (most recent call last):"]
+    for frame in traceback.extract_tb(exc.__traceback__):
+        if _os.path.abspath(frame.filename).startswith(_SIM_DIR):
+            continue
+        lines.append('  File "{}", line {}, in {}'.format(frame.filename, frame.lineno,
+                                                          frame.name))
+    name = type(exc).__name__
+    if isinstance(exc, OSError):
+        name = "OSError"
+        if exc.errno is not None:
+            message = "[Errno {}] {}".format(exc.errno, _errno.errorcode.get(exc.errno, ""))
+        else:
+            message = str(exc)
+    else:
+        message = str(exc)
+    lines.append("{}: {}".format(name, message) if message else name)
+    return "\n".join(lines) + "\n"
+
+
 class _SysProxy(types.ModuleType):
     """The real sys, plus the functions MicroPython's sys has and CPython's lacks."""
 
@@ -57,7 +85,7 @@ class _SysProxy(types.ModuleType):
 
     @staticmethod
     def print_exception(exc, file=None):
-        traceback.print_exception(exc, file=file or _sys.stdout)
+        (file or _sys.stdout).write(format_exception(exc))
 
 
 def make_modules(heap_bytes: int) -> dict[str, types.ModuleType]:

@@ -168,6 +168,19 @@ def ticks_us():
     return elapsed_us & (_ESP32_TICKS_PERIOD - 1)
 
 
+def _real_ms():
+    # Wall-clock milliseconds, for pacing against real time.
+    if IS_MICROPYTHON:
+        return _btime.ticks_ms()
+    return int(_btime.monotonic() * 1000)
+
+
+def _real_since(start_ms):
+    if IS_MICROPYTHON:
+        return _btime.ticks_diff(_btime.ticks_ms(), start_ms)
+    return _real_ms() - start_ms
+
+
 def epoch_seconds():
     return settings.get("epoch", 0) + now_us // _US_PER_S
 
@@ -243,13 +256,13 @@ def idle(timeout_ms):
     if _events and _events[0][0] <= target:
         target = _events[0][0]
     if speed:
-        start = _btime.ticks_ms()
+        start = _real_ms()
         wall_ms = (target - now_us) / _US_PER_MS / speed
         if _console_wait(wall_ms):
-            waited = _btime.ticks_diff(_btime.ticks_ms(), start)
+            waited = _real_since(start)
             target = min(target, now_us + int(waited * speed * _US_PER_MS))
         elif not console_attached:
-            _btime.sleep_ms(int(wall_ms))
+            _btime.sleep(wall_ms / 1000)
     elif console_attached and _console_wait(0):
         target = now_us
     _advance_to(target)
@@ -269,9 +282,9 @@ def wait_console():
         limit = _events[0][0]
     if _wdt_deadline_us >= 0 and _wdt_deadline_us < limit:
         limit = _wdt_deadline_us
-    start = _btime.ticks_ms()
+    start = _real_ms()
     _console_wait(min((limit - now_us) / _US_PER_MS / pace, _CONSOLE_SLICE_MS))
-    waited_ms = _btime.ticks_diff(_btime.ticks_ms(), start)
+    waited_ms = _real_since(start)
     _advance_to(min(limit, now_us + int(waited_ms * pace * _US_PER_MS)))
     while _events and _events[0][0] <= now_us:
         _events.pop(0)[2]()
