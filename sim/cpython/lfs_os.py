@@ -224,6 +224,17 @@ class _File:
 
         return call
 
+    def flush(self):
+        # MicroPython's flush on a littlefs file is lfs_file_sync: the data reaches flash.
+        # Python's buffered layers stop short of the raw file, so sync it here.
+        def sync():
+            self._h.flush()
+            raw = getattr(getattr(self._h, "buffer", self._h), "raw", None)
+            if raw is not None:
+                raw.flush()
+
+        _checked(sync)
+
     def __enter__(self):
         return self
 
@@ -234,9 +245,27 @@ class _File:
         return iter(self.readline, self._h.read(0))
 
 
+def _open_append(path: str, mode: str, encoding):
+    # littlefs-python opens "a" without LFS_O_CREAT, so appending to a new file fails; MicroPython
+    # creates it in the same open. Open with littlefs's own flags instead.
+    flags = littlefs.lfs.LFSFileFlag
+    access = flags.rdwr if "+" in mode else flags.wronly
+    handle = littlefs.lfs.file_open(_fs.fs, path, access | flags.creat | flags.append)
+    raw = littlefs.FileHandle(_fs.fs, handle)
+    buffered = io.BufferedRandom(raw, LFS_CACHE) if "+" in mode else io.BufferedWriter(
+        raw, LFS_CACHE)
+    if "b" in mode:
+        return buffered
+    return io.TextIOWrapper(buffered, encoding=encoding or "utf-8")
+
+
 def open(path: str, mode: str = "r", buffering: int = -1, encoding=None, *args, **kwargs):
-    handle = _checked(lambda: _fs.open(_abspath(path), mode, buffering=buffering,
-                                       encoding=encoding))
+    target = _abspath(path)
+    if "a" in mode:
+        handle = _checked(lambda: _open_append(target, mode, encoding))
+    else:
+        handle = _checked(lambda: _fs.open(target, mode, buffering=buffering,
+                                           encoding=encoding))
     return _File(handle)
 
 

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from musket.boards import (
     BOARDS_DIR_ENV,
     FIRST_PARTITION_OFFSET,
@@ -220,6 +219,10 @@ SIM7080 = "esp32-sim7080g"
 BG95 = "esp32s3-bg95"
 PLAIN_PHY_INIT = 'offset = 0xf000,   size = "4K" },\n    { name = "factory"'
 SHT4X_ENTRY = '[[sensors]]\nkind = "sht4x"\naddress = 0x44\n'
+OTADATA_ENTRY = (
+    '    { name = "otadata",  type = "data", subtype = "ota",     '
+    'offset = 0xd000,   size = "8K" },\n'
+)
 
 # (case, board, text to replace, replacement, field the error must name, words it must say)
 INVALID = [
@@ -302,12 +305,10 @@ INVALID = [
     ("duplicate-partition-name", A7670, f'name = "phy_init", type = "data", subtype = "phy",     '
      f"{PLAIN_PHY_INIT}", f'name = "nvs", type = "data", subtype = "phy",     {PLAIN_PHY_INIT}',
      "partitions.plain[1].name", "duplicate partition name 'nvs' (also partitions.plain[0])"),
-    ("missing-otadata", A7670,
-     '    { name = "otadata",  type = "data", subtype = "ota",     offset = 0xd000,   size = "8K" },\n',
-     "", "partitions.ota", "missing partition 'otadata'"),
-    ("filesystem-wrong-subtype", A7670, 'name = "vfs",      type = "data", subtype = "fat",     '
-     "offset = 0x200000", 'name = "vfs",      type = "data", subtype = "spiffs",  offset = 0x200000',
-     "partitions.plain[3].subtype", "'vfs' must be data/fat, not data/spiffs"),
+    ("missing-otadata", A7670, OTADATA_ENTRY, "", "partitions.ota", "missing partition 'otadata'"),
+    ("filesystem-wrong-subtype", A7670, 'subtype = "fat",     offset = 0x200000',
+     'subtype = "spiffs",  offset = 0x200000', "partitions.plain[3].subtype",
+     "'vfs' must be data/fat, not data/spiffs"),
     ("subtype-of-other-type", A7670, 'subtype = "factory"', 'subtype = "nvs"',
      "partitions.plain[2].subtype", "'nvs' is not an app subtype"),
     ("unknown-partition-type", A7670, 'type = "app",  subtype = "factory"',

@@ -1,0 +1,33 @@
+"""Shared fixtures: firmware tests run once per interpreter, on a fresh virtual device."""
+
+from __future__ import annotations
+
+import pytest
+
+from musket_sim import VirtualDevice
+from musket_sim.device import INTERPRETERS
+
+DEFAULT_BOARD = "esp32-sim7080g"
+
+
+@pytest.fixture(params=INTERPRETERS)
+def interpreter(request) -> str:
+    """The interpreter a firmware test runs under: the real MicroPython unix port (64K heap)
+    and CPython, so the same firmware is shown to work on both."""
+    return request.param
+
+
+@pytest.fixture
+def make_device(tmp_path, interpreter):
+    """Makes virtual devices with fresh flash images under the test's temporary folder."""
+    made = []
+
+    def make(board: str = DEFAULT_BOARD, name: str = "dev", **kwargs) -> VirtualDevice:
+        device = VirtualDevice(board, tmp_path / name, interpreter=interpreter, **kwargs)
+        device.create_flash(kwargs.pop("files", None) if "files" in kwargs else None)
+        made.append(device)
+        return device
+
+    yield make
+    for device in made:
+        device.close()
