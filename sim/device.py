@@ -33,7 +33,7 @@ CPYTHON_BOOT = SIM_DIR / "cpython" / "boot.py"
 INTERPRETERS = ("micropython", "cpython")
 DEFAULT_HEAP = 64 * 1024
 # Heap for the sim's own modules on top of the firmware's share (see _simboot_mp.py).
-SIM_HEAP_RESERVE = 192 * 1024
+SIM_HEAP_RESERVE = 96 * 1024
 DEFAULT_EPOCH = 1767225600  # 2026-01-01T00:00:00Z: where the virtual calendar starts
 US_PER_S = 1_000_000
 
@@ -242,7 +242,9 @@ class VirtualDevice:
                 self.virtual_us = max(self.virtual_us, exit_event["virtual_us"])
                 heap_peak = max(heap_peak, exit_event.get("heap_peak") or 0)
                 flash_writes += exit_event.get("flash_writes") or 0
-                self.rtc_memory = exit_event.get("rtc_memory") or ""
+                # RTC memory outlives resets and deep sleep, not a loss of power.
+                self.rtc_memory = "" if reason == "power_cut" else (
+                    exit_event.get("rtc_memory") or "")
                 if stderr_text.strip():
                     errors.append(f"boot {boot_no}: {stderr_text.strip()[-2000:]}")
             for crash in self._crashes:
@@ -261,7 +263,6 @@ class VirtualDevice:
                 errors.append(f"stopped after {stalled} boots in a row that made no progress")
                 break
             if reason == "power_cut":
-                self.rtc_memory = ""
                 cut_at_write = None
             if reason == "deepsleep":
                 self.virtual_us += int((exit_event or {}).get("detail") or 0) * 1000
@@ -297,6 +298,15 @@ class VirtualDevice:
         stdout_thread = threading.Thread(target=self._pump_console, args=(proc.stdout, output),
                                          daemon=True)
         stdout_thread.start()
+        try:
+            return self._follow(proc, on_event, output, stdout_thread)
+        except BaseException:
+            # Interrupted (Ctrl-C, SIGTERM): the device loses power with its host.
+            proc.kill()
+            proc.wait()
+            raise
+
+    def _follow(self, proc, on_event, output, stdout_thread):
         exit_event = None
         self._crashes: list[dict] = []
         other = []

@@ -30,6 +30,7 @@ def _reserve_firmware_heap(heap_bytes):
     # limit it would meet on the board.
     global _ballast
     gc.collect()
+    _simcore.sim_heap = gc.mem_alloc()
     free = gc.mem_free()
     if heap_bytes and free > heap_bytes:
         _ballast = bytearray(free - heap_bytes)

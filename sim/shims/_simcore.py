@@ -87,6 +87,10 @@ class WatchdogReset(SimExit):
     reason = EXIT_WDT
 
 
+class HostGone(SimExit):
+    reason = "host_gone"
+
+
 class Rng:
     # xorshift64*: the same sequence under both interpreters for a given seed.
     _MASK = (1 << 64) - 1
@@ -127,6 +131,8 @@ def load_settings(path):
     boot_us = now_us
     span_end_us = settings["span_end_us"]
     speed = settings.get("speed")
+    # `random` is the interpreter's own; seeding it here makes jitter and backoff repeatable.
+    _builtin("random").seed(settings.get("seed", 0) * 1000003 + settings.get("boot", 0))
     return settings
 
 
@@ -209,8 +215,15 @@ def wdt_feed():
         _wdt_deadline_us = now_us + _wdt_timeout_us
 
 
+_HEAP_SAMPLE_US = 10 * _US_PER_S  # a collection per sample costs time: at most one per 10 s
+_next_heap_sample = 0
+
+
 def _sample_heap():
-    global heap_peak
+    global heap_peak, _next_heap_sample
+    if now_us < _next_heap_sample:
+        return
+    _next_heap_sample = now_us + _HEAP_SAMPLE_US
     # Collecting first makes the figure live data, not garbage awaiting collection; idle
     # points are where the firmware's steady state shows.
     if IS_MICROPYTHON:
@@ -325,7 +338,8 @@ def console_read_available():
         else:
             chunk = _bos.read(0, 4096)
         if not chunk:
-            break
+            # The console's other end closed: the host runner is gone, so is the power.
+            raise HostGone()
         out.extend(chunk)
     return bytes(out)
 
