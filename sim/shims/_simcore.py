@@ -401,6 +401,12 @@ def _cut():
     raise PowerCut()
 
 
+# Scratch space for flash operations, allocated once at import, before the firmware's heap
+# share is fixed, so that flash I/O never takes heap from the firmware.
+_ERASED = b"\xff" * BLOCK_SIZE
+_scratch = bytearray(BLOCK_SIZE)
+
+
 class FlashPartition:
     # A block device over one partition of the image, with NOR flash semantics: programming
     # only clears bits, erasing sets a whole block to 0xFF. Serves VfsLfs2 on MicroPython,
@@ -410,18 +416,13 @@ class FlashPartition:
         self.offset = offset
         self.size = size
         self.block_count = size // BLOCK_SIZE
-        self._buf = bytearray(BLOCK_SIZE)
-
-    def _read(self, addr, n):
-        f = flash_file()
-        f.seek(self.offset + addr)
-        return f.read(n)
 
     def readblocks(self, block, buf, offset=0):
         if flash_dead:
             raise PowerCut()
-        data = self._read(block * BLOCK_SIZE + offset, len(buf))
-        buf[:len(data)] = data
+        f = flash_file()
+        f.seek(self.offset + block * BLOCK_SIZE + offset)
+        f.readinto(buf)
 
     def _program(self, addr, data):
         # NOR flash: new = old AND data. A write counted as the cut point is torn: a random
@@ -430,13 +431,18 @@ class FlashPartition:
         n = len(data)
         if torn:
             n = rng.below(n)
-        old = self._read(addr, n)
-        merged = bytearray(n)
-        for i in range(n):
-            merged[i] = old[i] & data[i]
         f = flash_file()
-        f.seek(self.offset + addr)
-        f.write(merged)
+        done = 0
+        while done < n:
+            chunk = min(n - done, BLOCK_SIZE)
+            view = memoryview(_scratch)[:chunk]
+            f.seek(self.offset + addr + done)
+            f.readinto(view)
+            for i in range(chunk):
+                view[i] &= data[done + i]
+            f.seek(self.offset + addr + done)
+            f.write(view)
+            done += chunk
         if torn:
             _cut()
 
@@ -445,7 +451,7 @@ class FlashPartition:
         n = rng.below(BLOCK_SIZE) if torn else BLOCK_SIZE
         f = flash_file()
         f.seek(self.offset + block * BLOCK_SIZE)
-        f.write(b"\xff" * n)
+        f.write(memoryview(_ERASED)[:n])
         if torn:
             _cut()
 

@@ -64,7 +64,7 @@ class Pin:
     WAKE_LOW = 4
     WAKE_HIGH = 5
 
-    def __init__(self, id, mode=-1, pull=-1, *, value=None, drive=None, hold=None):
+    def __init__(self, id, mode=-1, pull=-1, *, value=None, drive=None, alt=None, hold=None):
         self.id = id
         self._mode = self.IN
         self._pull = None
@@ -77,7 +77,7 @@ class Pin:
         _simworld.pins[id] = self
         self.init(mode, pull, value=value)
 
-    def init(self, mode=-1, pull=-1, *, value=None, drive=None, hold=None):
+    def init(self, mode=-1, pull=-1, *, value=None, drive=None, alt=None, hold=None):
         if mode != -1 and mode is not None:
             self._mode = mode
         if pull != -1:
@@ -236,7 +236,10 @@ class I2C:
         self._device(addr).write(memaddr, bytes(buf))
 
 
-SoftI2C = I2C
+class SoftI2C(I2C):
+    # Bit-banged I2C on any two pins; the virtual devices answer it as they answer I2C(0).
+    def __init__(self, scl, sda, *, freq=400000, timeout=50000):
+        super().__init__(0, scl=scl, sda=sda, freq=freq, timeout=timeout)
 
 
 class ADC:
@@ -247,8 +250,8 @@ class ADC:
     WIDTH_12BIT = 3
     _FULL_SCALE_UV = 3300000
 
-    def __init__(self, pin, *, atten=None):
-        self._pin = pin.id if isinstance(pin, Pin) else pin
+    def __init__(self, id, *, sample_ns=None, atten=None):
+        self._pin = id.id if isinstance(id, Pin) else id
 
     def atten(self, atten):
         pass
@@ -313,7 +316,7 @@ class Timer:
         if kwargs:
             self.init(**kwargs)
 
-    def init(self, *, mode=PERIODIC, period=-1, callback=None, freq=-1):
+    def init(self, *, mode=PERIODIC, period=-1, callback=None, freq=-1, hard=None):
         self.deinit()
         if freq > 0:
             period = 1000 // freq

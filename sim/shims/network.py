@@ -48,7 +48,7 @@ class PPP:
         self._active = bool(is_active)
         return None
 
-    def connect(self, authmode=0, username="", password=""):
+    def connect(self, security=0, user=None, key=None):
         raise OSError(95)  # EOPNOTSUPP: the modem model carries data over its socket commands
 
     def isconnected(self):

@@ -1,10 +1,10 @@
 """The firmware calls only what MicroPython's ESP32 port provides.
 
-The firmware also runs under CPython in tests and the simulator, where a call like
-`time.ticks_foo()` or `gc.mem_free()` on the wrong interpreter, or a keyword `machine.WDT` does
-not take, would only show up on a device. mypy checks firmware/ against the port's stubs
-(micropython-esp32-stubs) and MicroPython's cut-down stdlib (micropython-stdlib-stubs) instead
-of CPython's; firmware/mypy.ini says how.
+The firmware also runs under CPython, in tests and in the simulator, where CPython's modules
+and the sim's shims stand in for the device's: a CPython-only call such as `time.monotonic()`,
+or a keyword the port's `machine.WDT` does not take, passes there and fails on a board. mypy
+checks firmware/ against the port's stubs (micropython-esp32-stubs) and MicroPython's cut-down
+stdlib (micropython-stdlib-stubs) instead of CPython's; firmware/mypy.ini says how.
 """
 
 import os

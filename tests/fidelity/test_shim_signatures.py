@@ -5,14 +5,17 @@ port's `machine`. If a shim grows a function the port lacks, renames a parameter
 positional ones, firmware can pass in the simulator and fail on a board. Each shim is read with
 `ast` and compared with the port's stubs (micropython-esp32-stubs, which the firmware's type
 check also uses): every public class, function and method a shim defines must exist in the
-stub, and accept every parameter the stub declares, positionals in the stub's order. A shim may
-accept more; `*args` and `**kwargs` in a shim accept anything, and a stub's own `*args` and
-`**kwargs` (an unknown signature) ask for nothing. Of overloads in a stub, one must match.
+stub, accept every parameter the stub declares (positionals in the stub's order) and require
+none the stub makes optional. A shim may accept more; `*args` and `**kwargs` in a shim accept
+anything, and a stub's own `*args` and `**kwargs` (an unknown signature) ask for nothing. Of
+overloads in a stub, one must match. An alias (`SoftI2C = I2C`) is checked as the name it
+defines. Private helpers and module constants are not checked.
 """
 
 import ast
 from importlib import metadata
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -22,7 +25,7 @@ STUB_PACKAGES = ["micropython-esp32-stubs", "micropython-stdlib-stubs"]
 
 
 def stub_path(module):
-    """The .pyi of ``module`` (or of package ``module.sub``) in the installed stub packages."""
+    """The .pyi of ``module`` (a dotted name) in the installed stub packages, or None."""
     rel = module.replace(".", "/")
     wanted = {rel + ".pyi", rel + "/__init__.pyi", "stdlib/" + rel + ".pyi",
               "stdlib/" + rel + "/__init__.pyi"}
@@ -94,9 +97,16 @@ class Stubs:
         return out
 
 
+class Signature(NamedTuple):
+    names: list  # positional parameters, `self` left out
+    posonly: int  # how many of them are positional-only
+    required: int  # how many of them have no default
+    keyword: dict  # keyword-only name -> True if it has no default
+    varargs: bool
+    varkw: bool
+
+
 def signature(fn, method):
-    """Positional names, how many are positional-only, how many are required, keyword-only
-    names -> required, and whether *args / **kwargs are taken."""
     a = fn.args
     positional = a.posonlyargs + a.args
     posonly = len(a.posonlyargs)
@@ -109,29 +119,29 @@ def signature(fn, method):
         posonly += 1
     required = len(names) - len(a.defaults)
     keyword = {p.arg: d is None for p, d in zip(a.kwonlyargs, a.kw_defaults, strict=True)}
-    return names, posonly, required, keyword, a.vararg is not None, a.kwarg is not None
+    return Signature(names, posonly, required, keyword, a.vararg is not None, a.kwarg is not None)
 
 
 def differences(shim, stub, method):
     """Why ``shim`` cannot be called every way ``stub`` can; empty if it can."""
-    names, _, required, keyword, varargs, varkw = signature(shim, method)
-    s_names, s_posonly, s_required, s_keyword, s_varargs, s_varkw = signature(stub, method)
+    have, want = signature(shim, method), signature(stub, method)
     out = []
-    for i, name in enumerate(s_names):
-        if i >= len(names):
-            if not varargs:
+    for i, name in enumerate(want.names):
+        if i >= len(have.names):
+            if not have.varargs:
                 out.append("no positional parameter %d (%s)" % (i + 1, name))
-        elif i >= s_posonly and names[i] != name:
-            out.append("positional parameter %d is %r, the stub's is %r" % (i + 1, names[i], name))
-    for name in s_keyword:
-        if name not in names and name not in keyword and not varkw:
+        elif i >= want.posonly and have.names[i] != name:
+            out.append("positional parameter %d is %r, the stub's is %r"
+                       % (i + 1, have.names[i], name))
+    for name in want.keyword:
+        if name not in have.names and name not in have.keyword and not have.varkw:
             out.append("no keyword parameter %r" % name)
-    if not (s_varargs or s_varkw):  # the stub's signature is known: nothing more is required
-        for i in range(s_required, required):
+    if not (want.varargs or want.varkw):  # a known signature: nothing more may be required
+        for i in range(want.required, have.required):
             out.append("requires %r, which the stub %s" % (
-                names[i], "makes optional" if i < len(s_names) else "does not declare"))
-        for name, needed in keyword.items():
-            if needed and not s_keyword.get(name):
+                have.names[i], "makes optional" if i < len(want.names) else "does not declare"))
+        for name, needed in have.keyword.items():
+            if needed and not want.keyword.get(name):
                 out.append("requires keyword %r, which the stub does not" % name)
     return out
 
@@ -141,31 +151,42 @@ def check_function(label, shim, stub_defs, method, problems):
     problems.extend("%s: %s" % (label, p) for p in best)
 
 
+def definitions(tree):
+    """(name, ClassDef or FunctionDef) for each public name a shim defines, aliases included."""
+    defs = {}
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef | ast.FunctionDef):
+            defs[node.name] = node
+        elif (isinstance(node, ast.Assign) and len(node.targets) == 1
+              and isinstance(node.targets[0], ast.Name) and isinstance(node.value, ast.Name)
+              and node.value.id in defs):  # `SoftI2C = I2C` gives SoftI2C I2C's signatures
+            defs[node.targets[0].id] = defs[node.value.id]
+    return [(name, node) for name, node in defs.items() if is_public(name)]
+
+
 def mismatches(module):
     stubs = Stubs()
     problems = []
-    for node in parse(SHIMS / (module + ".py")).body:
-        if not isinstance(node, ast.ClassDef | ast.FunctionDef) or not is_public(node.name):
-            continue
-        found = stubs.lookup(module, node.name)
+    for name, node in definitions(parse(SHIMS / (module + ".py"))):
+        found = stubs.lookup(module, name)
         if found is None:
-            problems.append("%s: not in the ESP32 port's %s" % (node.name, module))
+            problems.append("%s: not in the ESP32 port's %s" % (name, module))
         elif isinstance(node, ast.FunctionDef):
             if isinstance(found, tuple):
-                problems.append("%s: a function here, a class in the stub" % node.name)
+                problems.append("%s: a function here, a class in the stub" % name)
             else:
-                check_function(node.name + "()", node, found, False, problems)
+                check_function(name + "()", node, found, False, problems)
         elif not isinstance(found, tuple):
-            problems.append("%s: a class here, a function in the stub" % node.name)
+            problems.append("%s: a class here, a function in the stub" % name)
         else:
             stub_methods = stubs.methods(*found)
-            for name, defs in functions(node.body).items():
-                label = "%s.%s()" % (node.name, name)
-                if not is_public(name):
+            for method, defs in functions(node.body).items():
+                label = "%s.%s()" % (name, method)
+                if not is_public(method):
                     continue
-                if name in stub_methods:
-                    check_function(label, defs[-1], stub_methods[name], True, problems)
-                elif not name.startswith("__"):  # dunders the stub leaves to `object`
+                if method in stub_methods:
+                    check_function(label, defs[-1], stub_methods[method], True, problems)
+                elif not method.startswith("__"):  # dunders the stub leaves to `object`
                     problems.append("%s: not in the stub" % label)
     return problems
 
@@ -174,5 +195,6 @@ def mismatches(module):
 def test_shim_matches_esp32_port(module):
     assert stub_path(module), "no stub for %s in %s" % (module, ", ".join(STUB_PACKAGES))
     problems = mismatches(module)
-    assert not problems, "sim/shims/%s.py differs from the ESP32 port's %s:\n  %s" % (
-        module, module, "\n  ".join(problems))
+    if problems:
+        pytest.fail("sim/shims/%s.py differs from the ESP32 port's %s:\n  %s"
+                    % (module, module, "\n  ".join(problems)), pytrace=False)
