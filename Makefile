@@ -12,9 +12,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-## Run the main job end to end (today: one virtual device for a simulated day).
+## Run the main job end to end on a virtual device.
 demo: $(STAMP)
-	$(BIN)/python -m musket_sim.demo
+	$(BIN)/musket demo
 
 ## The whole test suite: firmware under both interpreters, sim, host, fidelity checks.
 test: $(STAMP)

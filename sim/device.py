@@ -17,9 +17,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from musket import firmware, fsimage
 from musket.boards import Board, load_board
@@ -170,7 +170,8 @@ class VirtualDevice:
         env = dict(os.environ)
         if self.interpreter == "micropython":
             env["MICROPYPATH"] = f"{SHIMS_DIR}:.frozen"
-            cmd = [micropython_binary(), "-X", f"heapsize={self.heap + SIM_HEAP_RESERVE}", str(MP_BOOT),
+            heap = self.heap + SIM_HEAP_RESERVE
+            cmd = [micropython_binary(), "-X", f"heapsize={heap}", str(MP_BOOT),
                    str(settings_path)]
         else:
             env["PYTHONDONTWRITEBYTECODE"] = "1"

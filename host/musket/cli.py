@@ -152,6 +152,23 @@ def _print_run(result) -> None:
         console.print(f"[red]error:[/] {error}")
 
 
+@main.command("demo")
+@click.option("--workdir", type=click.Path(file_okay=False), default=None,
+              help="Keep the demo's flash image and console log here.")
+def demo_cmd(workdir):
+    """Run the main job end to end on a virtual device and say what happened.
+
+    \b
+    Example:
+      musket demo
+    """
+    from musket import demo
+
+    figures = demo.run(workdir)
+    if figures["day_errors"] or figures["cut_errors"]:
+        sys.exit(_EXIT_DEVICE_ERRORS)
+
+
 @main.command("boards")
 @click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
 def boards_cmd(as_json):

@@ -100,7 +100,7 @@ async def _wait_virtual(obj, mask):
     # resolves (through _simcore.notify_ready) when the sim world makes it ready.
     while not obj._sim_ready(mask):
         future = get_event_loop().create_future()
-        _simcore.on_ready(obj, lambda: future.done() or future.set_result(None))
+        _simcore.on_ready(obj, lambda f=future: f.done() or f.set_result(None))
         await future
 
 

@@ -26,7 +26,7 @@ def _make_micropython() -> types.ModuleType:
     m.stack_use = lambda: 0
     m.heap_lock = lambda: 0
     m.heap_unlock = lambda: 0
-    m.kbd_intr = lambda chr: None
+    m.kbd_intr = lambda char: None
     m.alloc_emergency_exception_buf = lambda size: None
     m.opt_level = lambda level=None: 0
 

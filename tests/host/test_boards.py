@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from musket.boards import (
     BOARDS_DIR_ENV,
     FIRST_PARTITION_OFFSET,
