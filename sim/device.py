@@ -48,7 +48,7 @@ _NEXT_BOOT = {
     "wdt": WDT_RESET,
     "crash": SOFT_RESET,  # a panic restarts the chip
 }
-_FINAL = ("span_end", "done")
+_FINAL = ("span_end", "done", "interrupted")
 # A device that dies this many times in a row without its clock moving is stuck in a loop.
 _MAX_STALLED_BOOTS = 5
 
@@ -221,7 +221,7 @@ class VirtualDevice:
                 "seed": self.seed, "boot": boot_no, "reset_cause": reset_cause, "mode": mode,
                 "epoch": self.epoch, "console": self.console is not None,
                 "rtc_memory": self.rtc_memory, "heap_bytes": self.heap,
-                "board": self.board.description, "chip": self.board.chip,
+                "board": self.board.summary.rstrip("."), "chip": self.board.chip,
                 "micropython_version": self.board.micropython_version,
                 "mac_suffix": list(self._mac_suffix()),
                 "cut_at_write": (cut_at_write - flash_writes) if cut_at_write else -1,
@@ -229,7 +229,13 @@ class VirtualDevice:
             }
             settings_path = self.workdir / "boot-settings.json"
             settings_path.write_text(json.dumps(settings))
-            exit_event, stderr_text, output = self._boot(settings_path, on_event)
+            try:
+                exit_event, stderr_text, output = self._boot(settings_path, on_event)
+            except KeyboardInterrupt:
+                # Stopped from the host (Ctrl-C, SIGTERM): the device is switched off.
+                exit_event = {"reason": "interrupted", "virtual_us": self._last_virtual_us,
+                              **self._last_progress}
+                stderr_text, output = "", b""
             if mode == "script":
                 script_output.extend(output)
             start_us = self.virtual_us
@@ -288,6 +294,9 @@ class VirtualDevice:
     def _boot(self, settings_path: Path, on_event: Callable[[dict], None] | None
               ) -> tuple[dict | None, str, bytes]:
         cmd, env = self._command(settings_path)
+        self._crashes: list[dict] = []
+        self._last_virtual_us = self.virtual_us
+        self._last_progress: dict = {}
         proc = subprocess.Popen(
             cmd, env=env, cwd=self.workdir,
             stdin=subprocess.PIPE if self.console else subprocess.DEVNULL,
@@ -309,7 +318,6 @@ class VirtualDevice:
 
     def _follow(self, proc, on_event, output, stdout_thread):
         exit_event = None
-        self._crashes: list[dict] = []
         other = []
         for raw_line in proc.stderr:
             line = raw_line.decode("utf-8", "replace")
@@ -319,6 +327,9 @@ class VirtualDevice:
                 except ValueError:
                     other.append(line)
                     continue
+                self._last_virtual_us = event.get("virtual_us", self._last_virtual_us)
+                if event.get("event") == "tick":
+                    self._last_progress = {k: event[k] for k in ("heap_peak", "flash_writes")}
                 if event.get("event") == "exit":
                     exit_event = event
                 elif event.get("event") == "crash":

@@ -397,6 +397,12 @@ class Board:
         """The partition MicroPython mounts as its filesystem."""
         return self.partition(FILESYSTEM_PARTITION, ota)
 
+    @property
+    def summary(self) -> str:
+        """The description's first sentence: what the board is, for tables and banners."""
+        first = self.description.split(". ")[0].strip()
+        return first if first.endswith(".") else first + "."
+
     def to_device_dict(self) -> dict[str, Any]:
         """What the firmware needs at run time, JSON-serialisable; partitions stay host-side."""
         return {

@@ -114,15 +114,12 @@ def sim_run(board, span, interpreter, heap, seed, ota, workdir, fresh, with_cons
     if with_console:
         click.echo(f"console: {device.open_console()}")
         sys.stdout.flush()
-    # Ctrl-C (or a SIGTERM from a test harness) ends the run; the device is powered off.
+    # Ctrl-C (or SIGTERM from a script) switches the device off; the summary still prints.
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         result = device.run(span, speed=None if speed == "max" else speed)
-    except KeyboardInterrupt:
+    finally:
         device.close()
-        _fail("interrupted")
-        return
-    device.close()
     if as_json:
         click.echo(json.dumps(result.as_dict(), indent=2))
     else:
@@ -190,7 +187,7 @@ def boards_cmd(as_json):
     for column in ("name", "chip", "modem", "flash", "description"):
         table.add_column(column)
     for b in boards:
-        table.add_row(b.name, b.chip, b.modem.family, f"{b.flash_size >> 20} MB", b.description)
+        table.add_row(b.name, b.chip, b.modem.family, f"{b.flash_size >> 20} MB", b.summary)
     Console().print(table)
 
 

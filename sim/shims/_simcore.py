@@ -234,6 +234,19 @@ def _sample_heap():
             heap_peak = used
 
 
+_TICK_REPORT_MS = 1000  # a paced device tells the host its clock once a wall second
+_last_tick_report = 0
+
+
+def _report_progress():
+    # A paced (console) device can be stopped from the host at any moment; it reports its
+    # clock and heap peak as it goes so the host's summary is right when it does.
+    global _last_tick_report
+    if _real_since(_last_tick_report) >= _TICK_REPORT_MS:
+        _last_tick_report = _real_ms()
+        report("tick", heap_peak=heap_peak, flash_writes=flash_writes)
+
+
 def _advance_to(target_us):
     # Moves the clock forward, firing watchdog and span end on the way.
     global now_us
@@ -269,15 +282,26 @@ def idle(timeout_ms):
     if _events and _events[0][0] <= target:
         target = _events[0][0]
     if speed:
+        # Paced: wait in real time, a slice at most, so the host hears progress and console
+        # input is seen as soon as it arrives.
         start = _real_ms()
         wall_ms = (target - now_us) / _US_PER_MS / speed
-        if _console_wait(wall_ms):
-            waited = _real_since(start)
-            target = min(target, now_us + int(waited * speed * _US_PER_MS))
-        elif not console_attached:
+        clipped = wall_ms > _CONSOLE_SLICE_MS
+        if clipped:
+            wall_ms = _CONSOLE_SLICE_MS
+        if console_attached:
+            arrived = _console_wait(wall_ms)
+        else:
             _btime.sleep(wall_ms / 1000)
+            arrived = False
+        if arrived:
+            target = min(target, now_us + int(_real_since(start) * speed * _US_PER_MS))
+        elif clipped:
+            target = now_us + int(wall_ms * speed * _US_PER_MS)
     elif console_attached and _console_wait(0):
         target = now_us
+    if speed:
+        _report_progress()
     _advance_to(target)
     while _events and _events[0][0] <= now_us:
         _events.pop(0)[2]()
@@ -298,6 +322,7 @@ def wait_console():
     start = _real_ms()
     _console_wait(min((limit - now_us) / _US_PER_MS / pace, _CONSOLE_SLICE_MS))
     waited_ms = _real_since(start)
+    _report_progress()
     _advance_to(min(limit, now_us + int(waited_ms * pace * _US_PER_MS)))
     while _events and _events[0][0] <= now_us:
         _events.pop(0)[2]()
