@@ -117,10 +117,10 @@ def _errno_of(e: Exception) -> int:
     return _errno.EIO
 
 
-def _checked(fn, *args):
+def _checked(fn, *args, **kwargs):
     _check_dead()
     try:
-        result = fn(*args)
+        result = fn(*args, **kwargs)
     except (littlefs.LittleFSError, OSError) as e:
         _check_dead()
         code = _errno_of(e)
@@ -211,18 +211,7 @@ class _File:
         if not callable(attr):
             return attr
 
-        def call(*args, **kwargs):
-            _check_dead()
-            try:
-                result = attr(*args, **kwargs)
-            except (littlefs.LittleFSError, OSError) as e:
-                _check_dead()
-                code = _errno_of(e)
-                raise OSError(code, _errno.errorcode.get(code, "EIO")) from None
-            _check_dead()
-            return result
-
-        return call
+        return lambda *args, **kwargs: _checked(attr, *args, **kwargs)
 
     def flush(self):
         # MicroPython's flush on a littlefs file is lfs_file_sync: the data reaches flash.
