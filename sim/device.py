@@ -51,6 +51,9 @@ _NEXT_BOOT = {
 _FINAL = ("span_end", "done", "interrupted")
 # A device that dies this many times in a row without its clock moving is stuck in a loop.
 _MAX_STALLED_BOOTS = 5
+# The device process runs in the work folder and names its files relative to it, so that the
+# folder's path cannot change what the device allocates (MicroPython's heap figures).
+_SETTINGS_FILE = "boot-settings.json"
 
 
 class SimError(MusketError):
@@ -104,6 +107,30 @@ class RunResult:
         return d
 
 
+@dataclass
+class _Run:
+    """The state of one `VirtualDevice.run` across its boots."""
+
+    span_end_us: int
+    script: str | None
+    cut_at_write: int | None
+    cut_chance: float
+    speed: float | None
+    start_wall: float = field(default_factory=time.monotonic)
+    script_path: Path | None = None
+    script_output: bytearray = field(default_factory=bytearray)
+    errors: list[str] = field(default_factory=list)
+    boots: list[BootRecord] = field(default_factory=list)
+    heap_peak: int = 0
+    flash_writes: int = 0
+    reset_cause: int = PWRON_RESET
+    stalled: int = 0
+    reason: str = "span_end"
+
+    def __post_init__(self) -> None:
+        self.mode = "script" if self.script is not None else "app"
+
+
 class VirtualDevice:
     """One virtual board with its flash image in `workdir`."""
 
@@ -127,6 +154,7 @@ class VirtualDevice:
         self.console_log = self.workdir / "console.log"
         self.virtual_us = 0
         self.rtc_memory = ""
+        self.running_app = "ota_0" if ota else "factory"
         self.console: ConsolePty | None = None
 
     # -- flash -----------------------------------------------------------------------------
@@ -172,10 +200,10 @@ class VirtualDevice:
             env["MICROPYPATH"] = f"{SHIMS_DIR}:.frozen"
             heap = self.heap + SIM_HEAP_RESERVE
             cmd = [micropython_binary(), "-X", f"heapsize={heap}", str(MP_BOOT),
-                   str(settings_path)]
+                   settings_path.name]
         else:
             env["PYTHONDONTWRITEBYTECODE"] = "1"
-            cmd = [sys.executable, "-X", "utf8", str(CPYTHON_BOOT), str(settings_path)]
+            cmd = [sys.executable, "-X", "utf8", str(CPYTHON_BOOT), settings_path.name]
         return cmd, env
 
     def open_console(self) -> str:
@@ -185,50 +213,31 @@ class VirtualDevice:
         return self.console.path
 
     def run(self, span_s: float, *, script: str | None = None, cut_at_write: int | None = None,
-            speed: float | None = None, on_event: Callable[[dict], None] | None = None,
+            cut_chance: float = 0.0, speed: float | None = None,
+            on_event: Callable[[dict], None] | None = None,
             max_boots: int | None = None) -> RunResult:
         """Runs the device for `span_s` virtual seconds from where its clock stands.
 
         `script`: source to run instead of main.py (boot ends when it returns).
         `cut_at_write`: cut power at this flash write (1-based, counted from the first boot
         of this run); the device then boots again from what reached flash.
+        `cut_chance`: the chance that any one flash write is the one power fails at, drawn
+        from the device's seed, so the same seed cuts at the same writes; cuts keep coming
+        after every reboot, for soak tests of everything that writes flash.
         `speed`: virtual seconds per wall second; None runs as fast as the host allows.
         """
         if not self.image.exists():
             self.create_flash()
         if not self.console_log.exists():
             self.console_log.write_bytes(b"")
-        start_wall = time.monotonic()
-        span_end_us = self.virtual_us + int(span_s * US_PER_S)
-        errors: list[str] = []
-        boots: list[BootRecord] = []
-        heap_peak = 0
-        flash_writes = 0
-        reset_cause = PWRON_RESET
-        mode = "script" if script is not None else "app"
-        script_path = None
+        run = _Run(span_end_us=self.virtual_us + int(span_s * US_PER_S), script=script,
+                   cut_at_write=cut_at_write, cut_chance=cut_chance, speed=speed)
         if script is not None:
-            script_path = self.workdir / "script.py"
-            script_path.write_text(script)
-        script_output = bytearray()
-        stalled = 0
-        reason = "span_end"
+            run.script_path = self.workdir / "script.py"
+            run.script_path.write_text(script)
         while True:
-            boot_no = len(boots) + 1
-            settings = {
-                "image": str(self.image), "partitions": self.partitions,
-                "virtual_us": self.virtual_us, "span_end_us": span_end_us, "speed": speed,
-                "seed": self.seed, "boot": boot_no, "reset_cause": reset_cause, "mode": mode,
-                "epoch": self.epoch, "console": self.console is not None,
-                "rtc_memory": self.rtc_memory, "heap_bytes": self.heap,
-                "board": self.board.summary.rstrip("."), "chip": self.board.chip,
-                "micropython_version": self.board.micropython_version,
-                "mac_suffix": list(self._mac_suffix()),
-                "cut_at_write": (cut_at_write - flash_writes) if cut_at_write else -1,
-                "script": str(script_path) if script_path else None,
-            }
-            settings_path = self.workdir / "boot-settings.json"
-            settings_path.write_text(json.dumps(settings))
+            settings_path = self.workdir / _SETTINGS_FILE
+            settings_path.write_text(json.dumps(self._boot_settings(run)))
             try:
                 exit_event, stderr_text, output = self._boot(settings_path, on_event)
             except KeyboardInterrupt:
@@ -236,57 +245,95 @@ class VirtualDevice:
                 exit_event = {"reason": "interrupted", "virtual_us": self._last_virtual_us,
                               **self._last_progress}
                 stderr_text, output = "", b""
-            if mode == "script":
-                script_output.extend(output)
             start_us = self.virtual_us
-            if exit_event is None:
-                reason = "crash"
-                last_words = (stderr_text.strip() or output.decode("utf-8", "replace").strip())
-                errors.append(f"boot {boot_no}: the interpreter died: "
-                              f"{last_words[-2000:] or 'no output'}")
-            else:
-                reason = exit_event["reason"]
-                self.virtual_us = max(self.virtual_us, exit_event["virtual_us"])
-                heap_peak = max(heap_peak, exit_event.get("heap_peak") or 0)
-                flash_writes += exit_event.get("flash_writes") or 0
-                # RTC memory outlives resets and deep sleep, not a loss of power.
-                self.rtc_memory = "" if reason == "power_cut" else (
-                    exit_event.get("rtc_memory") or "")
-                if stderr_text.strip():
-                    errors.append(f"boot {boot_no}: {stderr_text.strip()[-2000:]}")
-            for crash in self._crashes:
-                errors.append(f"boot {boot_no}: {crash['file']} raised {crash['error']}")
-            if reason == "wdt":
-                errors.append(f"boot {boot_no}: watchdog reset at "
-                              f"{self.virtual_us / US_PER_S:.3f} s")
-            boots.append(BootRecord(boot_no, reset_cause, mode, start_us, self.virtual_us, reason,
-                                    (exit_event or {}).get("detail")))
-            if reason in _FINAL or self.virtual_us >= span_end_us:
+            self._absorb_boot(run, exit_event, stderr_text, output)
+            if not self._next_boot(run, start_us, exit_event or {}, max_boots):
                 break
-            if max_boots is not None and len(boots) >= max_boots:
-                break
-            stalled = stalled + 1 if self.virtual_us == start_us else 0
-            if stalled >= _MAX_STALLED_BOOTS:
-                errors.append(f"stopped after {stalled} boots in a row that made no progress")
-                break
-            if reason == "power_cut":
-                cut_at_write = None
-            if reason == "deepsleep":
-                self.virtual_us += int((exit_event or {}).get("detail") or 0) * 1000
-            if reason == "soft_reset":
-                mode = "raw" if (exit_event or {}).get("detail") == "raw" else "app"
-            else:
-                reset_cause = _NEXT_BOOT.get(reason, SOFT_RESET)
-                mode = "app"
         return RunResult(
             interpreter=self.interpreter, board=self.board.name, seed=self.seed,
             virtual_seconds=self.virtual_us / US_PER_S,
-            wall_seconds=round(time.monotonic() - start_wall, 3), boots=len(boots),
-            heap_peak_bytes=heap_peak if self.interpreter == "micropython" else None,
-            errors=errors, flash_writes=flash_writes, exit_reason=reason,
+            wall_seconds=round(time.monotonic() - run.start_wall, 3), boots=len(run.boots),
+            heap_peak_bytes=run.heap_peak if self.interpreter == "micropython" else None,
+            errors=run.errors, flash_writes=run.flash_writes, exit_reason=run.reason,
             console_log=str(self.console_log),
-            script_output=script_output.decode("utf-8", "replace"), boot_log=boots,
+            script_output=run.script_output.decode("utf-8", "replace"), boot_log=run.boots,
         )
+
+    def _boot_settings(self, run: _Run) -> dict:
+        """What the device-side boot script needs to know (sim/shims/_simcore.py)."""
+        return {
+            "image": self.image.name, "partitions": self.partitions,
+            "virtual_us": self.virtual_us, "span_end_us": run.span_end_us, "speed": run.speed,
+            "seed": self.seed, "boot": len(run.boots) + 1, "reset_cause": run.reset_cause,
+            "mode": run.mode, "epoch": self.epoch, "console": self.console is not None,
+            "rtc_memory": self.rtc_memory, "heap_bytes": self.heap,
+            "board": self.board.summary.rstrip("."), "chip": self.board.chip,
+            "micropython_version": self.board.micropython_version,
+            "mac_suffix": list(self._mac_suffix()),
+            "cut_at_write": (run.cut_at_write - run.flash_writes) if run.cut_at_write else -1,
+            "cut_chance": run.cut_chance, "running_app": self.running_app,
+            "script": run.script_path.name if run.script_path else None,
+        }
+
+    def _absorb_boot(self, run: _Run, exit_event: dict | None, stderr_text: str,
+                     output: bytes) -> None:
+        """Takes in what one boot reported: clock, figures, errors, carried-over state."""
+        boot_no = len(run.boots) + 1
+        start_us = self.virtual_us
+        if run.mode == "script":
+            run.script_output.extend(output)
+        if exit_event is None:
+            run.reason = "crash"
+            last_words = stderr_text.strip() or output.decode("utf-8", "replace").strip()
+            run.errors.append(f"boot {boot_no}: the interpreter died: "
+                              f"{last_words[-2000:] or 'no output'}")
+        else:
+            run.reason = exit_event["reason"]
+            self.virtual_us = max(self.virtual_us, exit_event["virtual_us"])
+            run.heap_peak = max(run.heap_peak, exit_event.get("heap_peak") or 0)
+            run.flash_writes += exit_event.get("flash_writes") or 0
+            # esp32.Partition.set_boot() takes effect at the next boot, as on the chip.
+            if exit_event.get("next_app") and run.reason not in _FINAL:
+                self.running_app = exit_event["next_app"]
+            # RTC memory outlives resets and deep sleep, not a loss of power.
+            self.rtc_memory = "" if run.reason == "power_cut" else (
+                exit_event.get("rtc_memory") or "")
+            if stderr_text.strip():
+                run.errors.append(f"boot {boot_no}: {stderr_text.strip()[-2000:]}")
+        for crash in self._crashes:
+            run.errors.append(f"boot {boot_no}: {crash['file']} raised {crash['error']}")
+        if run.reason == "wdt":
+            run.errors.append(f"boot {boot_no}: watchdog reset at "
+                              f"{self.virtual_us / US_PER_S:.3f} s")
+        run.boots.append(BootRecord(boot_no, run.reset_cause, run.mode, start_us,
+                                    self.virtual_us, run.reason,
+                                    (exit_event or {}).get("detail")))
+
+    def _next_boot(self, run: _Run, start_us: int, exit_event: dict,
+                   max_boots: int | None) -> bool:
+        """Sets up the next boot after one ended; False when the run is over."""
+        if run.reason in _FINAL or self.virtual_us >= run.span_end_us:
+            return False
+        if max_boots is not None and len(run.boots) >= max_boots:
+            return False
+        # Injected power cuts may strike again and again at the same instant; only a device
+        # that keeps failing by itself without its clock moving is stuck.
+        stuck = self.virtual_us == start_us and run.reason != "power_cut"
+        run.stalled = run.stalled + 1 if stuck else 0
+        if run.stalled >= _MAX_STALLED_BOOTS:
+            run.errors.append(f"stopped after {run.stalled} boots in a row that made no "
+                              "progress")
+            return False
+        if run.reason == "power_cut":
+            run.cut_at_write = None
+        if run.reason == "deepsleep":
+            self.virtual_us += int(exit_event.get("detail") or 0) * 1000
+        if run.reason == "soft_reset":
+            run.mode = "raw" if exit_event.get("detail") == "raw" else "app"
+        else:
+            run.reset_cause = _NEXT_BOOT.get(run.reason, SOFT_RESET)
+            run.mode = "app"
+        return True
 
     def _mac_suffix(self) -> bytes:
         return bytes([(self.seed >> 16) & 0xFF, (self.seed >> 8) & 0xFF, self.seed & 0xFF])

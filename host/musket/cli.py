@@ -19,10 +19,13 @@ _EXIT_DEVICE_ERRORS = 2
 
 
 def _fail(message: str, hint: str | None = None) -> None:
-    err = Console(stderr=True)
-    err.print(f"[bold red]error:[/] {message}")
+    # One line each, never wrapped, and the message is text, not rich markup: a board name
+    # or a path may contain brackets.
+    err = Console(stderr=True, soft_wrap=True)
+    err.print("[bold red]error:[/] ", end="")
+    err.print(message, markup=False, highlight=False)
     if hint:
-        err.print(f"hint: {hint}")
+        err.print("hint: " + hint, markup=False, highlight=False)
     sys.exit(_EXIT_ERROR)
 
 
@@ -39,12 +42,27 @@ class MusketGroup(click.Group):
 @click.group(cls=MusketGroup)
 @click.version_option(__version__, prog_name="musket")
 def main() -> None:
-    """musket: build, flash, provision, simulate and run cellular IoT devices."""
+    """musket: build, flash, provision, simulate and run cellular IoT devices.
+
+    \b
+    Example:
+      musket demo
+      musket sim run --for 1d --json
+    """
 
 
 @main.group()
 def sim() -> None:
-    """Run virtual devices: the firmware, unchanged, on a modelled board."""
+    """Run virtual devices: the firmware, unchanged, on a modelled board.
+
+    \b
+    Example:
+      musket sim run --board esp32s3-bg95 --for 1d --interpreter cpython
+    """
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt()
 
 
 def _duration(ctx, param, value):
@@ -94,14 +112,19 @@ def _speed(ctx, param, value):
 @click.option("--speed", default=None, callback=_speed,
               help="Virtual seconds per wall second, or 'max'. Default: max, or 1 with "
                    "--console.")
+@click.option("--cut-at-write", type=click.IntRange(min=1), default=None,
+              help="Cut power at this flash write (counted from the start of the run).")
+@click.option("--cut-chance", type=click.FloatRange(0, 1), default=0.0,
+              help="Chance that any one flash write loses power, drawn from --seed.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def sim_run(board, span, interpreter, heap, seed, ota, workdir, fresh, with_console, speed,
-            as_json):
+            cut_at_write, cut_chance, as_json):
     """Run one virtual device for a span of virtual time.
 
     \b
-    Example:
+    Examples:
       musket sim run --interpreter micropython --heap 64K --for 1d --json
+      musket sim run --for 1d --cut-chance 0.2 --seed 3
     """
     from musket_sim import VirtualDevice
 
@@ -111,15 +134,17 @@ def sim_run(board, span, interpreter, heap, seed, ota, workdir, fresh, with_cons
         device.create_flash()
     if speed is None:
         speed = 1.0 if with_console else "max"
-    if with_console:
-        click.echo(f"console: {device.open_console()}")
-        sys.stdout.flush()
     # Ctrl-C (or SIGTERM from a script) switches the device off; the summary still prints.
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        result = device.run(span, speed=None if speed == "max" else speed)
+        if with_console:
+            click.echo(f"console: {device.open_console()}")
+            sys.stdout.flush()
+        result = device.run(span, speed=None if speed == "max" else speed,
+                            cut_at_write=cut_at_write, cut_chance=cut_chance)
     finally:
         device.close()
+        signal.signal(signal.SIGTERM, previous)
     if as_json:
         click.echo(json.dumps(result.as_dict(), indent=2))
     else:

@@ -120,19 +120,24 @@ class Rng:
 
 settings = {}
 rng = Rng(0)
+_cut_rng = Rng(0)
 
 
 def load_settings(path):
-    global settings, rng, now_us, boot_us, span_end_us, speed
+    global settings, rng, _cut_rng, now_us, boot_us, span_end_us, speed
     with open(path) as f:
         settings = json.load(f)
     rng = Rng(settings.get("seed", 0) * 1000003 + settings.get("boot", 0))
+    _cut_rng = Rng(settings.get("seed", 0) * 7919 + settings.get("boot", 0) + 1)
     now_us = settings["virtual_us"]
     boot_us = now_us
     span_end_us = settings["span_end_us"]
     speed = settings.get("speed")
     # `random` is the interpreter's own; seeding it here makes jitter and backoff repeatable.
     _builtin("random").seed(settings.get("seed", 0) * 1000003 + settings.get("boot", 0))
+    # Opened now, by a path relative to the work folder, while the host's filesystem is still
+    # the root (on MicroPython the littlefs partition replaces it before the firmware runs).
+    flash_file()
     return settings
 
 
@@ -416,7 +421,11 @@ def _count_write():
     if flash_dead:
         raise PowerCut()
     flash_writes += 1
-    return flash_writes == settings.get("cut_at_write", -1)
+    if flash_writes == settings.get("cut_at_write", -1):
+        return True
+    chance = settings.get("cut_chance", 0)
+    # Drawn from a stream of its own so that cuts do not shift with other uses of the seed.
+    return bool(chance) and _cut_rng.below(1000000) < chance * 1000000
 
 
 def _cut():
