@@ -15,7 +15,7 @@ from musket.errors import MusketError
 from musket.units import parse_duration, parse_size
 
 _EXIT_ERROR = 1
-_EXIT_DEVICE_ERRORS = 2
+_EXIT_DEVICE_ERRORS = 3  # 2 is click's usage error
 
 
 def _fail(message: str, hint: str | None = None) -> None:
