@@ -99,6 +99,8 @@ class RunResult:
     console_log: str
     script_output: str = ""
     boot_log: list[BootRecord] = field(default_factory=list)
+    # What the modem model counted, one entry per boot (bytes over the air, per socket).
+    modem: list[dict] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -126,6 +128,7 @@ class _Run:
     reset_cause: int = PWRON_RESET
     stalled: int = 0
     reason: str = "span_end"
+    modem_boots: list[dict] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.mode = "script" if self.script is not None else "app"
@@ -136,7 +139,8 @@ class VirtualDevice:
 
     def __init__(self, board: Board | str, workdir: Path | str | None = None, *,
                  interpreter: str = "micropython", heap: int = DEFAULT_HEAP, seed: int = 0,
-                 ota: bool = False, epoch: int = DEFAULT_EPOCH) -> None:
+                 ota: bool = False, epoch: int = DEFAULT_EPOCH,
+                 modem: dict | None = None) -> None:
         if interpreter not in INTERPRETERS:
             raise SimError(f"unknown interpreter {interpreter!r} (expected one of: "
                            f"{', '.join(INTERPRETERS)})")
@@ -155,6 +159,8 @@ class VirtualDevice:
         self.virtual_us = 0
         self.rtc_memory = ""
         self.running_app = "ota_0" if ota else "factory"
+        # The modem model's scenario (see musket_sim.scenario); None: no modem on the board.
+        self.modem = modem
         self.console: ConsolePty | None = None
 
     # -- flash -----------------------------------------------------------------------------
@@ -257,6 +263,7 @@ class VirtualDevice:
             errors=run.errors, flash_writes=run.flash_writes, exit_reason=run.reason,
             console_log=str(self.console_log),
             script_output=run.script_output.decode("utf-8", "replace"), boot_log=run.boots,
+            modem=run.modem_boots,
         )
 
     def _boot_settings(self, run: _Run) -> dict:
@@ -273,6 +280,8 @@ class VirtualDevice:
             "cut_at_write": (run.cut_at_write - run.flash_writes) if run.cut_at_write else -1,
             "cut_chance": run.cut_chance, "running_app": self.running_app,
             "script": run.script_path.name if run.script_path else None,
+            "models": ["_simmodem"] if self.modem is not None else [],
+            "modem": self.modem, "board_device": self.board.to_device_dict(),
         }
 
     def _absorb_boot(self, run: _Run, exit_event: dict | None, stderr_text: str,
@@ -292,6 +301,8 @@ class VirtualDevice:
             self.virtual_us = max(self.virtual_us, exit_event["virtual_us"])
             run.heap_peak = max(run.heap_peak, exit_event.get("heap_peak") or 0)
             run.flash_writes += exit_event.get("flash_writes") or 0
+            if exit_event.get("modem"):
+                run.modem_boots.append(exit_event["modem"])
             # esp32.Partition.set_boot() takes effect at the next boot, as on the chip.
             if exit_event.get("next_app") and run.reason not in _FINAL:
                 self.running_app = exit_event["next_app"]

@@ -275,11 +275,53 @@ def _console_wait(wall_ms):
     return bool(ready)
 
 
+# ---- models with real I/O ---------------------------------------------------------------
+
+extras = {}  # figures models add to each boot's exit report, e.g. extras["modem"]
+_NET_WAIT_MS = 200  # longest real wait for a reply a model expects from a real server
+pollers = []  # models that carry bytes to real sockets on the host (the modem model)
+
+
+def add_poller(poller):
+    # poller.poll(): takes in whatever its real sockets have, without waiting, scheduling
+    # deliveries to the firmware with `at`. poller.awaiting(): the real sockets on which it
+    # expects a reply now (the firmware sent a request); the clock holds still, up to
+    # _NET_WAIT_MS of real time, while they stay silent, so a local server's answer arrives
+    # in virtual time as it would over the air rather than after the firmware gave up.
+    pollers.append(poller)
+
+
+def _poll_world():
+    if not pollers:
+        return
+    for p in pollers:
+        p.poll()
+    waiting = []
+    for p in pollers:
+        waiting.extend(p.awaiting())
+    if waiting:
+        pl = _bselect.poll()
+        for sock in waiting:
+            pl.register(sock, _bselect.POLLIN)
+        pl.poll(_NET_WAIT_MS)
+        for p in pollers:
+            p.poll()
+
+
+def install_models():
+    # The sim models this run asks for (settings "models": module names), attached to the
+    # board before the firmware starts.
+    for name in settings.get("models", ()):
+        __import__(name).install(settings)
+
+
 def idle(timeout_ms):
     # The firmware has nothing to do for timeout_ms (negative: until something happens).
     # Advances virtual time to the earlier of the timeout and the next scheduled event,
-    # waiting in real time only when the clock is paced (a console is attached).
+    # waiting in real time only when the clock is paced (a console is attached) or a model
+    # awaits a reply from a real server.
     _sample_heap()
+    _poll_world()
     if timeout_ms < 0:
         target = span_end_us
     else:

@@ -54,12 +54,14 @@ class Runner:
 
     def _state(self):
         s = _simcore.settings
-        return {
+        state = {
             "heap_peak": _simcore.heap_peak,
             "flash_writes": _simcore.flash_writes,
             "rtc_memory": s.get("rtc_memory", ""),
             "next_app": s.get("next_app"),
         }
+        state.update(_simcore.extras)
+        return state
 
     def _run_file(self, name):
         if not self.file_exists(name):
