@@ -1,0 +1,19 @@
+# The cellular modem: an AT channel (at.py), one driver per modem family sharing the interface
+# in base.py, and the connection manager (manager.py) that brings the link up and keeps it up.
+# Families are data: the board names one, and only that family's module is imported.
+
+FAMILIES = {
+    "sim7080": "app.modem.sim7080",
+    "sim7600": "app.modem.sim7600",
+    "bg95": "app.modem.bg95",
+}
+
+
+def driver_class(family):
+    from app.errors import FirmwareError
+
+    module_name = FAMILIES.get(family)
+    if module_name is None:
+        raise FirmwareError("no driver for modem family %r" % (family,))
+    module = __import__(module_name, None, None, ["Driver"])
+    return module.Driver

@@ -1,0 +1,255 @@
+# The AT channel: the one place that reads and writes the modem's UART.
+#
+# One reader task splits what the modem sends into lines, hands unsolicited result codes (URCs)
+# to handlers from a dispatch table, and gives the command in flight its information lines and
+# its final result (OK, ERROR, +CME ERROR: n, +CMS ERROR: n, or a family's own such as
+# SEND OK). Binary data announced by a length header (+CARECV, +CIPRXGET, +QIRD) is read raw
+# into the caller's buffer. Buffers are allocated once; a line longer than the buffer is
+# dropped and counted, never grown into.
+import asyncio
+
+from app.errors import FirmwareError
+
+try:
+    from micropython import const
+except ImportError:
+
+    def const(x):
+        return x
+
+
+_LINE_MAX = const(256)  # longest line kept; longer ones are garbage (or data read raw)
+_DEFAULT_TIMEOUT_MS = const(5000)  # 27.007 commands answer in well under this
+_READ_CHUNK = const(64)  # bytes taken from the UART per read
+
+FINAL_OK = ("OK",)
+FINAL_ERROR = ("ERROR", "NO CARRIER", "NO DIALTONE", "BUSY", "NO ANSWER")
+_CME = "+CME ERROR:"
+_CMS = "+CMS ERROR:"
+
+
+class ATError(FirmwareError):
+    # The modem answered with an error, or what it answered makes no sense.
+    def __init__(self, command, message, code=None):
+        super().__init__("%s: %s" % (command, message))
+        self.command = command
+        self.code = code
+
+
+class ATTimeout(ATError):
+    # No final result in time: the modem may be busy, hung or off.
+    pass
+
+
+class ATChannel:
+    def __init__(self, uart, log=None):
+        self._uart = uart
+        self._log = log
+        self._reader = asyncio.StreamReader(uart)
+        self._line = bytearray(_LINE_MAX)
+        self._len = 0
+        self._overlong = False
+        self._chunk = bytearray(_READ_CHUNK)
+        self._urcs = []  # (prefix, handler) in registration order
+        self._lock = asyncio.Lock()
+        self._done = asyncio.Event()
+        self._prompt = asyncio.Event()
+        self._cmd = None  # command in flight
+        self._expect = None  # prefix of its information lines, when a URC shares it
+        self._info = None  # its information lines
+        self._final = None  # its final result line
+        self._finals = FINAL_OK
+        self._data = None  # (prefix, terminator byte, buffer) for a raw read in flight
+        self._data_len = 0  # bytes of raw data stored in the buffer
+        self._raw_left = 0  # bytes of raw data still to come
+        self._dirty = False  # a command timed out: resynchronise before the next
+        self._task = None
+        self.garbage = 0  # lines dropped as unreadable or overlong
+        self.unexpected = 0  # lines that were neither a reply nor a known URC
+        self.data_overflow = 0  # raw bytes that did not fit the caller's buffer
+
+    # -- set-up -------------------------------------------------------------------------
+
+    def on_urc(self, prefix, handler):
+        # handler(line) runs in the reader task: keep it short, set an Event, never await.
+        self._urcs.append((prefix, handler))
+
+    def start(self):
+        if self._task is None:
+            self._task = asyncio.create_task(self._run())
+
+    def stop(self):
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    # -- commands -----------------------------------------------------------------------
+
+    async def command(self, cmd, timeout_ms=_DEFAULT_TIMEOUT_MS, expect=None, finals=None,
+                      payload=None, data=None):
+        # Sends `cmd`, returns its information lines (a list of str) on a success result.
+        # `expect`: prefix of the reply's information lines where a URC looks the same
+        #   (+CEREG: answers AT+CEREG? and is also a URC).
+        # `finals`: extra success results for this command (e.g. ("SEND OK",)).
+        # `payload`: bytes written after the modem's ">" prompt (a socket send).
+        # `data`: (prefix, terminator, buffer, field): a line starting with `prefix` announces
+        #   a length (its comma-separated `field` after the prefix), the header ending at
+        #   `terminator` (b"," when data follows on the same line, b"\n" when on the next);
+        #   that many raw bytes follow and go into `buffer`. data_length() says how many
+        #   were stored; the header is returned among the information lines.
+        async with self._lock:
+            if self._dirty:
+                await self._resync()
+            return await self._exchange(cmd, timeout_ms, expect, finals, payload, data)
+
+    def data_length(self):
+        return self._data_len
+
+    async def _exchange(self, cmd, timeout_ms, expect, finals, payload, data):
+        self._cmd = cmd
+        self._expect = expect
+        self._info = []
+        self._final = None
+        self._finals = FINAL_OK + tuple(finals or ())
+        self._data = (data[0].encode(), data[1][0], data[2], data[3]) if data else None
+        self._data_len = 0
+        self._raw_left = 0
+        self._done.clear()
+        self._prompt.clear()
+        try:
+            self._uart.write((cmd + "\r").encode())
+            if payload is not None:
+                await asyncio.wait_for_ms(self._prompt.wait(), timeout_ms)
+                self._uart.write(payload)
+            await asyncio.wait_for_ms(self._done.wait(), timeout_ms)
+        except asyncio.TimeoutError:
+            self._dirty = True
+            raise ATTimeout(cmd, "no reply in %d ms" % timeout_ms)
+        finally:
+            self._cmd = None
+            self._data = None
+            self._raw_left = 0
+        final = self._final
+        info = self._info
+        self._info = None
+        if final in self._finals:
+            return info
+        if final.startswith(_CME) or final.startswith(_CMS):
+            code = final[len(_CME):].strip()
+            raise ATError(cmd, final, int(code) if code.isdigit() else code)
+        raise ATError(cmd, final)
+
+    async def _resync(self):
+        # After a timeout a late reply may still be on its way; an "AT" that gets its own OK
+        # proves the two ends agree again on which reply belongs to which command.
+        self._dirty = False
+        self._len = 0
+        await self._exchange("AT", _DEFAULT_TIMEOUT_MS, None, None, None, None)
+
+    # -- reader -------------------------------------------------------------------------
+
+    async def _run(self):
+        while True:
+            n = await self._reader.readinto(self._chunk)
+            if n:
+                self._consume(self._chunk, n)
+
+    def _consume(self, chunk, n):
+        i = 0
+        while i < n:
+            if self._raw_left:
+                i += self._take_data(chunk, i, n)
+                continue
+            b = chunk[i]
+            i += 1
+            if b == 0x0A:  # "\n" ends a line
+                if not (self._data is not None and self._data[1] == 0x0A and
+                        self._start_data()):
+                    self._end_line()
+            elif b == 0x0D:  # "\r" is dropped: modems end lines with "\r\n"
+                pass
+            elif self._len < _LINE_MAX:
+                self._line[self._len] = b
+                self._len += 1
+                if self._len == 1 and b == 0x3E and self._cmd is not None:  # ">" prompt
+                    self._len = 0
+                    self._prompt.set()
+                elif self._data is not None and b == self._data[1] == 0x2C:
+                    self._start_data()
+            else:
+                self._overlong = True
+
+    def _start_data(self):
+        # Returns True when the line so far is the announced data header.
+        prefix, _, _, field = self._data
+        head = bytes(self._line[:self._len])
+        if not head.startswith(prefix):
+            return False
+        fields = head[len(prefix):].strip().strip(b",").split(b",")
+        try:
+            n = int(fields[field])
+        except (ValueError, IndexError):
+            return False
+        self._len = 0
+        self._raw_left = n
+        if self._info is not None:
+            self._info.append(head.decode().strip().strip(","))
+        return True
+
+    def _take_data(self, chunk, i, n):
+        buf = self._data[2] if self._data else None
+        take = min(self._raw_left, n - i)
+        room = max(0, min(take, len(buf) - self._data_len)) if buf is not None else 0
+        if room:
+            buf[self._data_len:self._data_len + room] = chunk[i:i + room]
+            self._data_len += room
+        self.data_overflow += take - room
+        self._raw_left -= take
+        return take
+
+    def _end_line(self):
+        if self._overlong:
+            self._overlong = False
+            self._len = 0
+            self.garbage += 1
+            return
+        if self._len == 0:
+            return
+        try:
+            line = bytes(self._line[:self._len]).decode().strip()
+        except UnicodeError:
+            line = None
+        self._len = 0
+        if line is None:
+            self.garbage += 1
+        elif line:
+            self._route(line)
+
+    def _route(self, line):
+        cmd = self._cmd
+        if cmd is not None:
+            if line == cmd:  # the modem echoing our command
+                return
+            if line in self._finals or line in FINAL_ERROR or line.startswith(_CME) or \
+                    line.startswith(_CMS):
+                self._final = line
+                self._done.set()
+                return
+            if self._expect is not None and line.startswith(self._expect):
+                self._info.append(line)
+                return
+        for prefix, handler in self._urcs:
+            if line.startswith(prefix):
+                try:
+                    handler(line)
+                except Exception as e:  # a bad URC must not stop the reader
+                    self.garbage += 1
+                    if self._log:
+                        self._log.exception("at", "URC " + prefix, e)
+                return
+        if cmd is not None:
+            self._info.append(line)
+        else:
+            self.unexpected += 1
+            if self._log:
+                self._log.debug("at", "unexpected: " + line)
