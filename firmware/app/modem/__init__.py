@@ -17,3 +17,22 @@ def driver_class(family):
         raise FirmwareError("no driver for modem family %r" % (family,))
     module = __import__(module_name, None, None, ["Driver"])
     return module.Driver
+
+
+_RX_BUFFER = 2048  # UART receive buffer: a full socket read (1460 B) plus its framing
+
+
+def open_modem(board, log):
+    # The board's modem: its UART on the board's pins, the AT channel (started) and the
+    # family's driver.
+    import machine
+
+    from app.modem.at import ATChannel
+
+    modem = board["modem"]
+    pins = board["pins"]
+    uart = machine.UART(modem["uart"], modem["baudrate"], tx=pins["modem_tx"],
+                        rx=pins["modem_rx"], rxbuf=_RX_BUFFER)
+    channel = ATChannel(uart, log)
+    channel.start()
+    return driver_class(modem["family"])(channel, board, log)
