@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from musket import firmware, fsimage
-from musket.boards import Board, load_board
+from musket.boards import ROMFS_PARTITION, Board, load_board
 from musket.errors import MusketError
 from musket_sim.console import ConsolePty
 
@@ -33,9 +33,12 @@ CPYTHON_BOOT = SIM_DIR / "cpython" / "boot.py"
 INTERPRETERS = ("micropython", "cpython")
 DEFAULT_HEAP = 64 * 1024
 # Heap for the sim's own modules on top of the firmware's share (see _simboot_mp.py).
-SIM_HEAP_RESERVE = 96 * 1024
+SIM_HEAP_RESERVE = 160 * 1024
+# ... and for the modem model when the board has one (compiling it from source needs room).
+MODEM_MODEL_HEAP_RESERVE = 320 * 1024
 DEFAULT_EPOCH = 1767225600  # 2026-01-01T00:00:00Z: where the virtual calendar starts
 US_PER_S = 1_000_000
+ROMFS_MAGIC = b"\xd2\xcd\x31"
 
 # Reset causes as the ESP32 port's machine.reset_cause() reports them.
 PWRON_RESET, HARD_RESET, WDT_RESET, DEEPSLEEP_RESET, SOFT_RESET = 1, 2, 3, 4, 5
@@ -179,17 +182,45 @@ class VirtualDevice:
         the firmware (packed for this interpreter), /board.json and any extra `files`."""
         fs_part = self.board.filesystem(self.ota)
         content: dict[str, bytes] = {}
+        rom: dict[str, bytes] = {}
         if with_firmware:
             cache = self.workdir.parent / ".mpy-cache" if self.workdir.parent else self.workdir
             content.update(firmware.device_files(self.interpreter, cache))
+            if self._romfs_partition() is not None:
+                content, rom = firmware.split_for_romfs(content)
         content["board.json"] = json.dumps(self.board.to_device_dict(), indent=1).encode()
         content.update(files or {})
         image = bytearray(b"\xff" * self.board.flash_size)
         image[fs_part.offset:fs_part.offset + fs_part.size] = fsimage.build(content,
                                                                             fs_part.size)
+        rom_part = self._romfs_partition()
+        if rom and rom_part is not None:
+            image[rom_part.offset:rom_part.end] = firmware.build_romfs(rom, rom_part.size)
         self.image.write_bytes(image)
         self.console_log.write_bytes(b"")
         self.virtual_us = 0
+
+    def _romfs_partition(self):
+        names = [p.name for p in self.board.partitions(self.ota)]
+        if ROMFS_PARTITION in names:
+            return self.board.partition(ROMFS_PARTITION, self.ota)
+        return None
+
+    def _romfs_image_size(self) -> int:
+        rom_part = self._romfs_partition()
+        if rom_part is None:
+            return 0
+        with open(self.image, "rb") as f:
+            f.seek(rom_part.offset)
+            head = f.read(12)
+        if head[:3] != ROMFS_MAGIC:
+            return 0
+        length, i = 0, 3
+        while True:
+            length = (length << 7) | (head[i] & 0x7F)
+            i += 1
+            if not head[i - 1] & 0x80:
+                return i + length
 
     def read_files(self) -> dict[str, bytes]:
         """Every file on the device's filesystem, read from the image as it is now."""
@@ -205,8 +236,12 @@ class VirtualDevice:
         if self.interpreter == "micropython":
             env["MICROPYPATH"] = f"{SHIMS_DIR}:.frozen"
             heap = self.heap + SIM_HEAP_RESERVE
+            if self.modem is not None:
+                heap += MODEM_MODEL_HEAP_RESERVE
+            rom_size = self._romfs_image_size()
+            heap += rom_size  # read into memory, as if mapped
             cmd = [micropython_binary(), "-X", f"heapsize={heap}", str(MP_BOOT),
-                   settings_path.name]
+                   settings_path.name, str(self.heap), str(rom_size)]
         else:
             env["PYTHONDONTWRITEBYTECODE"] = "1"
             cmd = [sys.executable, "-X", "utf8", str(CPYTHON_BOOT), settings_path.name]

@@ -27,7 +27,7 @@ async def _modem_report(with_signal):
             report["registration"] = await driver.registration()
         return report
     finally:
-        driver.channel.stop()
+        driver.ch.stop()
 
 
 def modem(with_signal=True):

@@ -52,8 +52,10 @@ FIRST_PARTITION_OFFSET = PARTITION_TABLE_OFFSET + SECTOR_SIZE
 FILESYSTEM_PARTITION = "vfs"  # the name MicroPython's ESP32 port mounts as its filesystem
 PARTITION_SUBTYPES = {
     "app": ("factory", "test", *(f"ota_{slot}" for slot in range(16))),
-    "data": ("ota", "phy", "nvs", "coredump", "nvs_keys", "efuse", "fat", "spiffs", "littlefs"),
+    "data": ("ota", "phy", "nvs", "coredump", "nvs_keys", "efuse", "fat", "spiffs", "littlefs",
+             "romfs"),
 }
+ROMFS_PARTITION = "romfs"  # read-only code image the firmware runs from in place (VfsRom)
 # Partitions each layout must have, with the type and subtype the firmware looks them up by.
 PARTITION_ROLES = {
     "nvs": ("data", "nvs"),
@@ -63,10 +65,12 @@ PARTITION_ROLES = {
     "ota_0": ("app", "ota_0"),
     "ota_1": ("app", "ota_1"),
     FILESYSTEM_PARTITION: ("data", "fat"),
+    ROMFS_PARTITION: ("data", "romfs"),
 }
 LAYOUT_PARTITIONS = {
-    "plain": ("nvs", "phy_init", "factory", FILESYSTEM_PARTITION),
-    "ota": ("nvs", "otadata", "phy_init", "ota_0", "ota_1", FILESYSTEM_PARTITION),
+    "plain": ("nvs", "phy_init", "factory", ROMFS_PARTITION, FILESYSTEM_PARTITION),
+    "ota": ("nvs", "otadata", "phy_init", "ota_0", "ota_1", ROMFS_PARTITION,
+            FILESYSTEM_PARTITION),
 }
 
 ACTIVE_LEVELS = ("high", "low")

@@ -3,10 +3,13 @@ bytecode for MicroPython."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from musket.errors import MusketError
@@ -73,3 +76,29 @@ def device_files(interpreter: str, cache_dir: Path, root: Path | None = None) ->
         else:
             files[device_path] = source.read_bytes()
     return files
+
+
+def split_for_romfs(files: dict[str, bytes]) -> tuple[dict[str, bytes], dict[str, bytes]]:
+    """(filesystem files, ROMFS files): compiled modules go to the ROMFS partition, where the
+    port runs them in place; scripts, data and anything else stay on the filesystem."""
+    rom = {path: data for path, data in files.items() if path.endswith(".mpy")}
+    rest = {path: data for path, data in files.items() if path not in rom}
+    return rest, rom
+
+
+def build_romfs(files: dict[str, bytes], size: int) -> bytes:
+    """A ROMFS image (MicroPython's VfsRom format, built by mpremote) of `files`, padded with
+    0xFF to the partition `size`."""
+    from mpremote.romfs import make_romfs
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for path, data in files.items():
+            target = Path(tmp, path)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+        with contextlib.redirect_stdout(io.StringIO()):  # make_romfs narrates its tree
+            image = make_romfs(tmp, mpy_cross=False)
+    if len(image) > size:
+        raise FirmwareError(f"the compiled firmware ({len(image)} bytes) does not fit the "
+                            f"ROMFS partition ({size} bytes)")
+    return image + b"\xff" * (size - len(image))

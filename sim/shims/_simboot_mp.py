@@ -1,10 +1,20 @@
 # Entry point of a virtual device under the MicroPython unix port.
-#   micropython -X heapsize=64K _simboot_mp.py <settings.json>
+#   micropython -X heapsize=<firmware heap + sim reserve> _simboot_mp.py <settings.json> <heap>
 # Imports every shim while the host filesystem is still visible, swaps the root filesystem for
 # the littlefs partition of the flash image (VfsLfs2, as the ESP32 port mounts it), then hands
 # over to the runner.
+#
+# The firmware's heap: the interpreter's heap also holds the sim's own modules. The firmware's
+# share is claimed first, in one piece, before anything else is loaded; everything the sim
+# leaves free afterwards is taken by ballast; then the firmware's piece is released. So the
+# firmware meets the limit it would meet on the board, unfragmented by the sim.
 import sys
 import gc
+
+_firmware_heap = bytearray(int(sys.argv[2])) if len(sys.argv) > 2 else None
+# The romfs image (argv[3]: its length) likewise needs one contiguous piece.
+_rom_image = bytearray(int(sys.argv[3])) if len(sys.argv) > 3 and sys.argv[3] != "0" else None
+
 import _simcore
 import _simworld  # noqa: F401 - imported before the host filesystem goes away
 import _simrun
@@ -24,21 +34,45 @@ _LFS_PROG_SIZE = 32
 _LFS_LOOKAHEAD = 32
 
 
-def _reserve_firmware_heap(heap_bytes):
-    # The interpreter runs with extra heap for the sim's own modules. Once they are loaded,
-    # ballast takes everything beyond the firmware's share, so the firmware meets the heap
-    # limit it would meet on the board.
-    global _ballast
+def _release_firmware_heap():
+    global _ballast, _firmware_heap
     gc.collect()
     _simcore.sim_heap = gc.mem_alloc()
-    free = gc.mem_free()
-    if heap_bytes and free > heap_bytes:
-        _ballast = bytearray(free - heap_bytes)
+    # The list is sized up front: growing it while the heap runs out would fail first.
+    _ballast = [None] * _BALLAST_SLOTS
+    used = 0
+    piece = _BALLAST_PIECE
+    while piece >= _BALLAST_MIN_PIECE and used < _BALLAST_SLOTS:
+        try:
+            _ballast[used] = bytearray(piece)
+            used += 1
+        except MemoryError:
+            piece //= 2
+    _firmware_heap = None
     gc.collect()
     _simcore.heap_baseline = gc.mem_alloc()
 
 
+_BALLAST_SLOTS = 256
+_BALLAST_PIECE = 64 * 1024
+_BALLAST_MIN_PIECE = 16
 _ballast = None
+
+
+_ROMFS_MAGIC = b"\xd2\xcd\x31"
+
+
+def _romfs():
+    # The romfs partition's image, read into memory (on the chip it is memory-mapped flash).
+    entry = _simcore.find_partition("romfs")
+    if entry is None or _rom_image is None:
+        return None
+    f = _simcore.flash_file()
+    f.seek(entry["offset"])
+    f.readinto(_rom_image)
+    if _rom_image[:3] != _ROMFS_MAGIC:
+        return None
+    return vfs.VfsRom(_rom_image)
 
 
 def _run_source(source, filename, g, mode):
@@ -79,11 +113,16 @@ def main():
                          lookahead=_LFS_LOOKAHEAD)
         fs = vfs.VfsLfs2(bdev, readsize=_LFS_READ_SIZE, progsize=_LFS_PROG_SIZE,
                          lookahead=_LFS_LOOKAHEAD)
+    rom = _romfs()
     vfs.umount("/")
     vfs.mount(fs, "/")
     os.chdir("/")
     sys.path[:] = ["", ".frozen", "/lib"]
-    _reserve_firmware_heap(settings.get("heap_bytes", 0))
+    if rom is not None:
+        # As the ESP32 port does with a romfs partition: code there runs in place.
+        vfs.mount(rom, "/rom")
+        sys.path[:] = ["", ".frozen", "/rom", "/rom/lib", "/lib"]
+    _release_firmware_heap()
     runner = _simrun.Runner(_run_source, _file_exists, _print_exception)
     runner.boot(script_source)
 

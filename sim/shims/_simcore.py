@@ -325,7 +325,8 @@ def idle(timeout_ms):
     if timeout_ms < 0:
         target = span_end_us
     else:
-        target = now_us + int(timeout_ms * _US_PER_MS)
+        # Rounded up: a timer due a fraction of a microsecond from now must still be reached.
+        target = now_us + int(-(-timeout_ms * _US_PER_MS // 1))
     if _events and _events[0][0] <= target:
         target = _events[0][0]
     if speed:

@@ -7,6 +7,7 @@
 # into the caller's buffer. Buffers are allocated once; a line longer than the buffer is
 # dropped and counted, never grown into.
 import asyncio
+import time
 
 from app.errors import FirmwareError
 
@@ -21,6 +22,7 @@ except ImportError:
 _LINE_MAX = const(256)  # longest line kept; longer ones are garbage (or data read raw)
 _DEFAULT_TIMEOUT_MS = const(5000)  # 27.007 commands answer in well under this
 _READ_CHUNK = const(64)  # bytes taken from the UART per read
+_QUIET_MS = const(200)  # a line silent this long has no more late replies on it
 
 FINAL_OK = ("OK",)
 FINAL_ERROR = ("ERROR", "NO CARRIER", "NO DIALTONE", "BUSY", "NO ANSWER")
@@ -63,6 +65,7 @@ class ATChannel:
         self._data_len = 0  # bytes of raw data stored in the buffer
         self._raw_left = 0  # bytes of raw data still to come
         self._dirty = False  # a command timed out: resynchronise before the next
+        self._last_rx = time.ticks_ms()
         self._task = None
         self.garbage = 0  # lines dropped as unreadable or overlong
         self.unexpected = 0  # lines that were neither a reply nor a known URC
@@ -99,7 +102,7 @@ class ATChannel:
         #   were stored; the header is returned among the information lines.
         async with self._lock:
             if self._dirty:
-                await self._resync()
+                await self._resync(min(timeout_ms, _DEFAULT_TIMEOUT_MS))
             return await self._exchange(cmd, timeout_ms, expect, finals, payload, data)
 
     def data_length(self):
@@ -139,12 +142,27 @@ class ATChannel:
             raise ATError(cmd, final, int(code) if code.isdigit() else code)
         raise ATError(cmd, final)
 
-    async def _resync(self):
-        # After a timeout a late reply may still be on its way; an "AT" that gets its own OK
-        # proves the two ends agree again on which reply belongs to which command.
+    async def _resync(self, timeout_ms):
+        # After a timeout, late replies may still be on their way, more than one if the modem
+        # was busy (booting, searching). Wait for the line to go quiet, then send "AT": the
+        # two ends agree again once an "AT" gets its OK and nothing else follows it.
         self._dirty = False
         self._len = 0
-        await self._exchange("AT", _DEFAULT_TIMEOUT_MS, None, None, None, None)
+        while True:
+            await self._quiet()
+            try:
+                await self._exchange("AT", timeout_ms, None, None, None, None)
+            except ATTimeout:
+                self._dirty = True
+                raise
+            strays = self.unexpected
+            await self._quiet()
+            if self.unexpected == strays:
+                return
+
+    async def _quiet(self):
+        while time.ticks_diff(time.ticks_ms(), self._last_rx) < _QUIET_MS:
+            await asyncio.sleep_ms(_QUIET_MS)
 
     # -- reader -------------------------------------------------------------------------
 
@@ -152,6 +170,7 @@ class ATChannel:
         while True:
             n = await self._reader.readinto(self._chunk)
             if n:
+                self._last_rx = time.ticks_ms()
                 self._consume(self._chunk, n)
 
     def _consume(self, chunk, n):
@@ -242,7 +261,7 @@ class ATChannel:
             if line.startswith(prefix):
                 try:
                     handler(line)
-                except Exception as e:  # a bad URC must not stop the reader
+                except Exception as e:  # noqa: BLE001 - a bad URC must not stop the reader
                     self.garbage += 1
                     if self._log:
                         self._log.exception("at", "URC " + prefix, e)

@@ -1,0 +1,91 @@
+# SIMCom SIM7080G (SIM7070/SIM7090 alike), from the SIM7070_SIM7080_SIM7090 Series AT Command
+# Manual. LTE-M/NB-IoT only, so +CEREG alone tells registration. The app network is PDP index
+# 0, set with AT+CNCFG and switched with AT+CNACT (result: the URC "+APP PDP: 0,ACTIVE");
+# sockets are AT+CAOPEN/CASEND/CARECV/CACLOSE, data announced by "+CADATAIND: <cid>" and read
+# from the modem's buffer, closure by "+CASTATE: <cid>,0". +CAOPEN result codes: 1 socket
+# error, 2 no memory, 3 connection limit, 4 invalid parameter, 6 invalid IP address, 7 not
+# supported, 12 cannot bind port, 20 cannot resolve host, 21 network not active, 23 remote
+# refused, 27 connect failed.
+from app.modem.base import Modem, ModemError, find, num, parse_cpsi, result
+
+_PDP = "+APP PDP: 0,"
+
+
+class SIM7080(Modem):
+    FAMILY = "sim7080"
+    ICCID_CMD = "AT+CCID"  # bare ICCID
+    # <AcT> 7 is LTE-M here (the manual: "User-specified LTE M1 A GB"), 9 NB-IoT.
+    ACT_NAMES = ("GSM", "GSM", "UMTS", "EDGE", "HSPA", "HSPA", "HSPA", "LTE-M", "EC-GSM-IoT",
+                 "NB-IoT")
+    REPLY_URCS = (_PDP,)
+    CPSI = (1, 1, 0)  # +CPSI units: RSRQ in dB, RSRP in dBm, RSSNR in dB (parse_cpsi)
+    MAX_SEND = 1460  # AT+CASEND <datalen> 1..1460
+    MAX_READ = 1460  # AT+CARECV <readlen> 1..1460
+
+    def __init__(self, channel, board, log):
+        super().__init__(channel, board, log)
+        channel.on_urc("+CADATAIND:", self._on_data)
+        channel.on_urc("+CASTATE:", self._on_state)
+
+    def _on_reply(self, line):
+        # "+APP PDP: 0,DEACTIVE" nobody waits for: the network dropped the bearer.
+        if self._awaiting != _PDP and "DEACTIVE" in line:
+            self.log.warning("modem", "bearer lost: " + line)
+            self._forget()
+        else:
+            super()._on_reply(line)
+
+    def _on_data(self, line):
+        self._link_event(line[11:], True)
+
+    def _on_state(self, line):
+        f = find((line,), "+CASTATE:")
+        if len(f) == 2 and num(f[1]) == 0:
+            self._link_event(f[0], False)
+
+    async def _lte_report(self):
+        return parse_cpsi(await self._at("AT+CPSI?") or (), *self.CPSI)
+
+    async def _config_pdp(self, apn):
+        await self._at('AT+CNCFG=0,1,"%s"' % apn, "pdp config")
+
+    async def _activate(self):
+        # +CNACT: <pdpidx>,<statusx>,<address>, one line per index.
+        for line in await self._at("AT+CNACT?", "bearer read"):
+            if line.startswith("+CNACT: 0,1"):
+                return
+        f = await self._reply("AT+CNACT=0,1", _PDP, "bearer", self.ATTACH_TIMEOUT_MS)
+        if f[0] != "ACTIVE":
+            raise ModemError("bearer: %s" % f[0])
+
+    async def _deactivate(self):
+        await self._reply("AT+CNACT=0,0", _PDP, "bearer off", self.DETACH_TIMEOUT_MS)
+
+    async def _open(self, sock, host, port, timeout_ms):
+        # +CAOPEN: <cid>,<result> before OK
+        what = "open %s:%d" % (host, port)
+        lines = await self._at('AT+CAOPEN=%d,0,"TCP","%s",%d' % (sock.link, host, port), what,
+                               timeout_ms)
+        code = result(lines, "+CAOPEN: %d," % sock.link)
+        if code != 0:
+            raise ModemError("%s: +CAOPEN result %s in %r" % (what, code, lines), code)
+
+    async def _send(self, sock, chunk):
+        await self._at("AT+CASEND=%d,%d" % (sock.link, len(chunk)), "send", self.SEND_TIMEOUT_MS,
+                       payload=chunk)
+
+    async def _recv(self, sock, buf):
+        # "+CARECV: <recvlen>,<data>" then OK; "+CARECV: 0" when the buffer is empty.
+        want = min(len(buf), self.MAX_READ)
+        lines = await self._at("AT+CARECV=%d,%d" % (sock.link, want), "read",
+                               data=("+CARECV:", b",", buf, 0))
+        if find(lines, "+CARECV:") is None:
+            raise ModemError("read: bad reply %r" % (lines,))
+        n = self.ch.data_length()
+        return n, n == want
+
+    async def _close(self, sock, was_open):
+        await self._close_command("AT+CACLOSE=%d" % sock.link, sock, was_open)
+
+
+Driver = SIM7080

@@ -1,0 +1,750 @@
+"""The modem model (sim/shims/_simmodem.py) on a virtual device, under both interpreters.
+
+Scripts run on the device in place of the firmware and speak raw AT over the board's modem UART
+with the board's pins from /board.json, so these tests do not depend on the firmware's AT
+driver. A real TCP echo server on 127.0.0.1 stands for the internet.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import socket
+import threading
+
+import pytest
+
+from musket_sim.scenario import SCENARIOS, ScenarioError, load_scenario, luhn_digit
+
+BOARDS = {"sim7080": "esp32-sim7080g", "sim7600": "esp32-a7670", "bg95": "esp32s3-bg95"}
+SEG, SYN, RST, CLOSE = 52, 60, 40, 104  # the model's documented TCP/IP overheads
+
+PRELUDE = r'''
+import json, time, machine
+B = json.load(open("/board.json"))
+M = B["modem"]
+P = B["pins"]
+
+
+def level(name, on):
+    high = P[name]["active"] == "high"
+    return (1 if high else 0) if on else (0 if high else 1)
+
+
+if "modem_power" in P:
+    supply = machine.Pin(P["modem_power"]["pin"], machine.Pin.OUT,
+                         value=level("modem_power", True))
+key = machine.Pin(P["pwrkey"]["pin"], machine.Pin.OUT, value=level("pwrkey", False))
+status = machine.Pin(P["status"]["pin"], machine.Pin.IN)
+uart = machine.UART(M["uart"], baudrate=M["baudrate"], tx=P["modem_tx"], rx=P["modem_rx"],
+                    rxbuf=4096)
+got = bytearray()
+t_start = time.ticks_ms()
+
+
+def now():
+    return time.ticks_diff(time.ticks_ms(), t_start)
+
+
+def press(ms):
+    key.value(level("pwrkey", True))
+    time.sleep_ms(ms)
+    key.value(level("pwrkey", False))
+
+
+def running():
+    return status.value() == level("status", True)
+
+
+def pump(ms, until=None):
+    # Collects what the modem sends for up to ms, or until `until` has arrived.
+    t0 = time.ticks_ms()
+    while True:
+        d = uart.read()
+        if d:
+            got.extend(d)
+        if until is not None and until in got:
+            return True
+        if time.ticks_diff(time.ticks_ms(), t0) >= ms:
+            return False
+        time.sleep_ms(10)
+
+
+def take():
+    out = bytes(got)
+    got[:] = b""
+    return out
+
+
+def cmd(line, ms=3000, until=None):
+    # Sends a command line; returns what came back until the final result (or `until`).
+    take()
+    uart.write((line + "\r\n").encode())
+    t0 = time.ticks_ms()
+    while time.ticks_diff(time.ticks_ms(), t0) < ms:
+        pump(10)
+        if until is not None:
+            if until in got:
+                break
+        elif b"OK\r\n" in got or b"ERROR\r\n" in got:
+            break
+    return take()
+
+
+def send(line, data, final):
+    # A send command: waits for the prompt, writes the raw bytes, waits for `final`.
+    take()
+    uart.write((line + "\r\n").encode())
+    pump(2000, b"> ")
+    head = take()
+    uart.write(data)
+    pump(3000, final)
+    return head + take()
+
+
+def show(k, value):
+    print(k, repr(value))
+'''
+
+# The family flows: boot, identities, signal, registration after register_s, a TCP echo through
+# the family's send/receive commands, then the server closes. Keys are printed in order.
+FLOW_START = r'''
+show("STATUS_OFF", running())
+press(100)  # far shorter than any on time: nothing happens
+pump(M["boot_ms"] + 2000)
+show("SHORT_PULSE", (take(), running()))
+press(M["pwrkey_on_ms"])
+pump(20000, b"RDY\r\n")
+t_rdy = now()
+pump(20000, BOOT_LAST)
+show("BOOT", take())
+show("STATUS_ON", running())
+show("AT", cmd("AT"))
+show("ATE0", cmd("ATE0"))
+show("CGSN", cmd("AT+CGSN"))
+show("CIMI", cmd("AT+CIMI"))
+show("ICCID", cmd(ICCID_CMD))
+show("CGMR", cmd("AT+CGMR"))
+show("CSQ", cmd("AT+CSQ"))
+show("CEREG_SEARCHING", cmd("AT+CEREG?"))
+cmd("AT+CEREG=2")
+pump(20000, b"+CEREG: 1,")
+show("REG_URC", take())
+show("REG_MS", now() - t_rdy)
+show("CEREG", cmd("AT+CEREG?"))
+show("COPS", cmd("AT+COPS?"))
+'''
+
+FLOWS = {
+    "sim7080": r'''
+show("SIGNAL", cmd("AT+CPSI?"))
+cmd('AT+CNCFG=0,1,"iot.musket"')
+show("PDP", cmd("AT+CNACT=0,1", until=b"+APP PDP: 0,ACTIVE\r\n"))
+show("PDP_Q", cmd("AT+CNACT?"))
+show("OPEN", cmd('AT+CAOPEN=0,0,"TCP","127.0.0.1",%(port)d'))
+show("SEND", send("AT+CASEND=0,11", b"hello world", b"OK\r\n"))
+pump(3000, b"+CADATAIND: 0\r\n")
+show("DATA_URC", take())
+show("READ", cmd("AT+CARECV=0,100"))
+show("READ_EMPTY", cmd("AT+CARECV=0,100"))
+show("SEND2", send("AT+CASEND=0,5", b"CLOSE", b"OK\r\n"))
+pump(3000, b"+CASTATE: 0,0\r\n")
+show("CLOSED_URC", take())
+show("READ2", cmd("AT+CARECV=0,100"))
+show("CLOSE", cmd("AT+CACLOSE=0"))
+show("OFF", cmd("AT+CPOWD=1", until=b"NORMAL POWER DOWN\r\n"))
+pump(8000)
+show("STATUS_DOWN", running())
+''',
+    "sim7600": r'''
+show("SIGNAL", cmd("AT+CPSI?"))
+cmd("AT+CIPRXGET=1")
+show("PDP", cmd("AT+NETOPEN", until=b"+NETOPEN: 0\r\n"))
+show("PDP_Q", cmd("AT+NETOPEN"))
+show("OPEN", cmd('AT+CIPOPEN=0,"TCP","127.0.0.1",%(port)d', until=b"+CIPOPEN: 0,0\r\n"))
+show("SEND", send("AT+CIPSEND=0,11", b"hello world", b"+CIPSEND: 0,11,11\r\n"))
+pump(3000, b"+CIPRXGET: 1,0\r\n")
+show("DATA_URC", take())
+show("READ", cmd("AT+CIPRXGET=2,0,5"))
+show("READ_REST", cmd("AT+CIPRXGET=2,0,100"))
+show("SEND2", send("AT+CIPSEND=0,5", b"CLOSE", b"+CIPSEND: 0,5,5\r\n"))
+pump(3000, b"+IPCLOSE: 0,1\r\n")
+show("CLOSED_URC", take())
+show("READ2", cmd("AT+CIPRXGET=2,0,100"))
+show("CLOSE", cmd("AT+CIPCLOSE=0", until=b"+CIPCLOSE: 0,0\r\n"))
+rst = machine.Pin(P["reset"]["pin"], machine.Pin.OUT, value=level("reset", False))
+rst.value(level("reset", True))
+time.sleep_ms(200)
+rst.value(level("reset", False))
+show("RESET_STATUS", running())
+pump(20000, b"PB DONE\r\n")
+show("RESET_BOOT", take())
+show("RESET_AT", cmd("AT"))
+supply.value(level("modem_power", False))
+show("STATUS_DOWN", running())
+''',
+    "bg95": r'''
+show("SIGNAL", cmd("AT+QCSQ"))
+show("NWINFO", cmd("AT+QNWINFO"))
+cmd('AT+QICSGP=1,1,"iot.musket","","",1')
+show("PDP", cmd("AT+QIACT=1"))
+show("PDP_Q", cmd("AT+QIACT?"))
+show("OPEN", cmd('AT+QIOPEN=1,0,"TCP","127.0.0.1",%(port)d,0,0', until=b"+QIOPEN: 0,0\r\n"))
+show("SEND", send("AT+QISEND=0,11", b"hello world", b"SEND OK\r\n"))
+pump(3000, b'+QIURC: "recv",0\r\n')
+show("DATA_URC", take())
+show("READ", cmd("AT+QIRD=0,1500"))
+show("READ_EMPTY", cmd("AT+QIRD=0,1500"))
+show("SEND2", send("AT+QISEND=0,5", b"CLOSE", b"SEND OK\r\n"))
+pump(3000, b'+QIURC: "closed",0\r\n')
+show("CLOSED_URC", take())
+show("READ2", cmd("AT+QIRD=0,1500"))
+show("CLOSE", cmd("AT+QICLOSE=0"))
+show("OFF", cmd("AT+QPOWD", until=b"POWERED DOWN\r\n"))
+pump(3000)
+show("STATUS_DOWN", running())
+''',
+}
+
+FAMILY_CONSTANTS = {
+    "sim7080": {"BOOT_LAST": b"SMS Ready\r\n", "ICCID_CMD": "AT+CCID"},
+    "sim7600": {"BOOT_LAST": b"PB DONE\r\n", "ICCID_CMD": "AT+CICCID"},
+    "bg95": {"BOOT_LAST": b"APP RDY\r\n", "ICCID_CMD": "AT+QCCID"},
+}
+
+BOOT_URCS = {
+    "sim7080": b"\r\nRDY\r\n\r\n+CFUN: 1\r\n\r\n+CPIN: READY\r\n\r\nSMS Ready\r\n",
+    "sim7600": b"\r\nRDY\r\n\r\n+CPIN: READY\r\n\r\nSMS DONE\r\n\r\nPB DONE\r\n",
+    "bg95": b'\r\nRDY\r\n\r\n+CFUN: 1\r\n\r\n+CPIN: READY\r\n\r\n+QUSIM: 1\r\n\r\n'
+            b'+QIND: SMS DONE\r\n\r\nAPP RDY\r\n',
+}
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+class EchoServer:
+    """A TCP server on 127.0.0.1 that echoes what it receives and hangs up after echoing a
+    chunk that contains b"CLOSE"."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.received = bytearray()
+        self.connections = 0
+        self.ended = threading.Event()  # a connection's other end went away
+        self.threads: list[threading.Thread] = []
+        self._accepter = threading.Thread(target=self._accept, daemon=True)
+        self._accepter.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            t = threading.Thread(target=self._serve, args=(conn,), daemon=True)
+            t.start()
+            self.threads.append(t)
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            while True:
+                try:
+                    data = conn.recv(4096)
+                except OSError:
+                    data = b""
+                if not data:
+                    self.ended.set()
+                    return
+                self.received.extend(data)
+                conn.sendall(data)
+                if b"CLOSE" in data:
+                    return
+
+    def close(self) -> None:
+        self.sock.close()
+        for t in self.threads:
+            t.join(timeout=2)
+        self._accepter.join(timeout=2)
+
+
+@pytest.fixture
+def echo_server():
+    server = EchoServer()
+    yield server
+    server.close()
+
+
+def closed_port() -> int:
+    """A loopback port nobody listens on."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def run_script(make_device, family: str, body: str, scenario: dict | None = None,
+               span: float = 600, **values) -> tuple[dict, object]:
+    """Runs PRELUDE + body on a device with the family's board; returns the shown values by
+    key, and the run result."""
+    consts = dict(FAMILY_CONSTANTS[family])
+    header = "".join(f"{k} = {v!r}\n" for k, v in consts.items())
+    device = make_device(BOARDS[family], modem=load_scenario(scenario or {}))
+    result = device.run(span, script=PRELUDE + header + (body % values if values else body))
+    shown = {}
+    for line in result.script_output.splitlines():
+        k, _, value = line.partition(" ")
+        if k.isupper() and value:
+            shown[k] = ast.literal_eval(value)
+    assert not result.errors, (result.errors, result.script_output)
+    return shown, result
+
+
+def echo_counts(sends: list[int]) -> tuple[int, int]:
+    """Air bytes up and down, by the model's formula, for a socket that is opened, echoes each
+    send (each under the MSS) and is then closed by the peer."""
+    up = SYN + SEG + sum(n + SEG for n in sends) + SEG * len(sends) + CLOSE
+    down = SYN + SEG * len(sends) + sum(n + SEG for n in sends) + CLOSE
+    return up, down
+
+
+def ok(*lines: str) -> bytes:
+    return b"".join(b"\r\n" + line.encode() + b"\r\n" for line in lines) + b"\r\nOK\r\n"
+
+
+# -- the three dialects ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("family", sorted(BOARDS))
+def test_family_boots_registers_and_carries_tcp(make_device, echo_server, family):
+    body = FLOW_START + FLOWS[family]
+    out, result = run_script(make_device, family, body, {"register_s": 5}, port=echo_server.port)
+
+    assert out["STATUS_OFF"] is False
+    assert out["SHORT_PULSE"] == (b"", False)
+    assert out["BOOT"] == BOOT_URCS[family]
+    assert out["STATUS_ON"] is True
+    assert out["AT"] == b"AT\r\r\nOK\r\n"  # echo on at power-on
+    assert out["ATE0"] == b"ATE0\r\r\nOK\r\n"
+
+    imei = re.fullmatch(rb"\r\n(\d{15})\r\n\r\nOK\r\n", out["CGSN"]).group(1).decode()
+    assert luhn_digit(imei[:14]) == imei[14]
+    assert re.fullmatch(rb"\r\n26201\d{10}\r\n\r\nOK\r\n", out["CIMI"])
+    iccid_line = {"sim7080": rb"(89\d{17})", "sim7600": rb"\+ICCID: (89\d{17})",
+                  "bg95": rb"\+QCCID: (89\d{17})F"}[family]
+    assert re.fullmatch(rb"\r\n" + iccid_line + rb"\r\n\r\nOK\r\n", out["ICCID"])
+    assert out["CGMR"] == ok({"sim7080": "Revision:1951B16SIM7080",
+                              "sim7600": "+CGMR: A011B07A7670M7_F",
+                              "bg95": "BG95M3LAR02A03"}[family])
+    assert out["CSQ"] == ok("+CSQ: 20,99")
+
+    # registration: searching at first, registered register_s after the radio came up
+    act = 7
+    assert out["CEREG_SEARCHING"] == ok("+CEREG: 0,2")
+    reg = rb'\+CEREG: 1,"[0-9A-F]{4}","[0-9A-F]{7}",7'
+    assert re.fullmatch(rb"\r\n" + reg + rb"\r\n", out["REG_URC"])
+    assert 4950 <= out["REG_MS"] <= 5050
+    assert re.fullmatch(rb'\r\n\+CEREG: 2,1,"[0-9A-F]{4}","[0-9A-F]{7}",7\r\n\r\nOK\r\n',
+                        out["CEREG"])
+    assert out["COPS"] == ok('+COPS: 0,0,"MusketNet",%d' % act)
+
+    if family == "sim7080":
+        assert re.fullmatch(rb"\r\n\+CPSI: LTE CAT-M1,Online,262-01,0x[0-9A-F]{4},\d+,123,"
+                            rb"EUTRAN-BAND20,6300,5,5,-10,-95,-73,12\r\n\r\nOK\r\n", out["SIGNAL"])
+        assert out["PDP"] == b"\r\nOK\r\n\r\n+APP PDP: 0,ACTIVE\r\n"
+        assert re.fullmatch(rb'\r\n\+CNACT: 0,1,"10\.\d+\.\d+\.\d+"\r\n' +
+                            rb'(\r\n\+CNACT: \d,0,"0\.0\.0\.0"\r\n){3}\r\nOK\r\n', out["PDP_Q"])
+        assert out["OPEN"] == ok("+CAOPEN: 0,0")
+        assert out["SEND"] == b"\r\n> \r\nOK\r\n"
+        assert out["DATA_URC"] == b"\r\n+CADATAIND: 0\r\n"
+        assert out["READ"] == b"\r\n+CARECV: 11,hello world\r\n\r\nOK\r\n"
+        assert out["READ_EMPTY"] == ok("+CARECV: 0")
+        assert out["CLOSED_URC"] == b"\r\n+CADATAIND: 0\r\n\r\n+CASTATE: 0,0\r\n"
+        assert out["READ2"] == b"\r\n+CARECV: 5,CLOSE\r\n\r\nOK\r\n"
+        assert out["CLOSE"] == b"\r\nOK\r\n"
+        assert out["OFF"] == b"\r\nNORMAL POWER DOWN\r\n"
+    elif family == "sim7600":
+        assert re.fullmatch(rb"\r\n\+CPSI: LTE,Online,262-01,0x[0-9A-F]{4},\d+,123,"
+                            rb"EUTRAN-BAND3,1300,5,5,-10,-95,-73,12\r\n\r\nOK\r\n", out["SIGNAL"])
+        assert out["PDP"] == b"\r\nOK\r\n\r\n+NETOPEN: 0\r\n"
+        assert out["PDP_Q"] == b"\r\n+IP ERROR: Network is already opened\r\n\r\nERROR\r\n"
+        assert out["OPEN"] == b"\r\nOK\r\n\r\n+CIPOPEN: 0,0\r\n"
+        assert out["SEND"] == b"\r\n> \r\nOK\r\n\r\n+CIPSEND: 0,11,11\r\n"
+        assert out["DATA_URC"] == b"\r\n+CIPRXGET: 1,0\r\n"
+        assert out["READ"] == b"\r\n+CIPRXGET: 2,0,5,6\r\nhello\r\n\r\nOK\r\n"
+        assert out["READ_REST"] == b"\r\n+CIPRXGET: 2,0,6,0\r\n world\r\n\r\nOK\r\n"
+        assert out["CLOSED_URC"] == b"\r\n+CIPRXGET: 1,0\r\n\r\n+IPCLOSE: 0,1\r\n"
+        assert out["READ2"] == b"\r\n+CIPRXGET: 2,0,5,0\r\nCLOSE\r\n\r\nOK\r\n"
+        assert out["CLOSE"] == b"\r\nOK\r\n\r\n+CIPCLOSE: 0,0\r\n"
+        # the RESET line reboots the modem; the supply line switches it off at once
+        assert out["RESET_STATUS"] is False
+        assert out["RESET_BOOT"] == BOOT_URCS["sim7600"]
+        assert out["RESET_AT"] == b"AT\r\r\nOK\r\n"  # a reboot brings the echo back
+    else:
+        assert out["SIGNAL"] == ok('+QCSQ: "eMTC",-73,-95,160,-10')
+        assert out["NWINFO"] == ok('+QNWINFO: "eMTC","26201","LTE BAND 20",6300')
+        assert out["PDP"] == b"\r\nOK\r\n"
+        assert re.fullmatch(rb'\r\n\+QIACT: 1,1,1,"10\.\d+\.\d+\.\d+"\r\n\r\nOK\r\n',
+                            out["PDP_Q"])
+        assert out["OPEN"] == b"\r\nOK\r\n\r\n+QIOPEN: 0,0\r\n"
+        assert out["SEND"] == b"\r\n> \r\nSEND OK\r\n"
+        assert out["DATA_URC"] == b'\r\n+QIURC: "recv",0\r\n'
+        assert out["READ"] == b"\r\n+QIRD: 11\r\nhello world\r\n\r\nOK\r\n"
+        assert out["READ_EMPTY"] == ok("+QIRD: 0")
+        assert out["CLOSED_URC"] == b'\r\n+QIURC: "recv",0\r\n\r\n+QIURC: "closed",0\r\n'
+        assert out["READ2"] == b"\r\n+QIRD: 5\r\nCLOSE\r\n\r\nOK\r\n"
+        assert out["CLOSE"] == b"\r\nOK\r\n"
+        assert out["OFF"] == b"\r\nOK\r\n\r\nPOWERED DOWN\r\n"
+    assert out["STATUS_DOWN"] is False
+
+    assert bytes(echo_server.received) == b"hello worldCLOSE"
+    (figures,) = result.modem
+    up, down = echo_counts([11, 5])
+    assert echo_counts([11]) == (11 + 320, 11 + 268)  # the docstring's worked example
+    assert (up, down) == (440, 388)
+    assert figures["family"] == family
+    assert figures["power_cycles"] == 1
+    assert figures["sockets"] == [{"host": "127.0.0.1", "port": echo_server.port,
+                                   "payload_up": 16, "payload_down": 16,
+                                   "air_up": up, "air_down": down}]
+    assert (figures["air_up"], figures["air_down"]) == (up, down)
+    assert (figures["payload_up"], figures["payload_down"]) == (16, 16)
+    assert figures["uart_rx"] > 0 and figures["uart_tx"] > 0
+
+
+# -- scenario behaviours ---------------------------------------------------------------------
+
+BOOT_AND_REGISTER = r'''
+press(M["pwrkey_on_ms"])
+pump(20000, BOOT_LAST)
+cmd("ATE0")
+cmd("AT+CEREG=2")
+pump(30000, b"+CEREG: 1,")
+take()
+'''
+
+
+def test_coverage_loss_drops_sockets_then_registration_returns(make_device, echo_server):
+    body = BOOT_AND_REGISTER + r'''
+cmd("AT+CNACT=0,1", until=b"ACTIVE\r\n")
+show("OPEN", cmd('AT+CAOPEN=0,0,"TCP","127.0.0.1",%(port)d'))
+pump(60000, b"+CEREG: 2\r\n")
+show("LOST_MS", now())
+show("LOST", take())
+show("CSQ", cmd("AT+CSQ"))
+pump(30000, b"+APP PDP: 0,DEACTIVE\r\n")
+show("DATA_LOST_MS", now())
+show("DATA_LOST", take())
+show("SEND", cmd("AT+CASEND=0,5"))
+pump(60000, b"+CEREG: 1,")
+show("BACK_MS", now())
+show("CNACT", cmd("AT+CNACT=0,1", until=b"ACTIVE\r\n"))
+'''
+    scenario = {"register_s": 6, "events": [{"at": 40, "coverage": False},
+                                            {"at": 70, "coverage": True}]}
+    out, _ = run_script(make_device, "sim7080", body, scenario, port=echo_server.port)
+    assert out["OPEN"] == ok("+CAOPEN: 0,0")
+    assert out["LOST"] == b"\r\n+CEREG: 2\r\n"
+    assert 40000 <= out["LOST_MS"] <= 40100
+    assert out["CSQ"] == ok("+CSQ: 99,99")
+    assert out["DATA_LOST"] == b"\r\n+CASTATE: 0,0\r\n\r\n+APP PDP: 0,DEACTIVE\r\n"
+    assert 48000 <= out["DATA_LOST_MS"] <= 48100
+    assert out["SEND"] == b"\r\nERROR\r\n"
+    assert 76000 <= out["BACK_MS"] <= 76100
+    assert out["CNACT"] == b"\r\nOK\r\n\r\n+APP PDP: 0,ACTIVE\r\n"
+    assert echo_server.ended.wait(5), "the host socket is closed when the data path is lost"
+
+
+def test_denied_registration_until_cleared(make_device):
+    body = BOOT_AND_REGISTER.replace('pump(30000, b"+CEREG: 1,")', 'pump(8000)') + r'''
+show("DENIED", cmd("AT+CEREG?"))
+show("QIACT", cmd("AT+QIACT=1"))
+pump(60000, b"+CEREG: 1,")
+show("CLEARED_MS", now())
+show("QIACT2", cmd("AT+QIACT=1"))
+'''
+    scenario = {"register_s": 5, "events": [{"at": 0, "deny": True}, {"at": 30, "deny": False}]}
+    out, _ = run_script(make_device, "bg95", body, scenario)
+    assert out["DENIED"] == ok("+CEREG: 2,3")
+    assert out["QIACT"] == b"\r\nERROR\r\n"
+    assert 35000 <= out["CLEARED_MS"] <= 35100  # searching again from the moment it clears
+    assert out["QIACT2"] == b"\r\nOK\r\n"
+
+
+def test_sms_only_looks_attached_but_data_attach_fails(make_device):
+    body = BOOT_AND_REGISTER.replace("+CEREG: 1,", "+CEREG: 6,") + r'''
+show("CREG", cmd("AT+CREG?"))
+show("NETOPEN", cmd("AT+NETOPEN", until=b"+NETOPEN: ") + (pump(100) or take()))
+'''
+    out, _ = run_script(make_device, "sim7600", body, {"events": [{"at": 0, "sms_only": True}]})
+    assert out["CREG"] == ok("+CREG: 0,6")
+    assert out["NETOPEN"] == b"\r\nOK\r\n\r\n+NETOPEN: 1\r\n"
+
+
+def test_hang_lasts_until_pwrkey_power_cycle(make_device):
+    body = BOOT_AND_REGISTER + r'''
+time.sleep(30)
+show("HUNG", cmd("AT", ms=2000))
+show("HUNG_STATUS", running())
+press(M["pwrkey_on_ms"])  # an on pulse does not switch a running modem off
+show("STILL_HUNG", cmd("AT", ms=2000))
+press(M["pwrkey_off_ms"])
+pump(M["power_off_ms"])
+show("OFF_STATUS", running())
+press(M["pwrkey_on_ms"])
+pump(20000, BOOT_LAST)
+show("REBOOTED", take())
+show("AT", cmd("AT"))
+'''
+    out, result = run_script(make_device, "sim7080", body, {"events": [{"at": 20, "hang": True}]})
+    assert out["HUNG"] == b""
+    assert out["HUNG_STATUS"] is True
+    assert out["STILL_HUNG"] == b""
+    assert out["OFF_STATUS"] is False
+    assert out["REBOOTED"] == BOOT_URCS["sim7080"]
+    assert out["AT"] == b"AT\r\r\nOK\r\n"
+    assert result.modem[0]["power_cycles"] == 2
+
+
+def test_drop_data_closes_sockets_and_pdp_but_stays_registered(make_device, echo_server):
+    body = BOOT_AND_REGISTER + r'''
+cmd('AT+QICSGP=1,1,"","","",1')
+cmd("AT+QIACT=1")
+show("OPEN", cmd('AT+QIOPEN=1,0,"TCP","localhost",%(port)d,0,0', until=b"+QIOPEN: 0,"))
+pump(60000, b"pdpdeact")
+show("DROP_MS", now())
+show("DROP", take())
+show("CEREG", cmd("AT+CEREG?"))
+show("QIACT", cmd("AT+QIACT?"))
+show("QISEND", cmd("AT+QISEND=0,5"))
+'''
+    out, _ = run_script(make_device, "bg95", body, {"events": [{"at": 40, "drop_data": True}]},
+                        port=echo_server.port)
+    assert out["OPEN"] == b"\r\nOK\r\n\r\n+QIOPEN: 0,0\r\n"
+    assert out["DROP"] == b'\r\n+QIURC: "pdpdeact",1\r\n'
+    assert 40000 <= out["DROP_MS"] <= 40100
+    assert re.fullmatch(rb'\r\n\+CEREG: 2,1,.*\r\n\r\nOK\r\n', out["CEREG"])
+    assert out["QIACT"] == b"\r\nOK\r\n"
+    assert out["QISEND"] == b"\r\nERROR\r\n"
+    assert echo_server.ended.wait(5)
+
+
+def test_garbage_and_slow_replies(make_device):
+    body = r'''
+press(M["pwrkey_on_ms"])
+pump(20000, BOOT_LAST)
+take()
+pump(15000)
+show("NOISE", take())
+t0 = now()
+show("SLOW", cmd("AT+CSQ"))
+show("SLOW_MS", now() - t0)
+'''
+    scenario = {"events": [{"at": 20, "garbage": "hex:00ff0d0a"}, {"at": 21, "garbage": "NOISE"},
+                           {"at": 22, "garbage_bytes": 16}, {"at": 25, "slow_ms": 700}]}
+    out, result = run_script(make_device, "sim7600", body, scenario)
+    assert out["NOISE"][:9] == b"\x00\xff\r\nNOISE"
+    assert len(out["NOISE"]) == 9 + 16
+    assert out["SLOW"] == b"AT+CSQ\r\r\n+CSQ: 20,99\r\n\r\nOK\r\n"
+    assert 700 <= out["SLOW_MS"] <= 800
+
+
+def test_sim_swap_is_seen_after_a_power_cycle(make_device):
+    new = "8949017000000000001"
+    body = BOOT_AND_REGISTER + r'''
+show("BEFORE", cmd("AT+QCCID"))
+show("IMSI_BEFORE", cmd("AT+CIMI"))
+time.sleep(20)
+show("STILL", cmd("AT+QCCID"))
+cmd("AT+QPOWD", until=b"POWERED DOWN\r\n")
+pump(3000)
+press(M["pwrkey_on_ms"])
+pump(20000, BOOT_LAST)
+cmd("ATE0")
+show("AFTER", cmd("AT+QCCID"))
+show("IMSI_AFTER", cmd("AT+CIMI"))
+'''
+    out, _ = run_script(make_device, "bg95", body, {"events": [{"at": 15, "sim_swap": new}]})
+    assert out["BEFORE"] == out["STILL"]
+    assert out["BEFORE"] != ok("+QCCID: " + new + "F")
+    assert out["AFTER"] == ok("+QCCID: " + new + "F")
+    assert out["IMSI_AFTER"] != out["IMSI_BEFORE"]
+
+
+def test_only_loopback_hosts_are_reached(make_device, echo_server):
+    body = BOOT_AND_REGISTER + r'''
+cmd("AT+CNACT=0,1", until=b"ACTIVE\r\n")
+show("OFF_MACHINE", cmd('AT+CAOPEN=0,0,"TCP","10.0.0.1",%(port)d'))
+show("NAME", cmd('AT+CAOPEN=1,0,"TCP","example.com",%(port)d'))
+show("REFUSED", cmd('AT+CAOPEN=2,0,"TCP","127.0.0.1",%(closed)d'))
+show("MAPPED", cmd('AT+CAOPEN=3,0,"TCP","broker.example.com",1'))
+'''
+    scenario = {"hosts": {"broker.example.com": "127.0.0.1:%d" % echo_server.port}}
+    out, result = run_script(make_device, "sim7080", body, scenario, port=echo_server.port,
+                             closed=closed_port())
+    assert out["OFF_MACHINE"] == ok("+CAOPEN: 0,27")
+    assert out["NAME"] == ok("+CAOPEN: 1,20")
+    assert out["REFUSED"] == ok("+CAOPEN: 2,23")
+    assert out["MAPPED"] == ok("+CAOPEN: 3,0")
+    assert echo_server.connections == 1  # only the mapped name connected
+    figures = result.modem[0]
+    refused = [s for s in figures["sockets"] if s["port"] != echo_server.port]
+    assert refused == [{"host": "127.0.0.1", "port": refused[0]["port"], "payload_up": 0,
+                        "payload_down": 0, "air_up": SYN, "air_down": RST}]
+
+
+def test_uart_rxbuf_limits_what_the_firmware_can_take_in(make_device, echo_server):
+    # The modem sends at the wire speed of the baud rate: a firmware that keeps reading gets a
+    # 1 KB read through the ESP32's default 256-byte rxbuf; one that looks away loses bytes.
+    body = BOOT_AND_REGISTER + r'''
+cmd("AT+CNACT=0,1", until=b"ACTIVE\r\n")
+cmd('AT+CAOPEN=0,0,"TCP","127.0.0.1",%(port)d')
+uart.init(baudrate=M["baudrate"], rxbuf=256)
+for attempt in ("READING", "ASLEEP"):
+    send("AT+CASEND=0,1000", b"x" * 1000, b"OK\r\n")
+    pump(3000, b"+CADATAIND: 0\r\n")
+    take()
+    before = uart.overflows
+    uart.write(b"AT+CARECV=0,1000\r\n")
+    if attempt == "ASLEEP":
+        time.sleep_ms(300)
+    pump(1000, b"\r\nOK\r\n")
+    show(attempt, (len(take()), uart.overflows - before))
+'''
+    out, _ = run_script(make_device, "sim7080", body, port=echo_server.port)
+    reply = len(b"\r\n+CARECV: 1000,") + 1000 + len(b"\r\n\r\nOK\r\n")
+    assert out["READING"] == (reply, 0)
+    assert out["ASLEEP"] == (256, reply - 256)
+
+
+def test_no_sim_and_error_formats(make_device):
+    body = r'''
+press(M["pwrkey_on_ms"])
+pump(20000, b"+CPIN: NOT INSERTED\r\n")
+show("BOOT", take())
+cmd("ATE0")
+show("CMEE0", cmd("AT+CPIN?"))
+cmd("AT+CMEE=1")
+show("CMEE1", cmd("AT+CPIN?"))
+show("CHAIN", cmd("AT+CMEE=2;+CCID"))
+show("UNKNOWN", cmd("AT+FROBNICATE"))
+show("BAD_PARAM", cmd("AT+CEREG=9"))
+pump(15000)
+show("CEREG", cmd("AT+CEREG?"))
+'''
+    out, _ = run_script(make_device, "sim7080", body, {"sim_present": False})
+    assert out["BOOT"] == b"\r\nRDY\r\n\r\n+CFUN: 1\r\n\r\n+CPIN: NOT INSERTED\r\n"
+    assert out["CMEE0"] == b"\r\nERROR\r\n"
+    assert out["CMEE1"] == b"\r\n+CME ERROR: 10\r\n"
+    assert out["CHAIN"] == b"\r\n+CME ERROR: SIM not inserted\r\n"
+    assert out["UNKNOWN"] == b"\r\nERROR\r\n"
+    assert out["BAD_PARAM"] == b"\r\n+CME ERROR: incorrect parameters\r\n"
+    assert out["CEREG"] == ok("+CEREG: 0,0")
+
+
+def test_stale_context_apn_fails_data_attach_until_fixed(make_device):
+    body = BOOT_AND_REGISTER + r'''
+show("CGDCONT", cmd("AT+CGDCONT?"))
+show("WRONG", cmd("AT+NETOPEN", until=b"+NETOPEN: ") + (pump(100) or take()))
+cmd('AT+CGDCONT=1,"IP","iot.musket"')
+show("RIGHT", cmd("AT+NETOPEN", until=b"+NETOPEN: 0\r\n"))
+show("ADDR", cmd("AT+CGPADDR"))
+'''
+    out, _ = run_script(make_device, "sim7600", body, SCENARIOS["stale-apn"])
+    assert out["CGDCONT"] == ok('+CGDCONT: 1,"IP","internet.old","0.0.0.0",0,0,0,0')
+    assert out["WRONG"] == b"\r\nOK\r\n\r\n+NETOPEN: 1\r\n"
+    assert out["RIGHT"] == b"\r\nOK\r\n\r\n+NETOPEN: 0\r\n"
+    assert re.fullmatch(rb'\r\n\+CGPADDR: 1,"10\.\d+\.\d+\.\d+"\r\n\r\nOK\r\n', out["ADDR"])
+
+
+def test_modem_state_outlives_an_esp32_reset(make_device):
+    # Boot 1 (the script) switches the modem on, turns echo off, waits for the hang, resets the
+    # ESP32; boot 2 (main.py) finds the modem still powered and still hung: only PWRKEY helps.
+    second = PRELUDE + r'''
+BOOT_LAST = b"SMS Ready\r\n"
+show("B2_STATUS", running())
+show("B2_AT", cmd("AT", ms=2000))
+press(M["pwrkey_off_ms"])
+pump(M["power_off_ms"])
+press(M["pwrkey_on_ms"])
+pump(20000, BOOT_LAST)
+take()
+show("B2_FRESH", cmd("AT"))
+'''
+    first = BOOT_AND_REGISTER + r'''
+show("B1_AT", cmd("AT"))
+time.sleep(30)
+machine.reset()
+'''
+    device = make_device(BOARDS["sim7080"], modem=load_scenario({"events": [
+        {"at": 25, "hang": True}]}))
+    device.create_flash({"main.py": second.encode()})  # make_device(files=) is not forwarded
+    result = device.run(200, script=PRELUDE + "BOOT_LAST = b'SMS Ready\\r\\n'\n" + first,
+                        max_boots=2)
+    log = device.console_log.read_text()
+    shown = dict(line.split(" ", 1) for line in log.splitlines() if line.startswith("B2_"))
+    assert "B1_AT b'\\r\\nOK\\r\\n'" in result.script_output
+    assert shown["B2_STATUS"] == "True"
+    assert shown["B2_AT"] == "b''"
+    assert shown["B2_FRESH"] == repr(b"AT\r\r\nOK\r\n")
+    state = json.loads((device.workdir / "modem-state.json").read_text())
+    assert state["on"] is True and state["hung"] is False
+
+
+# -- scenario files and checks (host side only) ----------------------------------------------
+
+
+def test_ready_scenarios_load_with_defaults():
+    for name, data in SCENARIOS.items():
+        loaded = load_scenario(name)
+        assert loaded["reply_ms"] == 5 and loaded["sim_present"] is True, name
+        assert len(loaded["events"]) == len(data.get("events", [])), name
+
+
+def test_scenario_files_json_and_toml(tmp_path):
+    (tmp_path / "s.json").write_text(json.dumps({"apn": "iot", "events": [
+        {"at": 90, "coverage": True}, {"at": 10, "coverage": False}]}))
+    loaded = load_scenario(tmp_path / "s.json")
+    assert loaded["apn"] == "iot"
+    assert [e["at"] for e in loaded["events"]] == [10, 90]
+    (tmp_path / "s.toml").write_text('rssi = 12\n[[events]]\nat = 5\ndeny = "yes"\n')
+    with pytest.raises(ScenarioError, match=r"^s\.toml: events\[0\]\.deny: expected true or false"):
+        load_scenario(tmp_path / "s.toml")
+    (tmp_path / "s.yaml").write_text("rssi: 3")
+    with pytest.raises(ScenarioError, match=r"s\.yaml: expected a \.json or \.toml file"):
+        load_scenario(tmp_path / "s.yaml")
+    with pytest.raises(ScenarioError, match="cannot read scenario file"):
+        load_scenario(tmp_path / "missing.json")
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ({"family": "sim9999"}, r"family: unknown value 'sim9999'"),
+    ({"iccid": "1234567890123456789"}, r"iccid: .* does not start with 89"),
+    ({"iccid": "89490"}, r"iccid: '89490' has 5 digits"),
+    ({"imei": "869715053990671"}, r"imei: .* fails the Luhn check"),
+    ({"imsi": "26201abc"}, r"imsi: expected a string of digits"),
+    ({"rssi": 32}, r"rssi: 32 is out of range"),
+    ({"rsrp": "-95"}, r"rsrp: expected an integer"),
+    ({"register_s": -1}, r"register_s: -1 is out of range"),
+    ({"apn": 'a"b'}, r"apn: .* only printable ASCII"),
+    ({"rat": "5g"}, r"rat: unknown value '5g'"),
+    ({"hosts": {"broker": "8.8.8.8"}}, r"hosts: broker: '8\.8\.8\.8' is not a loopback"),
+    ({"colour": "red"}, r"colour: unknown field"),
+    ({"events": {"at": 1}}, r"events: expected a list"),
+    ({"events": [{"coverage": False}]}, r"events\[0\]\.at: missing"),
+    ({"events": [{"at": 1, "flood": True}]}, r"events\[0\]\.flood: unknown event"),
+    ({"events": [{"at": 1, "hang": False}]}, r"events\[0\]\.hang: expected true"),
+    ({"events": [{"at": 1, "garbage": "hex:zz"}]}, r"events\[0\]\.garbage: bad hex"),
+    ({"events": [{"at": 1, "garbage_bytes": 0}]}, r"events\[0\]\.garbage_bytes: 0 is out of"),
+    ({"events": [{"at": 1, "sim_swap": "123"}]}, r"events\[0\]\.sim_swap: '123' has 3 digits"),
+])
+def test_scenario_errors_name_the_field(data, message):
+    with pytest.raises(ScenarioError, match="^scenario: " + message):
+        load_scenario(data)
