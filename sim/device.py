@@ -36,6 +36,9 @@ DEFAULT_HEAP = 64 * 1024
 SIM_HEAP_RESERVE = 160 * 1024
 # ... and for the modem model when the board has one (compiling it from source needs room).
 MODEM_MODEL_HEAP_RESERVE = 320 * 1024
+# The modem model allocates as it runs (received data, URC lines) from the same heap as the
+# firmware; this much is added to the firmware's share so the model does not eat into it.
+MODEM_MODEL_RUNTIME_ALLOWANCE = 16 * 1024
 DEFAULT_EPOCH = 1767225600  # 2026-01-01T00:00:00Z: where the virtual calendar starts
 US_PER_S = 1_000_000
 ROMFS_MAGIC = b"\xd2\xcd\x31"
@@ -240,8 +243,12 @@ class VirtualDevice:
                 heap += MODEM_MODEL_HEAP_RESERVE
             rom_size = self._romfs_image_size()
             heap += rom_size  # read into memory, as if mapped
+            share = self.heap
+            if self.modem is not None:
+                share += MODEM_MODEL_RUNTIME_ALLOWANCE
+                heap += MODEM_MODEL_RUNTIME_ALLOWANCE
             cmd = [micropython_binary(), "-X", f"heapsize={heap}", str(MP_BOOT),
-                   settings_path.name, str(self.heap), str(rom_size)]
+                   settings_path.name, str(share), str(rom_size)]
         else:
             env["PYTHONDONTWRITEBYTECODE"] = "1"
             cmd = [sys.executable, "-X", "utf8", str(CPYTHON_BOOT), settings_path.name]

@@ -1257,7 +1257,7 @@ class Modem:
         if room <= 0:
             return
         try:
-            data = link.sock.recv(min(room, 4096))
+            data = link.sock.recv(min(room, MSS))
         except OSError as e:
             if e.args[0] == _EAGAIN:
                 return
@@ -1573,6 +1573,7 @@ class Sim7600(Modem):
     def _family_reset(self):
         self.netopen = False
         self.rx_mode = 0
+        self.socket_cid = 1
 
     def _family_state(self):
         return {"netopen": self.netopen, "rx_mode": self.rx_mode}
@@ -1590,9 +1591,19 @@ class Sim7600(Modem):
             raise _CmdError(None)
         if not self._registered():
             return ["+CPSI: NO SERVICE,Online"]
+        # The SIM7600 series reports RSRQ, RSRP and RSSI in tenths of a dB, and RSSNR as
+        # (SINR + 20) / 2.
         return ["+CPSI: LTE,Online,%s-%s,0x%s,%d,123,EUTRAN-BAND3,1300,5,5,%d,%d,%d,%d" % (
-            self.plmn[:3], self.plmn[3:], self.tac, self.cell, self.rsrq, self.rsrp,
-            -113 + 2 * self.rssi, self.sinr)]
+            self.plmn[:3], self.plmn[3:], self.tac, self.cell, self.rsrq * 10, self.rsrp * 10,
+            (-113 + 2 * self.rssi) * 10, (self.sinr + 20) // 2)]
+
+    def _at_csocksetpn(self, kind, a):
+        # The PDP context sockets use (SIM7600 TCP/IP application note).
+        if kind == "?":
+            return ["+CSOCKSETPN: %d" % self.socket_cid]
+        if kind == "=":
+            self.socket_cid = _arg_int(a, 0, None, 1, 16)
+        return []
 
     def _at_netopen(self, kind, a):
         if kind == "?":
