@@ -30,7 +30,10 @@ MPREMOTE_TIMEOUT_S = 30  # per mpremote call
 STOP_TIMEOUT_S = 15  # from SIGTERM to the host process ending
 POWER_OFF_TIMEOUT_S = 5  # from the host ending to its device process ending
 PAYLOAD_SIZE = 3 * 1024
-FIRMWARE_FILES = {"board.json", "boot.py", "main.py", "app/"}
+FIRMWARE_FILES = {"board.json", "boot.py", "main.py"}
+# Where the application's modules are: MicroPython runs them from the ROMFS partition (mounted
+# at /rom), CPython from source on the filesystem.
+APP_DIR = {"micropython": "rom/", "cpython": "app/"}
 
 # Interrupting main.py stops the firmware feeding its watchdog (30 s by default), which keeps
 # running, as on an ESP32: at SPEED that leaves 1.5 s of wall time before the board resets
@@ -147,7 +150,8 @@ def listing(ls_output: str) -> dict[str, int]:
     return entries
 
 
-def test_mpremote_runs_code_and_moves_files_through_the_console(console_sim, tmp_path):
+def test_mpremote_runs_code_and_moves_files_through_the_console(console_sim, tmp_path,
+                                                                interpreter):
     payload = _payload()
     local = tmp_path / "data.bin"
     local.write_bytes(payload)
@@ -158,7 +162,7 @@ def test_mpremote_runs_code_and_moves_files_through_the_console(console_sim, tmp
     assert out.split() == ["45"]
 
     files = listing(mpremote(port, "resume", "fs", "ls"))
-    assert FIRMWARE_FILES <= files.keys(), files
+    assert FIRMWARE_FILES | {APP_DIR[interpreter]} <= files.keys(), files
 
     mpremote(port, "resume", "fs", "cp", str(local), ":data.bin")
     mpremote(port, "resume", "fs", "cp", ":data.bin", str(copy_back))

@@ -132,7 +132,7 @@ class ATChannel:
             self._cmd = None
             self._data = None
             self._raw_left = 0
-        final = self._final
+        final = self._final or ""
         info = self._info
         self._info = None
         if final in self._finals:
