@@ -37,7 +37,7 @@ def modem(with_signal=True):
         report = asyncio.run(asyncio.wait_for_ms(_modem_report(with_signal),
                                                  _REPORT_TIMEOUT_MS))
         report["ok"] = True
-    except Exception as e:  # the caller reads the reason from the JSON line
+    except Exception as e:  # noqa: BLE001 - the caller reads the reason from the JSON line
         report = {"ok": False, "error": "%s: %s" % (type(e).__name__, e)}
     print(json.dumps(report))
     return report

@@ -372,7 +372,8 @@ def test_family_boots_registers_and_carries_tcp(make_device, echo_server, family
         assert out["OFF"] == b"\r\nNORMAL POWER DOWN\r\n"
     elif family == "sim7600":
         assert re.fullmatch(rb"\r\n\+CPSI: LTE,Online,262-01,0x[0-9A-F]{4},\d+,123,"
-                            rb"EUTRAN-BAND3,1300,5,5,-100,-950,-730,16\r\n\r\nOK\r\n", out["SIGNAL"])
+                            rb"EUTRAN-BAND3,1300,5,5,-100,-950,-730,16\r\n\r\nOK\r\n",
+                            out["SIGNAL"])
         assert out["PDP"] == b"\r\nOK\r\n\r\n+NETOPEN: 0\r\n"
         assert out["PDP_Q"] == b"\r\n+IP ERROR: Network is already opened\r\n\r\nERROR\r\n"
         assert out["OPEN"] == b"\r\nOK\r\n\r\n+CIPOPEN: 0,0\r\n"

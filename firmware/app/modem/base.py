@@ -471,7 +471,7 @@ class Modem:
             except ATError as e:  # timeouts and garbage while the modem boots
                 last = e
         else:
-            raise ModemError("sync: no answer to AT in %d tries (%s)" % (attempts, last))
+            raise ATTimeout("AT", "no answer in %d tries (%s)" % (attempts, last))
         for cmd in ("ATE0", "AT+CMEE=2") + self.INIT_CMDS:
             await self._at(cmd, "sync")
 

@@ -173,6 +173,11 @@ class ConnectionManager:
             if not reg["registered"]:
                 self.connected.clear()
                 raise ModemError("lost registration (%s)" % reg["state"])
+            if not self.modem.status["bearer"]:
+                # The network ended the data session (the driver saw its URC); registration
+                # alone does not carry data.
+                self.connected.clear()
+                raise ModemError("data session lost")
 
     async def _escalate(self):
         # One rung up per consecutive unanswered bring-up; the first rung is cheap.
