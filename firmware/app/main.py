@@ -40,6 +40,7 @@ class App:
         self.config = {}
         self.board = {}
         self.tasks = {}
+        self.modem = None
 
     def boot(self):
         self.status.reset_cause = RESET_CAUSES.get(machine.reset_cause(), "unknown")
@@ -95,12 +96,29 @@ class App:
             await asyncio.sleep(interval)
             gc.collect()
             snap = self.status.snapshot(self.log)
-            self.log.info("status", "up %ds, heap free %d, errors %d" % (
-                snap["uptime_s"], snap["heap_free"], snap["log_errors"]))
+            modem = snap.get("modem") or {}
+            self.log.info("status", "up %ds, heap free %d, errors %d, modem %s" % (
+                snap["uptime_s"], snap["heap_free"], snap["log_errors"],
+                modem.get("state", "none")))
+
+    def start_modem(self):
+        # The cellular link, when the board has a modem: the connection manager brings it up
+        # and keeps it up; its status is the "modem" section of the device status.
+        if not self.board.get("modem"):
+            return None
+        from app.modem import open_modem
+        from app.modem.manager import ConnectionManager
+
+        manager = ConnectionManager(open_modem(self.board, self.log), self.log,
+                                    apn=self.config["apn"], reset_board=machine.reset)
+        self.status.sections["modem"] = manager.status
+        self.spawn("modem", manager.run)
+        return manager
 
     async def main(self):
         self.spawn("watchdog", self.watchdog)
         self.spawn("heartbeat", self.heartbeat)
+        self.modem = self.start_modem()
         while self.tasks:
             await asyncio.sleep(3600)
 

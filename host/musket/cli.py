@@ -116,9 +116,13 @@ def _speed(ctx, param, value):
               help="Cut power at this flash write (counted from the start of the run).")
 @click.option("--cut-chance", type=click.FloatRange(0, 1), default=0.0,
               help="Chance that any one flash write loses power, drawn from --seed.")
+@click.option("--scenario", default="good", show_default=True,
+              help="What the radio network does: a ready scenario's name (good, "
+                   "no-coverage-30m, denied, sms-only, hang, drop, sim-swap, stale-apn), a "
+                   "JSON or TOML file, or 'none' for a board whose modem never answers.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def sim_run(board, span, interpreter, heap, seed, ota, workdir, fresh, with_console, speed,
-            cut_at_write, cut_chance, as_json):
+            cut_at_write, cut_chance, scenario, as_json):
     """Run one virtual device for a span of virtual time.
 
     \b
@@ -128,8 +132,11 @@ def sim_run(board, span, interpreter, heap, seed, ota, workdir, fresh, with_cons
     """
     from musket_sim import VirtualDevice
 
+    from musket_sim.scenario import load_scenario
+
+    modem = None if scenario == "none" else load_scenario(scenario)
     device = VirtualDevice(board, workdir, interpreter=interpreter, heap=heap, seed=seed,
-                           ota=ota)
+                           ota=ota, modem=modem)
     if fresh or not device.image.exists():
         device.create_flash()
     if speed is None:
