@@ -209,3 +209,26 @@ def test_a_sim_swap_shows_as_a_new_iccid_after_the_next_power_on(make_device, ec
     _, out, _ = _run(make_device, echo_server, body, "sim-swap")
     assert len(out["ICCID"]) == 2 and out["ICCID"][0] != new_iccid
     assert out["ICCID"][1] == new_iccid
+
+
+@pytest.mark.parametrize("family", sorted(BOARDS))
+def test_console_diagnostics_read_identity_and_signal(make_device, family):
+    """What provisioning stations and field technicians call over the console (raw REPL):
+    one JSON line with the modem's identity, signal and registration."""
+    device = make_device(board=BOARDS[family], modem=load_scenario("good"))
+    result = device.run(600, script="from app import diag\ndiag.modem()\n")
+    report = json.loads([ln for ln in result.script_output.splitlines()
+                         if ln.startswith("{")][-1])
+    assert report["ok"] is True, report
+    assert report["family"] == family
+    assert report["identity"]["iccid"].startswith("89")
+    assert report["signal"]["rssi_dbm"] == -73  # the scenario's CSQ of 20
+    assert "registered" in report["registration"]
+
+
+def test_console_diagnostics_report_a_silent_modem_as_an_error(make_device):
+    device = make_device(modem=None)  # no modem answers on the UART
+    result = device.run(600, script="from app import diag\ndiag.modem()\n")
+    report = json.loads([ln for ln in result.script_output.splitlines()
+                         if ln.startswith("{")][-1])
+    assert report["ok"] is False and "ATTimeout" in report["error"], report

@@ -408,7 +408,7 @@ class Modem:
         if self._status is None:
             try:
                 return await self.sync(_PROBE_ATTEMPTS)
-            except ModemError as e:
+            except ATError as e:  # silent: off, so press PWRKEY
                 self.log.info("modem", "%s: PWRKEY" % e)
         await self._press(self._pwrkey, self._timing["pwrkey_on_ms"])
         await self._boot()
