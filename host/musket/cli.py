@@ -131,7 +131,6 @@ def sim_run(board, span, interpreter, heap, seed, ota, workdir, fresh, with_cons
       musket sim run --for 1d --cut-chance 0.2 --seed 3
     """
     from musket_sim import VirtualDevice
-
     from musket_sim.scenario import load_scenario
 
     modem = None if scenario == "none" else load_scenario(scenario)
