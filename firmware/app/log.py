@@ -17,7 +17,8 @@ ERROR = const(40)
 
 LEVELS = {"debug": DEBUG, "info": INFO, "warning": WARNING, "error": ERROR}
 _LETTER = {DEBUG: "D", INFO: "I", WARNING: "W", ERROR: "E"}
-_DEFAULT_CAPACITY = const(64)
+_DEFAULT_CAPACITY = const(32)
+_MESSAGE_MAX = const(96)  # longer messages are cut: the ring's size in heap stays bounded
 
 
 class Log:
@@ -30,6 +31,7 @@ class Log:
         self.echo = echo
         self.errors = 0
         self.warnings = 0
+        self.dropped = 0  # entries lost to a full heap
         self._t0 = time.ticks_ms()
 
     def set_level(self, name):
@@ -43,13 +45,19 @@ class Log:
         if level < self.level:
             return
         uptime_ms = time.ticks_diff(time.ticks_ms(), self._t0)
-        entry = (uptime_ms, level, tag, message)
+        try:
+            entry = (uptime_ms, level, tag, message[:_MESSAGE_MAX])
+            line = format_entry(entry) if self.echo else None
+        except MemoryError:
+            # Logging must not be what fails when the heap runs short.
+            self.dropped += 1
+            return
         self._entries[self._next] = entry
         self._next = (self._next + 1) % len(self._entries)
         if self._count < len(self._entries):
             self._count += 1
-        if self.echo:
-            print(format_entry(entry))
+        if line is not None:
+            print(line)
 
     def debug(self, tag, message):
         self._add(DEBUG, tag, message)

@@ -21,6 +21,7 @@ except ImportError:
 
 
 STATE_PATH = "/state.json"
+_MODEM_RESET_MARK = b"musket:modem-reset"
 _TASK_RESTART_DELAY_MS = const(5000)  # pause before restarting a task that raised
 _WDT_FEEDS_PER_TIMEOUT = const(3)  # feed three times per watchdog period: one miss is no reset
 
@@ -109,8 +110,22 @@ class App:
         from app.modem import open_modem
         from app.modem.manager import ConnectionManager
 
+        # The last rung of the escalation ladder resets the board, but only once in a row: a
+        # boot that follows such a reset (marked in RTC memory, which survives it) keeps
+        # cycling the modem's power instead, so a dead modem does not become a reset loop.
+        rtc = machine.RTC()
+        after_modem_reset = rtc.memory() == _MODEM_RESET_MARK
+        if after_modem_reset:
+            rtc.memory(b"")
+            self.log.warning("modem", "booted after a reset for the modem; no more of those")
+
+        def reset_board():
+            rtc.memory(_MODEM_RESET_MARK)
+            machine.reset()
+
         manager = ConnectionManager(open_modem(self.board, self.log), self.log,
-                                    apn=self.config["apn"], reset_board=machine.reset)
+                                    apn=self.config["apn"],
+                                    reset_board=None if after_modem_reset else reset_board)
         self.status.sections["modem"] = manager.status
         self.spawn("modem", manager.run)
         return manager

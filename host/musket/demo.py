@@ -29,6 +29,7 @@ def _tail(path: Path, n: int) -> list[str]:
 def run(workdir: Path | None = None, console: Console | None = None) -> dict:
     """Runs the demo; returns the figures it printed (for tests and scripts)."""
     from musket_sim import VirtualDevice
+    from musket_sim.scenario import load_scenario
 
     console = console or Console()
     workdir = Path(workdir or tempfile.mkdtemp(prefix="musket-demo-"))
@@ -36,7 +37,8 @@ def run(workdir: Path | None = None, console: Console | None = None) -> dict:
     console.rule("musket demo")
     console.print(f"board: [bold]{board.name}[/] ({board.chip}, modem {board.modem.family}, "
                   f"{board.flash_size >> 20} MB flash)")
-    device = VirtualDevice(board, workdir / "device", interpreter="micropython", heap=HEAP)
+    device = VirtualDevice(board, workdir / "device", interpreter="micropython", heap=HEAP,
+                           modem=load_scenario("good"))
     device.create_flash()
     files = device.read_files()
     console.print(f"1. flash image built: {len(files)} files on the littlefs partition "

@@ -7,6 +7,8 @@ import time
 
 import pytest
 
+from musket_sim.scenario import load_scenario
+
 DAY_S = 86400
 WATCHDOG_RESET, DEEPSLEEP_RESET, PWRON_RESET = 3, 4, 1
 
@@ -19,13 +21,14 @@ def _line(result, prefix: str) -> str:
 
 
 def test_application_runs_a_day_and_counts_its_boots(make_device):
-    device = make_device()
+    device = make_device(modem=load_scenario("good"))
     first = device.run(DAY_S)
     assert first.errors == [] and first.exit_reason == "span_end"
     assert first.virtual_seconds == DAY_S
     log = device.console_log.read_text()
     assert "boot #1, reset cause power-on, board esp32-sim7080g" in log
     assert log.count(" I status: up ") == 23  # hourly, the 24th falls on the span's end
+    assert "modem connected" in log
     device.run(60)
     assert "boot #2, reset cause power-on" in device.console_log.read_text()
 
