@@ -232,3 +232,17 @@ def test_console_diagnostics_report_a_silent_modem_as_an_error(make_device):
     report = json.loads([ln for ln in result.script_output.splitlines()
                          if ln.startswith("{")][-1])
     assert report["ok"] is False and "ATTimeout" in report["error"], report
+
+
+def test_a_dead_modem_costs_one_board_reset_not_a_reset_loop(make_device):
+    """The escalation ladder ends in a board reset, once: the boot after it keeps cycling the
+    modem's power with backoff instead of resetting the board again and again."""
+    device = make_device(modem=None)  # nothing ever answers on the modem's UART
+    result = device.run(86400)
+    assert result.errors == [], result.errors
+    assert result.boots == 2, [b.reason for b in result.boot_log]
+    assert result.boot_log[0].reason == "reset"
+    log = device.console_log.read_text()
+    for rung in ("resync", "soft_reset", "power_cycle", "board_reset"):
+        assert "not answering: " + rung in log
+    assert "no more of those" in log
