@@ -53,9 +53,10 @@ _MP_TICKS_BASE = 1 << 41
 _ESP32_TICKS_PERIOD = 1 << 30
 
 
-class SimExit(BaseException):
-    # Ends the device process. A BaseException so that firmware `except Exception` blocks,
-    # which a real power cut or reset would not respect either, cannot swallow it.
+class SimExit(SystemExit):
+    # Ends the device process. Not an Exception, so that firmware `except Exception` blocks,
+    # which a real power cut or reset would not respect either, cannot swallow it; a
+    # SystemExit, so that CPython's asyncio lets it out of a task as MicroPython's does.
     reason = ""
 
     def __init__(self, detail=None):
