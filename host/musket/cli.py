@@ -172,6 +172,9 @@ def _print_run(result) -> None:
     if result.heap_peak_bytes is not None:
         table.add_row("heap peak", f"{result.heap_peak_bytes:,} bytes")
     table.add_row("flash writes", f"{result.flash_writes:,}")
+    if result.modem:
+        air = sum(b.get("air_up", 0) + b.get("air_down", 0) for b in result.modem)
+        table.add_row("modem", f"{result.modem[-1].get('family')}, {air:,} bytes over the air")
     table.add_row("ended by", result.exit_reason)
     table.add_row("console log", result.console_log)
     table.add_row("errors", str(len(result.errors)) if result.errors else "none")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from musket import firmware
 from musket.boards import load_board
 
 DEMO_BOARD = "esp32-sim7080g"
@@ -41,9 +42,10 @@ def run(workdir: Path | None = None, console: Console | None = None) -> dict:
                            modem=load_scenario("good"))
     device.create_flash()
     files = device.read_files()
-    console.print(f"1. flash image built: {len(files)} files on the littlefs partition "
-                  f"({', '.join(sorted(files)[:4])}, ...), {device.image}")
-
+    modules = [p for p in firmware.firmware_sources() if p not in firmware.RUN_AS_SOURCE]
+    console.print(f"1. flash image built: {len(modules)} firmware modules compiled into the "
+                  f"ROMFS partition, {', '.join(sorted(files))} on the littlefs partition: "
+                  f"{device.image}")
     day = device.run(DAY_S)
     console.print(f"2. one simulated day under MicroPython with a {HEAP // 1024}K heap: "
                   f"{day.virtual_seconds:,.0f} virtual s in {day.wall_seconds:.2f} wall s "

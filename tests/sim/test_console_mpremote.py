@@ -24,7 +24,7 @@ from musket.boards import load_board
 
 BOARD = "esp32-sim7080g"
 SPAN = "2h"  # far longer than the test: the test stops the device itself
-SPEED = 20  # virtual seconds per wall second
+SPEED = 2  # virtual seconds per wall second: the app's 30 s watchdog leaves mpremote 15 s
 STARTUP_TIMEOUT_S = 20  # until the `console: <pty>` line appears
 MPREMOTE_TIMEOUT_S = 30  # per mpremote call
 STOP_TIMEOUT_S = 15  # from SIGTERM to the host process ending
@@ -160,6 +160,12 @@ def test_mpremote_runs_code_and_moves_files_through_the_console(console_sim, tmp
 
     out = mpremote(port, "resume", "exec", STRETCH_WATCHDOG + "print(sum(range(10)))")
     assert out.split() == ["45"]
+
+    # The modem's identity and signal, as provisioning and the field console read them.
+    report = json.loads(mpremote(port, "resume", "exec",
+                                 "from app import diag; diag.modem()").strip().splitlines()[-1])
+    assert report["ok"] is True and report["identity"]["iccid"].startswith("89"), report
+    assert report["signal"]["rssi_dbm"] is not None
 
     files = listing(mpremote(port, "resume", "fs", "ls"))
     assert FIRMWARE_FILES | {APP_DIR[interpreter]} <= files.keys(), files
