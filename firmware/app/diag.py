@@ -45,7 +45,7 @@ def _release_application():
 
     main = sys.modules.get("app.main")
     if main is not None:
-        setattr(main, "app", None)
+        main.app = None
     asyncio.new_event_loop()
     gc.collect()
 
