@@ -45,7 +45,7 @@ def _release_application():
 
     main = sys.modules.get("app.main")
     if main is not None:
-        main.app = None
+        main.app = None  # type: ignore[attr-defined]  # a module from sys.modules
     asyncio.new_event_loop()
     gc.collect()
 
