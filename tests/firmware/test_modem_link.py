@@ -246,3 +246,18 @@ def test_a_dead_modem_costs_one_board_reset_not_a_reset_loop(make_device):
     for rung in ("resync", "soft_reset", "power_cycle", "board_reset"):
         assert "not answering: " + rung in log
     assert "no more of those" in log
+
+
+def test_radio_off_parks_the_modem_until_asked_back(make_device, echo_server):
+    body = """
+    await mgr.wait_connected(600000)
+    mgr.radio(False)
+    await asyncio.sleep(60)
+    print("PARKED", mgr.status["state"], mgr.connected.is_set())
+    mgr.radio(True)
+    await mgr.wait_connected(600000)
+    print("ECHO", await exchange(mgr, b"on air"))
+"""
+    _, out, status = _run(make_device, echo_server, body, "good")
+    assert out["PARKED"] == ["radio_off False"]
+    assert out["ECHO"] == ["b'on air'"] and status["state"] == "connected"
