@@ -23,8 +23,9 @@ def make_device(tmp_path, interpreter):
     made = []
 
     def make(board: str = DEFAULT_BOARD, name: str = "dev", **kwargs) -> VirtualDevice:
+        files = kwargs.pop("files", None)
         device = VirtualDevice(board, tmp_path / name, interpreter=interpreter, **kwargs)
-        device.create_flash(kwargs.pop("files", None) if "files" in kwargs else None)
+        device.create_flash(files)
         made.append(device)
         return device
 

@@ -11,8 +11,12 @@ uart_peers = {}  # uart id -> model with receive(data) called on every firmware 
 pin_watchers = {}  # pin number -> list of callback(level) when the firmware drives the pin
 
 
+driven_levels = {}  # pin number -> level a model drives, kept for pins made later
+
+
 def drive_pin(number, level):
     # A model drives an input pin: updates its level and fires the firmware's IRQ.
+    driven_levels[number] = 1 if level else 0
     pin = pins.get(number)
     if pin is not None:
         pin._external(level)

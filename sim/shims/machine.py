@@ -71,9 +71,14 @@ class Pin:
         self._level = 0
         self._handler = None
         self._trigger = 0
+        self._driven = False  # a sim model drives this pin from outside
         existing = _simworld.pins.get(id)
         if existing is not None:
             self._level = existing._level
+            self._driven = existing._driven
+        elif id in _simworld.driven_levels:
+            self._level = _simworld.driven_levels[id]
+            self._driven = True
         _simworld.pins[id] = self
         self.init(mode, pull, value=value)
 
@@ -82,7 +87,8 @@ class Pin:
             self._mode = mode
         if pull != -1:
             self._pull = pull
-            if self._mode == self.IN:
+            # A pull sets the level of a floating input, not of one a model drives.
+            if self._mode == self.IN and not self._driven:
                 self._level = 1 if pull == self.PULL_UP else 0
         if value is not None:
             self._set(value)
@@ -95,6 +101,7 @@ class Pin:
 
     def _external(self, level):
         level = 1 if level else 0
+        self._driven = True
         old = self._level
         self._level = level
         if self._handler is None or old == level:
@@ -188,6 +195,8 @@ class UART:
         return self.read(i + 1 if i >= 0 else None)
 
     def write(self, buf):
+        if isinstance(buf, str):  # the ESP32 port takes text too
+            buf = buf.encode()
         peer = _simworld.uart_peers.get(self.id)
         if peer is not None:
             peer.receive(bytes(buf))

@@ -31,14 +31,6 @@ import asyncio, json, machine, sys, time, _simcore, _simworld
 from app.modem.at import ATChannel
 from app.modem import driver_class
 
-if sys.implementation.name != "micropython":
-    # Workaround for a sim bug (to go once fixed there): under CPython the loop hands float
-    # timeouts to _simcore.idle, which truncates them to whole microseconds; a timer due a
-    # fraction of a microsecond later then never comes due and the clock stands still. The
-    # STATUS polling in the power tests hits it. Rounding up here keeps the clock moving.
-    _idle = _simcore.idle
-    _simcore.idle = lambda ms: _idle(ms if ms < 0 else (-(-ms * 1000 // 1) + 0.5) / 1000)
-
 
 class Fake:
     # table: request bytes -> a reply, or a list of replies used in turn (the last repeats).
