@@ -38,22 +38,21 @@ def _release_firmware_heap():
     global _ballast, _firmware_heap
     gc.collect()
     _simcore.sim_heap = gc.mem_alloc()
-    # The list is sized up front: growing it while the heap runs out would fail first.
-    _ballast = [None] * _BALLAST_SLOTS
-    used = 0
+    # Pieces are chained (each with the chain so far) rather than kept in a list, which would
+    # have to grow while the heap runs out: so the ballast takes every last free block.
+    chain = None
     piece = _BALLAST_PIECE
-    while piece >= _BALLAST_MIN_PIECE and used < _BALLAST_SLOTS:
+    while piece >= _BALLAST_MIN_PIECE:
         try:
-            _ballast[used] = bytearray(piece)
-            used += 1
+            chain = (bytearray(piece), chain)
         except MemoryError:
             piece //= 2
+    _ballast = chain
     _firmware_heap = None
     gc.collect()
     _simcore.heap_baseline = gc.mem_alloc()
 
 
-_BALLAST_SLOTS = 256
 _BALLAST_PIECE = 64 * 1024
 _BALLAST_MIN_PIECE = 16
 _ballast = None
