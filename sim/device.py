@@ -184,20 +184,20 @@ class VirtualDevice:
         """Writes a fresh flash image: erased everywhere, with a littlefs filesystem holding
         the firmware (packed for this interpreter), /board.json and any extra `files`."""
         fs_part = self.board.filesystem(self.ota)
+        rom_part = self._romfs_partition()
         content: dict[str, bytes] = {}
         rom: dict[str, bytes] = {}
         if with_firmware:
-            cache = self.workdir.parent / ".mpy-cache" if self.workdir.parent else self.workdir
+            cache = self.workdir.parent / ".mpy-cache"  # shared by devices made side by side
             content.update(firmware.device_files(self.interpreter, cache))
-            if self._romfs_partition() is not None:
+            if rom_part is not None:
                 content, rom = firmware.split_for_romfs(content)
         content["board.json"] = json.dumps(self.board.to_device_dict(), indent=1).encode()
         content.update(files or {})
         image = bytearray(b"\xff" * self.board.flash_size)
         image[fs_part.offset:fs_part.offset + fs_part.size] = fsimage.build(content,
                                                                             fs_part.size)
-        rom_part = self._romfs_partition()
-        if rom and rom_part is not None:
+        if rom:
             image[rom_part.offset:rom_part.end] = firmware.build_romfs(rom, rom_part.size)
         self.image.write_bytes(image)
         self.console_log.write_bytes(b"")

@@ -176,5 +176,4 @@ if __name__ == "__main__":
     try:
         main()
     except _simcore.SimExit as e:
-        _simcore.report("exit", reason=e.reason, detail=e.detail, heap_peak=0,
-                        flash_writes=_simcore.flash_writes)
+        _simrun.report_exit(e.reason, e.detail)

@@ -264,10 +264,3 @@ def exists(path: str) -> bool:
     except OSError:
         return False
     return True
-
-
-__all__ = [
-    "FlashContext", "mount", "listdir", "ilistdir", "stat", "statvfs", "mkdir", "rmdir",
-    "remove", "unlink", "rename", "getcwd", "chdir", "sync", "urandom", "uname", "dupterm",
-    "open", "sep", "io",
-]

@@ -37,7 +37,6 @@ _LFS_LOOKAHEAD = 32
 def _release_firmware_heap():
     global _ballast, _firmware_heap
     gc.collect()
-    _simcore.sim_heap = gc.mem_alloc()
     # Pieces are chained (each with the chain so far) rather than kept in a list, which would
     # have to grow while the heap runs out: so the ballast takes every last free block.
     chain = None
@@ -129,5 +128,4 @@ def main():
 try:
     main()
 except _simcore.SimExit as e:
-    _simcore.report("exit", reason=e.reason, detail=e.detail, heap_peak=_simcore.heap_peak,
-                    flash_writes=_simcore.flash_writes)
+    _simrun.report_exit(e.reason, e.detail)

@@ -33,7 +33,6 @@ EXIT_SOFT_RESET = "soft_reset"
 EXIT_POWER_CUT = "power_cut"
 EXIT_DEEPSLEEP = "deepsleep"
 EXIT_WDT = "wdt"
-EXIT_CRASH = "crash"
 
 # Reset causes, numbered as the ESP32 port's machine module numbers them.
 PWRON_RESET = 1
@@ -139,6 +138,7 @@ def load_settings(path):
     # Opened now, by a path relative to the work folder, while the host's filesystem is still
     # the root (on MicroPython the littlefs partition replaces it before the firmware runs).
     flash_file()
+    _stdin_poll.register(sys.stdin, _bselect.POLLIN)
     return settings
 
 
@@ -163,6 +163,9 @@ _event_seq = 0
 _wdt_timeout_us = 0
 _wdt_deadline_us = -1
 console_attached = False
+# One poller for console input, made at import: the idle path checks it at every step and
+# must not allocate on the firmware's heap to do so.
+_stdin_poll = _bselect.poll()
 console_pending = bytearray()  # console bytes read while the application ran
 
 
@@ -207,6 +210,11 @@ def at(due_us, callback):
     while i > 0 and _events[i - 1][0] > due_us:
         i -= 1
     _events.insert(i, entry)
+
+
+def _fire_due_events():
+    while _events and _events[0][0] <= now_us:
+        _events.pop(0)[2]()
 
 
 def wdt_start(timeout_ms):
@@ -270,10 +278,7 @@ def _console_wait(wall_ms):
     # Waits up to wall_ms real milliseconds for console input; returns True when some arrived.
     if not console_attached:
         return False
-    p = _bselect.poll()
-    p.register(sys.stdin, _bselect.POLLIN)
-    ready = p.poll(max(0, int(wall_ms)))
-    return bool(ready)
+    return bool(_stdin_poll.poll(max(0, int(wall_ms))))
 
 
 # ---- models with real I/O ---------------------------------------------------------------
@@ -352,8 +357,7 @@ def idle(timeout_ms):
     if speed:
         _report_progress()
     _advance_to(target)
-    while _events and _events[0][0] <= now_us:
-        _events.pop(0)[2]()
+    _fire_due_events()
 
 
 def wait_console():
@@ -373,8 +377,7 @@ def wait_console():
     waited_ms = _real_since(start)
     _report_progress()
     _advance_to(min(limit, now_us + int(waited_ms * pace * _US_PER_MS)))
-    while _events and _events[0][0] <= now_us:
-        _events.pop(0)[2]()
+    _fire_due_events()
 
 
 _ready_callbacks = {}  # id(peripheral) -> callbacks waiting for it to become ready
@@ -404,9 +407,7 @@ def console_read_available():
     if not console_attached:
         return b""
     out = bytearray()
-    p = _bselect.poll()
-    p.register(sys.stdin, _bselect.POLLIN)
-    while p.poll(0):
+    while _stdin_poll.poll(0):
         if IS_MICROPYTHON:
             chunk = sys.stdin.buffer.read(1)
         else:

@@ -1,7 +1,6 @@
 # What the ESP32 port does after its filesystem is mounted, for the virtual device: run
 # boot.py, then main.py, then the REPL on the console (UART0), including the raw REPL and
 # raw-paste mode that mpremote speaks. Interpreter differences come in as three callables.
-import sys
 import _simcore
 
 MODE_APP = "app"  # boot.py, main.py, then the REPL: a power-on
@@ -41,7 +40,7 @@ class Runner:
         try:
             if mode == MODE_SCRIPT:
                 self._run_program(script_source, "script.py")
-                _simcore.report("exit", reason=EXIT_DONE, **self._state())
+                report_exit(EXIT_DONE)
                 return
             self._run_file("boot.py")
             if mode == MODE_APP:
@@ -50,18 +49,7 @@ class Runner:
                     self._write(self.banner.encode() + b'Type "help()" for more information.\r\n')
             self.repl(raw=mode == MODE_RAW)
         except _simcore.SimExit as e:
-            _simcore.report("exit", reason=e.reason, detail=e.detail, **self._state())
-
-    def _state(self):
-        s = _simcore.settings
-        state = {
-            "heap_peak": _simcore.heap_peak,
-            "flash_writes": _simcore.flash_writes,
-            "rtc_memory": s.get("rtc_memory", ""),
-            "next_app": s.get("next_app"),
-        }
-        state.update(_simcore.extras)
-        return state
+            report_exit(e.reason, e.detail)
 
     def _run_file(self, name):
         if not self.file_exists(name):
@@ -224,7 +212,14 @@ class Runner:
         self._write(b"\x04\x04")
 
 
-def report_crash(exc):
-    # Last resort for an error in the virtual device itself rather than in the firmware.
-    _simcore.report("exit", reason=_simcore.EXIT_CRASH, detail=repr(exc))
-    sys.exit(1)
+def report_exit(reason, detail=None):
+    # The last word of a boot to the host runner: why it ended, and what carries over.
+    s = _simcore.settings
+    state = {
+        "heap_peak": _simcore.heap_peak,
+        "flash_writes": _simcore.flash_writes,
+        "rtc_memory": s.get("rtc_memory", ""),
+        "next_app": s.get("next_app"),
+    }
+    state.update(_simcore.extras)
+    _simcore.report("exit", reason=reason, detail=detail, **state)

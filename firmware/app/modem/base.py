@@ -301,6 +301,9 @@ class Modem:
     CLOSE_TIMEOUT_MS = 10000
     MAX_SEND = 1460  # bytes per send command
     MAX_READ = 1460  # bytes per read command
+    READ_COMMAND = ""  # "AT+...=<link>,<len>" with two %d
+    READ_DATA = ("", b"\n", 0)  # reply prefix, end of its header, field holding the length
+    CLOSE_COMMAND = ""  # "AT+...=<link>" with one %d
     RX_BUFFER = 512  # each socket's receive buffer
     SOCKETS = 2  # links handed out at once
 
@@ -610,10 +613,23 @@ class Modem:
         if s is not None and s.held:
             s._wake(data)
 
-    async def _close_command(self, cmd, sock, was_open):
+    async def _recv(self, sock, buf):
+        # The families whose read command answers "<prefix> <n>" and then n raw bytes
+        # (READ_DATA says where the length is and where the data starts).
+        want = min(len(buf), self.MAX_READ)
+        prefix, terminator, field = self.READ_DATA
+        lines = await self._at(self.READ_COMMAND % (sock.link, want), "read",
+                               data=(prefix, terminator, buf, field))
+        if find(lines, prefix) is None:
+            raise ModemError("read: bad reply %r" % (lines,))
+        n = self.ch.data_length()
+        return n, n == want
+
+    async def _close(self, sock, was_open):
         # A close the remote end may have beaten us to: then a refusal is expected.
         try:
-            await self._at(cmd, "close %d" % sock.link, self.CLOSE_TIMEOUT_MS)
+            await self._at(self.CLOSE_COMMAND % sock.link, "close %d" % sock.link,
+                           self.CLOSE_TIMEOUT_MS)
         except ModemError as e:
             if was_open:
                 raise

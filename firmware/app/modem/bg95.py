@@ -53,6 +53,11 @@ class BG95(Modem):
     CLOSE_TIMEOUT_MS = 12000  # AT+QICLOSE waits up to 10 s for the FIN by default
     MAX_SEND = 1460  # AT+QISEND <send_length> up to 1460
     MAX_READ = 1500  # AT+QIRD <read_length> up to 1500
+    # "+QIRD: <read_actual_length>", the data on the next line; "+QIRD: 0" when empty.
+    READ_COMMAND = "AT+QIRD=%d,%d"
+    READ_DATA = ("+QIRD:", b"\n", 0)
+    # Also after "closed": the connectID stays taken until AT+QICLOSE.
+    CLOSE_COMMAND = "AT+QICLOSE=%d"
 
     def __init__(self, channel, board, log):
         super().__init__(channel, board, log)
@@ -109,20 +114,6 @@ class BG95(Modem):
             if self._send_failed:
                 raise ModemError("send: SEND FAIL (modem buffer full)")
             raise
-
-    async def _recv(self, sock, buf):
-        # "+QIRD: <read_actual_length>", the data on the next line; "+QIRD: 0" when empty.
-        want = min(len(buf), self.MAX_READ)
-        lines = await self._at("AT+QIRD=%d,%d" % (sock.link, want), "read",
-                               data=("+QIRD:", b"\n", buf, 0))
-        if find(lines, "+QIRD:") is None:
-            raise ModemError("read: bad reply %r" % (lines,))
-        n = self.ch.data_length()
-        return n, n == want
-
-    async def _close(self, sock, was_open):
-        # Also after "closed": the connectID stays taken until AT+QICLOSE.
-        await self._close_command("AT+QICLOSE=%d" % sock.link, sock, was_open)
 
 
 Driver = BG95

@@ -21,6 +21,10 @@ class SIM7080(Modem):
     CPSI = (1, 1, 0)  # +CPSI units: RSRQ in dB, RSRP in dBm, RSSNR in dB (parse_cpsi)
     MAX_SEND = 1460  # AT+CASEND <datalen> 1..1460
     MAX_READ = 1460  # AT+CARECV <readlen> 1..1460
+    # "+CARECV: <recvlen>,<data>" then OK; "+CARECV: 0" when the buffer is empty.
+    READ_COMMAND = "AT+CARECV=%d,%d"
+    READ_DATA = ("+CARECV:", b",", 0)
+    CLOSE_COMMAND = "AT+CACLOSE=%d"
 
     def __init__(self, channel, board, log):
         super().__init__(channel, board, log)
@@ -73,19 +77,6 @@ class SIM7080(Modem):
     async def _send(self, sock, chunk):
         await self._at("AT+CASEND=%d,%d" % (sock.link, len(chunk)), "send", self.SEND_TIMEOUT_MS,
                        payload=chunk)
-
-    async def _recv(self, sock, buf):
-        # "+CARECV: <recvlen>,<data>" then OK; "+CARECV: 0" when the buffer is empty.
-        want = min(len(buf), self.MAX_READ)
-        lines = await self._at("AT+CARECV=%d,%d" % (sock.link, want), "read",
-                               data=("+CARECV:", b",", buf, 0))
-        if find(lines, "+CARECV:") is None:
-            raise ModemError("read: bad reply %r" % (lines,))
-        n = self.ch.data_length()
-        return n, n == want
-
-    async def _close(self, sock, was_open):
-        await self._close_command("AT+CACLOSE=%d" % sock.link, sock, was_open)
 
 
 Driver = SIM7080
