@@ -34,6 +34,8 @@ INTERPRETERS = ("micropython", "cpython")
 DEFAULT_HEAP = 64 * 1024
 # Heap for the sim's own modules on top of the firmware's share (see _simboot_mp.py).
 SIM_HEAP_RESERVE = 160 * 1024
+# ... and for the pool of names grown ahead of the firmware's (see _simboot_mp.py).
+SIM_NAME_POOL_RESERVE = 48 * 1024
 # ... and for the modem model when the board has one (compiling it from source needs room).
 MODEM_MODEL_HEAP_RESERVE = 320 * 1024
 # The modem model allocates as it runs (received data, URC lines) from the same heap as the
@@ -238,7 +240,7 @@ class VirtualDevice:
         env = dict(os.environ)
         if self.interpreter == "micropython":
             env["MICROPYPATH"] = f"{SHIMS_DIR}:.frozen"
-            heap = self.heap + SIM_HEAP_RESERVE
+            heap = self.heap + SIM_HEAP_RESERVE + SIM_NAME_POOL_RESERVE
             if self.modem is not None:
                 heap += MODEM_MODEL_HEAP_RESERVE
             rom_size = self._romfs_image_size()

@@ -56,6 +56,39 @@ _BALLAST_PIECE = 64 * 1024
 _BALLAST_MIN_PIECE = 16
 _ballast = None
 
+# Names (qstrs) live in pools that double in size as names are interned; the sim's names and
+# the firmware's share them. Whether the firmware's next name lands in a free slot or makes a
+# new pool of thousands of entries (over 14K in one piece) would otherwise depend on how many
+# names the sim happens to use. So the pool is grown here, on the sim's side of the heap,
+# until the newest pool has room for this many more names: the firmware never pays for pool
+# growth, however many names the sim uses. (On the chip the firmware's names cost about 11
+# bytes each in pools on the heap, which the chip's heap holds above the firmware's share.)
+_FIRMWARE_NAMES = 1024
+_BYTES_PER_POOL_ENTRY = 11  # hash, length and pointer of one name, on the 64-bit port
+
+
+class _NameSink:
+    pass
+
+
+def _pregrow_name_pool():
+    sink = _NameSink()
+    # No collection in between, so every rise in allocation is seen whole.
+    gc.collect()
+    gc.disable()
+    before = gc.mem_alloc()
+    serial = 0
+    while True:
+        # getattr interns the name it is given, as any attribute name is.
+        getattr(sink, "_simq%d" % serial, None)
+        serial += 1
+        now = gc.mem_alloc()
+        grown = now - before
+        before = now
+        if grown >= _FIRMWARE_NAMES * _BYTES_PER_POOL_ENTRY:
+            break
+    gc.enable()
+
 
 _ROMFS_MAGIC = b"\xd2\xcd\x31"
 
@@ -120,6 +153,7 @@ def main():
         # As the ESP32 port does with a romfs partition: code there runs in place.
         vfs.mount(rom, "/rom")
         sys.path[:] = ["", ".frozen", "/rom", "/rom/lib", "/lib"]
+    _pregrow_name_pool()
     _release_firmware_heap()
     runner = _simrun.Runner(_run_source, _file_exists, _print_exception)
     runner.boot(script_source)
