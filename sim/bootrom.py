@@ -1,0 +1,92 @@
+"""What the chip does at reset before any Python runs, on the virtual flash as written: the
+ROM checks the second-stage bootloader's image header, the bootloader reads the partition
+table at 0x8000 and picks an app partition whose image checks out (magic, segments, checksum,
+SHA-256). Each step prints what an ESP32 prints on UART0; a flash without a valid bootloader,
+table or app does not boot the firmware and says why in the same words.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from musket.parttable import PartitionTableError, decode
+from musket_sim.esp_formats import BOOTLOADER_OFFSETS, AppImage, ImageError, read_image
+
+PARTITION_TABLE_OFFSET = 0x8000
+PARTITION_TABLE_SIZE = 0xC00
+
+ROM_BANNERS = {"esp32": "ets Jul 29 2019 12:21:46", "esp32s3": "ESP-ROM:esp32s3-20210327"}
+# machine.reset_cause() values (see device.py) and the reset reason the ROM prints for each.
+ROM_RESET_LINES = {
+    1: "rst:0x1 (POWERON_RESET),boot:0x13 (SPI_FAST_FLASH_BOOT)",
+    2: "rst:0x1 (POWERON_RESET),boot:0x13 (SPI_FAST_FLASH_BOOT)",
+    3: "rst:0x7 (TG0WDT_SYS_RESET),boot:0x13 (SPI_FAST_FLASH_BOOT)",
+    4: "rst:0x5 (DEEPSLEEP_RESET),boot:0x13 (SPI_FAST_FLASH_BOOT)",
+    5: "rst:0xc (SW_CPU_RESET),boot:0x13 (SPI_FAST_FLASH_BOOT)",
+}
+
+
+@dataclass
+class BootOutcome:
+    lines: list[str] = field(default_factory=list)  # the boot log, as UART0 shows it
+    partitions: list[dict] | None = None  # the flashed table, when it was read
+    app: str | None = None  # the partition booted
+    image: AppImage | None = None
+    error: str | None = None  # why the firmware does not run
+
+    @property
+    def bootable(self) -> bool:
+        return self.error is None
+
+
+def boot(flash: bytes, chip: str, wanted_app: str, reset_cause: int) -> BootOutcome:
+    """Runs the ROM and bootloader stages over `flash`; picks `wanted_app` when its image is
+    valid, otherwise the first other app partition that is, as ESP-IDF's bootloader does."""
+    out = BootOutcome()
+    out.lines += [ROM_BANNERS.get(chip, ""), "", ROM_RESET_LINES.get(reset_cause,
+                                                                      ROM_RESET_LINES[1])]
+    base = BOOTLOADER_OFFSETS[chip]
+    try:
+        read_image(flash, base, chip, limit=PARTITION_TABLE_OFFSET - base)
+    except ImageError as e:
+        word = int.from_bytes(flash[base:base + 4], "little")
+        out.lines.append(f"invalid header: {word:#010x}")
+        out.error = f"no valid bootloader at {base:#x} ({e}): the ROM prints 'invalid " \
+                    f"header: {word:#010x}' and resets, over and over"
+        return out
+    out.lines.append("I (31) boot: ESP-IDF v5.4.1 2nd stage bootloader")
+    try:
+        table = decode(flash[PARTITION_TABLE_OFFSET:PARTITION_TABLE_OFFSET
+                             + PARTITION_TABLE_SIZE])
+        for p in table:
+            if p.offset + p.size > len(flash):
+                raise PartitionTableError(f"partition {p.name} at {p.offset:#x} lies past the "
+                                          f"end of the {len(flash) >> 20} MB flash")
+    except PartitionTableError as e:
+        out.lines += [f"E (42) flash_parts: {e}", "E (42) boot: Failed to verify partition "
+                      "table", "E (42) boot: load partition table error!"]
+        out.error = f"partition table at {PARTITION_TABLE_OFFSET:#x} unreadable: {e}"
+        return out
+    out.partitions = [{"name": p.name, "type": p.type, "subtype": p.subtype,
+                       "offset": p.offset, "size": p.size} for p in table]
+    apps = [p for p in table if p.type == "app"]
+    apps.sort(key=lambda p: p.name != wanted_app)
+    for p in apps:
+        try:
+            image = read_image(flash, p.offset, chip, limit=p.size)
+        except ImageError as e:
+            label = "Factory app" if p.subtype == "factory" else f"OTA app {p.name}"
+            out.lines += [f"E (64) esp_image: {e}",
+                          f"E (64) boot: {label} partition is not bootable"]
+            continue
+        out.app, out.image = p.name, image
+        out.lines += [f"I (80) boot: Loaded app from partition at offset {p.offset:#x}",
+                      f"I (91) app_init: Project name:     {image.project or '?'}",
+                      f"I (91) app_init: App version:      {image.version or '?'}",
+                      f"I (91) app_init: ESP-IDF:          {image.idf_version or '?'}"]
+        return out
+    out.lines.append("E (70) boot: No bootable app partitions in the partition table")
+    out.error = "no bootable app partition: " + (
+        "; ".join(line.split(": ", 1)[1] for line in out.lines if "esp_image" in line)
+        or "the table has no app partition")
+    return out
