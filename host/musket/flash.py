@@ -1,0 +1,318 @@
+"""`musket flash`: writes a build (see musket.build) to many boards at once through esptool's
+Python API, one thread per port.
+
+Per port: connect through the ROM loader (esptool's reset into download mode), read the chip
+and its MAC, load esptool's flasher stub (unless --no-stub), raise the baud rate, write the
+pieces compressed (esptool verifies each by MD5 and skips a piece already in flash), reset.
+esptool's messages go to the port's log file and its progress to the port's bar, through
+musket.esplog. A port that fails is reported and the others carry on.
+
+What a reflash keeps: the build's filesystem piece holds the application's scripts, but the
+filesystem partition is also where a unit keeps its counters, config and credentials, and NVS
+holds what ESP-IDF stores. So by default the filesystem is written only where the partition
+is blank (a new unit: its first two blocks, where littlefs keeps its superblocks, read as
+erased flash); a unit that has a filesystem keeps it, and NVS is never touched. With
+``erase_data`` the filesystem partition is rewritten whole from the build and NVS is erased:
+the unit comes out as new and needs provisioning again. In the OTA layout the build writes
+the app to ota_0, so otadata is erased to make the bootloader start it.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import socket
+import threading
+import time
+import zlib
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from musket.build import MANIFEST_FORMAT, MANIFEST_NAME
+from musket.errors import MusketError
+
+ROM_BAUD = 115200  # every ESP32 ROM loader starts here
+DEFAULT_BAUD = 921600
+BLANK_PROBE_BYTES = 2 * 4096  # littlefs's two superblock copies
+ERASED = b"\xff"
+# USB-serial bridges found on ESP32 boards, by USB vendor id.
+ESP_BRIDGES = {0x10C4: "Silicon Labs CP210x", 0x1A86: "WCH CH340/CH910x", 0x0403: "FTDI",
+               0x303A: "Espressif USB-Serial/JTAG"}
+ZLIB_LEVEL = 9  # what esptool compresses with, so the bar's total matches its transfers
+
+
+class FlashError(MusketError):
+    """A build cannot be flashed, or no port to flash was found."""
+
+
+@dataclass(frozen=True)
+class Region:
+    name: str
+    offset: int
+    data: bytes
+
+
+@dataclass
+class Plan:
+    """What a build folder asks to be written, checked against its manifest."""
+
+    folder: Path
+    board: str
+    chip: str
+    layout: str
+    pieces: list[Region]
+    partitions: dict[str, dict]
+    _wire_sizes: dict = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @classmethod
+    def load(cls, folder: Path | str) -> Plan:
+        folder = Path(folder)
+        path = folder / MANIFEST_NAME
+        try:
+            manifest = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise FlashError(f"{folder} is not a build folder (no {MANIFEST_NAME}; run "
+                             f"`musket build` first)") from None
+        except ValueError as e:
+            raise FlashError(f"{path}: not valid JSON: {e}") from None
+        if manifest.get("format") != MANIFEST_FORMAT:
+            raise FlashError(f"{path}: manifest format {manifest.get('format')!r}, expected "
+                             f"{MANIFEST_FORMAT}")
+        pieces = []
+        for entry in manifest["pieces"]:
+            try:
+                data = (folder / entry["file"]).read_bytes()
+            except FileNotFoundError:
+                raise FlashError(f"{folder}: {entry['file']} is missing") from None
+            if hashlib.sha256(data).hexdigest() != entry["sha256"]:
+                raise FlashError(f"{folder}: {entry['file']} does not match the manifest "
+                                 f"(changed after the build?)")
+            pieces.append(Region(entry["name"], entry["offset"], data))
+        return cls(folder, manifest["board"], manifest["chip"], manifest["layout"], pieces,
+                   {p["name"]: p for p in manifest["partitions"]})
+
+    def wire_size(self, region: Region) -> int:
+        """Bytes `region` takes on the wire, compressed as esptool compresses it; computed
+        once per region, however many ports are flashed."""
+        key = (region.offset, len(region.data), region.name)
+        with self._lock:
+            if key not in self._wire_sizes:
+                self._wire_sizes[key] = len(zlib.compress(region.data, ZLIB_LEVEL))
+            return self._wire_sizes[key]
+
+    def piece(self, name: str) -> Region:
+        return next(p for p in self.pieces if p.name == name)
+
+    def regions(self, *, filesystem: bool, erase_data: bool) -> list[Region]:
+        """The regions to write: the pieces, the filesystem only if asked, and erased flash
+        over what must be cleared."""
+        out = [p for p in self.pieces if p.name != "filesystem"]
+        fs = self.piece("filesystem")
+        if erase_data:
+            size = self.partitions["vfs"]["size"]
+            out.append(Region("filesystem", fs.offset, fs.data + ERASED * (size - len(fs.data))))
+            nvs = self.partitions["nvs"]
+            out.append(Region("nvs (erased)", nvs["offset"], ERASED * nvs["size"]))
+        elif filesystem:
+            out.append(fs)
+        if "otadata" in self.partitions:
+            ota = self.partitions["otadata"]
+            out.append(Region("otadata (erased)", ota["offset"], ERASED * ota["size"]))
+        return sorted(out, key=lambda r: r.offset)
+
+
+@dataclass
+class PortResult:
+    """How flashing one port went; `as_dict()` is its --json entry."""
+
+    port: str
+    ok: bool = False
+    chip: str | None = None
+    mac: str | None = None
+    seconds: float = 0.0
+    error: str | None = None
+    pieces: list[str] = field(default_factory=list)  # written, or found in flash already
+    filesystem: str | None = None  # "written (was blank)", "kept", "erased and written"
+    log: str | None = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+# (port, bytes done, bytes total, what is happening)
+ProgressCallback = Callable[[str, int, int, str], None]
+
+
+class _PortSink:
+    """esptool's output for one port: lines to its log file, transfers to its bar. The bar
+    counts compressed bytes over the whole job, since esptool reports each piece alone."""
+
+    def __init__(self, port: str, log_file, on_progress: ProgressCallback | None) -> None:
+        self.port = port
+        self.log_file = log_file
+        self.on_progress = on_progress
+        self.total = 0
+        self.done_before = 0  # bytes of the pieces already finished
+        self.current = (0, 0)  # (done, total) of the piece being written
+
+    def line(self, text: str) -> None:
+        self.log_file.write(text + "\n")
+        self.log_file.flush()
+
+    def progress(self, done: int, total: int) -> None:
+        if done < self.current[0] or total != self.current[1]:
+            self.done_before += self.current[1] if self.current[0] else 0
+        self.current = (done, total)
+        self.report("writing")
+
+    def report(self, stage: str) -> None:
+        if self.on_progress is not None:
+            done = min(self.done_before + self.current[0], self.total)
+            self.on_progress(self.port, done, self.total, stage)
+
+
+def flash_port(port: str, plan: Plan, *, baud: int = DEFAULT_BAUD, erase_data: bool = False,
+               stub: bool = True, connect_mode: str = "default-reset",
+               log_dir: Path | None = None,
+               on_progress: ProgressCallback | None = None) -> PortResult:
+    """Flashes one port; never raises for a device problem, which is reported in the
+    result."""
+    from musket import esplog
+
+    result = PortResult(port)
+    log_dir = Path(log_dir or plan.folder / "logs")
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / (_safe_name(port) + ".log")
+    result.log = str(log_path)
+    start = time.monotonic()
+    with open(log_path, "w") as log_file, esplog.bound(
+            sink := _PortSink(port, log_file, on_progress)):
+        esp = None
+        try:
+            sink.report("connecting")
+            esp = _connect(port, plan, result, baud=baud, stub=stub, connect_mode=connect_mode)
+            sink.report("checking")
+            regions = _regions_for(esp, plan, result, erase_data)
+            sink.total = sum(plan.wire_size(r) for r in regions)
+            _write(esp, regions)
+            result.pieces = [r.name for r in regions]
+            sink.report("resetting")
+            esp.hard_reset()
+            result.ok = True
+        except Exception as e:  # noqa: BLE001 - esptool raises many kinds; each ends this port only
+            result.error = _describe(e)
+            sink.line(f"failed: {result.error}")
+        finally:
+            if esp is not None:
+                _close(esp)
+            result.seconds = round(time.monotonic() - start, 2)
+            if result.ok:  # pieces already in flash were skipped, not sent
+                sink.done_before, sink.current = sink.total, (0, 0)
+            sink.report("done" if result.ok else "failed")
+    return result
+
+
+def flash_ports(ports: list[str], plan: Plan, *, on_progress: ProgressCallback | None = None,
+                **options) -> list[PortResult]:
+    """Flashes every port at once, one thread each; results in the order of `ports`."""
+    if not ports:
+        raise FlashError("no ports to flash")
+    if len(set(ports)) != len(ports):
+        raise FlashError("a port is listed twice")
+    results: dict[str, PortResult] = {}
+
+    def work(port: str) -> None:
+        results[port] = flash_port(port, plan, on_progress=on_progress, **options)
+
+    threads = [threading.Thread(target=work, args=(port,), name=f"flash {port}")
+               for port in ports]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return [results[port] for port in ports]
+
+
+def find_ports(pattern: str | None = None) -> list[str]:
+    """Serial ports that look like ESP32 boards: a known USB bridge, or a device path that
+    matches `pattern` (a glob like '/dev/ttyUSB*')."""
+    from serial.tools.list_ports import comports
+
+    found = []
+    for info in comports():
+        if pattern is not None:
+            if fnmatch.fnmatch(info.device, pattern):
+                found.append(info.device)
+        elif info.vid in ESP_BRIDGES:
+            found.append(info.device)
+    return sorted(found)
+
+
+# --- one port, step by step -------------------------------------------------------------------
+
+
+def _connect(port: str, plan: Plan, result: PortResult, *, baud: int, stub: bool,
+             connect_mode: str):
+    from esptool.cmds import attach_flash, detect_chip, run_stub
+
+    esp = detect_chip(port, ROM_BAUD, connect_mode)
+    _no_delay(esp)
+    result.chip = esp.get_chip_description()
+    chip = esp.CHIP_NAME.lower().replace("-", "")
+    if chip != plan.chip:
+        _close(esp)
+        raise FlashError(f"this is an {esp.CHIP_NAME}, but the build is for {plan.board} "
+                         f"({plan.chip})")
+    result.mac = ":".join(f"{b:02x}" for b in esp.read_mac())
+    if stub:
+        esp = run_stub(esp)
+    if baud != ROM_BAUD:
+        esp.change_baud(baud)
+    attach_flash(esp)
+    return esp
+
+
+def _no_delay(esp) -> None:
+    """Over a TCP serial server (socket://, a ser2net or a virtual device), send each packet
+    at once: with Nagle's algorithm the tail of every flash block waits for the far end's
+    delayed ACK, tens of milliseconds per block that a UART never spends."""
+    sock = getattr(esp._port, "_socket", None)
+    if sock is not None:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def _regions_for(esp, plan: Plan, result: PortResult, erase_data: bool) -> list[Region]:
+    if erase_data:
+        result.filesystem = "erased and written"
+        return plan.regions(filesystem=True, erase_data=True)
+    fs = plan.piece("filesystem")
+    blank = esp.flash_md5sum(fs.offset, BLANK_PROBE_BYTES) == hashlib.md5(
+        ERASED * BLANK_PROBE_BYTES).hexdigest()
+    result.filesystem = "written (was blank)" if blank else "kept"
+    return plan.regions(filesystem=blank, erase_data=False)
+
+
+def _write(esp, regions: list[Region]) -> None:
+    from esptool.cmds import write_flash
+
+    write_flash(esp, [(r.offset, r.data) for r in regions], flash_size="keep", compress=True,
+                skip_flashed=True)
+
+
+def _close(esp) -> None:
+    try:
+        esp._port.close()
+    except OSError:
+        pass
+
+
+def _describe(error: Exception) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
+
+
+def _safe_name(port: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in port).strip("_")
