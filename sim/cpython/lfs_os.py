@@ -147,7 +147,7 @@ def stat(path: str):
 
 
 def statvfs(path: str = "/"):
-    used = _checked(_fs.used_block_count)
+    used = _checked(lambda: _fs.used_block_count)  # a property: reading it walks the fs
     total = _fs.block_count
     free = total - used
     return (_simcore.BLOCK_SIZE, _simcore.BLOCK_SIZE, total, free, free, 0, 0, 0, 0, 255)

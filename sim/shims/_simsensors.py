@@ -1,0 +1,162 @@
+# The sensor model: the board's surroundings for its sensors, following a usage script
+# (_simusage.py) on the virtual clock. An SHT4x on the I2C bus (temperature with a daily swing,
+# humidity, noise, CRC'd replies), the current sensor's ADC level (brews and short blips over
+# a noisy zero), the supply divider, and flow-meter pulses on the pulse pin in bursts.
+# Faults from the scenario: I2C NACK, bad CRC, a stuck value, a disconnected wire.
+#
+# ADC levels are computed when the firmware reads them (a mapping with a get() that looks at
+# the clock), so noise costs nothing between reads; pulses are scheduled in 250 ms chunks.
+import _simcore
+import _simworld
+import _simusage
+
+_US = 1000000
+_CHUNK_S = 0.25
+_NEVER = ("none", 1e12, 0, 0.0)  # a channel with nothing scheduled
+_NOISE_UV = 3000  # ADC noise, peak: a few LSB of the ESP32's 12-bit ADC
+
+
+def _crc8(b0, b1):
+    crc = 0xFF
+    for byte in (b0, b1):
+        crc ^= byte
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x31) & 0xFF if crc & 0x80 else (crc << 1) & 0xFF
+    return crc
+
+
+def _now_s():
+    return _simcore.now_us / _US
+
+
+class Sht4x:
+    def __init__(self, world):
+        self.world = world
+        self.last = None
+
+    def write(self, reg, data):
+        if _simusage.fault_at(self.world.usage, "sht", _now_s()) == "nack":
+            raise OSError(19)
+
+    def read(self, reg, n):
+        fault = _simusage.fault_at(self.world.usage, "sht", _now_s())
+        if fault == "nack":
+            raise OSError(19)
+        if fault == "stuck" and self.last is not None:
+            return self.last
+        u = self.world.usage
+        day_frac = (_now_s() % 86400) / 86400
+        # A daily swing: coolest at 04:00, warmest at 16:00 (a triangle, no math module).
+        swing = 1 - 4 * abs(((day_frac + 1 - 16 / 24) % 1) - 0.5)
+        t = u["temp_c"] + 2.5 * swing + self.world.noise(0.05)
+        rh = u["rh"] - 4 * swing + self.world.noise(0.3)
+        rt = max(0, min(65535, int((t + 45) * 65535 / 175)))
+        rrh = max(0, min(65535, int((rh + 6) * 65535 / 125)))
+        out = bytearray(6)
+        out[0], out[1] = rt >> 8, rt & 0xFF
+        out[3], out[4] = rrh >> 8, rrh & 0xFF
+        out[2] = _crc8(out[0], out[1])
+        out[5] = _crc8(out[3], out[4])
+        if fault == "crc":
+            out[5] ^= 0x01
+        self.last = bytes(out)
+        return self.last
+
+
+class Levels:
+    # Stands in for _simworld.adc_levels: pin -> microvolts, worked out at each read.
+    def __init__(self, world, old):
+        self.world = world
+        self.fixed = dict(old)
+
+    def __setitem__(self, pin, uv):
+        self.fixed[pin] = uv
+
+    def get(self, pin, default=0):
+        w = self.world
+        if pin == w.current_pin:
+            return w.current_uv()
+        if pin == w.supply_pin:
+            return w.supply_uv()
+        return self.fixed.get(pin, default)
+
+
+class World:
+    def __init__(self, settings):
+        board = settings["board_device"]
+        self.usage = settings["usage"]
+        self.seed = settings.get("seed", 0)
+        self.rng = _simusage.Rng(self.seed * 31 + settings.get("boot", 0))
+        pins = board.get("pins", {})
+        self.current_pin = pins.get("current_adc")
+        self.supply_pin = pins.get("supply_adc")
+        self.flow_pin = pins.get("flow_pulse")
+        self.current_spec = self.supply_spec = None
+        for s in board.get("sensors", ()):
+            if s["kind"] == "adc_current":
+                self.current_spec = s
+            elif s["kind"] == "adc_supply":
+                self.supply_spec = s
+            elif s["kind"] in ("sht4x", "sht3x"):
+                _simworld.attach_i2c(board["i2c"]["id"], s["address"], Sht4x(self))
+        now = _now_s()
+        self.brews = _simusage.events(self.usage, self.seed, "current", now)
+        self.brew = next(self.brews, _NEVER)
+        self.stuck = {}
+        _simworld.adc_levels = Levels(self, _simworld.adc_levels)
+        if self.flow_pin is not None:
+            self.flows = _simusage.events(self.usage, self.seed, "flow", now)
+            self._schedule_flow(next(self.flows, None))
+
+    def noise(self, peak):
+        return (self.rng.next() % 2001 - 1000) * peak / 1000
+
+    def _analog(self, name, uv):
+        fault = _simusage.fault_at(self.usage, name, _now_s())
+        if fault == "disconnected":
+            return 0
+        if fault == "stuck":
+            return self.stuck.setdefault(name, int(uv))
+        self.stuck.pop(name, None)
+        return int(uv)
+
+    def current_uv(self):
+        now = _now_s()
+        while now >= self.brew[1] + self.brew[2]:
+            self.brew = next(self.brews, _NEVER)
+        amps = self.brew[3] if now >= self.brew[1] else 0.0
+        spec = self.current_spec
+        v = spec["zero_volts"] + amps * spec["volts_per_amp"]
+        return self._analog("current", v * _US + self.noise(_NOISE_UV))
+
+    def supply_uv(self):
+        v = self.usage["supply_v"] / self.supply_spec["divider_ratio"]
+        return self._analog("supply", v * _US + self.noise(_NOISE_UV))
+
+    # -- flow pulses -------------------------------------------------------------------
+
+    def _schedule_flow(self, ev):
+        if ev is None:
+            return
+        _, start, seconds, pulses = ev
+        chunks = max(1, int(seconds / _CHUNK_S))
+        self.flow = (start, chunks, pulses)
+        _simcore.at(int(start * _US), self._chunk_cb(0))
+
+    def _chunk_cb(self, i):
+        def fire():
+            start, chunks, pulses = self.flow
+            n = (i + 1) * pulses // chunks - i * pulses // chunks
+            for _ in range(n):
+                _simworld.drive_pin(self.flow_pin, 1)
+                _simworld.drive_pin(self.flow_pin, 0)
+            if i + 1 < chunks:
+                _simcore.at(int((start + (i + 1) * _CHUNK_S) * _US), self._chunk_cb(i + 1))
+            else:
+                self._schedule_flow(next(self.flows, None))
+        return fire
+
+
+def install(settings):
+    # Called by _simcore.install_models() before the firmware starts.
+    return World(settings)

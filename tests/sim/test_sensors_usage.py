@@ -1,0 +1,111 @@
+"""The application on a virtual device with the sensor model: brews and dispenses from the
+usage script become counts and service events, sensor faults show in status and stop no
+counting. Expected values come from the script's own events (musket_sim.usage)."""
+
+from __future__ import annotations
+
+import binascii
+import json
+import struct
+
+import pytest
+
+from musket_sim import VirtualDevice
+from musket_sim.scenario import load_scenario
+from musket_sim.usage import expected_uses, load_usage
+
+BOARD = "esp32-sim7080g"
+RULES = "brews/200:reorder-beans;litres@1000:replace-filter;litres/250:descale"
+READ = """
+from app import counter
+c = counter.Counters([])
+print("STATE", c.snapshot())
+out, seq = [], 0
+while seq < c.last_seq:
+    page = c.events_after(seq, 20)
+    out += [e[2:] for e in page if e[2] != "use"]
+    seq = page[-1][0]
+print("EVENTS", out)
+"""
+
+
+def _record(obj: dict) -> bytes:
+    """A store record (app/store.py), as the firmware's config file holds it."""
+    data = json.dumps(obj).encode()
+    return struct.pack("<4sBBII", b"MSKR", 1, 0, len(data), binascii.crc32(data)) + data
+
+
+def _run(tmp_path, interpreter: str, usage: str, days: float, rules: str = RULES,
+         modem: bool = False):
+    device = VirtualDevice(BOARD, tmp_path / "dev", interpreter=interpreter,
+                           usage=load_usage(usage), modem=load_scenario("good") if modem else None)
+    device.create_flash({"config.json": _record({"service_rules": rules})})
+    result = device.run(days * 86400)
+    state = device.run(60, script=READ)
+    lines = {ln.split(" ", 1)[0]: eval(ln.split(" ", 1)[1])  # dict and list literals
+             for ln in state.script_output.splitlines() if ln.startswith(("STATE", "EVENTS"))}
+    return device, result, lines
+
+
+def _expected(device: VirtualDevice, days: float):
+    certain, maybe = expected_uses(device.usage_settings(), device.seed, 0, days * 86400,
+                                   brew_min_s=10, min_pulses=20)
+    k = device.usage_settings()["k_factor"]
+    brews = sum(1 for u in certain if u[0] == "brews")
+    ml = sum(round(u[2] * 1000 / k) for u in certain if u[0] == "litres")
+    return brews, ml, len(maybe)
+
+
+def _services(brews: int, ml: int) -> list[tuple]:
+    out = [("service", "brews", t, None, "reorder-beans") for t in range(200, brews + 1, 200)]
+    out += [("service", "litres", float(t), None, "descale") for t in range(250, ml // 1000 + 1,
+                                                                              250)]
+    if ml >= 1000 * 1000:
+        out.append(("service", "litres", 1000.0, None, "replace-filter"))
+    return out
+
+
+def _check_month(device, result, lines, days):
+    assert result.errors == [], result.errors
+    brews, ml, _ = _expected(device, days)
+    state = lines["STATE"]
+    assert state["brews"] == brews
+    assert round(state["litres"] * 1000) == ml
+    got = sorted((k, n, t, i) for k, n, t, _, i in lines["EVENTS"])
+    want = sorted((k, n, t, i) for k, n, t, _, i in _services(brews, ml))
+    assert got == want
+
+
+@pytest.mark.slow
+def test_a_month_of_use_gives_the_scripted_counts_and_service_events(tmp_path):
+    """CPython: thirty days of a café."""
+    device, result, lines = _run(tmp_path, "cpython", "day", 30)
+    _check_month(device, result, lines, 30)
+    assert len(lines["EVENTS"]) >= 5, "the month crosses several thresholds"
+
+
+def test_days_of_use_under_micropython(tmp_path):
+    # With the modem model, as the product runs: the firmware's share is 64K + the model's 16K.
+    device, result, lines = _run(tmp_path, "micropython", "busy", 1, modem=True,
+                                 rules="brews/50:reorder-beans;litres@300:replace-filter")
+    assert result.errors == [], result.errors
+    brews, ml, _ = _expected(device, 1)
+    assert lines["STATE"]["brews"] == brews and round(lines["STATE"]["litres"] * 1000) == ml
+    got = sorted(e[1:3] for e in lines["EVENTS"])
+    want = sorted([("brews", t) for t in range(50, brews + 1, 50)]
+                  + ([("litres", 300.0)] if ml >= 300000 else []))
+    assert got == want and got
+
+
+@pytest.mark.parametrize("interpreter", ["micropython", "cpython"])
+def test_sensor_faults_are_reported_and_counting_goes_on(tmp_path, interpreter):
+    device, result, lines = _run(tmp_path, interpreter, "faults", 1, modem=True)
+    assert result.errors == [], result.errors
+    log = device.console_log.read_text()
+    for fault in ("sht: missing", "sht: crc", "sht: stuck", "current: disconnected",
+                  "current: stuck", "supply: disconnected"):
+        assert f"W sensors: {fault}" in log, fault
+    assert "I sensors: sht: recovered" in log
+    brews, ml, maybe = _expected(device, 1)
+    assert brews <= lines["STATE"]["brews"] <= brews + maybe
+    assert round(lines["STATE"]["litres"] * 1000) == ml, "dispenses counted through the faults"
