@@ -1,8 +1,8 @@
 """What the chip does at reset before any Python runs, on the virtual flash as written: the
 ROM checks the second-stage bootloader's image header, the bootloader reads the partition
 table at 0x8000 and picks an app partition whose image checks out (magic, segments, checksum,
-SHA-256). Each step prints what an ESP32 prints on UART0; a flash without a valid bootloader,
-table or app does not boot the firmware and says why in the same words.
+SHA-256). Each step prints what the chip (ESP32 or ESP32-S3) prints on UART0; a flash without
+a valid bootloader, table or app does not boot the firmware and says why in the same words.
 """
 
 from __future__ import annotations
@@ -15,14 +15,33 @@ from musket_sim.esp_formats import BOOTLOADER_OFFSETS, AppImage, ImageError, rea
 PARTITION_TABLE_OFFSET = 0x8000
 PARTITION_TABLE_SIZE = 0xC00
 
-ROM_BANNERS = {"esp32": "ets Jul 29 2019 12:21:46", "esp32s3": "ESP-ROM:esp32s3-20210327"}
-# machine.reset_cause() values (see device.py) and the reset reason the ROM prints for each.
-ROM_RESET_LINES = {
-    1: "rst:0x1 (POWERON_RESET),boot:0x13 (SPI_FAST_FLASH_BOOT)",
-    2: "rst:0x1 (POWERON_RESET),boot:0x13 (SPI_FAST_FLASH_BOOT)",
-    3: "rst:0x7 (TG0WDT_SYS_RESET),boot:0x13 (SPI_FAST_FLASH_BOOT)",
-    4: "rst:0x5 (DEEPSLEEP_RESET),boot:0x13 (SPI_FAST_FLASH_BOOT)",
-    5: "rst:0xc (SW_CPU_RESET),boot:0x13 (SPI_FAST_FLASH_BOOT)",
+
+@dataclass(frozen=True)
+class RomLog:
+    """How one chip's ROM opens its boot log on UART0: its banner, the boot mode its
+    strapping pins select for a flash boot, and its name for each reset reason."""
+
+    banner: tuple[str, ...]
+    boot_mode: str
+    reset_reasons: dict[int, str]  # machine.reset_cause() value (see device.py) -> ROM's words
+
+    def reset_line(self, reset_cause: int) -> str:
+        reason = self.reset_reasons.get(reset_cause, self.reset_reasons[1])
+        return f"rst:{reason},{self.boot_mode}"
+
+
+ROM_LOGS = {
+    "esp32": RomLog(
+        banner=("ets Jul 29 2019 12:21:46", ""),
+        boot_mode="boot:0x13 (SPI_FAST_FLASH_BOOT)",
+        reset_reasons={1: "0x1 (POWERON_RESET)", 2: "0x1 (POWERON_RESET)",
+                       3: "0x7 (TG0WDT_SYS_RESET)", 4: "0x5 (DEEPSLEEP_RESET)",
+                       5: "0xc (SW_CPU_RESET)"}),
+    "esp32s3": RomLog(
+        banner=("ESP-ROM:esp32s3-20210327", "Build:Mar 27 2021"),
+        boot_mode="boot:0x8 (SPI_FAST_FLASH_BOOT)",
+        reset_reasons={1: "0x1 (POWERON)", 2: "0x1 (POWERON)", 3: "0x7 (TG0WDT_SYS_RST)",
+                       4: "0x5 (DSLEEP)", 5: "0xc (RTC_SW_CPU_RST)"}),
 }
 
 
@@ -43,8 +62,8 @@ def boot(flash: bytes, chip: str, wanted_app: str, reset_cause: int) -> BootOutc
     """Runs the ROM and bootloader stages over `flash`; picks `wanted_app` when its image is
     valid, otherwise the first other app partition that is, as ESP-IDF's bootloader does."""
     out = BootOutcome()
-    out.lines += [ROM_BANNERS.get(chip, ""), "", ROM_RESET_LINES.get(reset_cause,
-                                                                      ROM_RESET_LINES[1])]
+    rom = ROM_LOGS[chip]
+    out.lines += [*rom.banner, rom.reset_line(reset_cause)]
     base = BOOTLOADER_OFFSETS[chip]
     try:
         read_image(flash, base, chip, limit=PARTITION_TABLE_OFFSET - base)

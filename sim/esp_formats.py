@@ -27,6 +27,29 @@ CHIP_IDS = {"esp32": 0x0000, "esp32s3": 0x0009}
 BOOTLOADER_OFFSETS = {"esp32": 0x1000, "esp32s3": 0x0}
 
 
+@dataclass(frozen=True)
+class LoadAddresses:
+    """Where a chip's images load, from its memory map: the bootloader runs from internal
+    RAM; an app's description opens its flash-mapped data (DROM) and its code runs from
+    IRAM."""
+
+    boot_entry: int
+    boot_dram: int
+    boot_iram: int
+    app_entry: int
+    app_drom: int
+    app_iram: int
+
+
+LOAD_ADDRESSES = {
+    "esp32": LoadAddresses(boot_entry=0x40080400, boot_dram=0x3FFF0000, boot_iram=0x40078000,
+                           app_entry=0x40081000, app_drom=0x3F400020, app_iram=0x40080000),
+    "esp32s3": LoadAddresses(boot_entry=0x403C9400, boot_dram=0x3FCE3000,
+                             boot_iram=0x403C9000, app_entry=0x40375000,
+                             app_drom=0x3C000020, app_iram=0x40374000),
+}
+
+
 class ImageError(ValueError):
     """Flash content that the ROM or the bootloader would refuse; the message says why in the
     words of the chip's boot log."""
@@ -133,16 +156,17 @@ def stand_in_image(chip: str, project: str, version: str, payload_size: int = 40
     image = ESP32FirmwareImage()
     image.ROM_LOADER = CHIP_DEFS[chip]
     image.chip_id = CHIP_IDS[chip]
+    at = LOAD_ADDRESSES[chip]
     code = bytes((i * 7 + 3) & 0xFF for i in range(payload_size))
     if bootloader:  # RAM-loaded only, as ESP-IDF's bootloader is
         image.append_digest = True
-        image.entrypoint = 0x40080400
-        image.segments = [ELFSection(b".dram0.data", 0x3FFF0000, code[:1024], 0),
-                          ELFSection(b".iram0.text", 0x40078000, code, 0)]
+        image.entrypoint = at.boot_entry
+        image.segments = [ELFSection(b".dram0.data", at.boot_dram, code[:1024], 0),
+                          ELFSection(b".iram0.text", at.boot_iram, code, 0)]
     else:
-        image.entrypoint = 0x40081000
+        image.entrypoint = at.app_entry
         image.segments = [
-            ELFSection(b".flash.appdesc", 0x3F400020, app_description(project, version), 0),
-            ELFSection(b".iram0.text", 0x40080000, code, 0),
+            ELFSection(b".flash.appdesc", at.app_drom, app_description(project, version), 0),
+            ELFSection(b".iram0.text", at.app_iram, code, 0),
         ]
     return image.save(None)

@@ -1,16 +1,21 @@
 """The virtual chip's ROM serial loader: what real esptool talks to when it flashes a virtual
 device, over `socket://127.0.0.1:PORT` or a pty.
 
-It speaks the protocol of esptool's "Serial Protocol" documentation: SLIP frames; SYNC;
-READ_REG/WRITE_REG over a register map with the ESP32's chip-detect magic word, eFuse words
-(the device's MAC, chip revision, package) and an SPI flash controller that answers JEDEC ID
-and SFDP reads; SPI_ATTACH and SPI_SET_PARAMS; FLASH_BEGIN/DATA/END and the deflate variants;
+It speaks the protocol of esptool's "Serial Protocol" documentation for two chips, the ESP32
+and the ESP32-S3, their differences as data (`ChipRom`): SLIP frames; SYNC; GET_SECURITY_INFO
+(the S3's ROM answers with its chip id, 9, which is how esptool tells newer chips apart; the
+ESP32's ROM does not know the command, so esptool reads its chip-detect magic word);
+READ_REG/WRITE_REG over a register map with the chip-detect magic word, eFuse words (the
+device's MAC, chip revision, package) and an SPI flash controller that answers JEDEC ID and
+SFDP reads; SPI_ATTACH and SPI_SET_PARAMS; FLASH_BEGIN/DATA/END and the deflate variants;
 SPI_FLASH_MD5; CHANGE_BAUDRATE; READ_FLASH_SLOW; RAM download (MEM_BEGIN/DATA/END). Code
-downloaded to RAM and started is taken to be esptool's flasher stub: the loader answers
-"OHAI" and from then on speaks the stub's dialect (2 status bytes, raw MD5, ERASE_FLASH,
-ERASE_REGION, READ_FLASH, RUN_USER_CODE). Bytes land in the device's flash image file with NOR
-semantics; a write past the end of flash, a bad checksum, a sequence gap or a broken deflate
-stream is refused with the ROM's (or the stub's) error code, never written.
+downloaded to RAM and started in the chip's IRAM is taken to be esptool's flasher stub: the
+loader answers "OHAI" and from then on speaks the stub's dialect (2 status bytes, raw MD5,
+ERASE_FLASH, ERASE_REGION, READ_FLASH, RUN_USER_CODE); a jump outside IRAM (code built for
+another chip) crashes the chip back into its ROM loader, without OHAI. Bytes land in the
+device's flash image file with NOR semantics; a write past the end of flash, a bad checksum, a
+sequence gap or a broken deflate stream is refused with the ROM's (or the stub's) error code,
+never written.
 
 The link is paced like a UART: 10 bits per byte at the current baud rate, each direction on
 its own, starting at 115200 after every reset and following CHANGE_BAUDRATE.
@@ -26,6 +31,7 @@ import errno
 import hashlib
 import os
 import pty
+import re
 import select
 import socket
 import struct
@@ -39,9 +45,9 @@ from pathlib import Path
 
 from musket.errors import MusketError
 
-ROM_BAUD = 115200  # the ESP32 ROM's UART rate after reset
+ROM_BAUD = 115200  # the ROM loader's UART rate after reset (ESP32 and ESP32-S3)
 BITS_PER_BYTE = 10  # start bit, 8 data bits, stop bit
-MAX_BAUD = 5_000_000  # the ESP32 UART's ceiling
+MAX_BAUD = 5_000_000  # the UART's ceiling (ESP32 and ESP32-S3)
 SECTOR = 0x1000
 
 # Command codes (esptool docs, "Commands").
@@ -93,27 +99,30 @@ class SlipReader:
 
     def __init__(self) -> None:
         self._frame: bytearray | None = None
-        self._escaped = False
 
     def feed(self, data: bytes) -> list[bytes]:
+        # Split on END and unescape whole frames: a 16 KB flash block is one C-level scan,
+        # not 16,000 steps of a Python loop ahead of every acknowledgement.
         frames = []
-        for byte in data:
-            if byte == SLIP_END:
-                if self._frame:
-                    frames.append(bytes(self._frame))
+        for index, part in enumerate(data.split(b"\xc0")):
+            if index:  # an END came before this part
+                frame = _unescape(self._frame) if self._frame else b""
+                if frame:
+                    frames.append(frame)
                 self._frame = bytearray()
-                self._escaped = False
-            elif self._frame is None:
-                continue
-            elif self._escaped:
-                self._frame.append({SLIP_ESC_END: SLIP_END, SLIP_ESC_ESC: SLIP_ESC}.get(byte,
-                                                                                         byte))
-                self._escaped = False
-            elif byte == SLIP_ESC:
-                self._escaped = True
-            else:
-                self._frame.append(byte)
+            if self._frame is not None:
+                self._frame += part
         return frames
+
+
+_ESCAPE = re.compile(b"\xdb(.?)", re.DOTALL)  # ESC and what follows (nothing at a frame's end)
+_UNESCAPED = {bytes([SLIP_ESC_END]): bytes([SLIP_END]), bytes([SLIP_ESC_ESC]): bytes([SLIP_ESC])}
+
+
+def _unescape(raw: bytearray) -> bytes:
+    if SLIP_ESC not in raw:
+        return bytes(raw)
+    return _ESCAPE.sub(lambda m: _UNESCAPED.get(m.group(1), m.group(1)), raw)
 
 
 def transfer_seconds(nbytes: int, baud: int) -> float:
@@ -131,17 +140,33 @@ class PacedLink:
         self.baud = baud
         self._rx_done = 0.0
         self._tx_done = 0.0
+        self._queued: bytes | None = None  # bytes already waiting when the last ones ended
         self.bytes_in = 0
         self.bytes_out = 0
 
-    def read(self, timeout: float) -> bytes | None:
-        """Bytes that finished arriving; None on timeout, b"" when the line is gone."""
-        data = self._raw_read(timeout)
+    def read(self, timeout: float,
+             while_receiving: Callable[[], None] | None = None) -> bytes | None:
+        """Bytes that finished arriving; None on timeout, b"" when the line is gone.
+
+        Arrival is timed from when the bytes reach the loader, or, for bytes that were
+        already waiting when the previous ones finished, from the end of those: the line
+        never went idle, so sleep overshoot does not add up chunk by chunk.
+        `while_receiving` is work the chip does while these bytes come in (the flasher
+        stub writing the block it has just acknowledged)."""
+        if self._queued is not None:
+            data, self._queued = self._queued, None
+            start = self._rx_done
+        else:
+            data = self._raw_read(timeout)
+            start = time.monotonic()
         if data:
-            self._rx_done = max(self._rx_done, time.monotonic()) + transfer_seconds(
-                len(data), self.baud)
+            self._rx_done = max(self._rx_done, start) + transfer_seconds(len(data), self.baud)
+        if while_receiving is not None:
+            while_receiving()
+        if data:
             _sleep_until(self._rx_done)
             self.bytes_in += len(data)
+            self._queued = self._raw_read(0)
         return data
 
     def write(self, data: bytes) -> None:
@@ -164,7 +189,8 @@ def _sleep_until(deadline: float) -> None:
 @dataclass(frozen=True)
 class ChipRom:
     """What one chip family's ROM shows over the serial protocol: registers that identify it,
-    where its eFuses and SPI flash controller sit, how many status bytes its ROM sends."""
+    where its eFuses and SPI flash controller sit, how many status bytes its ROM sends, and
+    whether it answers GET_SECURITY_INFO (with the chip id newer chips are detected by)."""
 
     name: str
     registers: dict[int, int]
@@ -174,6 +200,9 @@ class ChipRom:
     spi_w0: int
     rom_status_bytes: int
     mac_words: Callable[[bytes], dict[int, int]]
+    iram: tuple[int, int]  # [start, end) of internal instruction RAM, where code can run
+    chip_id: int | None = None  # None: the ROM has no GET_SECURITY_INFO
+    eco_version: int = 0  # the last word of GET_SECURITY_INFO's answer
 
 
 def _crc8_maxim(data: bytes) -> int:
@@ -193,6 +222,15 @@ def _esp32_mac_words(mac: bytes) -> dict[int, int]:
     }
 
 
+def _esp32s3_mac_words(mac: bytes) -> dict[int, int]:
+    # BLOCK1 (EFUSE_RD_MAC_SPI_SYS_0/1): MAC bytes 2..5, then bytes 0..1 (SPI pad config
+    # above them is zero: the default pins). No CRC: BLOCK1 has Reed-Solomon coding instead.
+    return {
+        0x60007044: int.from_bytes(mac[2:6], "big"),
+        0x60007048: int.from_bytes(mac[0:2], "big"),
+    }
+
+
 # ESP32-D0WD-V3, revision v3.1 (as on an ESP32-WROVER-E), 40 MHz crystal.
 ESP32 = ChipRom(
     name="esp32",
@@ -209,8 +247,29 @@ ESP32 = ChipRom(
     spi_base=0x3FF42000, spi_usr2=0x24, spi_w0=0x80,
     rom_status_bytes=4,
     mac_words=_esp32_mac_words,
+    iram=(0x40070000, 0x400C0000),
 )
-CHIPS = {"esp32": ESP32}
+
+# ESP32-S3 (QFN56), revision v0.2, as on an ESP32-S3-WROOM-1-N8: flash in the module, not in
+# the chip package, so no embedded flash or PSRAM in the eFuses; fixed 40 MHz crystal. The
+# ROM loader listens on UART0 (the board's USB-UART bridge), not on the USB-Serial/JTAG.
+ESP32S3 = ChipRom(
+    name="esp32s3",
+    registers={
+        0x40001000: 0x00000009,  # chip-detect magic word
+        0x60007050: 2 << 18,  # BLOCK1 word 3: wafer minor version (low bits) 2, package 0
+        0x60007058: 0,  # BLOCK1 word 5: wafer major version 0, minor high bit 0
+        0x6000706C: 1,  # BLOCK2 word 4: block version major 1 (calibration burned)
+        0x3FCEF14C: 0,  # UARTDEV_BUF_NO: the loader's port, 0 = UART0 (3 USB-OTG, 4 USB-JTAG)
+    },
+    efuse_base=0x60007000,
+    spi_base=0x60002000, spi_usr2=0x20, spi_w0=0x58,
+    rom_status_bytes=4,
+    mac_words=_esp32s3_mac_words,
+    iram=(0x40370000, 0x403E0000),
+    chip_id=9,
+)
+CHIPS = {"esp32": ESP32, "esp32s3": ESP32S3}
 MAC_OUI = b"\x24\x0a\xc4"  # Espressif's, as on the virtual device's machine.unique_id()
 
 # SPI NOR flash commands the controller model answers.
@@ -406,7 +465,12 @@ class LoaderSession:
             self._spi_result = 0  # status registers: idle, unprotected
 
     def _security_info(self, data: bytes):
-        raise _Refused(UNSUPPORTED, "GET_SECURITY_INFO: not in the ESP32 ROM")
+        if self.chip.chip_id is None:
+            raise _Refused(UNSUPPORTED, f"GET_SECURITY_INFO: not in the {self.chip.name} ROM")
+        # flags (no secure boot, no secure download mode), flash_crypt_cnt 0, seven key
+        # purposes (all user/empty), the chip id and the ECO version.
+        return 0, struct.pack("<IB7BII", 0, 0, *([0] * 7), self.chip.chip_id,
+                              self.chip.eco_version)
 
     def _spi_attach(self, data: bytes):
         if len(data) not in (4, 8):
@@ -482,10 +546,15 @@ class LoaderSession:
             return None
         if run_app == 0:
             self._reply(FLASH_END if not compressed else FLASH_DEFL_END, 0, b"", 0)
-            self.stub = False
-            self.link.baud = ROM_BAUD
-            self.registers = self._fresh_registers()
+            self._restart_in_rom()
         return None if run_app == 0 else (0, b"")
+
+    def _restart_in_rom(self) -> None:
+        """The chip resets with GPIO0 still held: its ROM loader again, at the ROM's rate."""
+        self.stub = False
+        self.link.baud = ROM_BAUD
+        self.registers = self._fresh_registers()
+        self._ram_bytes = 0
 
     def _reboot(self) -> None:
         self.log.reboot = True
@@ -529,6 +598,13 @@ class LoaderSession:
         if not self._ram_bytes:
             raise _Refused(INVALID, "MEM_END jumps to code that was never loaded")
         self._reply(MEM_END, 0, b"", 0)
+        start, end = self.chip.iram
+        if not start <= entry < end:
+            # Code built for another chip: the CPU faults, the chip resets, no OHAI comes.
+            self.log.errors.append(f"MEM_END jumps to {entry:#010x}, outside the "
+                                   f"{self.chip.name} IRAM: the chip crashes and resets")
+            self._restart_in_rom()
+            return None
         self.stub = self.log.stub = True  # the code downloaded is esptool's flasher stub
         self.link.write(slip_encode(OHAI))
         return None
