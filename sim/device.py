@@ -21,10 +21,13 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from musket import firmware, fsimage
+from musket import firmware, fsimage, parttable
 from musket.boards import ROMFS_PARTITION, Board, load_board
 from musket.errors import MusketError
+from musket_sim import bootrom
 from musket_sim.console import ConsolePty
+from musket_sim.esp_formats import BOOTLOADER_OFFSETS, stand_in_image
+from musket_sim.rom_loader import LoaderServer, SessionLog, device_mac
 
 SIM_DIR = Path(__file__).resolve().parent
 SHIMS_DIR = SIM_DIR / "shims"
@@ -56,7 +59,7 @@ _NEXT_BOOT = {
     "wdt": WDT_RESET,
     "crash": SOFT_RESET,  # a panic restarts the chip
 }
-_FINAL = ("span_end", "done", "interrupted")
+_FINAL = ("span_end", "done", "interrupted", "not_bootable")
 # A device that dies this many times in a row without its clock moving is stuck in a loop.
 _MAX_STALLED_BOOTS = 5
 # The device process runs in the work folder and names its files relative to it, so that the
@@ -137,6 +140,7 @@ class _Run:
     stalled: int = 0
     reason: str = "span_end"
     modem_boots: list[dict] = field(default_factory=list)
+    partitions: list[dict] | None = None  # the partition table the bootloader read
 
     def __post_init__(self) -> None:
         self.mode = "script" if self.script is not None else "app"
@@ -148,7 +152,7 @@ class VirtualDevice:
     def __init__(self, board: Board | str, workdir: Path | str | None = None, *,
                  interpreter: str = "micropython", heap: int = DEFAULT_HEAP, seed: int = 0,
                  ota: bool = False, epoch: int = DEFAULT_EPOCH,
-                 modem: dict | None = None) -> None:
+                 modem: dict | None = None, usage: dict | None = None) -> None:
         if interpreter not in INTERPRETERS:
             raise SimError(f"unknown interpreter {interpreter!r} (expected one of: "
                            f"{', '.join(INTERPRETERS)})")
@@ -169,7 +173,16 @@ class VirtualDevice:
         self.running_app = "ota_0" if ota else "factory"
         # The modem model's scenario (see musket_sim.scenario); None: no modem on the board.
         self.modem = modem
+        # The sensor model's usage scenario (see musket_sim.usage); None: nothing is wired to
+        # the sensors, as on a bare board.
+        self.usage = usage
         self.console: ConsolePty | None = None
+        # The ROM loader while the device waits in download mode (serve_loader).
+        self.loader: LoaderServer | None = None
+        self._proc: subprocess.Popen | None = None
+        self._switched_off = False
+        # What the ROM and bootloader found at the last boot (app partition, image, boot log).
+        self.last_boot: bootrom.BootOutcome | None = None
 
     # -- flash -----------------------------------------------------------------------------
 
@@ -197,6 +210,7 @@ class VirtualDevice:
         content["board.json"] = json.dumps(self.board.to_device_dict(), indent=1).encode()
         content.update(files or {})
         image = bytearray(b"\xff" * self.board.flash_size)
+        self._write_boot_chain(image)
         image[fs_part.offset:fs_part.offset + fs_part.size] = fsimage.build(content,
                                                                             fs_part.size)
         if rom:
@@ -204,6 +218,69 @@ class VirtualDevice:
         self.image.write_bytes(image)
         self.console_log.write_bytes(b"")
         self.virtual_us = 0
+
+    def _write_boot_chain(self, image: bytearray) -> None:
+        """Stand-ins for what `musket build` puts below the filesystem: the bootloader, the
+        board's partition table, and a MicroPython app image in the app slot the device
+        boots (the virtual device runs the real firmware from the romfs/vfs partitions; the
+        app image is what the bootloader checks)."""
+        chip = self.board.chip
+        boot, app = _stand_ins(chip, self.board.micropython_version)
+        base = BOOTLOADER_OFFSETS[chip]
+        image[base:base + len(boot)] = boot
+        table = parttable.encode(self.board.partitions(self.ota))
+        image[bootrom.PARTITION_TABLE_OFFSET:bootrom.PARTITION_TABLE_OFFSET + len(table)] = table
+        slot = self.board.partition(self.running_app, self.ota)
+        image[slot.offset:slot.offset + len(app)] = app
+
+    def erase_flash(self) -> None:
+        """Flash as a new chip comes: erased everywhere (nothing to boot until flashed)."""
+        self.image.write_bytes(b"\xff" * self.board.flash_size)
+        self.console_log.write_bytes(b"")
+        self.virtual_us = 0
+
+    # -- download mode -----------------------------------------------------------------------
+
+    @property
+    def mac(self) -> bytes:
+        """The base MAC in the device's eFuses (what esptool reads), derived from the seed:
+        give devices side by side different seeds."""
+        return device_mac(self._mac_suffix())
+
+    def serve_loader(self, port: int = 0, *, use_pty: bool = False,
+                     on_session_end: Callable[[SessionLog], None] | None = None,
+                     on_connect: Callable[[], None] | None = None) -> str:
+        """Holds the device in download mode (as if GPIO0 were strapped low at reset) with its
+        ROM loader on a loopback TCP port or a pty; returns `socket://127.0.0.1:PORT` or the
+        pty's path for esptool's --port. A device with no flash image gets an erased one.
+        Every connection meets a freshly reset ROM at 115200 baud; the bytes written land in
+        the flash image, which `run` boots from. Do not `run` while a host is flashing
+        (`on_connect` is the place to `reset_into_loader`, see musket_sim.station)."""
+        if self.loader is not None:
+            return self.loader.url
+        if not self.image.exists():
+            self.erase_flash()
+        self._switched_off = False
+        self.loader = LoaderServer(self.image, self.board.flash_size, self.board.chip,
+                                   self.mac, port=port, use_pty=use_pty,
+                                   on_session_end=on_session_end, on_connect=on_connect)
+        return self.loader.url
+
+    def reset_into_loader(self) -> None:
+        """The auto-reset circuit pulls EN and GPIO0: a running boot ends (its run returns
+        with exit reason "interrupted"), the chip waits in its ROM loader."""
+        self._switched_off = True
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+
+    def stop(self) -> None:
+        """Pulls the cable: the loader's connection drops mid-transfer (the host sees a
+        serial error), the loader port goes away and a running boot loses power."""
+        if self.loader is not None:
+            self.loader.pull()
+            self.loader = None
+        self.reset_into_loader()
 
     def _romfs_partition(self):
         names = [p.name for p in self.board.partitions(self.ota)]
@@ -285,7 +362,10 @@ class VirtualDevice:
         if script is not None:
             run.script_path = self.workdir / "script.py"
             run.script_path.write_text(script)
+        self._switched_off = False
         while True:
+            if run.mode != "raw" and not self._boot_stage(run):
+                break
             settings_path = self.workdir / _SETTINGS_FILE
             settings_path.write_text(json.dumps(self._boot_settings(run)))
             try:
@@ -310,10 +390,34 @@ class VirtualDevice:
             modem=run.modem_boots,
         )
 
+    def _boot_stage(self, run: _Run) -> bool:
+        """The ROM and the bootloader on the flash as written; False when nothing boots."""
+        outcome = bootrom.boot(self.image.read_bytes(), self.board.chip, self.running_app,
+                               run.reset_cause)
+        self.last_boot = outcome
+        self._console_text("\n".join(outcome.lines) + "\n")
+        if outcome.bootable:
+            self.running_app = outcome.app or self.running_app
+            run.partitions = outcome.partitions
+            return True
+        boot_no = len(run.boots) + 1
+        run.errors.append(f"boot {boot_no}: {outcome.error}")
+        run.reason = "not_bootable"
+        run.boots.append(BootRecord(boot_no, run.reset_cause, run.mode, self.virtual_us,
+                                    self.virtual_us, run.reason, outcome.error))
+        return False
+
+    def _console_text(self, text: str) -> None:
+        cooked = _cook_newlines(text.encode(), b"")
+        with open(self.console_log, "ab") as log:
+            log.write(cooked)
+        if self.console:
+            self.console.write(cooked)
+
     def _boot_settings(self, run: _Run) -> dict:
         """What the device-side boot script needs to know (sim/shims/_simcore.py)."""
         return {
-            "image": self.image.name, "partitions": self.partitions,
+            "image": self.image.name, "partitions": run.partitions or self.partitions,
             "virtual_us": self.virtual_us, "span_end_us": run.span_end_us, "speed": run.speed,
             "seed": self.seed, "boot": len(run.boots) + 1, "reset_cause": run.reset_cause,
             "mode": run.mode, "epoch": self.epoch, "console": self.console is not None,
@@ -324,9 +428,18 @@ class VirtualDevice:
             "cut_at_write": (run.cut_at_write - run.flash_writes) if run.cut_at_write else -1,
             "cut_chance": run.cut_chance, "running_app": self.running_app,
             "script": run.script_path.name if run.script_path else None,
-            "models": ["_simmodem"] if self.modem is not None else [],
+            "models": (["_simmodem"] if self.modem is not None else [])
+            + (["_simsensors"] if self.usage is not None else []),
+            "usage": self.usage_settings(),
             "modem": self.modem, "board_device": self.board.to_device_dict(),
         }
+
+    def usage_settings(self) -> dict | None:
+        """The usage scenario as the sensor model gets it: with the board's K-factor."""
+        if self.usage is None:
+            return None
+        k = [s.k_factor for s in self.board.sensors if s.kind == "flow_pulse"]
+        return {**self.usage, "k_factor": k[0] if k else 1.0}
 
     def _absorb_boot(self, run: _Run, exit_event: dict | None, stderr_text: str,
                      output: bytes) -> None:
@@ -404,6 +517,9 @@ class VirtualDevice:
             stdin=subprocess.PIPE if self.console else subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )
+        self._proc = proc
+        if self._switched_off:
+            proc.kill()
         if self.console:
             self.console.attach(proc.stdin)
         output = bytearray()
@@ -411,7 +527,14 @@ class VirtualDevice:
                                          daemon=True)
         stdout_thread.start()
         try:
-            return self._follow(proc, on_event, output, stdout_thread)
+            exit_event, stderr_text, output_bytes = self._follow(proc, on_event, output,
+                                                                 stdout_thread)
+            if self._switched_off:
+                # stop(): the device lost power with its cable; not a crash of its own.
+                exit_event = {"reason": "interrupted", "virtual_us": self._last_virtual_us,
+                              **self._last_progress}
+                stderr_text = ""
+            return exit_event, stderr_text, output_bytes
         except BaseException:
             # Interrupted (Ctrl-C, SIGTERM): the device loses power with its host.
             proc.kill()
@@ -463,9 +586,26 @@ class VirtualDevice:
                     self.console.write(cooked)
 
     def close(self) -> None:
+        if self.loader is not None:
+            self.loader.pull()
+            self.loader = None
         if self.console:
             self.console.close()
             self.console = None
+
+
+_STAND_INS: dict[tuple[str, str], tuple[bytes, bytes]] = {}
+
+
+def _stand_ins(chip: str, micropython_version: str) -> tuple[bytes, bytes]:
+    """(bootloader, MicroPython app) stand-in images for a fresh flash, made once."""
+    key = (chip, micropython_version)
+    if key not in _STAND_INS:
+        _STAND_INS[key] = (
+            stand_in_image(chip, "bootloader", "v5.4.1", bootloader=True),
+            stand_in_image(chip, "micropython", "v%s.0" % micropython_version),
+        )
+    return _STAND_INS[key]
 
 
 def _cook_newlines(chunk: bytes, previous: bytes) -> bytes:

@@ -17,12 +17,23 @@ DEFAULT_PATH = "/config.json"
 # str they bound its length. None means no bound. Problems quote int values and choices but
 # only the length of a free-form string, which may hold something private.
 SCHEMA = {
-    # How often usage is reported: at least a minute, at most a day.
+    # How often a reading is taken; counter events go out at the next one. At least a minute,
+    # at most a day.
     "report_interval_s": (900, int, 60, 86400, None),
-    # MQTT keepalive; the protocol carries it as 16 bits.
-    "keepalive_s": (1200, int, 60, 65535, None),
-    # Queued messages sent per uplink session.
-    "batch_size": (8, int, 1, 64, None),
+    # MQTT keepalive: idle this long, the device pings. Over the broker's 1.5 x it counts the
+    # device gone. 16 bits on the wire. The default outlasts the time between two messages of
+    # the default profile (4 readings x 15 min) so a ping (212 air bytes) is rare, and stays
+    # under the 60-min TCP idle timeout common in carriers' NATs (README, "The uplink").
+    "keepalive_s": (3300, int, 60, 65535, None),
+    # Readings per telemetry message: a message goes out once this many wait.
+    "batch_size": (4, int, 1, 64, None),
+    # The MQTT broker (written at provisioning); empty: no uplink.
+    "mqtt_host": ("", str, 0, 64, None),
+    "mqtt_port": (1883, int, 1, 65535, None),
+    # 1: TLS with the broker's certificate checked against /ca.pem.
+    "mqtt_tls": (0, int, 0, 1, None),
+    # 1: telemetry as JSON instead of CBOR, for debugging (several times the bytes).
+    "telemetry_json": (0, int, 0, 1, None),
     "log_level": ("info", str, None, None, ("debug", "info", "warning", "error")),
     # Watchdog timeout: long enough to boot and to ride out a slow flash write.
     "wdt_timeout_ms": (30000, int, 5000, 600000, None),
@@ -32,6 +43,16 @@ SCHEMA = {
     "apn": ("", str, 0, 100, None),
     # Written at provisioning.
     "device_id": ("", str, 0, 64, None),
+    # Usage detection (app/usage.py), per product: a brew is the current sensor above
+    # brew_ma for brew_min_s; a dispense ends dispense_gap_s after its last flow pulse and
+    # counts if it had dispense_min_pulses (fewer is a drip or meter jitter).
+    "brew_ma": (1500, int, 50, 40000, None),
+    "brew_min_s": (10, int, 1, 3600, None),
+    "dispense_gap_s": (3, int, 1, 60, None),
+    "dispense_min_pulses": (20, int, 1, 100000, None),
+    # Service rules (app/counter.py): "counter/N:action" at every N, "counter@N:action" once
+    # at N; ";" between rules.
+    "service_rules": ("brews/200:reorder-beans;litres@1000:replace-filter", str, 0, 240, None),
 }
 
 DEFAULTS = {key: spec[0] for key, spec in SCHEMA.items()}

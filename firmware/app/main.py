@@ -42,6 +42,9 @@ class App:
         self.board = {}
         self.tasks = {}
         self.modem = None
+        self.uplink = None
+        self.sensors = None  # app.sensors.Sensors, when the board has sensors
+        self.counters = None  # app.counter.Counters, when it has usage sensors
 
     def boot(self):
         self.status.reset_cause = RESET_CAUSES.get(machine.reset_cause(), "unknown")
@@ -130,10 +133,56 @@ class App:
         self.spawn("modem", manager.run)
         return manager
 
+    def start_uplink(self):
+        # The MQTT uplink over the modem, once provisioning has named a broker: readings are
+        # sampled and queued whether or not the link is up. Made before the modem starts, so
+        # its buffers come from an unbroken heap; it runs once the modem is there.
+        if not self.board.get("modem") or not self.config["mqtt_host"]:
+            return None
+        from app.uplink.service import Uplink
+
+        uplink = Uplink(self)
+        self.status.sections["uplink"] = uplink.status
+        self.spawn("sample", uplink.sample)
+        return uplink
+
+    def start_usage(self):
+        # Sensors, usage detection and the counters. The counters open (finishing anything a
+        # power cut interrupted) before the uplink can deliver their events.
+        if not self.board.get("sensors"):
+            return
+        from app import counter
+        from app.sensors import SensorError, Sensors, open_sensors
+        from app.usage import Usage
+
+        try:
+            self.sensors = Sensors(open_sensors(self.board))
+        except (SensorError, KeyError, OSError, ValueError) as e:
+            self.log.error("sensors", "cannot set up the board's sensors: %r" % (e,))
+            return
+        self.status.sections["sensors"] = self.sensors.section
+        if not (self.sensors.get("current") or self.sensors.get("flow")):
+            return
+        rules, problems = counter.parse_rules(self.config["service_rules"])
+        for problem in problems:
+            self.log.warning("counter", problem)
+        try:
+            self.counters = counter.Counters(rules, log=self.log)
+        except store.StoreError as e:
+            self.log.error("counter", "counters unreadable, not counting: %s" % e)
+            return
+        self.status.sections["counters"] = self.counters.section
+        self.spawn("usage", Usage(self.sensors, self.counters, self.config, self.log).run)
+
     async def main(self):
         self.spawn("watchdog", self.watchdog)
         self.spawn("heartbeat", self.heartbeat)
+        self.start_usage()
+        self.uplink = self.start_uplink()
         self.modem = self.start_modem()
+        if self.uplink is not None and self.modem is not None:
+            self.uplink.manager = self.modem
+            self.spawn("uplink", self.uplink.run)
         while self.tasks:
             await asyncio.sleep(3600)
 

@@ -9,6 +9,7 @@ import sys
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from musket import __version__
 from musket.errors import MusketError
@@ -120,9 +121,13 @@ def _speed(ctx, param, value):
               help="What the radio network does: a ready scenario's name (good, "
                    "no-coverage-30m, denied, sms-only, hang, drop, sim-swap, stale-apn), a "
                    "JSON or TOML file, or 'none' for a board whose modem never answers.")
+@click.option("--usage", default="day", show_default=True,
+              help="What the appliance around the sensors does: a ready usage scenario "
+                   "(day, busy, faults), a JSON or TOML file, or 'none' for bare sensor "
+                   "inputs.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def sim_run(board, span, interpreter, heap, seed, ota, workdir, fresh, with_console, speed,
-            cut_at_write, cut_chance, scenario, as_json):
+            cut_at_write, cut_chance, scenario, usage, as_json):
     """Run one virtual device for a span of virtual time.
 
     \b
@@ -133,9 +138,12 @@ def sim_run(board, span, interpreter, heap, seed, ota, workdir, fresh, with_cons
     from musket_sim import VirtualDevice
     from musket_sim.scenario import load_scenario
 
+    from musket_sim.usage import load_usage
+
     modem = None if scenario == "none" else load_scenario(scenario)
     device = VirtualDevice(board, workdir, interpreter=interpreter, heap=heap, seed=seed,
-                           ota=ota, modem=modem)
+                           ota=ota, modem=modem,
+                           usage=None if usage == "none" else load_usage(usage))
     if fresh or not device.image.exists():
         device.create_flash()
     if speed is None:
@@ -183,6 +191,85 @@ def _print_run(result) -> None:
         console.print(f"[red]error:[/] {error}")
 
 
+@sim.command("serve")
+@click.option("--board", default="esp32-sim7080g", show_default=True,
+              help="Board name from boards/ (see `musket boards`).")
+@click.option("--loader-port", default=0, show_default=True, type=click.IntRange(0, 65535),
+              help="Loopback TCP port for the ROM loader (0: any free port).")
+@click.option("--pty", "use_pty", is_flag=True,
+              help="Serve the ROM loader on a pty instead of a TCP port.")
+@click.option("--flash", "flash_state", type=click.Choice(["blank", "fresh", "keep"]),
+              default="blank", show_default=True,
+              help="Start erased (a new chip), with a freshly built image, or with the "
+                   "image in --workdir.")
+@click.option("--interpreter", type=click.Choice(["micropython", "cpython"]),
+              default="micropython", show_default=True)
+@click.option("--seed", default=0, show_default=True, type=int,
+              help="Seed for the run; also the last three bytes of the device's MAC.")
+@click.option("--ota/--no-ota", default=False, help="Use the board's OTA partition layout.")
+@click.option("--workdir", type=click.Path(file_okay=False), default=None,
+              help="Keep the flash image and console log here (default: a temporary folder).")
+@click.option("--for", "span", default="1d", show_default=True, callback=_duration,
+              help="Virtual time each boot of the flashed app may run.")
+@click.option("--speed", default="1", show_default=True, callback=_speed,
+              help="Virtual seconds per wall second while the app runs, or 'max'.")
+@click.option("--scenario", default="good", show_default=True,
+              help="What the radio network does (as for `musket sim run`), or 'none'.")
+def sim_serve(board, loader_port, use_pty, flash_state, interpreter, seed, ota, workdir, span,
+              speed, scenario):
+    """Put a virtual device on the bench: its ROM loader for esptool, its console for
+    mpremote. It waits in download mode; once a host has flashed it and closed the loader
+    port, it boots what was written. Connecting to the loader port again resets it into
+    download mode. Runs until interrupted.
+
+    \b
+    Example:
+      musket sim serve --loader-port 0 --seed 7
+      esptool --chip esp32 --port socket://127.0.0.1:PORT --before no-reset \\
+          -b 921600 write-flash 0x0 build/merged.bin
+    """
+    from musket_sim import VirtualDevice
+    from musket_sim.scenario import load_scenario
+    from musket_sim.station import Station
+
+    modem = None if scenario == "none" else load_scenario(scenario)
+    device = VirtualDevice(board, workdir, interpreter=interpreter, seed=seed, ota=ota,
+                           modem=modem)
+    if flash_state == "blank" or (flash_state == "keep" and not device.image.exists()):
+        device.erase_flash()
+    elif flash_state == "fresh":
+        device.create_flash()
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    station = Station(device, loader_port=loader_port, use_pty=use_pty)
+    console = Console(soft_wrap=True)
+
+    def report(what, detail):
+        if what == "flashed":
+            written = sum(length for _, length in detail.writes)
+            console.print(f"flashed: {written:,} bytes in {len(detail.writes)} region(s) at "
+                          f"{detail.baud} baud ({'stub' if detail.stub else 'ROM'}); booting",
+                          markup=False, highlight=False)
+        else:
+            console.print(f"stopped: {detail.exit_reason}, {detail.boots} boot(s), "
+                          f"{detail.virtual_seconds:,.0f} virtual s"
+                          + "".join(f"\nerror: {e}" for e in detail.errors),
+                          markup=False, highlight=False)
+        sys.stdout.flush()
+
+    try:
+        click.echo(f"loader: {station.loader_url}")
+        click.echo(f"console: {station.console_path}")
+        click.echo("mac: " + ":".join("%02x" % b for b in device.mac))
+        click.echo(f"flash: {device.image}")
+        sys.stdout.flush()
+        station.serve(span, None if speed == "max" else speed, report)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        station.close()
+        signal.signal(signal.SIGTERM, previous)
+
+
 @main.command("demo")
 @click.option("--workdir", type=click.Path(file_okay=False), default=None,
               help="Keep the demo's flash image and console log here.")
@@ -223,6 +310,156 @@ def boards_cmd(as_json):
     for b in boards:
         table.add_row(b.name, b.chip, b.modem.family, f"{b.flash_size >> 20} MB", b.summary)
     Console().print(table)
+
+
+@main.command("build")
+@click.option("--board", default="esp32-sim7080g", show_default=True,
+              help="Board name from boards/ (see `musket boards`).")
+@click.option("--micropython", "micropython", required=True,
+              help="MicroPython firmware for the board: the release .bin (bootloader, "
+                   "partition table and app in one), or an app .bin with --bootloader.")
+@click.option("--bootloader", default=None,
+              help="Second-stage bootloader .bin, when --micropython is an app image.")
+@click.option("--ota/--no-ota", default=False, help="Use the board's OTA partition layout.")
+@click.option("--config", "config_file", default=None,
+              help="One device's data as JSON ({\"config\": {...}, \"secrets\": {...}, "
+                   "\"ca_pem\": \"...\"}), put on the filesystem image.")
+@click.option("--device-config", "device_dir", default=None,
+              help="A folder of <name>.json device files: one filesystem and merged image "
+                   "each, under devices/<name>/.")
+@click.option("--out", "out_dir", default="build", show_default=True,
+              help="Output folder.")
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
+def build_cmd(board, micropython, bootloader, ota, config_file, device_dir, out_dir, as_json):
+    """Build the flash images for a board: compiled firmware, filesystem, merged image.
+
+    \b
+    Example:
+      musket build --board esp32-sim7080g \\
+          --micropython ESP32_GENERIC-20250415-v1.28.0.bin --out build
+    """
+    from musket import build
+
+    device = build.load_device(config_file) if config_file else None
+    devices = build.load_devices(device_dir) if device_dir else []
+    result = build.build(board, micropython, out_dir, bootloader=bootloader, ota=ota,
+                         device=device, devices=devices)
+    if as_json:
+        click.echo(json.dumps(result.manifest, indent=2))
+        return
+    _print_build(result)
+
+
+def _print_build(result) -> None:
+    manifest = result.manifest
+    table = Table(title=f"{manifest['board']} ({manifest['chip']}, {manifest['layout']} layout, "
+                        f"firmware {manifest['firmware']['describe'] or 'not in git'})")
+    for column in ("piece", "offset", "size", "sha256"):
+        table.add_column(column, justify="right" if column in ("offset", "size") else "left")
+    for piece in manifest["pieces"]:
+        table.add_row(piece["file"], f"{piece['offset']:#08x}", f"{piece['size']:,}",
+                      piece["sha256"][:16])
+    merged = manifest["merged"]
+    table.add_row(merged["file"], f"{merged['offset']:#08x}", f"{merged['size']:,}",
+                  merged["sha256"][:16], style="bold")
+    console = Console()
+    console.print(table)
+    for device in manifest["devices"]:
+        console.print(f"device {device['name']}: devices/{device['name']}/"
+                      f"{device['merged']['file']}")
+    console.print(f"written to {result.out_dir} (manifest.json lists every piece)")
+
+
+@main.command("flash")
+@click.argument("build_dir", default="build")
+@click.option("--port", "ports", multiple=True,
+              help="Serial port to flash (repeat for several); a pyserial URL such as "
+                   "socket://host:port works too.")
+@click.option("--all", "all_ports", is_flag=True,
+              help="Flash every serial port with an ESP32 USB bridge (or matching --match).")
+@click.option("--match", default=None, help="With --all: ports whose path matches this glob.")
+@click.option("--baud", default=921600, show_default=True, type=int,
+              help="Baud rate after connecting (the ROM loader starts at 115200).")
+@click.option("--erase-data", is_flag=True,
+              help="Rewrite the filesystem and erase NVS: counters, config and credentials "
+                   "are lost; the unit must be provisioned again.")
+@click.option("--no-stub", is_flag=True, help="Talk to the ROM loader only (slower).")
+@click.option("--log-dir", default=None,
+              help="Where each port's esptool log goes (default: BUILD_DIR/logs).")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+def flash_cmd(build_dir, ports, all_ports, match, baud, erase_data, no_stub, log_dir, as_json):
+    """Flash a build to many boards at once; the units keep their data.
+
+    A unit whose filesystem partition is blank gets the build's filesystem; a unit that has
+    one keeps it (counters, config, credentials), unless --erase-data.
+
+    \b
+    Examples:
+      musket flash build --port /dev/ttyUSB0 --port /dev/ttyUSB1
+      musket flash build --all --json
+    """
+    from musket import flash
+
+    plan = flash.Plan.load(build_dir)
+    chosen = list(ports)
+    if all_ports:
+        chosen += [p for p in flash.find_ports(match) if p not in chosen]
+    if not chosen:
+        raise flash.FlashError("no port to flash: give --port, or --all with boards attached")
+    options = dict(baud=baud, erase_data=erase_data, stub=not no_stub, log_dir=log_dir)
+    if as_json:
+        results = flash.flash_ports(chosen, plan, **options)
+        click.echo(json.dumps([r.as_dict() for r in results], indent=2))
+    else:
+        results = _flash_with_bars(flash, chosen, plan, options)
+        _print_flash(results)
+    if not all(r.ok for r in results):
+        sys.exit(_EXIT_ERROR)
+
+
+def _flash_with_bars(flash, ports, plan, options):
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    progress = Progress(TextColumn("{task.fields[port]}"), BarColumn(), DownloadColumn(),
+                        TextColumn("{task.description}"), TimeElapsedColumn())
+    tasks = {port: progress.add_task("waiting", total=None, port=port) for port in ports}
+
+    def on_progress(port, done, total, stage):
+        progress.update(tasks[port], completed=done, total=total or None, description=stage)
+
+    with progress:
+        return flash.flash_ports(ports, plan, on_progress=on_progress, **options)
+
+
+def _print_flash(results) -> None:
+    table = Table(title="musket flash")
+    for column in ("port", "chip", "MAC", "result", "filesystem", "seconds"):
+        table.add_column(column, justify="right" if column == "seconds" else "left")
+    for r in results:
+        # Text, not markup: an error message may hold brackets.
+        outcome = Text("ok", style="green") if r.ok else Text.assemble(("failed", "red"),
+                                                                       f": {r.error}")
+        table.add_row(r.port, r.chip or "-", r.mac or "-", outcome, r.filesystem or "-",
+                      f"{r.seconds:.1f}")
+    console = Console()
+    console.print(table)
+    failed = [r for r in results if not r.ok]
+    if failed:
+        console.print(f"{len(failed)} of {len(results)} failed; logs: "
+                      + ", ".join(r.log for r in failed))
+
+
+# The factory line's provisioning and registry commands live in their own module.
+from musket.cli_registry import provision_cmd, registry_group  # noqa: E402
+
+main.add_command(provision_cmd)
+main.add_command(registry_group)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,318 @@
+"""`musket provision` and `musket registry ...`: thin wrappers over musket.provision and
+musket.registry. Registered on the main group in cli.py."""
+
+from __future__ import annotations
+
+import json
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from musket.registry import SIM_STATES, Registry, default_actor
+from musket.registry.records import iso
+
+_REGISTRY_HELP = ("Registry: a SQLite file or a PostgreSQL URL (postgresql://user@host/db). "
+                  "Default: $MUSKET_REGISTRY, else ./musket-registry.sqlite.")
+
+
+def _registry_option(f):
+    return click.option("--registry", "location", default=None, metavar="FILE|URL",
+                        help=_REGISTRY_HELP)(f)
+
+
+def _actor_options(f):
+    f = click.option("--operator", envvar="MUSKET_OPERATOR", default=None,
+                     help="Who is at the station, for the audit log (default: $MUSKET_OPERATOR, "
+                          "else the login name).")(f)
+    return click.option("--station", envvar="MUSKET_STATION", default=None,
+                        help="Station name for the audit log (default: $MUSKET_STATION, else "
+                             "this machine's name).")(f)
+
+
+def _when(value) -> str:
+    """A UTC time for tables: 2026-01-05 09:14:03Z."""
+    return iso(value).replace("T", " ").replace("+00:00", "Z") if value else ""
+
+
+def _print_json(data) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+@click.command("provision")
+@click.option("--port", required=True, help="The unit's console: /dev/ttyUSB0, /dev/pts/N.")
+@_registry_option
+@_actor_options
+@click.option("--broker-host", envvar="MUSKET_BROKER_HOST", required=True,
+              help="MQTT broker host the unit connects to (default: $MUSKET_BROKER_HOST).")
+@click.option("--broker-port", type=click.IntRange(1, 65535), default=None,
+              help="MQTT broker port (default 1883, 8883 with --tls).")
+@click.option("--tls", is_flag=True, help="The unit connects with TLS; needs --ca.")
+@click.option("--ca", "ca_file", type=click.File("rb"), default=None,
+              help="The broker's CA certificate (PEM), written to the unit as /ca.pem.")
+@click.option("--rebind", is_flag=True,
+              help="The unit holds a new SIM (a SIM swap): bind it in place of the old one.")
+@click.option("--reason", default=None, help="Why, for the audit log (required with --rebind).")
+@click.option("--old-sim", type=click.Choice(["retired", "inventory"]), default="retired",
+              show_default=True, help="With --rebind: where the swapped-out SIM goes.")
+@click.option("--allow-unknown-sim", is_flag=True,
+              help="Bind a SIM that is not in the registry (it is added and audited).")
+@click.option("--id-prefix", default="msk", show_default=True,
+              help="Prefix of newly assigned device IDs.")
+@click.option("--reset/--no-reset", default=True, show_default=True,
+              help="Restart the unit afterwards so it runs with its new config.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def provision_cmd(port, location, station, operator, broker_host, broker_port, tls, ca_file,
+                  rebind, reason, old_sim, allow_unknown_sim, id_prefix, reset, as_json):
+    """Provision one flashed unit over its console: read ICCID, IMEI and IMSI from its modem,
+    bind them to a device ID in the registry, write its MQTT config and credentials, and print
+    its label line. Running it again on the same unit changes nothing.
+
+    \b
+    Examples:
+      musket provision --port /dev/ttyUSB0 --station line-1 --operator ana \\
+          --broker-host mqtt.example.com --tls --ca ca.pem
+      musket provision --port /dev/ttyUSB0 --broker-host mqtt.example.com \\
+          --rebind --reason "SIM damaged in transit"
+    """
+    from musket.provision import (
+        DEFAULT_MQTT_PORT,
+        DEFAULT_MQTTS_PORT,
+        BrokerSettings,
+        ProvisionOptions,
+        provision,
+    )
+
+    ca = ca_file.read() if ca_file else None
+    port_number = broker_port or (DEFAULT_MQTTS_PORT if tls else DEFAULT_MQTT_PORT)
+    settings = BrokerSettings(broker_host, port_number, tls=tls, ca_pem=ca)
+    options = ProvisionOptions(rebind=rebind, reason=reason, old_sim_state=old_sim,
+                               allow_unknown_sim=allow_unknown_sim, id_prefix=id_prefix,
+                               reset=reset)
+    with Registry.open(location) as registry:
+        result = provision(port, registry, settings, default_actor(station, operator), options)
+    if as_json:
+        _print_json(result.as_dict())
+        return
+    click.echo(result.summary)
+    click.echo(f"label: {result.label}")
+
+
+@click.group("registry")
+def registry_group() -> None:
+    """The device registry: SIM inventory, ICCID/IMEI/device ID bindings, broker credentials
+    (hashed) and the audit log, in a SQLite file or PostgreSQL.
+
+    \b
+    Example:
+      musket registry import-sims sims.csv --station line-1 --operator ana
+      musket registry list --registry postgresql://musket@db/musket
+    """
+
+
+@registry_group.command("migrate")
+@_registry_option
+def migrate_cmd(location):
+    """Bring the registry's schema to this musket's version (opening it does this too).
+
+    \b
+    Example:
+      musket registry migrate --registry postgresql://musket@db.factory.lan/musket
+    """
+    from musket.registry import database
+
+    engine = database.connect(location)
+    try:
+        before, after = database.migrate(engine)
+    finally:
+        engine.dispose()
+    url = database.describe(str(engine.url))
+    if before == after:
+        click.echo(f"{url}: schema at revision {after}, nothing to do")
+    else:
+        click.echo(f"{url}: schema {before or 'empty'} → {after}")
+
+
+@registry_group.command("import-sims")
+@click.argument("csv_file", metavar="FILE.csv", type=click.Path(dir_okay=False))
+@_registry_option
+@_actor_options
+def import_sims_cmd(csv_file, location, station, operator):
+    """Import the connectivity vendor's SIM list (CSV columns ICCID, plan, state). Every row
+    is checked first (ICCID digits, length and check digit, plan, state, duplicates in the
+    file and in the registry); one bad row and nothing is imported.
+
+    \b
+    Example:
+      musket registry import-sims sims-2026-01.csv --station stores --operator ana
+    """
+    with Registry.open(location) as registry:
+        rows = registry.import_sims(csv_file, default_actor(station, operator))
+    states: dict[str, int] = {}
+    for row in rows:
+        states[row.state] = states.get(row.state, 0) + 1
+    detail = ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
+    click.echo(f"imported {len(rows)} SIMs ({detail})")
+
+
+@registry_group.command("list")
+@_registry_option
+@click.option("--sims", "show_sims", is_flag=True, help="List SIMs instead of devices.")
+@click.option("--state", type=click.Choice(SIM_STATES), default=None,
+              help="With --sims: only SIMs in this state.")
+@click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
+def list_cmd(location, show_sims, state, as_json):
+    """List the registered devices (or, with --sims, the SIMs).
+
+    \b
+    Examples:
+      musket registry list
+      musket registry list --sims --state inventory --json
+    """
+    with Registry.open(location) as registry:
+        if show_sims or state:
+            sims = registry.sims(state)
+            if as_json:
+                _print_json([s.as_dict() for s in sims])
+                return
+            table = Table(title=f"SIMs ({len(sims)})")
+            for column in ("ICCID", "state", "plan", "device", "updated"):
+                table.add_column(column)
+            for s in sims:
+                table.add_row(s.iccid, s.state, s.plan or "", s.device_id or "",
+                              _when(s.updated))
+            Console().print(table)
+            return
+        devices = registry.devices()
+    if as_json:
+        _print_json([d.as_dict() for d in devices])
+        return
+    table = Table(title=f"devices ({len(devices)})")
+    for column in ("device ID", "IMEI", "ICCID", "SIM", "board", "created"):
+        table.add_column(column)
+    for d in devices:
+        table.add_row(d.device_id, d.imei, d.iccid or "", d.sim_state or "", d.board or "",
+                      _when(d.created)[:10])
+    Console().print(table)
+
+
+@registry_group.command("show")
+@click.argument("key")
+@_registry_option
+@click.option("--json", "as_json", is_flag=True, help="Print the record as JSON.")
+def show_cmd(key, location, as_json):
+    """Show one device (by device ID, IMEI or ICCID) with its binding history, or one SIM.
+
+    \b
+    Example:
+      musket registry show msk-7k3qx9ta
+    """
+    from musket.registry import RegistryError
+
+    with Registry.open(location) as registry:
+        device = registry.device(key)
+        sim = None if device else registry.sim(key.strip())
+    if device is None and sim is None:
+        raise RegistryError(f"no device or SIM {key!r} in the registry")
+    if as_json:
+        _print_json(device.as_dict() if device else sim.as_dict())
+        return
+    console = Console(highlight=False)
+    if device is None:
+        for name, value in sim.as_dict().items():
+            console.print(f"{name:>10}  {value if value is not None else ''}", markup=False)
+        return
+    rows = {"device ID": device.device_id, "IMEI": device.imei, "ICCID": device.iccid,
+            "IMSI": device.imsi, "SIM state": device.sim_state, "board": device.board,
+            "chip ID": device.chip_id, "created": iso(device.created),
+            "credentials": (f"issued {iso(device.credentials_issued)}"
+                            if device.credentials_issued else "none")}
+    for name, value in rows.items():
+        console.print(f"{name:>11}  {value or ''}", markup=False)
+    table = Table(title="bindings")
+    for column in ("ICCID", "IMEI", "bound", "unbound", "reason"):
+        table.add_column(column)
+    for b in device.bindings:
+        table.add_row(b.iccid, b.imei, iso(b.bound), iso(b.unbound) or "", b.reason or "")
+    console.print(table)
+
+
+@registry_group.command("export-bindings")
+@_registry_option
+@click.option("--output", "-o", type=click.File("w", atomic=True), default="-",
+              help="Write to this file (default: standard output).")
+def export_bindings_cmd(location, output):
+    """Export the current ICCID, IMEI, device ID bindings as CSV (for the connectivity vendor
+    or the fleet service).
+
+    \b
+    Example:
+      musket registry export-bindings -o bindings.csv
+    """
+    with Registry.open(location) as registry:
+        registry.write_bindings_csv(output)
+
+
+@registry_group.command("export-broker")
+@_registry_option
+@click.option("--passwd", "passwd_path", required=True, type=click.Path(dir_okay=False),
+              help="Mosquitto password_file to write (the stored PBKDF2 hashes).")
+@click.option("--acl", "acl_path", required=True, type=click.Path(dir_okay=False),
+              help="Mosquitto acl_file to write (each device confined to its prefix).")
+def export_broker_cmd(location, passwd_path, acl_path):
+    """Write the broker's password file and ACL for every provisioned device. The registry
+    holds only the hashes the broker needs, never the secrets.
+
+    \b
+    Example:
+      musket registry export-broker --passwd /etc/mosquitto/passwd --acl /etc/mosquitto/acl
+    """
+    with Registry.open(location) as registry:
+        count = registry.export_broker(passwd_path, acl_path)
+    click.echo(f"{count} device{'' if count == 1 else 's'}: {passwd_path}, {acl_path}")
+
+
+@registry_group.command("audit")
+@_registry_option
+@click.option("--subject", default=None, help="Only records about this device ID or ICCID.")
+@click.option("--limit", type=click.IntRange(min=1), default=None,
+              help="Only the newest N records.")
+@click.option("--json", "as_json", is_flag=True, help="Print the records as JSON.")
+def audit_cmd(location, subject, limit, as_json):
+    """Show the audit log (append-only): who did what, where and when, and what changed.
+
+    \b
+    Example:
+      musket registry audit --subject msk-7k3qx9ta
+    """
+    with Registry.open(location) as registry:
+        entries = registry.audit(subject, limit)
+    if as_json:
+        _print_json([e.as_dict() for e in entries])
+        return
+    console = Console(highlight=False, soft_wrap=True)
+    for e in entries:
+        console.print(f"#{e.id} {_when(e.at)} {e.station}/{e.operator} {e.action} {e.subject}: "
+                      f"{e.summary or 'nothing changed'}", markup=False)
+    if not entries:
+        console.print("no audit records" + (f" about {subject}" if subject else ""))
+
+
+@registry_group.command("sim-state")
+@click.argument("iccid")
+@click.argument("state", type=click.Choice(SIM_STATES))
+@click.option("--reason", required=True, help="Why, for the audit log.")
+@_registry_option
+@_actor_options
+def sim_state_cmd(iccid, state, reason, location, station, operator):
+    """Change a SIM's state: activate a bound SIM, suspend, resume, return to inventory or
+    retire (provisioning binds; a SIM swap is `musket provision --rebind`).
+
+    \b
+    Example:
+      musket registry sim-state 8949019237115905561 suspended --reason "unpaid invoice 4711"
+    """
+    with Registry.open(location) as registry:
+        before = registry.sim(iccid.strip())
+        sim = registry.set_sim_state(iccid, state, reason, default_actor(station, operator))
+    click.echo(f"SIM {sim.iccid}: {before.state if before else '?'} → {sim.state}")

@@ -1,0 +1,64 @@
+"""The identities a cellular unit carries, checked as the factory line and the registry read them.
+
+ICCID (the SIM, ITU-T E.118): 19 or 20 digits starting with the telecom prefix 89, the last one
+a Luhn check digit over the others. IMEI (the modem, 3GPP TS 23.003): 15 digits, the last one a
+Luhn check digit. IMSI (the subscription on the SIM): 14 or 15 digits.
+
+Each check returns the value as it is stored (surrounding spaces removed) or raises
+IdentityError saying what is wrong with it.
+"""
+
+from __future__ import annotations
+
+from musket.errors import MusketError
+
+ICCID_LENGTHS = (19, 20)
+IMEI_LENGTH = 15
+IMSI_LENGTHS = (14, 15)
+
+
+class IdentityError(MusketError, ValueError):
+    """An ICCID, IMEI or IMSI that cannot be right."""
+
+
+def luhn_valid(digits: str) -> bool:
+    """True when the last digit of ``digits`` is the Luhn check digit of the ones before it."""
+    total = 0
+    for position, ch in enumerate(reversed(digits)):
+        value = int(ch) * (2 if position % 2 else 1)
+        total += value - 9 if value > 9 else value
+    return total % 10 == 0
+
+
+def _digits(kind: str, value: object, lengths: tuple[int, ...]) -> str:
+    if not isinstance(value, str):
+        raise IdentityError(f"{kind}: expected text, got {type(value).__name__}")
+    text = value.strip()
+    if not text:
+        raise IdentityError(f"{kind}: empty")
+    if not (text.isascii() and text.isdigit()):
+        raise IdentityError(f"{kind} {text!r}: only digits allowed")
+    if len(text) not in lengths:
+        expected = " or ".join(str(n) for n in lengths)
+        raise IdentityError(f"{kind} {text}: {len(text)} digits (expected {expected})")
+    return text
+
+
+def check_iccid(value: object) -> str:
+    text = _digits("ICCID", value, ICCID_LENGTHS)
+    if not text.startswith("89"):
+        raise IdentityError(f"ICCID {text}: does not start with 89 (the telecom prefix)")
+    if not luhn_valid(text):
+        raise IdentityError(f"ICCID {text}: wrong check digit (Luhn)")
+    return text
+
+
+def check_imei(value: object) -> str:
+    text = _digits("IMEI", value, (IMEI_LENGTH,))
+    if not luhn_valid(text):
+        raise IdentityError(f"IMEI {text}: wrong check digit (Luhn)")
+    return text
+
+
+def check_imsi(value: object) -> str:
+    return _digits("IMSI", value, IMSI_LENGTHS)

@@ -1,0 +1,350 @@
+"""The registry: devices, their SIMs and modems, credentials and an append-only audit log.
+
+Every change is written with an audit record in the same transaction, so the log and the data
+cannot disagree. The registry stores the broker's hash of each device's secret, never the
+secret, and never returns the hash to a caller outside this package except as broker lines.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import IO
+
+from sqlalchemy import Connection, Engine, func, insert, or_, select, update
+from sqlalchemy.exc import SQLAlchemyError
+
+from musket import broker
+from musket.identity import IdentityError, check_iccid
+from musket.registry import database, simcsv
+from musket.registry.database import RegistryError
+from musket.registry.records import (
+    Actor,
+    AuditEntry,
+    BindingRecord,
+    DeviceRecord,
+    SimRecord,
+    utc,
+)
+from musket.registry.schema import SIM_STATES, audit, bindings, credentials, devices, sims
+
+# SIM states a person may set with `musket registry sim-state`, from each state. "bound" is set
+# by provisioning only; a SIM in a device is bound, active or suspended, a SIM outside one is in
+# inventory, suspended or retired (see _IN_DEVICE), and retired is for good.
+MANUAL_TRANSITIONS: dict[str, tuple[str, ...]] = {
+    "inventory": ("suspended", "retired"),
+    "bound": ("active", "suspended"),
+    "active": ("suspended",),
+    "suspended": ("inventory", "active", "retired"),
+    "retired": (),
+}
+_IN_DEVICE = ("bound", "active", "suspended")
+_OUT_OF_DEVICE = ("inventory", "suspended", "retired")
+_IN_CHUNK = 500  # ICCIDs per IN (...) query: SQLite's limit on bound parameters is far above
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def record_audit(conn: Connection, actor: Actor, action: str, subject: str,
+                 changes: dict) -> None:
+    """Appends one audit record. `changes` is JSON-able and never holds a secret."""
+    conn.execute(insert(audit).values(
+        at=now(), station=actor.station, operator=actor.operator, action=action,
+        subject=subject, changes=json.dumps(changes)))
+
+
+def default_actor(station: str | None = None, operator: str | None = None) -> Actor:
+    """The station defaults to this machine's name, the operator to the login name."""
+    if not station:
+        station = os.uname().nodename or "unknown-station"
+    if not operator:
+        operator = os.environ.get("USER") or os.environ.get("LOGNAME") or "unknown-operator"
+    return Actor(station[:64], operator[:64])
+
+
+class Registry:
+    """One registry database. `Registry.open()` connects and brings the schema up to date."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @classmethod
+    def open(cls, location: str | os.PathLike[str] | None = None, *,
+             migrate: bool = True) -> Registry:
+        registry = cls(database.connect(location))
+        if migrate:
+            database.migrate(registry.engine)
+        else:
+            registry.check_schema()
+        return registry
+
+    @property
+    def url(self) -> str:
+        """Where the registry is, without a password."""
+        return database.describe(str(self.engine.url))
+
+    def check_schema(self) -> None:
+        current = database.current_revision(self.engine)
+        if current != database.head_revision():
+            raise RegistryError(f"registry {self.url}: schema revision {current or 'none'}, "
+                                f"this musket needs {database.head_revision()} (run `musket "
+                                "registry migrate`)")
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Registry:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def transaction(self):
+        """One transaction: committed when the block ends, rolled back if it raises."""
+        return self._connection(self.engine.begin)
+
+    def _reading(self):
+        return self._connection(self.engine.connect)
+
+    @contextmanager
+    def _connection(self, opener) -> Iterator[Connection]:
+        try:
+            with opener() as conn:
+                yield conn
+        except SQLAlchemyError as e:
+            raise RegistryError(f"registry {self.url}: {database._first_line(e)}") from None
+
+    # -- SIMs ------------------------------------------------------------------------------
+
+    def import_sims(self, path: str | os.PathLike[str], actor: Actor) -> list[simcsv.SimRow]:
+        """Imports the vendor's SIM list; every row or none. Raises SimImportError naming
+        each bad row, duplicates within the file and ICCIDs the registry already holds."""
+        rows = simcsv.read_rows(path)
+        source = os.path.basename(os.fspath(path))
+        with self.transaction() as conn:
+            known = _existing_sims(conn, [row.iccid for row in rows])
+            problems = [f"line {row.line}: ICCID {row.iccid} is already in the registry (state "
+                        f"{known[row.iccid]})" for row in rows if row.iccid in known]
+            if problems:
+                raise simcsv.SimImportError(source, problems)
+            stamp = now()
+            conn.execute(insert(sims), [
+                {"iccid": r.iccid, "plan": r.plan, "state": r.state, "imsi": None,
+                 "updated": stamp} for r in rows])
+            by_state: dict[str, int] = {}
+            for row in rows:
+                by_state[row.state] = by_state.get(row.state, 0) + 1
+            record_audit(conn, actor, "sim-import", source,
+                         {"sims": len(rows), "states": by_state,
+                          "first": rows[0].iccid, "last": rows[-1].iccid})
+        return rows
+
+    def sims(self, state: str | None = None) -> list[SimRecord]:
+        query = (select(sims, devices.c.device_id)
+                 .join(devices, devices.c.iccid == sims.c.iccid, isouter=True)
+                 .order_by(sims.c.iccid))
+        if state is not None:
+            query = query.where(sims.c.state == _known_state(state))
+        with self._reading() as conn:
+            return [_sim_record(row) for row in conn.execute(query)]
+
+    def sim(self, iccid: str) -> SimRecord | None:
+        with self._reading() as conn:
+            return sim_record(conn, iccid)
+
+    def set_sim_state(self, iccid: str, state: str, reason: str, actor: Actor) -> SimRecord:
+        """Moves a SIM to `state` (see MANUAL_TRANSITIONS), audited with the reason."""
+        iccid = _iccid_arg(iccid)
+        state = _known_state(state)
+        if not reason or not reason.strip():
+            raise RegistryError("a reason is required for a SIM state change")
+        with self.transaction() as conn:
+            sim = sim_record(conn, iccid)
+            if sim is None:
+                raise RegistryError(f"SIM {iccid} is not in the registry")
+            if sim.state == state:
+                raise RegistryError(f"SIM {iccid} is already {state}")
+            allowed = MANUAL_TRANSITIONS[sim.state]
+            if state not in allowed:
+                options = ", ".join(allowed) if allowed else "none, it is retired for good"
+                raise RegistryError(f"SIM {iccid}: {sim.state} → {state} is not allowed "
+                                    f"(from {sim.state}: {options})")
+            if sim.device_id and state not in _IN_DEVICE:
+                raise RegistryError(f"SIM {iccid} is in device {sim.device_id}: to take it out, "
+                                    "provision the device with its new SIM (`musket provision "
+                                    "--rebind --reason ...`)")
+            if not sim.device_id and state not in _OUT_OF_DEVICE:
+                raise RegistryError(f"SIM {iccid} is in no device: it can only be "
+                                    f"{', '.join(_OUT_OF_DEVICE)}")
+            set_sim_state(conn, iccid, state)
+            record_audit(conn, actor, "sim-state", iccid,
+                         {"state": [sim.state, state], "reason": reason.strip()})
+            sim.state = state
+        return sim
+
+    # -- devices ---------------------------------------------------------------------------
+
+    def devices(self) -> list[DeviceRecord]:
+        with self._reading() as conn:
+            return [_device_record(row) for row in conn.execute(
+                _device_query().order_by(devices.c.created, devices.c.device_id))]
+
+    def device(self, key: str) -> DeviceRecord | None:
+        """The device with this device ID, IMEI or (current) ICCID, with its binding history."""
+        key = key.strip()
+        with self._reading() as conn:
+            row = conn.execute(_device_query().where(or_(
+                devices.c.device_id == key, devices.c.imei == key,
+                devices.c.iccid == key))).first()
+            if row is None:
+                return None
+            record = _device_record(row)
+            record.bindings = [BindingRecord(**dict(b._mapping)) for b in conn.execute(
+                select(bindings.c.device_id, bindings.c.iccid, bindings.c.imei,
+                       bindings.c.bound, bindings.c.unbound, bindings.c.reason)
+                .where(bindings.c.device_id == record.device_id).order_by(bindings.c.id))]
+            for binding in record.bindings:
+                binding.bound = utc(binding.bound)
+                binding.unbound = utc(binding.unbound)
+        return record
+
+    def write_bindings_csv(self, out: IO[str]) -> int:
+        """The current ICCID ↔ IMEI ↔ device ID bindings as CSV; returns the number of rows."""
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(["iccid", "imei", "device_id"])
+        with self._reading() as conn:
+            rows = conn.execute(select(devices.c.iccid, devices.c.imei, devices.c.device_id)
+                                .where(devices.c.iccid.is_not(None))
+                                .order_by(devices.c.device_id)).all()
+        writer.writerows(rows)
+        return len(rows)
+
+    def broker_users(self) -> list[tuple[str, str]]:
+        """(username, broker hash of the secret) for every device that has credentials."""
+        with self._reading() as conn:
+            return [(r.username, r.secret_hash) for r in conn.execute(
+                select(credentials.c.username, credentials.c.secret_hash)
+                .order_by(credentials.c.username))]
+
+    def export_broker(self, passwd_path: str | os.PathLike[str],
+                      acl_path: str | os.PathLike[str]) -> int:
+        """Writes the Mosquitto password file (the stored hashes: the secrets are not kept)
+        and the ACL that confines each device to its topic prefix; returns the device count.
+        Each file is written to a temporary name and renamed, so the broker never reads half
+        of one; the password file is readable by its owner only."""
+        users = self.broker_users()
+        try:
+            passwd = "".join(f"{broker.check_device_id(user)}:{secret_hash}\n"
+                             for user, secret_hash in users)
+            acl = broker.render_acl(user for user, _ in users)
+        except broker.BrokerError as e:
+            raise RegistryError(f"broker export: {e}") from None
+        _write_atomically(passwd_path, passwd, 0o600)
+        _write_atomically(acl_path, acl, 0o644)
+        return len(users)
+
+    def secret_hash(self, username: str) -> str | None:
+        with self._reading() as conn:
+            return conn.execute(select(credentials.c.secret_hash)
+                                .where(credentials.c.username == username)).scalar()
+
+    # -- audit -----------------------------------------------------------------------------
+
+    def audit(self, subject: str | None = None, limit: int | None = None) -> list[AuditEntry]:
+        """Audit records, oldest first; the newest `limit` when given."""
+        query = select(audit).order_by(audit.c.id.desc())
+        if subject:
+            query = query.where(audit.c.subject == subject.strip())
+        if limit:
+            query = query.limit(limit)
+        with self._reading() as conn:
+            rows = list(conn.execute(query))
+        return [AuditEntry(id=r.id, at=utc(r.at), station=r.station, operator=r.operator,
+                           action=r.action, subject=r.subject, changes=json.loads(r.changes))
+                for r in reversed(rows)]
+
+    def counts(self) -> dict[str, int]:
+        """Rows per table."""
+        with self._reading() as conn:
+            return {t.name: conn.execute(select(func.count()).select_from(t)).scalar_one()
+                    for t in (devices, sims, bindings, credentials, audit)}
+
+
+# -- helpers shared with binding.py ----------------------------------------------------------
+
+
+def sim_record(conn: Connection, iccid: str) -> SimRecord | None:
+    row = conn.execute(select(sims, devices.c.device_id)
+                       .join(devices, devices.c.iccid == sims.c.iccid, isouter=True)
+                       .where(sims.c.iccid == iccid)).first()
+    return None if row is None else _sim_record(row)
+
+
+def set_sim_state(conn: Connection, iccid: str, state: str, **values) -> None:
+    conn.execute(update(sims).where(sims.c.iccid == iccid)
+                 .values(state=state, updated=now(), **values))
+
+
+def _device_query():
+    return (select(devices, sims.c.state.label("sim_state"),
+                   credentials.c.issued.label("credentials_issued"))
+            .join(sims, sims.c.iccid == devices.c.iccid, isouter=True)
+            .join(credentials, credentials.c.username == devices.c.device_id, isouter=True))
+
+
+def _device_record(row) -> DeviceRecord:
+    m = row._mapping
+    return DeviceRecord(device_id=m["device_id"], imei=m["imei"], iccid=m["iccid"],
+                        imsi=m["imsi"], board=m["board"], chip_id=m["chip_id"],
+                        created=utc(m["created"]), sim_state=m["sim_state"],
+                        credentials_issued=utc(m["credentials_issued"]))
+
+
+def _sim_record(row) -> SimRecord:
+    m = row._mapping
+    return SimRecord(iccid=m["iccid"], plan=m["plan"], state=m["state"], imsi=m["imsi"],
+                     updated=utc(m["updated"]), device_id=m["device_id"])
+
+
+def _existing_sims(conn: Connection, iccids: list[str]) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for i in range(0, len(iccids), _IN_CHUNK):
+        chunk = iccids[i:i + _IN_CHUNK]
+        found.update((row.iccid, row.state) for row in conn.execute(
+            select(sims.c.iccid, sims.c.state).where(sims.c.iccid.in_(chunk))))
+    return found
+
+
+def _write_atomically(path: str | os.PathLike[str], text: str, mode: int) -> None:
+    tmp = f"{os.fspath(path)}.tmp"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except OSError as e:
+        raise RegistryError(f"{path}: cannot write: {e.strerror}") from None
+
+
+def _known_state(state: str) -> str:
+    state = state.strip().lower()
+    if state not in SIM_STATES:
+        raise RegistryError(f"unknown SIM state {state!r} (expected one of: "
+                            f"{', '.join(SIM_STATES)})")
+    return state
+
+
+def _iccid_arg(text: str) -> str:
+    try:
+        return check_iccid(text)
+    except IdentityError as e:
+        raise RegistryError(str(e)) from None

@@ -1,0 +1,81 @@
+"""The registry's tables (SQLAlchemy Core), as the newest migration leaves them.
+
+The migrations in migrations/versions create and change the tables; this module describes the
+result for the queries. A test checks that the two agree.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+# A SIM's life: in stock, bound to a device at provisioning, active in service, suspended
+# (billing paused), retired (never to be used again).
+SIM_STATES = ("inventory", "bound", "active", "suspended", "retired")
+
+metadata = MetaData()
+
+devices = Table(
+    "devices", metadata,
+    Column("device_id", String(64), primary_key=True),
+    Column("imei", String(15), nullable=False, unique=True),
+    # The SIM in the unit now; its history is in bindings.
+    Column("iccid", String(20), ForeignKey("sims.iccid"), unique=True),
+    Column("imsi", String(15)),
+    Column("board", String(64)),
+    # The ESP32's factory MAC (machine.unique_id() as hex): the board the device ID belongs to.
+    Column("chip_id", String(32), nullable=False, unique=True),
+    Column("created", DateTime(timezone=True), nullable=False),
+)
+
+sims = Table(
+    "sims", metadata,
+    Column("iccid", String(20), primary_key=True),
+    Column("plan", String(64)),
+    Column("state", String(16), nullable=False),
+    Column("imsi", String(15)),
+    Column("updated", DateTime(timezone=True), nullable=False),
+)
+
+bindings = Table(
+    "bindings", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("device_id", String(64), ForeignKey("devices.device_id"), nullable=False),
+    Column("iccid", String(20), ForeignKey("sims.iccid"), nullable=False),
+    Column("imei", String(15), nullable=False),
+    Column("bound", DateTime(timezone=True), nullable=False),
+    Column("unbound", DateTime(timezone=True)),
+    Column("reason", Text),
+)
+
+credentials = Table(
+    "credentials", metadata,
+    Column("username", String(64), ForeignKey("devices.device_id"), primary_key=True),
+    # The broker's hash of the secret (Mosquitto's PBKDF2-SHA512 "$7$" line); never the secret.
+    Column("secret_hash", Text, nullable=False),
+    # sha256 of the secret, hex: a station checks the secret a unit holds against it without
+    # the unit revealing it (the unit answers sha256(nonce + sha256(secret))).
+    Column("secret_check", String(64), nullable=False),
+    Column("issued", DateTime(timezone=True), nullable=False),
+)
+
+audit = Table(
+    "audit", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("station", String(64), nullable=False),
+    Column("operator", String(64), nullable=False),
+    Column("action", String(32), nullable=False),
+    # What the action was about: a device ID or an ICCID.
+    Column("subject", String(64), nullable=False),
+    # JSON: what changed ({"state": ["inventory", "bound"], ...}); never a secret.
+    Column("changes", Text, nullable=False),
+)
