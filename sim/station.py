@@ -31,10 +31,15 @@ class Station:
         self._flashed = threading.Event()
         self._closed = threading.Event()
         self.last_session: SessionLog | None = None
+        self._host_connected = threading.Event()
         self.loader_url = device.serve_loader(loader_port, use_pty=use_pty,
                                               on_session_end=self._session_ended,
-                                              on_connect=device.reset_into_loader)
+                                              on_connect=self._host_connects)
         self.console_path = device.open_console() if console else None
+
+    def _host_connects(self) -> None:
+        self._host_connected.set()
+        self.device.reset_into_loader()
 
     def _session_ended(self, log: SessionLog) -> None:
         self.last_session = log
@@ -49,9 +54,14 @@ class Station:
             if not self._flashed.wait(0.1):
                 continue
             self._flashed.clear()
+            self._host_connected.clear()
             report("flashed", self.last_session)
             result: RunResult = self.device.run(span_s, speed=speed)
             report("ran", result)
+            if result.exit_reason == "interrupted" and not self._host_connected.is_set():
+                # Not reset into the loader by a host: the station itself was stopped
+                # (Ctrl-C, SIGTERM), which the run took as switching the device off.
+                raise KeyboardInterrupt
 
     def close(self) -> None:
         self._closed.set()
