@@ -4,15 +4,23 @@ physical limit of its serial links; and eight stations at once against one.
 
 The virtual device's ROM loader runs at 921600 baud after esptool's baud change and its
 console at 115200, both paced at 10 bits per byte. The firmware is a stand-in MicroPython
-release of a real one's size (1.6 MB app that compresses as code does).
+release of a real one's size (1.6 MB app that compresses as code does). Each unit's ROM
+loader runs in a process of its own (musket_sim.station.LoaderProcess), as each unit on a
+line is a chip of its own; it is started, the unit powered in download mode on its fixture,
+before the clock starts.
 
-- factory.station_seconds: build + flash (stub, compressed, verified) + boot + provision.
+- factory.station_seconds: build + flash (`musket flash`: the ROM changes to 921600, then
+  esptool's flasher stub goes up, then the pieces are written compressed and verified by
+  MD5) + boot + provision.
 - factory.naive_seconds: `esptool write-flash` of the release .bin at 921600, then one
   `mpremote cp` per application file over the console, then a provisioning script through
   `mpremote run` (the same device-side calls as musket provision, no registry).
-- factory.limit_seconds: the bytes that must cross each link x 10 / its baud: the station's
-  compressed flash data over the loader link, and the console bytes provisioning needs (the
-  modem's identity report and the files written).
+- factory.limit_seconds: the bytes that must cross each link x 10 / its baud. Loader link
+  at 921600: the flasher stub's code and data (the station uploads it, after the baud
+  change) and the station's compressed flash data (zlib level 9, as esptool sends it).
+  Console at 115200: the modem's identity report and the files provisioning writes. Not
+  counted, though they cross the wire too: SLIP escapes and packet headers, the handshake
+  at 115200 before the baud change, acknowledgements and MD5 replies.
 - factory.parallel8_speedup: units per second with 8 stations (8 devices flashed and
   provisioned at once, one build) over units per second with one.
 
@@ -38,7 +46,8 @@ from musket import build, espimage, flash, fsimage, parttable
 from musket.boards import load_board
 from musket.provision import BrokerSettings, ProvisionOptions, provision
 from musket.registry import Registry, default_actor
-from musket_sim.rom_loader import LoaderServer, device_mac
+from musket_sim.rom_loader import device_mac
+from musket_sim.station import LoaderProcess
 
 BOARD = "esp32-sim7080g"
 APP_SIZE = 1600 * 1024  # MicroPython 1.28's ESP32_GENERIC app is about this size
@@ -66,8 +75,8 @@ class Unit:
     def erase(self) -> None:
         self.image.write_bytes(b"\xff" * self.board.flash_size)
 
-    def loader(self) -> LoaderServer:
-        return LoaderServer(self.image, self.board.flash_size, self.board.chip, self.mac)
+    def loader(self) -> LoaderProcess:
+        return LoaderProcess(self.image, self.board.chip, self.mac)
 
     def power_on(self) -> str:
         """Boots what is in flash, console on a pty; returns the pty's path."""
@@ -98,19 +107,24 @@ class Unit:
 
 def station(units: list[Unit], firmware: Path, out: Path, registry: Registry) -> dict:
     """Build once, flash and provision every unit at once; returns timings and bytes."""
+    servers = [unit.loader() for unit in units]
+    ports = [s.url for s in servers]  # every unit waits in download mode
     start = time.monotonic()
     result = build.build(BOARD, firmware, out)
     built = time.monotonic()
     plan = flash.Plan.load(out)
-    servers = [unit.loader() for unit in units]
     try:
-        flashed = flash.flash_ports([s.url for s in servers], plan, baud=LOADER_BAUD)
+        flashed = flash.flash_ports(ports, plan, baud=LOADER_BAUD)
     finally:
         for server in servers:
-            server.pull()
+            server.unplug()
+        sessions = [server.pull() for server in servers]
     failed = [r for r in flashed if not r.ok]
     if failed:
         raise SystemExit(f"flash failed: {failed[0].port}: {failed[0].error}")
+    if not all(any(s["stub"] and s["baud"] == LOADER_BAUD and s["writes"] for s in unit)
+               for unit in sessions):
+        raise SystemExit(f"a unit was not flashed through the stub at {LOADER_BAUD} baud")
     after_flash = time.monotonic()
     errors: list[str] = []
 
@@ -150,10 +164,11 @@ factory.commit()
 def naive(unit: Unit, firmware: Path, work: Path) -> dict:
     """esptool write of the release .bin, mpremote cp per file, a provisioning script."""
     board = unit.board
-    start = time.monotonic()
     server = unit.loader()
+    port = server.url
+    start = time.monotonic()
     try:
-        subprocess.run([str(BIN / "esptool"), "--port", server.url, "--baud", str(LOADER_BAUD),
+        subprocess.run([str(BIN / "esptool"), "--port", port, "--baud", str(LOADER_BAUD),
                         "write-flash", hex(espimage.bootloader_offset(board.chip)),
                         str(firmware)], check=True, capture_output=True)
     finally:
@@ -201,6 +216,15 @@ def console_bytes(unit: Unit) -> int:
                                ("config.json", "secrets.json"))
 
 
+def stub_bytes(chip: str) -> int:
+    """The flasher stub esptool uploads to this chip: its code and its data."""
+    from esptool.loader import StubFlasher
+    from esptool.targets import CHIP_DEFS
+
+    stub = StubFlasher(CHIP_DEFS[chip])
+    return len(stub.text) + len(stub.data or b"")
+
+
 def main() -> None:
     board = load_board(BOARD)
     with tempfile.TemporaryDirectory(prefix="musket-bench-factory-") as tmp:
@@ -214,7 +238,7 @@ def main() -> None:
         unit = Unit(tmp / "unit", 1)
         unit.erase()
         one = station([unit], firmware, tmp / "out-1", registry)
-        limit = (one["loader_bytes"] * BITS_PER_BYTE / LOADER_BAUD
+        limit = ((stub_bytes(board.chip) + one["loader_bytes"]) * BITS_PER_BYTE / LOADER_BAUD
                  + console_bytes(unit) * BITS_PER_BYTE / CONSOLE_BAUD)
         unit.erase()
         slow = naive(unit, firmware, tmp / "naive")

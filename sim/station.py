@@ -10,15 +10,30 @@ and models the circuit by what happens on it:
   stops), so esptool is used with `--before no-reset`;
 - a host closing the loader port after writing flash resets the chip into the app, as
   esptool's default `--after hard-reset` would; so does esptool's `soft-reset` (FLASH_END).
+
+A line flashes many units at once, each a chip of its own. `LoaderProcess` gives one unit's
+ROM loader a process of its own (`python -m musket_sim.station IMAGE ...`), so that the
+loaders of eight units do not take turns on one Python interpreter with each other and with
+the host's esptool threads, which real chips never do.
 """
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
+import json
+import select
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 from musket_sim.device import RunResult, VirtualDevice
-from musket_sim.rom_loader import SessionLog
+from musket_sim.rom_loader import LoaderError, LoaderServer, SessionLog
+
+LOADER_START_TIMEOUT_S = 30
+LOADER_STOP_TIMEOUT_S = 30  # the loader waits at most 5 s for a session to end
 
 
 class Station:
@@ -66,3 +81,76 @@ class Station:
     def close(self) -> None:
         self._closed.set()
         self.device.close()
+
+
+class LoaderProcess:
+    """A flash image's ROM loader (`LoaderServer`) in a process of its own. `url` is its
+    port for esptool; `pull()` pulls the cable, ends the process and returns what each
+    connection did (`SessionLog` fields); `unplug()` only pulls the cable, so that many
+    units can be unplugged at once before their `pull()`. The process also ends if this one
+    dies."""
+
+    def __init__(self, image: Path, chip: str, mac: bytes, *, use_pty: bool = False) -> None:
+        command = [sys.executable, "-m", "musket_sim.station", str(image), "--chip", chip,
+                   "--mac", mac.hex()] + (["--pty"] if use_pty else [])
+        self._proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                      text=True)
+        self._url: str | None = None
+
+    @property
+    def url(self) -> str:
+        """The loader's port; waits until the process serves it."""
+        if self._url is None:
+            stdout = self._proc.stdout
+            assert stdout is not None
+            ready, _, _ = select.select([stdout], [], [], LOADER_START_TIMEOUT_S)
+            line = stdout.readline().strip() if ready else ""
+            if not line:
+                self.pull()
+                raise LoaderError(f"the ROM loader process did not start (exit code "
+                                  f"{self._proc.returncode})")
+            self._url = line
+        return self._url
+
+    def unplug(self) -> None:
+        stdin, self._proc.stdin = self._proc.stdin, None
+        if stdin is not None:
+            stdin.close()  # the process pulls the cable, reports and ends
+
+    def pull(self) -> list[dict]:
+        self.unplug()
+        try:
+            out, _ = self._proc.communicate(timeout=LOADER_STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            out, _ = self._proc.communicate()
+        lines = out.splitlines()
+        if self._url is None and lines:
+            lines = lines[1:]
+        return [json.loads(line) for line in lines if line.startswith("{")]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m musket_sim.station",
+        description="Serve a flash image's ROM loader until stdin closes; prints the port "
+                    "first, then one JSON line per connection when done.")
+    parser.add_argument("image", type=Path, help="the device's flash image file")
+    parser.add_argument("--chip", default="esp32")
+    parser.add_argument("--mac", required=True, help="the device's MAC, 12 hex digits")
+    parser.add_argument("--pty", action="store_true", help="serve on a pty, not TCP")
+    args = parser.parse_args(argv)
+    try:
+        server = LoaderServer(args.image, args.image.stat().st_size, args.chip,
+                              bytes.fromhex(args.mac), use_pty=args.pty)
+    except (LoaderError, OSError, ValueError) as e:
+        raise SystemExit(f"musket_sim.station: {e}") from None
+    print(server.url, flush=True)
+    sys.stdin.read()  # until the host closes it, or goes away
+    server.pull()
+    for log in server.sessions:
+        print(json.dumps(dataclasses.asdict(log)), flush=True)
+
+
+if __name__ == "__main__":
+    main()

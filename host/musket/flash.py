@@ -2,8 +2,10 @@
 Python API, one thread per port.
 
 Per port: connect through the ROM loader (esptool's reset into download mode), read the chip
-and its MAC, load esptool's flasher stub (unless --no-stub), raise the baud rate, write the
+and its MAC, raise the baud rate, load esptool's flasher stub (unless --no-stub), write the
 pieces compressed (esptool verifies each by MD5 and skips a piece already in flash), reset.
+The ROMs of the ESP32 and later chips change rate themselves (esptool's --no-stub path does
+so), so the stub's 6.5 KB go up at the fast rate, not at 115200 as in esptool's command.
 esptool's messages go to the port's log file and its progress to the port's bar, through
 musket.esplog. A port that fails is reported and the others carry on.
 
@@ -19,6 +21,7 @@ the app to ota_0, so otadata is erased to make the bootloader start it.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import hashlib
 import json
@@ -26,7 +29,7 @@ import socket
 import threading
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -188,7 +191,7 @@ def flash_port(port: str, plan: Plan, *, baud: int = DEFAULT_BAUD, erase_data: b
     log_path = log_dir / (_safe_name(port) + ".log")
     result.log = str(log_path)
     start = time.monotonic()
-    with open(log_path, "w") as log_file, esplog.bound(
+    with open(log_path, "w") as log_file, _no_hex_dumps(), esplog.bound(
             sink := _PortSink(port, log_file, on_progress)):
         esp = None
         try:
@@ -200,7 +203,8 @@ def flash_port(port: str, plan: Plan, *, baud: int = DEFAULT_BAUD, erase_data: b
             _write(esp, regions)
             result.pieces = [r.name for r in regions]
             sink.report("resetting")
-            esp.hard_reset()
+            if not port.startswith("socket://"):  # a TCP socket carries no RTS line to pulse
+                esp.hard_reset()
             result.ok = True
         except Exception as e:  # noqa: BLE001 - esptool raises many kinds; each ends this port only
             result.error = _describe(e)
@@ -267,12 +271,49 @@ def _connect(port: str, plan: Plan, result: PortResult, *, baud: int, stub: bool
         raise FlashError(f"this is an {esp.CHIP_NAME}, but the build is for {plan.board} "
                          f"({plan.chip})")
     result.mac = ":".join(f"{b:02x}" for b in esp.read_mac())
-    if stub:
-        esp = run_stub(esp)
     if baud != ROM_BAUD:
         esp.change_baud(baud)
+    if stub:
+        esp = run_stub(esp)
     attach_flash(esp)
     return esp
+
+
+_HEX_LOCK = threading.Lock()
+
+
+class _HexDump:
+    """Stands in for esptool's HexFormatter, meant to format a packet's hex dump only when
+    tracing is on; esptool 5 builds its trace lines as f-strings, so every 16 KB block is
+    formatted twice (about 7 ms each) and thrown away. musket never traces, so on a thread
+    that is flashing (see `_no_hex_dumps`) the dump is left out; elsewhere it is esptool's."""
+
+    flashing = threading.local()
+    esptool_formatter: type | None = None
+
+    def __init__(self, data: bytes, *args) -> None:
+        self._data, self._args = data, args
+
+    def __str__(self) -> str:
+        if getattr(self.flashing, "quiet", False):
+            return f"<{len(self._data)} bytes>"
+        return str(self.esptool_formatter(self._data, *self._args))
+
+
+@contextlib.contextmanager
+def _no_hex_dumps() -> Iterator[None]:
+    """While this thread flashes, its esptool packets carry no hex dumps (see `_HexDump`)."""
+    import esptool.loader
+
+    with _HEX_LOCK:
+        if esptool.loader.HexFormatter is not _HexDump:
+            _HexDump.esptool_formatter = esptool.loader.HexFormatter
+            esptool.loader.HexFormatter = _HexDump
+    _HexDump.flashing.quiet = True
+    try:
+        yield
+    finally:
+        _HexDump.flashing.quiet = False
 
 
 def _no_delay(esp) -> None:
@@ -303,8 +344,18 @@ def _write(esp, regions: list[Region]) -> None:
 
 
 def _close(esp) -> None:
+    port = esp._port
+    sock = getattr(port, "_socket", None)
     try:
-        esp._port.close()
+        if sock is not None:
+            # pyserial's socket:// close() then sleeps 0.3 s in case the host reconnects at
+            # once; closing the socket is all a serial server (or a virtual device) sees.
+            port._socket = None
+            port.is_open = False
+            sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+        else:
+            port.close()
     except OSError:
         pass
 

@@ -386,3 +386,61 @@ def test_the_rom_looks_for_the_bootloader_at_its_own_offset(chip, tmp_path):
     outcome = bootrom.boot(bytes(flash), chip, "factory", 1)
     assert not outcome.bootable
     assert f"no valid bootloader at {here:#x}" in outcome.error
+
+
+def test_the_stub_acknowledges_a_block_before_it_writes_it(tmp_path):
+    from musket_sim.rom_loader import FLASH_DEFL_END, READ_REG
+
+    session, link = _session("esp32", tmp_path)
+    entry = _STUB_ENTRIES["esp32"]
+    session.handle(_request(MEM_BEGIN, struct.pack("<IIII", 64, 1, 0x800, entry & ~0xFFF)))
+    session.handle(_data_packet(MEM_DATA, b"\x00" * 64))
+    session.handle(_request(MEM_END, struct.pack("<II", 0, entry)))
+    link.sent.clear()
+    good = zlib.compress(b"\x42" * 100)
+    session.handle(_request(FLASH_DEFL_BEGIN, struct.pack("<IIIII", 100, 1, 0x4000, 0xB000, 0)))
+    session.handle(_data_packet(FLASH_DEFL_DATA, good))
+    assert flash_at(session, 0xB000, 100) == b"\xff" * 100  # answered, not yet written
+    session.handle(_request(READ_REG, struct.pack("<I", 0x40001000)))  # esptool's last word
+    assert flash_at(session, 0xB000, 100) == b"\x42" * 100
+    # A broken stream is acknowledged too; its failure comes with the next answers.
+    session.handle(_request(FLASH_DEFL_BEGIN, struct.pack("<IIIII", 0x8000, 2, 0x4000, 0xA000,
+                                                          0)))
+    session.handle(_data_packet(FLASH_DEFL_DATA, b"not a deflate stream"))
+    session.handle(_data_packet(FLASH_DEFL_DATA, good, seq=1))
+    session.handle(_request(FLASH_DEFL_END, struct.pack("<I", 1)))
+    statuses = [(reply[1], reply[4][-2:]) for reply in _replies(link)]
+    assert statuses == [
+        (FLASH_DEFL_BEGIN, b"\x00\x00"), (FLASH_DEFL_DATA, b"\x00\x00"), (READ_REG, b"\x00\x00"),
+        (FLASH_DEFL_BEGIN, b"\x00\x00"), (FLASH_DEFL_DATA, b"\x00\x00"),
+        (FLASH_DEFL_DATA, b"\x01\xc7"), (FLASH_DEFL_END, b"\x01\xc7"),  # inflate error
+    ]
+    assert flash_at(session, 0xA000, 0x1000) == b"\xff" * 0x1000
+    assert len(session.log.errors) == 1
+    session.flash.close()
+
+
+def flash_at(session, offset, length):
+    return session.flash.read(offset, length)
+
+
+@pytest.mark.parametrize("cut", range(0, 12))
+def test_slip_frames_split_anywhere_read_the_same(cut):
+    payload = b"\x01\xc0\x02\xdb\x03\xdb\xdc\xc0"
+    stream = b"noise" + slip_encode(payload) + slip_encode(b"\x04")
+    reader = SlipReader()
+    assert reader.feed(stream[:cut]) + reader.feed(stream[cut:]) == [payload, b"\x04"]
+
+
+def test_a_loader_in_a_process_of_its_own_serves_esptool(tmp_path):
+    from musket_sim.station import LoaderProcess
+
+    image = tmp_path / "flash.bin"
+    image.write_bytes(b"\xff" * (4 << 20))
+    loader = LoaderProcess(image, "esp32", b"\x24\x0a\xc4\x00\x00\x07")
+    try:
+        result = esptool(loader.url, "--no-stub", "--after", "no-reset", "read-mac")
+    finally:
+        sessions = loader.pull()
+    assert "24:0a:c4:00:00:07" in result.stdout, result.stdout + result.stderr
+    assert [(s["stub"], s["baud"], s["writes"]) for s in sessions] == [(False, 115200, [])]
