@@ -137,7 +137,6 @@ def sim_run(board, span, interpreter, heap, seed, ota, workdir, fresh, with_cons
     """
     from musket_sim import VirtualDevice
     from musket_sim.scenario import load_scenario
-
     from musket_sim.usage import load_usage
 
     modem = None if scenario == "none" else load_scenario(scenario)

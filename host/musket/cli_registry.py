@@ -9,8 +9,21 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from musket.registry import SIM_STATES, Registry, default_actor
-from musket.registry.records import iso
+from musket.identity import SIM_STATES
+
+
+def _registry():
+    # SQLAlchemy and Alembic load only when a command opens the registry, so that every
+    # other musket command (each station runs many) starts without them.
+    import musket.registry
+
+    return musket.registry
+
+
+def iso(value):
+    from musket.registry.records import iso as registry_iso
+
+    return registry_iso(value)
 
 _REGISTRY_HELP = ("Registry: a SQLite file or a PostgreSQL URL (postgresql://user@host/db). "
                   "Default: $MUSKET_REGISTRY, else ./musket-registry.sqlite.")
@@ -89,8 +102,9 @@ def provision_cmd(port, location, station, operator, broker_host, broker_port, t
     options = ProvisionOptions(rebind=rebind, reason=reason, old_sim_state=old_sim,
                                allow_unknown_sim=allow_unknown_sim, id_prefix=id_prefix,
                                reset=reset)
-    with Registry.open(location) as registry:
-        result = provision(port, registry, settings, default_actor(station, operator), options)
+    with _registry().Registry.open(location) as registry:
+        actor = _registry().default_actor(station, operator)
+        result = provision(port, registry, settings, actor, options)
     if as_json:
         _print_json(result.as_dict())
         return
@@ -146,8 +160,8 @@ def import_sims_cmd(csv_file, location, station, operator):
     Example:
       musket registry import-sims sims-2026-01.csv --station stores --operator ana
     """
-    with Registry.open(location) as registry:
-        rows = registry.import_sims(csv_file, default_actor(station, operator))
+    with _registry().Registry.open(location) as registry:
+        rows = registry.import_sims(csv_file, _registry().default_actor(station, operator))
     states: dict[str, int] = {}
     for row in rows:
         states[row.state] = states.get(row.state, 0) + 1
@@ -169,7 +183,7 @@ def list_cmd(location, show_sims, state, as_json):
       musket registry list
       musket registry list --sims --state inventory --json
     """
-    with Registry.open(location) as registry:
+    with _registry().Registry.open(location) as registry:
         if show_sims or state:
             sims = registry.sims(state)
             if as_json:
@@ -209,7 +223,7 @@ def show_cmd(key, location, as_json):
     """
     from musket.registry import RegistryError
 
-    with Registry.open(location) as registry:
+    with _registry().Registry.open(location) as registry:
         device = registry.device(key)
         sim = None if device else registry.sim(key.strip())
     if device is None and sim is None:
@@ -249,7 +263,7 @@ def export_bindings_cmd(location, output):
     Example:
       musket registry export-bindings -o bindings.csv
     """
-    with Registry.open(location) as registry:
+    with _registry().Registry.open(location) as registry:
         registry.write_bindings_csv(output)
 
 
@@ -267,7 +281,7 @@ def export_broker_cmd(location, passwd_path, acl_path):
     Example:
       musket registry export-broker --passwd /etc/mosquitto/passwd --acl /etc/mosquitto/acl
     """
-    with Registry.open(location) as registry:
+    with _registry().Registry.open(location) as registry:
         count = registry.export_broker(passwd_path, acl_path)
     click.echo(f"{count} device{'' if count == 1 else 's'}: {passwd_path}, {acl_path}")
 
@@ -285,7 +299,7 @@ def audit_cmd(location, subject, limit, as_json):
     Example:
       musket registry audit --subject msk-7k3qx9ta
     """
-    with Registry.open(location) as registry:
+    with _registry().Registry.open(location) as registry:
         entries = registry.audit(subject, limit)
     if as_json:
         _print_json([e.as_dict() for e in entries])
@@ -312,7 +326,8 @@ def sim_state_cmd(iccid, state, reason, location, station, operator):
     Example:
       musket registry sim-state 8949019237115905561 suspended --reason "unpaid invoice 4711"
     """
-    with Registry.open(location) as registry:
+    with _registry().Registry.open(location) as registry:
         before = registry.sim(iccid.strip())
-        sim = registry.set_sim_state(iccid, state, reason, default_actor(station, operator))
+        actor = _registry().default_actor(station, operator)
+        sim = registry.set_sim_state(iccid, state, reason, actor)
     click.echo(f"SIM {sim.iccid}: {before.state if before else '?'} → {sim.state}")

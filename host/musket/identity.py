@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from musket.errors import MusketError
 
+# A SIM's life in the registry: bought, bound to a unit, in service, paused, gone.
+SIM_STATES = ("inventory", "bound", "active", "suspended", "retired")
 ICCID_LENGTHS = (19, 20)
 IMEI_LENGTH = 15
 IMSI_LENGTHS = (14, 15)

@@ -9,11 +9,11 @@ and an append-only audit log, on a SQLite file or PostgreSQL.
             print(device.device_id, device.imei, device.iccid)
 """
 
+from musket.identity import SIM_STATES
 from musket.registry.binding import BindingRefused
 from musket.registry.core import MANUAL_TRANSITIONS, Registry, default_actor
 from musket.registry.database import RegistryError, resolve
 from musket.registry.records import Actor, AuditEntry, DeviceRecord, SimRecord
-from musket.registry.schema import SIM_STATES
 from musket.registry.simcsv import SimImportError
 
 __all__ = [

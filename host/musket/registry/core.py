@@ -19,7 +19,7 @@ from sqlalchemy import Connection, Engine, func, insert, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from musket import broker
-from musket.identity import IdentityError, check_iccid
+from musket.identity import SIM_STATES, IdentityError, check_iccid
 from musket.registry import database, simcsv
 from musket.registry.database import RegistryError
 from musket.registry.records import (
@@ -30,7 +30,7 @@ from musket.registry.records import (
     SimRecord,
     utc,
 )
-from musket.registry.schema import SIM_STATES, audit, bindings, credentials, devices, sims
+from musket.registry.schema import audit, bindings, credentials, devices, sims
 
 # SIM states a person may set with `musket registry sim-state`, from each state. "bound" is set
 # by provisioning only; a SIM in a device is bound, active or suspended, a SIM outside one is in

@@ -19,7 +19,6 @@ from sqlalchemy import (
 
 # A SIM's life: in stock, bound to a device at provisioning, active in service, suspended
 # (billing paused), retired (never to be used again).
-SIM_STATES = ("inventory", "bound", "active", "suspended", "retired")
 
 metadata = MetaData()
 

@@ -1,0 +1,163 @@
+# Downlink commands: JSON on the device's command topic, d/<device_id>/c:
+#   {"id": "<1-32 of A-Z a-z 0-9 _ ->", "op": "<op>", ...}
+#   op "config"   "set": {key: value, ...}   checked against app.config's schema
+#   op "counter"  "name", "value" (int >= 0), "reason" (1-64 chars): Counters.adjust, audited
+#   op "reboot"   restarts the device once the reply is delivered
+#   op "status"   replies with the device's vitals, counters and queue figures
+#   op "ota"      replies "not available" until the firmware carries an OTA part
+# Each is validated (size, schema, ranges, the topic it came on), runs at most once per id
+# (ids are recorded on flash before the command runs) and is answered on d/<device_id>/r with
+# {"id", "ok", "error" or "result"}.
+import json
+
+from app import config as config_mod
+from app import store
+
+try:
+    from micropython import const
+except ImportError:
+
+    def const(x):
+        return x
+
+
+PATH = "/uplink.cmd"
+_REMEMBERED = const(16)  # command ids kept against repeats
+_ID_MAX = const(32)
+_REASON_MAX = const(64)
+_VALUE_MAX = const(0x7FFFFFFF)
+# Keys only provisioning may change: a wrong broker or identity would cut the device off.
+LOCAL_ONLY = ("device_id", "mqtt_host", "mqtt_port", "mqtt_tls")
+OPS = ("config", "counter", "reboot", "status", "ota")
+
+
+def _id_ok(cid):
+    if not isinstance(cid, str) or not 0 < len(cid) <= _ID_MAX:
+        return False
+    for ch in cid:
+        if not (ch.isalpha() or ch.isdigit() or ch in "_-"):
+            return False
+    return True
+
+
+class Commands:
+    def __init__(self, app, command_topic, path=PATH):
+        self.app = app
+        self.topic = command_topic
+        self.path = path
+        self.reboot = False  # set by a reboot command; the uplink resets after the reply
+        try:
+            self.seen = store.read_json(path, [])
+        except store.StoreError as e:
+            app.log.error("uplink", "command ids: %s" % e)
+            self.seen = []
+
+    def handle(self, topic, payload, size):
+        # -> the reply (a dict). payload is None when it was too large to keep.
+        if topic != self.topic:
+            return self._no(None, "not authorised: commands come on %s" % self.topic)
+        if payload is None:
+            return self._no(None, "too large: %d bytes" % size)
+        try:
+            cmd = json.loads(bytes(payload))
+        except (ValueError, UnicodeError):
+            return self._no(None, "malformed: not JSON")
+        if not isinstance(cmd, dict):
+            return self._no(None, "malformed: expected an object")
+        cid = cmd.get("id")
+        if not _id_ok(cid):
+            return self._no(None, "malformed: id must be 1-%d letters, digits, _ or -" % _ID_MAX)
+        op = cmd.get("op")
+        if op not in OPS:
+            return self._no(cid, "unknown op %r (one of: %s)" % (op, ", ".join(OPS)))
+        for entry in self.seen:
+            if entry[0] == cid:
+                return {"id": cid, "ok": entry[1], "dup": True}
+        check = getattr(self, "_check_" + op, None)
+        why = check(cmd) if check else None
+        if why:
+            return self._no(cid, why)
+        # Recorded before it runs: a cut during the run means it never runs again.
+        self._remember(cid, None)
+        try:
+            reply = getattr(self, "_do_" + op)(cmd)
+        except Exception as e:  # noqa: BLE001 - any failure is the command's result
+            reply = self._no(cid, "failed: %s" % e)
+        reply["id"] = cid
+        self._remember(cid, reply["ok"])
+        return reply
+
+    def _no(self, cid, why):
+        return {"id": cid, "ok": False, "error": why}
+
+    def _remember(self, cid, ok):
+        seen = [e for e in self.seen if e[0] != cid]
+        seen.append([cid, ok])
+        self.seen = seen[-_REMEMBERED:]
+        store.write_json(self.path, self.seen)
+
+    # -- config -------------------------------------------------------------------------
+
+    def _check_config(self, cmd):
+        changes = cmd.get("set")
+        if not isinstance(changes, dict) or not changes:
+            return "config: \"set\" must be an object of keys to values"
+        for key in changes:
+            if key in LOCAL_ONLY:
+                return "config: %s is not settable remotely" % key
+        problems = config_mod.validate(changes)[1]
+        return "; ".join(problems) if problems else None
+
+    def _do_config(self, cmd):
+        merged = dict(self.app.config)
+        merged.update(cmd["set"])
+        config_mod.save(config_mod.DEFAULT_PATH, merged)
+        self.app.config.update(cmd["set"])
+        return {"ok": True, "result": cmd["set"]}
+
+    # -- counter ------------------------------------------------------------------------
+
+    def _check_counter(self, cmd):
+        counters = getattr(self.app, "counters", None)
+        if counters is None:
+            return "counter: this device has no counters"
+        name, value, reason = cmd.get("name"), cmd.get("value"), cmd.get("reason")
+        if not _id_ok(name):
+            return "counter: name must be 1-%d letters, digits, _ or -" % _ID_MAX
+        if type(value) is not int or not 0 <= value <= _VALUE_MAX:
+            return "counter: value must be an integer from 0 to %d" % _VALUE_MAX
+        if not isinstance(reason, str) or not 0 < len(reason) <= _REASON_MAX:
+            return "counter: reason must be 1-%d characters" % _REASON_MAX
+        return None
+
+    def _do_counter(self, cmd):
+        seq = self.app.counters.adjust(cmd["name"], cmd["value"], cmd["reason"],
+                                       "cmd:" + cmd["id"])
+        return {"ok": True, "result": {"seq": seq}}
+
+    # -- the rest -----------------------------------------------------------------------
+
+    def _do_reboot(self, cmd):
+        self.reboot = True
+        return {"ok": True, "result": "rebooting"}
+
+    def _do_status(self, cmd):
+        app = self.app
+        snap = app.status.snapshot(app.log)
+        out = {}
+        for key in ("boot_count", "uptime_s", "heap_free", "log_errors", "reset_cause"):
+            out[key] = snap.get(key)
+        modem = snap.get("modem") or {}
+        out["modem"] = modem.get("state")
+        out["uplink"] = snap.get("uplink")
+        counters = getattr(app, "counters", None)
+        if counters is not None:
+            out["counters"] = counters.snapshot()
+        return {"ok": True, "result": out}
+
+    def _do_ota(self, cmd):
+        try:
+            __import__("app.ota")
+        except ImportError:
+            return {"ok": False, "error": "ota: not available on this firmware"}
+        return {"ok": False, "error": "ota: not implemented by the uplink"}

@@ -1,0 +1,340 @@
+# An MQTT 3.1.1 client over any byte stream with async write(data) / read_into(buf) / close()
+# and `closed` (the modem's Socket, or the TLS adapter over it).
+#
+# Small on purpose: one receive buffer and one send buffer, allocated once; packets are packed
+# into them with struct.pack_into and sent with one write each, so a packet is one TCP segment
+# over the air. One reader task per connection takes every packet from the broker; callers of
+# publish/subscribe/ping wait, with a timeout, for the acknowledgement it records. Anything the
+# broker sends that is not MQTT ends the connection with an UplinkError: the service reconnects.
+# Retransmission is the caller's: it keeps an unacknowledged message and sends it again with
+# DUP set on the next connection (persistent session, clean=False).
+import asyncio
+import struct
+import time
+
+from app.uplink import UplinkError
+
+try:
+    from micropython import const
+except ImportError:
+
+    def const(x):
+        return x
+
+
+_CONNECT = const(0x10)
+_CONNACK = const(0x20)
+_PUBLISH = const(0x30)
+_PUBACK = const(0x40)
+_SUBSCRIBE = const(0x82)
+_SUBACK = const(0x90)
+_PINGREQ = const(0xC0)
+_PINGRESP = const(0xD0)
+_DISCONNECT = const(0xE0)
+_DUP = const(0x08)
+_RETAIN = const(0x01)
+_CTL = const(64)  # control packets: PUBACK, PINGREQ, SUBSCRIBE, DISCONNECT
+_RECENT = const(8)  # inbound QoS 1 packet ids remembered against redelivery
+ACK_TIMEOUT_MS = 30000  # CONNACK / PUBACK / SUBACK / PINGRESP over a slow LTE-M cell
+
+# CONNACK return codes 1..5 (MQTT 3.1.1 section 3.2.2.3).
+REFUSED = ("", "unacceptable protocol version", "client id rejected", "server unavailable",
+           "bad user name or password", "not authorised")
+
+
+def _put_str(buf, pos, s):
+    if isinstance(s, str):
+        s = s.encode()
+    n = len(s)
+    struct.pack_into("!H", buf, pos, n)
+    buf[pos + 2:pos + 2 + n] = s
+    return pos + 2 + n
+
+
+def _put_header(buf, pos, kind, remaining):
+    # Fixed header: type/flags byte, then the remaining length as a base-128 varint.
+    buf[pos] = kind
+    pos += 1
+    while True:
+        b = remaining & 0x7F
+        remaining >>= 7
+        buf[pos] = b | 0x80 if remaining else b
+        pos += 1
+        if not remaining:
+            return pos
+
+
+class MQTTClient:
+    # rx and tx: the receive and send buffers, bytearrays the owner allocates once (at boot,
+    # from an unbroken heap) and lends to each connection's client.
+    def __init__(self, client_id, user, password, log, rx, tx, pid=0):
+        self.client_id = client_id
+        self.user = user
+        self._password = password
+        self.log = log
+        self.rx = rx
+        self.tx = tx
+        self._ctl = bytearray(_CTL)
+        self._hdr = bytearray(2)
+        # async fn(topic: str, payload: memoryview or None when oversized, size: int), awaited
+        # before the PUBACK: a command the device dies handling is delivered again.
+        self.on_message = None
+        self.stream = None
+        self.wake = None  # an asyncio.Event set when the connection ends (the owner's loop)
+        self.error = None  # why the connection ended
+        self.oversized = 0  # inbound packets larger than rx, dropped
+        self._pid = pid
+        self._acks = []  # packet ids acknowledged (PUBACK or SUBACK), newest last
+        self._granted = 0  # SUBACK return code
+        self._pong = False
+        self._event = asyncio.Event()  # pulsed on every acknowledgement and on the end
+        self._reader = None
+        self._recent = []  # inbound QoS 1 packet ids already handled
+        self.last_tx = time.ticks_ms()
+
+    # -- connection ---------------------------------------------------------------------
+
+    def next_pid(self):
+        self._pid = self._pid % 0xFFFF + 1
+        return self._pid
+
+    async def connect(self, stream, keepalive_s, clean=False, will=None, then=None):
+        # Sends CONNECT (with the will: (topic, message, retain)) and, in the same write, the
+        # packets `then` names: ((topic, payload, qos, retain, pid), ...), which the broker
+        # handles after accepting the connection. Returns the CONNACK's session-present flag.
+        self.stream = stream
+        self.error = None
+        self._acks = []
+        self._recent = []
+        user = self.user
+        password = self._password
+        flags = 0x80 | 0x40 if user else 0  # user name and password
+        n = 10 + 2 + len(self.client_id)
+        if will:
+            flags |= 0x04 | 0x08 | (0x20 if will[2] else 0)  # will, will QoS 1, retain
+            n += 2 + len(will[0]) + 2 + len(will[1])
+        if user:
+            n += 2 + len(user) + 2 + len(password)
+        if clean:
+            flags |= 0x02
+        buf = self.tx
+        if n + 5 > len(buf):
+            raise UplinkError("connect: %d bytes do not fit the send buffer" % n)
+        pos = _put_header(buf, 0, _CONNECT, n)
+        pos = _put_str(buf, pos, "MQTT")
+        buf[pos] = 4  # protocol level 4: MQTT 3.1.1
+        buf[pos + 1] = flags
+        struct.pack_into("!H", buf, pos + 2, keepalive_s)
+        pos = _put_str(buf, pos + 4, self.client_id)
+        if will:
+            pos = _put_str(buf, pos, will[0])
+            pos = _put_str(buf, pos, will[1])
+        if user:
+            pos = _put_str(buf, pos, user)
+            pos = _put_str(buf, pos, password)
+        for p in then or ():
+            pos = self.pack_publish(pos, p[0], p[1], p[2], p[3], p[4])
+        await self._send(memoryview(buf)[:pos])
+        kind, size = await asyncio.wait_for_ms(self._read_packet(), ACK_TIMEOUT_MS)
+        if kind != _CONNACK or size != 2:
+            raise UplinkError("connect: expected CONNACK, got packet 0x%02x" % kind)
+        code = self.rx[1]
+        if code:
+            why = REFUSED[code] if code < len(REFUSED) else "return code %d" % code
+            raise UplinkError("connect: refused: %s" % why, code)
+        self._reader = asyncio.create_task(self._read_loop())
+        return bool(self.rx[0] & 1)
+
+    async def close(self, graceful=False):
+        # Ends the connection; a graceful one sends DISCONNECT first (the broker then drops
+        # the will). Never raises: the stream may be gone already.
+        stream, self.stream = self.stream, None
+        if self.error is None:
+            self.error = "closed"
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.cancel()
+        if stream is not None:
+            try:
+                if graceful and not stream.closed:
+                    self._ctl[0] = _DISCONNECT
+                    self._ctl[1] = 0
+                    await stream.write(memoryview(self._ctl)[:2])
+                await stream.close()
+            except Exception as e:  # noqa: BLE001 - the link is going anyway: say why
+                self.log.debug("mqtt", "close: %r" % (e,))
+        self._event.set()
+
+    # -- packets out ----------------------------------------------------------------------
+
+    async def _send(self, data):
+        if self.stream is None or self.stream.closed:
+            raise UplinkError("send: not connected (%s)" % (self.error or "closed"))
+        # No lock: every packet is at most one modem send (MAX_SEND), so the reader's PUBACK and
+        # the caller's packet cannot interleave.
+        await self.stream.write(data)
+        self.last_tx = time.ticks_ms()
+
+    def publish_size(self, topic, n, qos):
+        body = 2 + len(topic) + n + (2 if qos else 0)
+        return body + (2 if body < 128 else 3 if body < 16384 else 4)
+
+    def pack_publish(self, pos, topic, payload, qos, retain, pid, dup=False):
+        # Packs one PUBLISH into the send buffer at pos; returns the end.
+        n = len(payload)
+        if pos + self.publish_size(topic, n, qos) > len(self.tx):
+            raise UplinkError("publish: %d bytes do not fit the send buffer" % n)
+        kind = _PUBLISH | (qos << 1) | (_RETAIN if retain else 0) | (_DUP if dup else 0)
+        pos = _put_header(self.tx, pos, kind, 2 + len(topic) + n + (2 if qos else 0))
+        pos = _put_str(self.tx, pos, topic)
+        if qos:
+            struct.pack_into("!H", self.tx, pos, pid)
+            pos += 2
+        self.tx[pos:pos + n] = payload
+        return pos + n
+
+    async def publish(self, topic, payload, qos=1, retain=False, pid=0, dup=False, wait=True):
+        # QoS 0: sent. QoS 1: returns once the broker's PUBACK for `pid` (0: a new one) came,
+        # raises UplinkError if none comes in ACK_TIMEOUT_MS or the connection ends.
+        if qos and not pid:
+            pid = self.next_pid()
+        end = self.pack_publish(0, topic, payload, qos, retain, pid, dup)
+        await self._send(memoryview(self.tx)[:end])
+        if qos and wait:
+            await self._wait(pid, "PUBACK")
+        return pid
+
+    async def subscribe(self, topic, qos=1):
+        pid = self.next_pid()
+        n = 2 + 2 + len(topic) + 1
+        if n + 2 > _CTL:
+            raise UplinkError("subscribe: topic too long")
+        pos = _put_header(self._ctl, 0, _SUBSCRIBE, n)
+        struct.pack_into("!H", self._ctl, pos, pid)
+        pos = _put_str(self._ctl, pos + 2, topic)
+        self._ctl[pos] = qos
+        await self._send(memoryview(self._ctl)[:pos + 1])
+        await self._wait(pid, "SUBACK")
+        if self._granted == 0x80:
+            raise UplinkError("subscribe %s: refused by the broker" % topic, 0x80)
+        return self._granted
+
+    async def ping(self):
+        # PINGREQ; raises UplinkError if no PINGRESP comes in time (a dead link or NAT entry).
+        self._pong = False
+        self._ctl[0] = _PINGREQ
+        self._ctl[1] = 0
+        await self._send(memoryview(self._ctl)[:2])
+        await self._wait(-1, "PINGRESP")
+
+    async def _wait(self, pid, what):
+        deadline = time.ticks_add(time.ticks_ms(), ACK_TIMEOUT_MS)
+        while True:
+            if (self._pong if pid < 0 else pid in self._acks):
+                return
+            if self.error is not None:
+                raise UplinkError("no %s: %s" % (what, self.error))
+            left = time.ticks_diff(deadline, time.ticks_ms())
+            if left <= 0:
+                raise UplinkError("no %s in %d ms" % (what, ACK_TIMEOUT_MS))
+            self._event.clear()
+            try:
+                await asyncio.wait_for_ms(self._event.wait(), left)
+            except asyncio.TimeoutError:
+                pass
+
+    # -- packets in -----------------------------------------------------------------------
+
+    async def _read_exact(self, mv):
+        got = 0
+        while got < len(mv):
+            n = await self.stream.read_into(mv[got:])
+            if not n:
+                raise UplinkError("connection closed by the broker")
+            got += n
+
+    async def _read_packet(self):
+        # -> (type byte, body size); the body is in self.rx, or dropped if it does not fit.
+        hdr = self._hdr
+        mv = memoryview(hdr)
+        await self._read_exact(mv[:1])
+        kind = hdr[0]
+        size = 0
+        shift = 0
+        while True:
+            await self._read_exact(mv[1:2])
+            size |= (hdr[1] & 0x7F) << shift
+            if not hdr[1] & 0x80:
+                break
+            shift += 7
+            if shift > 21:
+                raise UplinkError("protocol: bad remaining length")
+        if (kind & 0xF0) not in (_CONNACK, _PUBLISH, _PUBACK, _SUBACK, _PINGRESP):
+            raise UplinkError("protocol: unexpected packet 0x%02x" % kind)
+        if size <= len(self.rx):
+            await self._read_exact(memoryview(self.rx)[:size])
+            return kind, size
+        # Too big to keep: read the topic and packet id (for the callback and the PUBACK)
+        # and skip the rest, so one oversized command cannot end the connection.
+        head = len(self.rx) // 2
+        await self._read_exact(memoryview(self.rx)[:head])
+        left = size - head
+        rx = memoryview(self.rx)[head:]
+        while left:
+            n = min(left, len(rx))
+            await self._read_exact(rx[:n])
+            left -= n
+        self.oversized += 1
+        return kind, -size
+
+    async def _read_loop(self):
+        try:
+            while True:
+                kind, size = await self._read_packet()
+                t = kind & 0xF0
+                if t == _PUBLISH:
+                    await self._on_publish(kind, size)
+                elif t == _PINGRESP:
+                    self._pong = True
+                elif t in (_PUBACK, _SUBACK) and size >= 2:
+                    self._acks.append(struct.unpack_from("!H", self.rx, 0)[0])
+                    if len(self._acks) > _RECENT:
+                        self._acks.pop(0)
+                    if t == _SUBACK and size >= 3:
+                        self._granted = self.rx[2]
+                else:
+                    raise UplinkError("protocol: unexpected packet 0x%02x" % kind)
+                self._event.set()
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # noqa: BLE001 - the connection is over; waiters get why
+            self.error = str(e) or type(e).__name__
+            self._event.set()
+            if self.wake is not None:
+                self.wake.set()
+
+    async def _on_publish(self, kind, size):
+        qos = (kind >> 1) & 3
+        keep = size >= 0
+        size = abs(size)
+        tlen = struct.unpack_from("!H", self.rx, 0)[0]
+        pos = 2 + tlen
+        if qos > 1 or pos + (2 if qos else 0) > min(size, len(self.rx)):
+            raise UplinkError("protocol: bad PUBLISH (qos %d, topic %d bytes)" % (qos, tlen))
+        topic = bytes(self.rx[2:pos]).decode()
+        pid = 0
+        if qos:
+            pid = struct.unpack_from("!H", self.rx, pos)[0]
+            pos += 2
+        if not (qos and kind & _DUP and pid in self._recent):
+            if self.on_message is not None:
+                payload = memoryview(self.rx)[pos:size] if keep else None
+                await self.on_message(topic, payload, size - pos)
+        if qos:
+            self._recent.append(pid)
+            if len(self._recent) > _RECENT:
+                self._recent.pop(0)
+            self._ctl[0] = _PUBACK
+            self._ctl[1] = 2
+            struct.pack_into("!H", self._ctl, 2, pid)
+            await self._send(memoryview(self._ctl)[:4])
