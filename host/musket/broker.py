@@ -117,11 +117,18 @@ def new_password(nbytes: int = 18) -> str:
 
 def render_password_file(credentials: dict[str, str]) -> str:
     """A Mosquitto ``password_file`` for {user: password} (passwords hashed, never stored)."""
+    return render_hashed_password_file(
+        (user, hash_password(password)) for user, password in credentials.items())
+
+
+def render_hashed_password_file(entries: Iterable[tuple[str, str]]) -> str:
+    """A Mosquitto ``password_file`` from (user, hash) pairs, such as a registry keeps: the
+    broker needs only the hashes, so the secrets need not exist anywhere."""
     lines = []
-    for user in sorted(credentials):
+    for user, encoded in sorted(entries):
         if ":" in user or not user:
             raise BrokerError(f"user name {user!r} cannot go in a password file")
-        lines.append(f"{user}:{hash_password(credentials[user])}")
+        lines.append(f"{user}:{encoded}")
     return "\n".join(lines) + "\n"
 
 

@@ -240,8 +240,8 @@ class Registry:
         of one; the password file is readable by its owner only."""
         users = self.broker_users()
         try:
-            passwd = "".join(f"{broker.check_device_id(user)}:{secret_hash}\n"
-                             for user, secret_hash in users)
+            passwd = broker.render_hashed_password_file(
+                (broker.check_device_id(user), secret_hash) for user, secret_hash in users)
             acl = broker.render_acl(user for user, _ in users)
         except broker.BrokerError as e:
             raise RegistryError(f"broker export: {e}") from None
