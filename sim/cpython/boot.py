@@ -124,7 +124,13 @@ class FirmwareImporter:
             if fromlist:
                 for item in fromlist:
                     if not hasattr(module, item) and hasattr(module, "__path__"):
-                        self._load(name + "." + item)
+                        # `from package import sub` finds a loaded submodule that the package
+                        # no longer has as an attribute (the firmware let it go with delattr
+                        # and kept it in sys.modules): MicroPython takes it from sys.modules,
+                        # CPython's IMPORT_FROM only from the host's, so it is put back.
+                        sub = self._load(name + "." + item)
+                        if sub is not None and not hasattr(module, item):
+                            setattr(module, item, sub)
                 return module
             return self.modules[top]
         return builtins.__import__(name, globals, locals, fromlist, 0)
@@ -157,6 +163,9 @@ def main() -> None:
     fs_entry = _simcore.find_partition("vfs")
     lfs_os.mount(_simcore.FlashPartition(fs_entry["offset"], fs_entry["size"]))
     importer = FirmwareImporter(shims)
+    # The firmware's sys.modules is its own module table, as on the device: popping a module
+    # from it unloads it (the next import reads the file again), and lookups find app modules.
+    shims["sys"].modules = importer.modules
     for name in settings.get("preload", []):
         importer.import_(name)
 

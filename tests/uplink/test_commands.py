@@ -44,7 +44,9 @@ def test_commands_are_checked_answered_and_run_once(make_device, mosquitto, subs
     for reply in replies:
         by_id.setdefault(reply["id"], []).append(reply)
     assert by_id["c1"][0] == {"id": "c1", "ok": True, "result": {"report_interval_s": 600}}
-    assert by_id["c1"][1] == {"id": "c1", "ok": True, "dup": True}  # not run again
+    # Not run again: the stored reply goes again, marked as a repeat.
+    assert by_id["c1"][1] == {"id": "c1", "ok": True, "result": {"report_interval_s": 600},
+                              "dup": True}
     assert "report_interval_s: value 5 is below the minimum 60" in by_id["c2"][0]["error"]
     assert by_id["c3"][0]["ok"] is True and by_id["c3"][0]["result"]["seq"] > 0
     assert "value must be an integer" in by_id["c4"][0]["error"]
@@ -56,6 +58,10 @@ def test_commands_are_checked_answered_and_run_once(make_device, mosquitto, subs
     anonymous = sorted(r["error"].split(":")[0] for r in by_id[None])
     assert anonymous == ["malformed", "too large"], by_id[None]
     # The config change is on flash, once: the repeated id did not set 700.
-    config = device.read_files()["config.json"]
+    files = device.read_files()
+    config = files["config.json"]
     assert b'"report_interval_s": 600' in config
     assert b"elsewhere" not in config
+    # Every reply the broker acknowledged is marked so on flash: none is sent again.
+    record = json.loads(files["uplink.cmd"][14:])
+    assert [e[0] for e in record if e[3]] == [], record
