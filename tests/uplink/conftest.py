@@ -94,7 +94,8 @@ class Subscriber:
     """A paho-mqtt client (as the fleet service would run it) that keeps every message."""
 
     def __init__(self, port: int, user: str = SERVICE_USER, password: str = SERVICE_PASSWORD,
-                 topics: tuple[str, ...] = ("d/#",), persistent: bool = False) -> None:
+                 topics: tuple[str, ...] = ("d/#",), persistent: bool = False,
+                 ca: Path | None = None) -> None:
         import paho.mqtt.client as mqtt
 
         self.messages: list[tuple[str, bytes, bool]] = []
@@ -105,6 +106,8 @@ class Subscriber:
                                   protocol=mqtt.MQTTv311, clean_session=not persistent)
         self.client.reconnect_delay_set(0.05, 0.5)
         self.client.username_pw_set(user, password)
+        if ca is not None:  # a TLS listener: the broker's certificate must chain to `ca`
+            self.client.tls_set(ca_certs=str(ca))
         self.client.on_message = self._on_message
         self.client.on_subscribe = self._on_subscribe
         self.client.on_connect = lambda c, u, f, rc, p: c.subscribe([(t, 1) for t in topics])

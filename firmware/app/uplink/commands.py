@@ -8,9 +8,15 @@
 # Each is validated (size, schema, ranges, the topic it came on), runs at most once per id
 # (ids are recorded on flash before the command runs) and is answered on d/<device_id>/r with
 # {"id", "ok", "error" or "result"}.
+#
+# The record (PATH) remembers the last ids as [id, ok, reply, waiting]: the reply of the
+# newest few, and waiting=1 until the broker has acknowledged it (the uplink sends it again
+# after a reconnect or a reboot until then). A repeated id does not run again: its stored
+# reply goes again, marked "dup" (a notice; the first reply is the one kept until delivered).
+# The reply rides in the write that records the result, so keeping it costs no extra flash
+# write; its acknowledgement costs one.
 import json
 
-from app import config as config_mod
 from app import store
 
 try:
@@ -23,6 +29,7 @@ except ImportError:
 
 PATH = "/uplink.cmd"
 _REMEMBERED = const(16)  # command ids kept against repeats
+_REPLIES_KEPT = const(4)  # the newest ids keep their reply, to answer a repeat or resend it
 _ID_MAX = const(32)
 _REASON_MAX = const(64)
 _VALUE_MAX = const(0x7FFFFFFF)
@@ -46,6 +53,7 @@ class Commands:
         self.topic = command_topic
         self.path = path
         self.reboot = False  # set by a reboot command; the uplink resets after the reply
+        self.stored = False  # the reply is on flash, waiting: the uplink marks it delivered
         try:
             self.seen = store.read_json(path, [])
         except store.StoreError as e:
@@ -72,33 +80,56 @@ class Commands:
             return self._no(cid, "unknown op %r (one of: %s)" % (op, ", ".join(OPS)))
         for entry in self.seen:
             if entry[0] == cid:
-                return {"id": cid, "ok": entry[1], "dup": True}
+                return self._again(entry)
         check = getattr(self, "_check_" + op, None)
         why = check(cmd) if check else None
         if why:
             return self._no(cid, why)
         # Recorded before it runs: a cut during the run means it never runs again.
-        self._remember(cid, None)
+        self._remember([cid, None, None, 0])
         try:
             reply = getattr(self, "_do_" + op)(cmd)
         except Exception as e:  # noqa: BLE001 - any failure is the command's result
             reply = self._no(cid, "failed: %s" % e)
         reply["id"] = cid
-        self._remember(cid, reply["ok"])
+        self._remember([cid, reply["ok"], reply, 1])
+        self.stored = True
+        return reply
+
+    def _again(self, entry):
+        # A repeated id: the stored reply again, or, when it is no longer kept, what is known
+        # of the first run.
+        cid, ok, reply = entry[0], entry[1], entry[2] if len(entry) > 3 else None
+        if reply is None:
+            reply = {"id": cid, "ok": ok}
+            if ok is None:
+                reply["error"] = "interrupted before it finished; not run again"
+        reply = dict(reply)
+        reply["dup"] = True
         return reply
 
     def _no(self, cid, why):
         return {"id": cid, "ok": False, "error": why}
 
-    def _remember(self, cid, ok):
-        seen = [e for e in self.seen if e[0] != cid]
-        seen.append([cid, ok])
-        self.seen = seen[-_REMEMBERED:]
-        store.write_json(self.path, self.seen)
+    def _remember(self, entry):
+        seen = [e for e in self.seen if e[0] != entry[0]]
+        seen.append(entry)
+        seen = seen[-_REMEMBERED:]
+        for old in seen[:-_REPLIES_KEPT]:
+            if len(old) > 3 and old[2] is not None:
+                if old[3]:
+                    self.app.log.warning("uplink", "reply to command %s no longer kept on "
+                                         "flash: %d newer replies" % (old[0], _REPLIES_KEPT))
+                old[2] = None
+                old[3] = 0
+        self.seen = seen
+        store.write_json(self.path, seen)
 
     # -- config -------------------------------------------------------------------------
 
     def _check_config(self, cmd):
+        from app import config as config_mod
+
         changes = cmd.get("set")
         if not isinstance(changes, dict) or not changes:
             return "config: \"set\" must be an object of keys to values"
@@ -109,6 +140,8 @@ class Commands:
         return "; ".join(problems) if problems else None
 
     def _do_config(self, cmd):
+        from app import config as config_mod
+
         merged = dict(self.app.config)
         merged.update(cmd["set"])
         config_mod.save(config_mod.DEFAULT_PATH, merged)
@@ -161,3 +194,28 @@ class Commands:
         except ImportError:
             return {"ok": False, "error": "ota: not available on this firmware"}
         return {"ok": False, "error": "ota: not implemented by the uplink"}
+
+
+# -- the uplink's side: replies waiting for the broker's acknowledgement -------------------
+
+
+def waiting(skip, limit, path=PATH):
+    # -> [(id, reply), ...], oldest first: stored replies not yet acknowledged, except ids in
+    # skip (the ones the uplink already holds), at most limit.
+    out = []
+    for entry in store.read_json(path, []):
+        if len(entry) > 3 and entry[3] and entry[2] is not None and entry[0] not in skip:
+            out.append((entry[0], entry[2]))
+            if len(out) >= limit:
+                break
+    return out
+
+
+def delivered(cid, path=PATH):
+    # The broker acknowledged the reply to cid: it is not sent again.
+    seen = store.read_json(path, [])
+    for entry in seen:
+        if entry[0] == cid and len(entry) > 3 and entry[3]:
+            entry[3] = 0
+            store.write_json(path, seen)
+            return

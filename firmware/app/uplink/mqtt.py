@@ -79,6 +79,8 @@ class MQTTClient:
         # async fn(topic: str, payload: memoryview or None when oversized, size: int), awaited
         # before the PUBACK: a command the device dies handling is delivered again.
         self.on_message = None
+        # fn(pid), called by the reader for each PUBACK: for messages published with wait=False.
+        self.on_ack = None
         self.stream = None
         self.wake = None  # an asyncio.Event set when the connection ends (the owner's loop)
         self.error = None  # why the connection ended
@@ -135,7 +137,10 @@ class MQTTClient:
         for p in then or ():
             pos = self.pack_publish(pos, p[0], p[1], p[2], p[3], p[4])
         await self._send(memoryview(buf)[:pos])
-        kind, size = await asyncio.wait_for_ms(self._read_packet(), ACK_TIMEOUT_MS)
+        try:
+            kind, size = await asyncio.wait_for_ms(self._read_packet(), ACK_TIMEOUT_MS)
+        except asyncio.TimeoutError:
+            raise UplinkError("connect: no CONNACK in %d ms" % ACK_TIMEOUT_MS)
         if kind != _CONNACK or size != 2:
             raise UplinkError("connect: expected CONNACK, got packet 0x%02x" % kind)
         code = self.rx[1]
@@ -302,6 +307,8 @@ class MQTTClient:
                         self._acks.pop(0)
                     if t == _SUBACK and size >= 3:
                         self._granted = self.rx[2]
+                    elif t == _PUBACK and self.on_ack is not None:
+                        self.on_ack(self._acks[-1])
                 else:
                     raise UplinkError("protocol: unexpected packet 0x%02x" % kind)
                 self._event.set()

@@ -30,6 +30,12 @@ class ReadingQueue:
         snap = self.journal.snapshot()
         if snap is not None and len(snap[1]) >= 4:
             self.dropped = struct.unpack_from("<I", snap[1], 0)[0]
+            # Readings older than the snapshot's are delivered or dropped, whatever the cursor
+            # said: pending() counts only what is still here.
+            kept = 0
+            for _ in self._snapshot_items():
+                kept += 1
+            self.delivered = max(delivered, snap[0] - kept)
 
     def _snapshot_items(self):
         # (rseq, record) kept by the last compaction, oldest first.

@@ -29,7 +29,11 @@ SECRETS_PATH = "/secrets.json"
 _BACKOFF_MIN_S = const(5)
 _BACKOFF_MAX_S = const(600)  # a refused or unreachable broker is retried at least every 10 min
 _JITTER_PERCENT = const(25)
-_REPLIES_MAX = const(4)  # command replies waiting to be sent
+_REPLIES_MAX = const(4)  # command replies waiting to be sent; the reader waits for room
+# Replies held until their PUBACK: a burst of queued commands comes before the PUBACKs of
+# their replies. Beyond these, the oldest sent one leaves RAM (a stored one waits on flash).
+_REPLIES_HELD = const(16)
+_REPLY_BYTES_HELD = const(2048)
 _REPLY_WAIT_MS = const(50)
 _EVENTS_PER_MESSAGE = const(24)
 _PING_MARGIN_S = const(10)  # ping this long before the keepalive runs out
@@ -75,7 +79,12 @@ class Uplink:
         self._kick = asyncio.Event()
         self.reboot = False  # a reboot command: reset once its reply is delivered
         self._inflight = None  # (payload, pid, mseq, last eseq, last rseq)
-        self._replies = []
+        # Command replies until the broker acknowledges them: [id or None, payload, pid (0
+        # until first sent), stored, ticks_ms sent in this session or -1, acknowledged]. A
+        # stored one is also on flash (commands.py), so neither a reconnect nor a reboot
+        # loses it.
+        self._outbox = []
+        self._outbox_load = True  # stored replies may wait on flash (from before a reboot)
         self._flush = False  # send what waits at the next chance (events, a backlog)
         self._failures = 0
         self._pid = 0  # MQTT packet ids go on from one session to the next
@@ -160,13 +169,20 @@ class Uplink:
 
             self._reserve = None
             gc.collect()
+        ca = None
+        if cfg["mqtt_tls"]:
+            # TLS over the modem's socket (tlsstream.py); a missing CA costs no air bytes.
+            from app.uplink.tlsstream import TLSStream, load_ca
+
+            ca = load_ca()
         sock = await self.manager.open_socket(cfg["mqtt_host"], cfg["mqtt_port"])
-        if not cfg["mqtt_tls"]:
+        if ca is None:
             return sock
-        # TLS over the modem's socket needs a stream adapter for the tls module (see README,
-        # "The uplink", TLS); until it is built, a TLS broker is refused in plain words.
-        await sock.close()
-        raise UplinkError("mqtt_tls=1: TLS over the modem socket is not built in this firmware")
+        try:
+            return TLSStream(sock, ca, cfg["mqtt_host"])
+        except UplinkError:
+            await sock.close()
+            raise
 
     async def _session(self):
         from app.uplink.mqtt import MQTTClient
@@ -178,6 +194,7 @@ class Uplink:
             secrets.get("mqtt_password", ""), self.log, self._rx, self._tx, self._pid)
         del secrets
         client.on_message = self._on_message
+        client.on_ack = self._on_ack
         client.wake = self._kick
         status_topic = topic(self.device_id, "s")
         stream = await self._open()
@@ -194,26 +211,31 @@ class Uplink:
         self.log.info("uplink", "connected (session %s)" % ("kept" if present else "new"))
         if self._inflight is not None or self._events_waiting() or self.queue.pending():
             self._flush = True  # a backlog from the outage goes at once
+        for entry in self._outbox:
+            entry[4] = -1  # unacknowledged replies go again
+        self._outbox_load = True  # and stored ones a cut session left only on flash
         while True:
-            if self.reboot and not self._replies:
+            self._settle_replies()
+            if self._outbox_load and len(self._outbox) < _REPLIES_MAX:
+                self._load_replies()
+            if self.reboot and not (self._outbox or self._outbox_load):
                 await client.close(graceful=True)
                 return
-            if self._replies:
-                # Not waiting for its PUBACK: the reader that would see it may be holding the
-                # next command until this queue has room.
-                await client.publish(topic(self.device_id, "r"), self._replies[0], 1, wait=False)
-                self._replies.pop(0)
+            reply = self._next_reply()
+            if reply is not None:
+                await self._send_reply(reply)
             elif self._due():
                 await self._deliver()
             else:
                 idle = time.ticks_diff(time.ticks_ms(), client.last_tx) // 1000
-                left = cfg["keepalive_s"] - _PING_MARGIN_S - idle
-                if left <= 0:
+                left_ms = (cfg["keepalive_s"] - _PING_MARGIN_S - idle) * 1000
+                if left_ms <= 0:
                     await client.ping()
                     continue
                 self._kick.clear()
                 try:
-                    await asyncio.wait_for(self._kick.wait(), left)
+                    await asyncio.wait_for_ms(self._kick.wait(),
+                                              min(left_ms, self._reply_ack_left_ms()))
                 except asyncio.TimeoutError:
                     pass
                 if client.error is not None:
@@ -267,27 +289,140 @@ class Uplink:
         return payload, client.next_pid(), mseq, eseq or self.cursor["e"], rseq or self.cursor["r"]
 
     # -- commands ---------------------------------------------------------------------------
+    # Commands are rare: their module (and the config schema it may load) is loaded for each
+    # use and let go after it.
 
     async def _on_message(self, t, payload, size):
-        # Commands are rare: their module is loaded for each one and let go after it.
+        # Called by the client's reader before it acknowledges the command. The reply is
+        # queued (on flash first, when it has an id) for the session loop, which sends it
+        # without waiting: the reader must stay free to take the PUBACKs.
         import json
-        import sys
 
+        from app.main import unload
         from app.uplink.commands import Commands
 
         try:
             commands = Commands(self.app, topic(self.device_id, "c"))
             reply = commands.handle(t, payload, size)
             self.reboot = self.reboot or commands.reboot
+            stored = commands.stored
         finally:
             del Commands
-            sys.modules.pop("app.uplink.commands", None)
+            unload("uplink.commands", "config")
+        cid = reply.get("id")
         if reply.get("error"):
-            self.log.warning("uplink", "command %s refused: %s" % (reply.get("id"),
-                                                                   reply["error"]))
-        # A full reply queue holds the next command back (its PUBACK waits), never drops.
-        while len(self._replies) >= _REPLIES_MAX and self.client is not None:
+            self.log.warning("uplink", "command %s refused: %s" % (cid, reply["error"]))
+        # A full queue holds the next command back (its PUBACK waits) while the loop sends.
+        while self._unsent() >= _REPLIES_MAX and self.client is not None:
             self._kick.set()
             await asyncio.sleep_ms(_REPLY_WAIT_MS)
-        self._replies.append(json.dumps(reply).encode())
+        self._settle_replies()
+        data = json.dumps(reply).encode()
+        held = len(data)
+        for entry in self._outbox:
+            held += len(entry[1])
+        while len(self._outbox) >= _REPLIES_HELD or held > _REPLY_BYTES_HELD:
+            gone = self._let_go_reply()
+            if gone is None:
+                break
+            held -= len(gone[1])
+        self._outbox.append([cid, data, 0, stored, -1, False])
         self._kick.set()
+
+    def _unsent(self):
+        n = 0
+        for entry in self._outbox:
+            if entry[4] < 0:
+                n += 1
+        return n
+
+    def _next_reply(self):
+        for entry in self._outbox:
+            if entry[4] < 0:
+                return entry
+        return None
+
+    def _on_ack(self, pid):
+        # From the client's reader: a PUBACK. The flash work is the session loop's.
+        for entry in self._outbox:
+            if entry[2] == pid and entry[4] >= 0:
+                entry[5] = True
+                self._kick.set()
+                return
+
+    def _reply_ack_left_ms(self):
+        # Time left for the oldest reply sent and not acknowledged; past it the link is dead.
+        from app.uplink.mqtt import ACK_TIMEOUT_MS
+
+        left = ACK_TIMEOUT_MS
+        for entry in self._outbox:
+            if entry[4] >= 0 and not entry[5]:
+                left = ACK_TIMEOUT_MS - time.ticks_diff(time.ticks_ms(), entry[4])
+                if left <= 0:
+                    raise UplinkError("no PUBACK for reply %s in %d ms" % (entry[0],
+                                                                          ACK_TIMEOUT_MS))
+                break
+        return left
+
+    def _let_go_reply(self):
+        # The held replies are full of ones sent and not yet acknowledged: the oldest leaves
+        # RAM. A stored one still waits on flash and goes again later; another was sent once.
+        for i, entry in enumerate(self._outbox):
+            if entry[4] >= 0:
+                self._outbox.pop(i)
+                if entry[3]:
+                    self._outbox_load = True
+                else:
+                    self.log.warning("uplink", "reply %s sent, its PUBACK no longer awaited"
+                                     % entry[0])
+                return entry
+        return None
+
+    def _settle_replies(self):
+        # Acknowledged replies leave the queue; stored ones are marked delivered on flash.
+        done = [e for e in self._outbox if e[5]]
+        if not done:
+            return
+        self._outbox = [e for e in self._outbox if not e[5]]
+        from app.main import unload
+        from app.uplink.commands import delivered
+
+        try:
+            for entry in done:
+                if entry[3]:
+                    delivered(entry[0])
+        except store.StoreError as e:
+            self.log.error("uplink", "reply delivered, not recorded: %s" % e)
+        finally:
+            del delivered
+            unload("uplink.commands")
+
+    def _load_replies(self):
+        # Stored replies not acknowledged yet (from before a reboot, or beyond the RAM queue).
+        import json
+
+        from app.main import unload
+        from app.uplink.commands import waiting
+
+        room = _REPLIES_MAX - len(self._outbox)
+        try:
+            found = waiting([e[0] for e in self._outbox], room)
+        except store.StoreError as e:
+            self.log.error("uplink", "stored replies unreadable: %s" % e)
+            found = ()
+        finally:
+            del waiting
+            unload("uplink.commands")
+        for cid, reply in found:
+            self._outbox.append([cid, json.dumps(reply).encode(), 0, True, -1, False])
+        self._outbox_load = len(found) >= room
+
+    async def _send_reply(self, entry):
+        # QoS 1 without waiting for the PUBACK (see _on_message); after a reconnect with DUP
+        # and its first packet id. It leaves the queue only with the PUBACK (_on_ack).
+        dup = entry[2] != 0
+        if not dup:
+            entry[2] = self.client.next_pid()
+        entry[4] = time.ticks_ms()
+        await self.client.publish(topic(self.device_id, "r"), entry[1], 1, False, entry[2], dup,
+                                  wait=False)
