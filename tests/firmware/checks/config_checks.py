@@ -65,15 +65,19 @@ BAD_VALUES = (
 
 def defaults():
     expect(sorted(config.DEFAULTS) == sorted(config.SCHEMA), "a default for every schema key")
-    want = {"report_interval_s": 900, "keepalive_s": 1200, "batch_size": 8,
+    want = {"report_interval_s": 900, "keepalive_s": 3300, "batch_size": 4,
+            "mqtt_host": "", "mqtt_port": 1883, "mqtt_tls": 0, "telemetry_json": 0,
             "log_level": "info", "wdt_timeout_ms": 30000, "heartbeat_s": 3600,
-            "apn": "", "device_id": ""}
+            "apn": "", "device_id": "",
+            "brew_ma": 1500, "brew_min_s": 10, "dispense_gap_s": 3, "dispense_min_pulses": 20,
+            "service_rules": "brews/200:reorder-beans;litres@1000:replace-filter"}
     expect(config.DEFAULTS == want, "default values")
     expect(config.validate(config.DEFAULTS) == (config.DEFAULTS, []), "defaults are valid")
     cfg, problems = config.load(PATH)
     expect(cfg == config.DEFAULTS and problems == [], "missing file gives the defaults")
     cfg["batch_size"] = 1
-    expect(config.DEFAULTS["batch_size"] == 8, "load returns a copy, never DEFAULTS itself")
+    expect(config.DEFAULTS["batch_size"] == want["batch_size"],
+           "load returns a copy, never DEFAULTS itself")
 
 
 def save_and_load():
@@ -111,7 +115,8 @@ def invalid_stored():
                             "keepalive_s": 600})
     cfg, problems = config.load(PATH)
     expect(cfg["log_level"] == "debug" and cfg["keepalive_s"] == 600, "valid keys kept")
-    expect(cfg["batch_size"] == 8 and "colour" not in cfg, "bad and unknown keys dropped")
+    expect(cfg["batch_size"] == config.DEFAULTS["batch_size"] and "colour" not in cfg,
+           "bad and unknown keys dropped")
     expect(len(problems) == 2, f"one problem per bad key: {problems}")
     expect("batch_size: value 0 is below the minimum 1" in problems, f"bad value: {problems}")
     expect("'colour': unknown key" in problems, f"unknown key: {problems}")
