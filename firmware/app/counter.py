@@ -40,7 +40,7 @@ except ImportError:
 DIR = "/counters"
 SEGMENT_BYTES = const(2048)  # journal bytes before a rollover: half a flash block
 _FREE_BLOCKS_MIN = const(8)  # below this many free blocks the oldest archive goes
-_REC = "<IIBii"
+_REC = const("<IIBii")
 _REC_LEN = const(17)
 _INFO_MAX = const(48)
 _STATE_VERSION = const(1)
@@ -48,7 +48,6 @@ _USE = const(0)
 _SERVICE = const(1)
 _ADJUST = const(2)
 _ACK = const(3)  # the uplink's acknowledgement: a record, not an event
-KINDS = ("use", "service", "adjust")
 SCALES = {"litres": 1000}  # counters held in milli-units
 _I32_MAX = const(0x7FFFFFFF)
 
@@ -199,7 +198,8 @@ class Counters:
             for rec in self._read(path):
                 if rec[0] > seq and rec[2] != _ACK:
                     s, t, kind, delta, total, name, info = rec
-                    out.append((s, t, KINDS[kind], name, _external(name, delta),
+                    k = "use" if kind == _USE else "service" if kind == _SERVICE else "adjust"
+                    out.append((s, t, k, name, _external(name, delta),
                                 _external(name, total), info))
                     if len(out) >= limit:
                         return out

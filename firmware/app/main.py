@@ -6,8 +6,6 @@ import asyncio
 import gc
 import machine
 
-from app import board as board_mod
-from app import config as config_mod
 from app import log as log_mod
 from app import status as status_mod
 from app import store
@@ -21,17 +19,35 @@ except ImportError:
 
 
 STATE_PATH = "/state.json"
-_MODEM_RESET_MARK = b"musket:modem-reset"
+_MODEM_RESET_MARK = const(b"musket:modem-reset")
 _TASK_RESTART_DELAY_MS = const(5000)  # pause before restarting a task that raised
 _WDT_FEEDS_PER_TIMEOUT = const(3)  # feed three times per watchdog period: one miss is no reset
 
-RESET_CAUSES = {
-    machine.PWRON_RESET: "power-on",
-    machine.HARD_RESET: "hard",
-    machine.WDT_RESET: "watchdog",
-    machine.DEEPSLEEP_RESET: "deep-sleep",
-    machine.SOFT_RESET: "soft",
-}
+
+def reset_cause():
+    # machine.reset_cause() by name. A table made per call: only boot asks, and a module-level
+    # one would hold heap for the life of the device.
+    return {
+        machine.PWRON_RESET: "power-on",
+        machine.HARD_RESET: "hard",
+        machine.WDT_RESET: "watchdog",
+        machine.DEEPSLEEP_RESET: "deep-sleep",
+        machine.SOFT_RESET: "soft",
+    }.get(machine.reset_cause(), "unknown")
+
+
+def unload(*names):
+    # Drops app modules that are done with (app.<name>, or app.<package>.<name>): from
+    # sys.modules and from their package, so nothing holds them; a later import loads them again.
+    import sys
+
+    for name in names:
+        full = "app." + name
+        sys.modules.pop(full, None)
+        cut = full.rfind(".")
+        package = sys.modules.get(full[:cut])
+        if package is not None and full[cut + 1:] in package.__dict__:
+            delattr(package, full[cut + 1:])
 
 
 class App:
@@ -47,7 +63,12 @@ class App:
         self.counters = None  # app.counter.Counters, when it has usage sensors
 
     def boot(self):
-        self.status.reset_cause = RESET_CAUSES.get(machine.reset_cause(), "unknown")
+        # The board and config modules are needed only here: they are unloaded afterwards
+        # so that their code does not hold heap for the life of the device.
+        from app import board as board_mod
+        from app import config as config_mod
+
+        self.status.reset_cause = reset_cause()
         try:
             self.board = board_mod.load()
             self.status.board = self.board.get("name", "")
@@ -68,6 +89,7 @@ class App:
         self.status.boot_count = state["boots"]
         self.log.info("boot", "boot #%d, reset cause %s, board %s" % (
             state["boots"], self.status.reset_cause, self.status.board or "?"))
+        unload("board", "config")
 
     def spawn(self, name, factory):
         # `factory` makes a fresh coroutine each time the task (re)starts.
@@ -88,22 +110,29 @@ class App:
             await asyncio.sleep_ms(_TASK_RESTART_DELAY_MS)
 
     async def watchdog(self):
+        # Feeds the watchdog while the loop runs and logs the status line every heartbeat_s:
+        # one task for both, as each task holds heap for its frames.
         timeout = self.config["wdt_timeout_ms"]
         wdt = machine.WDT(timeout=timeout)
+        feed_ms = timeout // _WDT_FEEDS_PER_TIMEOUT
+        beat_ms = self.config["heartbeat_s"] * 1000
+        left = beat_ms
         while True:
             wdt.feed()
-            await asyncio.sleep_ms(timeout // _WDT_FEEDS_PER_TIMEOUT)
+            step = min(feed_ms, left)
+            await asyncio.sleep_ms(step)
+            left -= step
+            if left <= 0:
+                left = beat_ms
+                self.heartbeat()
 
-    async def heartbeat(self):
-        interval = self.config["heartbeat_s"]
-        while True:
-            await asyncio.sleep(interval)
-            gc.collect()
-            snap = self.status.snapshot(self.log)
-            modem = snap.get("modem") or {}
-            self.log.info("status", "up %ds, heap free %d, errors %d, modem %s" % (
-                snap["uptime_s"], snap["heap_free"], snap["log_errors"],
-                modem.get("state", "none")))
+    def heartbeat(self):
+        gc.collect()
+        snap = self.status.snapshot(self.log)
+        modem = snap.get("modem") or {}
+        self.log.info("status", "up %ds, heap free %d, errors %d, modem %s" % (
+            snap["uptime_s"], snap["heap_free"], snap["log_errors"],
+            modem.get("state", "none")))
 
     def start_modem(self):
         # The cellular link, when the board has a modem: the connection manager brings it up
@@ -176,13 +205,15 @@ class App:
 
     async def main(self):
         self.spawn("watchdog", self.watchdog)
-        self.spawn("heartbeat", self.heartbeat)
         self.start_usage()
         self.uplink = self.start_uplink()
         self.modem = self.start_modem()
         if self.uplink is not None and self.modem is not None:
             self.uplink.manager = self.modem
             self.spawn("uplink", self.uplink.run)
+        # The parts have taken what they need from the board definition; the parsed file
+        # would hold over a kilobyte of heap for the life of the device.
+        self.board = None
         while self.tasks:
             await asyncio.sleep(3600)
 

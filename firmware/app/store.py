@@ -41,11 +41,11 @@ except ImportError:
         return x
 
 
-_REC_MAGIC = b"MSKR"
+_REC_MAGIC = const(b"MSKR")
 _REC_VERSION = const(1)
-_REC_FMT = "<4sBBII"
+_REC_FMT = const("<4sBBII")
 _REC_HDR = const(14)
-_J_FMT = "<HI"
+_J_FMT = const("<HI")
 _J_HDR = const(6)
 _J_CRC = const(4)
 _J_MAX_PAYLOAD = const(0xFFFF)
@@ -62,8 +62,9 @@ def _crc(data, crc=0):
     return binascii.crc32(data, crc) & 0xFFFFFFFF
 
 
-def _missing(exc):
-    return bool(exc.args) and exc.args[0] == errno.ENOENT
+def _failed(path, what, exc):
+    # The error for a flash operation that raised OSError.
+    return StoreError("%s: %s failed: %s" % (path, what, exc))
 
 
 def _file_size(path):
@@ -71,7 +72,7 @@ def _file_size(path):
     try:
         return os.stat(path)[6]
     except OSError as e:
-        if _missing(e):
+        if e.args and e.args[0] == errno.ENOENT:
             return -1
         raise StoreError("%s: cannot stat: %s" % (path, e))
 
@@ -86,7 +87,7 @@ def write_record(path, data):
             f.flush()
         os.rename(tmp, path)
     except OSError as e:
-        raise StoreError("%s: write failed: %s" % (path, e))
+        raise _failed(path, "write", e)
 
 
 def read_record(path):
@@ -111,7 +112,7 @@ def read_record(path):
                                  % (path, length, size - _REC_HDR))
             data = f.read(length)
     except OSError as e:
-        raise StoreError("%s: read failed: %s" % (path, e))
+        raise _failed(path, "read", e)
     if len(data) != length:
         raise StoreError("%s: short read (%d of %d bytes)" % (path, len(data), length))
     if _crc(data) != crc:
@@ -209,7 +210,7 @@ class Journal:
                 dst.flush()
             os.rename(tmp, self.path)
         except OSError as e:
-            raise StoreError("%s: rewrite failed: %s" % (self.path, e))
+            raise _failed(self.path, "rewrite", e)
 
     def snapshot(self):
         """Return (seq, payload) written by the last compact(), or None if there is none."""
@@ -257,7 +258,7 @@ class Journal:
                     f.close()
                 except OSError:
                     pass  # the handle is already broken; the append error is the one to report
-            raise StoreError("%s: append failed: %s" % (self.path, e))
+            raise _failed(self.path, "append", e)
         self._size += n + JOURNAL_OVERHEAD
         self.last_seq = seq
         return seq
@@ -292,4 +293,4 @@ class Journal:
             try:
                 f.close()
             except OSError as e:
-                raise StoreError("%s: close failed: %s" % (self.path, e))
+                raise _failed(self.path, "close", e)

@@ -62,7 +62,7 @@ class Usage:
                 self._dispense(now, self.flow.take())
             if time.ticks_diff(now, next_slow) >= 0:
                 next_slow = time.ticks_add(now, _SLOW_S * 1000)
-                for name in ("sht", "supply", "flow"):
+                for name in ["sht", "supply", "flow"]:  # a list: a tuple's strings cost heap
                     d = self.sensors.get(name)
                     if d is not None:
                         d.read()

@@ -2,24 +2,26 @@
 # in base.py, and the connection manager (manager.py) that brings the link up and keeps it up.
 # Families are data: the board names one, and only that family's module is imported.
 
-FAMILIES = {
-    "sim7080": "app.modem.sim7080",
-    "sim7600": "app.modem.sim7600",
-    "bg95": "app.modem.bg95",
-}
+try:
+    from micropython import const
+except ImportError:
+
+    def const(x):
+        return x
+
+
+FAMILIES = "sim7080 sim7600 bg95"  # each the module app.modem.<family>; one string is cheapest
 
 
 def driver_class(family):
-    from app.errors import FirmwareError
+    if family not in FAMILIES.split():
+        from app.errors import FirmwareError
 
-    module_name = FAMILIES.get(family)
-    if module_name is None:
         raise FirmwareError("no driver for modem family %r" % (family,))
-    module = __import__(module_name, None, None, ["Driver"])
-    return module.Driver
+    return __import__("app.modem." + family, None, None, ["Driver"]).Driver
 
 
-_RX_BUFFER = 2048  # UART receive buffer: a full socket read (1460 B) plus its framing
+_RX_BUFFER = const(2048)  # UART receive buffer: a full socket read (1460 B) plus its framing
 
 
 def open_modem(board, log):

@@ -24,10 +24,10 @@ _DEFAULT_TIMEOUT_MS = const(5000)  # 27.007 commands answer in well under this
 _READ_CHUNK = const(64)  # bytes taken from the UART per read
 _QUIET_MS = const(200)  # a line silent this long has no more late replies on it
 
-FINAL_OK = ("OK",)
-FINAL_ERROR = ("ERROR", "NO CARRIER", "NO DIALTONE", "BUSY", "NO ANSWER")
-_CME = "+CME ERROR:"
-_CMS = "+CMS ERROR:"
+_OK = const("OK")
+_ERRORS = const(("ERROR", "NO CARRIER", "NO DIALTONE", "BUSY", "NO ANSWER"))
+_CME = const("+CME ERROR:")
+_CMS = const("+CMS ERROR:")
 
 
 class ATError(FirmwareError):
@@ -53,14 +53,15 @@ class ATChannel:
         self._overlong = False
         self._chunk = bytearray(_READ_CHUNK)
         self._urcs = []  # (prefix, handler) in registration order
-        self._lock = asyncio.Lock()
+        self._busy = False  # a command is in flight; the next waits for _idle
+        self._idle = asyncio.Event()
         self._done = asyncio.Event()
         self._prompt = asyncio.Event()
         self._cmd = None  # command in flight
         self._expect = None  # prefix of its information lines, when a URC shares it
         self._info = None  # its information lines
         self._final = None  # its final result line
-        self._finals = FINAL_OK
+        self._finals = ()  # success results besides OK for the command in flight
         self._data = None  # (prefix, terminator byte, buffer) for a raw read in flight
         self._data_len = 0  # bytes of raw data stored in the buffer
         self._raw_left = 0  # bytes of raw data still to come
@@ -100,10 +101,19 @@ class ATChannel:
         #   `terminator` (b"," when data follows on the same line, b"\n" when on the next);
         #   that many raw bytes follow and go into `buffer`. data_length() says how many
         #   were stored; the header is returned among the information lines.
-        async with self._lock:
+        # One command at a time. An Event, not an asyncio.Lock: the lock's module would cost
+        # heap for this one use.
+        while self._busy:
+            self._idle.clear()
+            await self._idle.wait()
+        self._busy = True
+        try:
             if self._dirty:
                 await self._resync(min(timeout_ms, _DEFAULT_TIMEOUT_MS))
             return await self._exchange(cmd, timeout_ms, expect, finals, payload, data)
+        finally:
+            self._busy = False
+            self._idle.set()
 
     def data_length(self):
         return self._data_len
@@ -113,7 +123,7 @@ class ATChannel:
         self._expect = expect
         self._info = []
         self._final = None
-        self._finals = FINAL_OK + tuple(finals or ())
+        self._finals = finals or ()
         self._data = (data[0].encode(), data[1][0], data[2], data[3]) if data else None
         self._data_len = 0
         self._raw_left = 0
@@ -135,7 +145,7 @@ class ATChannel:
         final = self._final or ""
         info = self._info
         self._info = None
-        if final in self._finals:
+        if final == _OK or final in self._finals:
             return info
         if final.startswith(_CME) or final.startswith(_CMS):
             code = final[len(_CME):].strip()
@@ -235,7 +245,8 @@ class ATChannel:
         if self._len == 0:
             return
         try:
-            line = bytes(self._line[:self._len]).decode().strip()
+            # Decoded straight from the line buffer: no copies of it per line.
+            line = str(memoryview(self._line)[:self._len], "utf-8").strip()
         except UnicodeError:
             line = None
         self._len = 0
@@ -249,8 +260,8 @@ class ATChannel:
         if cmd is not None:
             if line == cmd:  # the modem echoing our command
                 return
-            if line in self._finals or line in FINAL_ERROR or line.startswith(_CME) or \
-                    line.startswith(_CMS):
+            if line == _OK or line in self._finals or line in _ERRORS or \
+                    line.startswith(_CME) or line.startswith(_CMS):
                 self._final = line
                 self._done.set()
                 return

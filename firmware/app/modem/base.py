@@ -43,14 +43,14 @@ _POWER_CMD_TIMEOUT_MS = const(3000)  # a power-down command's OK comes before th
 _OPEN_TIMEOUT_MS = const(60000)  # DNS plus TCP connect over a slow LTE-M cell
 _APN_MAX = const(100)  # 3GPP TS 23.003: an APN is at most 100 octets
 
-# 27.007 +CREG/+CGREG/+CEREG <stat>, by code.
-STATES = ("not_registered", "home", "searching", "denied", "unknown", "roaming",
-          "sms_only_home", "sms_only_roaming", "emergency_only", "csfb_not_preferred_home",
-          "csfb_not_preferred_roaming", "emergency_bearer")
+# 27.007 +CREG/+CGREG/+CEREG <stat>, by code: one string of names, split when read (a tuple's
+# strings would each cost heap).
+STATES = ("not_registered home searching denied unknown roaming sms_only_home sms_only_roaming "
+          "emergency_only csfb_not_preferred_home csfb_not_preferred_roaming emergency_bearer")
 # 27.007 <AcT> by code: GSM, GSM compact, UTRAN, EGPRS, HSDPA, HSUPA, HSPA, E-UTRAN,
-# EC-GSM-IoT, E-UTRAN NB-S1. A family whose manual numbers them otherwise overrides it.
-ACT_NAMES = ("GSM", "GSM", "UMTS", "EDGE", "HSPA", "HSPA", "HSPA", "LTE", "EC-GSM-IoT",
-             "NB-IoT")
+# EC-GSM-IoT, E-UTRAN NB-S1. A family whose manual numbers them otherwise overrides it. One
+# string of names, split when read: a tuple's strings would each cost heap.
+ACT_NAMES = "GSM GSM UMTS EDGE HSPA HSPA HSPA LTE EC-GSM-IoT NB-IoT"
 
 
 class ModemError(FirmwareError):
@@ -59,6 +59,11 @@ class ModemError(FirmwareError):
     def __init__(self, message, code=None):
         super().__init__(message)
         self.code = code
+
+
+def bad_reply(what, reply):
+    # The error for a reply (a line or a list of lines) that makes no sense.
+    return ModemError("%s: bad reply %r" % (what, reply))
 
 
 # -- parsers: reply lines in, values out ---------------------------------------------------
@@ -97,7 +102,7 @@ def parse_cgdcont(lines):
         f = find((line,), "+CGDCONT:")
         if f is not None:
             if len(f) < 3 or num(f[0]) is None:
-                raise ModemError("apn: bad reply %r" % line)
+                raise bad_reply("apn", line)
             out.append((num(f[0]), val(f[1]), val(f[2])))
     return out
 
@@ -132,7 +137,7 @@ def parse_csq(lines):
     f = find(lines, "+CSQ:") or ()
     rssi, ber = (num(f[0]), num(f[1])) if len(f) == 2 else (None, None)
     if rssi is None or ber is None:
-        raise ModemError("signal: bad reply %r" % (lines,))
+        raise bad_reply("signal", lines)
     return {"rssi_dbm": -113 + 2 * rssi if 0 <= rssi <= 31 else None,
             "ber": ber if 0 <= ber <= 7 else None}
 
@@ -145,14 +150,16 @@ def parse_cereg(line, act_names=ACT_NAMES):
     if len(f) > 1 and f[1] and f[1][0] != '"':
         f = f[1:]
     stat = num(f[0])
-    if stat is None or not 0 <= stat < len(STATES):
-        raise ModemError("registration: bad reply %r" % line)
+    states = STATES.split()
+    if stat is None or not 0 <= stat < len(states):
+        raise bad_reply("registration", line)
     f += [""] * (6 - len(f))
     act = num(f[3])
     if act is not None:
-        act = act_names[act] if act < len(act_names) else str(act)
+        names = act_names.split()
+        act = names[act] if act < len(names) else str(act)
     return {
-        "stat": stat, "state": STATES[stat],
+        "stat": stat, "state": states[stat],
         "registered": stat in (1, 5, 9, 10),  # registered with data (EPS) service
         "denied": stat == 3, "sms_only": stat in (6, 7),
         "tac": val(f[1]).upper() or None, "ci": val(f[2]).upper() or None, "act": act,
@@ -210,7 +217,9 @@ def _pin(spec, mode=-1):
 
 
 def _drive(line, on):
-    line[0].init(machine.Pin.OUT, value=line[1] if on else 1 - line[1])
+    # Asserts or releases a control line; a line the board lacks (None) is left alone.
+    if line:
+        line[0].init(machine.Pin.OUT, value=line[1] if on else 1 - line[1])
 
 
 # -- the stream ----------------------------------------------------------------------------
@@ -316,9 +325,8 @@ class Modem:
         self._status = _pin(pins.get("status"), machine.Pin.IN)
         self._reset = _pin(pins.get("reset"))
         self._supply = _pin(pins.get("modem_power"))  # driven once power_on/off decide
-        for line in (self._pwrkey, self._reset):
-            if line:
-                _drive(line, False)
+        _drive(self._pwrkey, False)
+        _drive(self._reset, False)
         self._sockets = [None] * self.SOCKETS  # type: list
         self._awaiting = None  # prefix of the reply URC a command waits for
         self._reply_line = None
@@ -380,10 +388,6 @@ class Modem:
         # From the STATUS line; None when the board has none.
         return self._status[0].value() == self._status[1] if self._status else None
 
-    def _supply_on(self, on):
-        if self._supply:
-            _drive(self._supply, on)
-
     async def _press(self, line, ms):
         if line is None:
             raise ModemError("power: no PWRKEY line")
@@ -405,7 +409,7 @@ class Modem:
     async def power_on(self):
         # Leaves the modem on and in sync. One already on (STATUS active, or without STATUS
         # answering AT) gets no PWRKEY pulse, which would switch it off.
-        self._supply_on(True)
+        _drive(self._supply, True)
         if self.is_powered():
             return await self.sync()
         if self._status is None:
@@ -440,7 +444,7 @@ class Modem:
                 await asyncio.sleep_ms(ms)
             elif not off and not self._supply:
                 raise ModemError("power off: STATUS still active after %d ms" % ms)
-        self._supply_on(False)
+        _drive(self._supply, False)
 
     async def power_cycle(self):
         try:
@@ -475,15 +479,17 @@ class Modem:
                 last = e
         else:
             raise ATTimeout("AT", "no answer in %d tries (%s)" % (attempts, last))
-        for cmd in ("ATE0", "AT+CMEE=2") + self.INIT_CMDS:
+        # Lists, not tuples, of short strings here and below: a constant tuple's strings each
+        # cost heap for as long as the module is loaded.
+        for cmd in ["ATE0", "AT+CMEE=2"] + list(self.INIT_CMDS):
             await self._at(cmd, "sync")
 
     # -- identity, signal, registration ----------------------------------------------------
 
     async def identity(self):
         ident = {}
-        for what, cmd in (("iccid", self.ICCID_CMD), ("imei", "AT+CGSN"), ("imsi", "AT+CIMI"),
-                          ("revision", "AT+CGMR")):
+        for what, cmd in [["iccid", self.ICCID_CMD], ["imei", "AT+CGSN"], ["imsi", "AT+CIMI"],
+                          ["revision", "AT+CGMR"]]:
             ident[what] = parse_id(await self._at(cmd, what + " read"), what)
         self.status["identity"] = ident
         return ident
@@ -621,7 +627,7 @@ class Modem:
         lines = await self._at(self.READ_COMMAND % (sock.link, want), "read",
                                data=(prefix, terminator, buf, field))
         if find(lines, prefix) is None:
-            raise ModemError("read: bad reply %r" % (lines,))
+            raise bad_reply("read", lines)
         n = self.ch.data_length()
         return n, n == want
 

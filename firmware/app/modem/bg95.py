@@ -45,8 +45,7 @@ class BG95(Modem):
     POWER_OFF_CMD = "AT+QPOWD"  # OK, then "POWERED DOWN"
     REG_CMDS = ("+CEREG", "+CGREG")
     # Quectel numbers <AcT> 8 as eMTC (LTE-M) and 9 as NB-IoT; 7 is LTE-M on this modem too.
-    ACT_NAMES = ("GSM", "GSM", "UMTS", "EDGE", "HSPA", "HSPA", "HSPA", "LTE-M", "LTE-M",
-                 "NB-IoT")
+    ACT_NAMES = "GSM GSM UMTS EDGE HSPA HSPA HSPA LTE-M LTE-M NB-IoT"
     REPLY_URCS = ("+QIOPEN:",)
     RESET_PULSE_MS = 3000
     ATTACH_TIMEOUT_MS = 150000  # AT+QIACT: 150 s maximum response time

@@ -23,19 +23,21 @@ except ImportError:
         return x
 
 
-OFF = "off"
-STARTING = "starting"  # power and sync
-REGISTERING = "registering"
-ATTACHING = "attaching"
-CONNECTED = "connected"
-BACKOFF = "backoff"
-RADIO_OFF = "radio_off"
+# States and rungs as status shows them; const() so that none is a module global, which costs
+# heap for each name.
+_OFF = const("off")
+_STARTING = const("starting")  # power and sync
+_REGISTERING = const("registering")
+_ATTACHING = const("attaching")
+_CONNECTED = const("connected")
+_BACKOFF = const("backoff")
+_RADIO_OFF = const("radio_off")
 
-RESYNC = "resync"
-SOFT_RESET = "soft_reset"
-POWER_CYCLE = "power_cycle"
-BOARD_RESET = "board_reset"
-LADDER = (RESYNC, SOFT_RESET, POWER_CYCLE, BOARD_RESET)
+_RESYNC = const("resync")
+_SOFT_RESET = const("soft_reset")
+_POWER_CYCLE = const("power_cycle")
+_BOARD_RESET = const("board_reset")
+_LADDER = const("resync soft_reset power_cycle board_reset")  # the rungs, in order
 
 _HISTORY = const(8)  # registration changes kept in status
 _REG_POLL_MS = const(2000)  # how often registration is read while waiting for it
@@ -60,7 +62,7 @@ class ConnectionManager:
         self._unanswered = 0  # consecutive failures where the modem did not answer
         self._bringup_start = 0
         self.status = {
-            "state": OFF, "last_error": None, "attach_time_s": None, "attempts": 0,
+            "state": _OFF, "last_error": None, "attach_time_s": None, "attempts": 0,
             "escalations": [], "registration": [], "connected_since": None,
             "identity": None, "signal": None,
         }
@@ -74,10 +76,10 @@ class ConnectionManager:
 
     def link_lost(self, why):
         # Called when a data session or socket reports the network gone.
-        if self.status["state"] == CONNECTED:
+        if self.status["state"] == _CONNECTED:
             self.log.warning("modem", "link lost: " + why)
             self.connected.clear()
-            self._set_state(BACKOFF)
+            self.status["state"] = _BACKOFF
             self._wake.set()
 
     async def wait_connected(self, timeout_ms=None):
@@ -119,7 +121,7 @@ class ConnectionManager:
     async def _bring_up(self):
         self.status["attempts"] += 1
         self._bringup_start = time.ticks_ms()
-        self._set_state(STARTING)
+        self.status["state"] = _STARTING
         await self.modem.power_on()
         if self.status["identity"] is None or self._failures:
             # Read every bring-up after a failure: a SIM swap shows as a new ICCID.
@@ -127,17 +129,17 @@ class ConnectionManager:
         self.status["signal"] = await self.modem.signal()
         await self.modem.set_apn(self.apn)
         await self._register()
-        self._set_state(ATTACHING)
+        self.status["state"] = _ATTACHING
         await self.modem.attach()
         elapsed = time.ticks_diff(time.ticks_ms(), self._bringup_start)
         self.status["attach_time_s"] = elapsed / 1000
         self.status["connected_since"] = time.time()
-        self._set_state(CONNECTED)
+        self.status["state"] = _CONNECTED
         self.connected.set()
         self.log.info("modem", "connected in %.1f s" % (elapsed / 1000))
 
     async def _register(self):
-        self._set_state(REGISTERING)
+        self.status["state"] = _REGISTERING
         deadline = time.ticks_add(time.ticks_ms(), self.register_timeout_s * 1000)
         last = None
         while True:
@@ -164,7 +166,7 @@ class ConnectionManager:
                 await asyncio.wait_for(self._wake.wait(), self.check_interval_s)
             except asyncio.TimeoutError:
                 pass
-            if not self._radio_wanted or self.status["state"] != CONNECTED:
+            if not self._radio_wanted or self.status["state"] != _CONNECTED:
                 raise ModemError("link lost")
             reg = await self.modem.registration()
             history = self.status["registration"]
@@ -181,15 +183,16 @@ class ConnectionManager:
 
     async def _escalate(self):
         # One rung up per consecutive unanswered bring-up; the first rung is cheap.
-        rung = LADDER[min(self._unanswered - 1, len(LADDER) - 1)]
+        rungs = _LADDER.split()
+        rung = rungs[min(self._unanswered - 1, len(rungs) - 1)]
         _bounded_append(self.status["escalations"], (time.time(), rung))
         self.log.warning("modem", "not answering: " + rung)
         try:
-            if rung == RESYNC:
+            if rung == _RESYNC:
                 await self.modem.sync()
-            elif rung == SOFT_RESET:
+            elif rung == _SOFT_RESET:
                 await self.modem.soft_reset()
-            elif rung == POWER_CYCLE:
+            elif rung == _POWER_CYCLE:
                 await self.modem.power_cycle()
             elif self._reset_board is not None:
                 self._reset_board()
@@ -197,7 +200,7 @@ class ConnectionManager:
             self._record_error(e)
 
     async def _backoff(self):
-        self._set_state(BACKOFF)
+        self.status["state"] = _BACKOFF
         delay = min(_BACKOFF_MAX_S, _BACKOFF_MIN_S << min(self._failures - 1, 10))
         jitter = delay * _JITTER_PERCENT // 100
         delay += random.randint(-jitter, jitter) if jitter else 0
@@ -208,7 +211,7 @@ class ConnectionManager:
             pass
 
     async def _park(self):
-        self._set_state(RADIO_OFF)
+        self.status["state"] = _RADIO_OFF
         self.connected.clear()
         try:
             await self.modem.radio(False)
@@ -223,9 +226,6 @@ class ConnectionManager:
                 self._record_error(e)
 
     # -- status -------------------------------------------------------------------------
-
-    def _set_state(self, state):
-        self.status["state"] = state
 
     def _record_error(self, e):
         self.status["last_error"] = str(e)

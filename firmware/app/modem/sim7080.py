@@ -13,14 +13,12 @@ _PDP = "+APP PDP: 0,"
 
 class SIM7080(Modem):
     FAMILY = "sim7080"
-    ICCID_CMD = "AT+CCID"  # bare ICCID
     # <AcT> 7 is LTE-M here (the manual: "User-specified LTE M1 A GB"), 9 NB-IoT.
-    ACT_NAMES = ("GSM", "GSM", "UMTS", "EDGE", "HSPA", "HSPA", "HSPA", "LTE-M", "EC-GSM-IoT",
-                 "NB-IoT")
+    ACT_NAMES = "GSM GSM UMTS EDGE HSPA HSPA HSPA LTE-M EC-GSM-IoT NB-IoT"
     REPLY_URCS = (_PDP,)
     CPSI = (1, 1, 0)  # +CPSI units: RSRQ in dB, RSRP in dBm, RSSNR in dB (parse_cpsi)
-    MAX_SEND = 1460  # AT+CASEND <datalen> 1..1460
-    MAX_READ = 1460  # AT+CARECV <readlen> 1..1460
+    # ICCID_CMD: the base's AT+CCID, a bare ICCID. MAX_SEND and MAX_READ: the base's 1460,
+    # AT+CASEND <datalen> and AT+CARECV <readlen> 1..1460.
     # "+CARECV: <recvlen>,<data>" then OK; "+CARECV: 0" when the buffer is empty.
     READ_COMMAND = "AT+CARECV=%d,%d"
     READ_DATA = ("+CARECV:", b",", 0)

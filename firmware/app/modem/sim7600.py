@@ -6,7 +6,7 @@
 # network failure, 2 network not opened, 3 wrong parameter, 4 operation not supported, 5
 # failed to create socket, 6 failed to bind socket, 8 busy, 9 sockets opened, 10 timeout, 11
 # DNS parse failed, 255 unknown error.
-from app.modem.base import Modem, ModemError, find, num, parse_cpsi
+from app.modem.base import Modem, ModemError, bad_reply, find, num, parse_cpsi
 
 
 class SIM7600(Modem):
@@ -109,7 +109,7 @@ class SIM7600(Modem):
         f = find(lines, "+CIPRXGET: 2,")
         rest = num(f[2]) if f and len(f) == 3 else None
         if rest is None:
-            raise ModemError("read: bad reply %r" % (lines,))
+            raise bad_reply("read", lines)
         return self.ch.data_length(), rest > 0
 
     async def _close(self, sock, was_open):
