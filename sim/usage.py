@@ -170,3 +170,15 @@ def expected_uses(usage: dict, seed: int, start_s: float, end_s: float, *, brew_
             certain.append(("litres", start, pulses))
     certain.sort(key=lambda u: u[1])
     return certain, maybe
+
+
+def expected_counts(usage: dict, seed: int, start_s: float, end_s: float, *, brew_min_s: float,
+                    min_pulses: int) -> tuple[int, int, int]:
+    """(brews, millilitres, uncertain brews) a correct detector counts in the span, from
+    `expected_uses`; millilitres as the firmware keeps them (pulses / K-factor, rounded)."""
+    certain, maybe = expected_uses(usage, seed, start_s, end_s, brew_min_s=brew_min_s,
+                                   min_pulses=min_pulses)
+    k = usage["k_factor"]
+    brews = sum(1 for use in certain if use[0] == "brews")
+    ml = sum(round(use[2] * 1000 / k) for use in certain if use[0] == "litres")
+    return brews, ml, len(maybe)

@@ -1,9 +1,10 @@
 """`musket demo`: the main job end to end, on virtual hardware.
 
-Today that is one device's life on the reference board: its firmware packed into a littlefs
-image as `musket build` will pack it, a simulated day under the real MicroPython interpreter
-with an ESP32-sized heap, then a power cut in the middle of a flash write and the reboot that
-follows, with the device's own console output as evidence.
+One device's life on the reference board: its firmware packed into a flash image, a simulated
+day of a café's coffee machine (brews and dispenses played on the sensors) under the real
+MicroPython interpreter with an ESP32-sized heap, the counters read back from flash next to what
+the appliance did, then a power cut in the middle of a flash write and the reboot that follows,
+with the device's own console output as evidence.
 """
 
 from __future__ import annotations
@@ -20,6 +21,13 @@ DEMO_BOARD = "esp32-sim7080g"
 DAY_S = 86400
 HEAP = 64 * 1024
 CONSOLE_LINES_SHOWN = 4
+USAGE = "day"
+# Reads the counters back from flash on the device, as a technician's console would.
+READ_COUNTERS = """
+from app import counter
+c = counter.Counters([])
+print("COUNTERS", c.snapshot().get("brews", 0), c.snapshot().get("litres", 0), c.last_seq)
+"""
 
 
 def _tail(path: Path, n: int) -> list[str]:
@@ -31,6 +39,7 @@ def run(workdir: Path | None = None, console: Console | None = None) -> dict:
     """Runs the demo; returns the figures it printed (for tests and scripts)."""
     from musket_sim import VirtualDevice
     from musket_sim.scenario import load_scenario
+    from musket_sim.usage import expected_counts, load_usage
 
     console = console or Console()
     workdir = Path(workdir or tempfile.mkdtemp(prefix="musket-demo-"))
@@ -39,7 +48,7 @@ def run(workdir: Path | None = None, console: Console | None = None) -> dict:
     console.print(f"board: [bold]{board.name}[/] ({board.chip}, modem {board.modem.family}, "
                   f"{board.flash_size >> 20} MB flash)")
     device = VirtualDevice(board, workdir / "device", interpreter="micropython", heap=HEAP,
-                           modem=load_scenario("good"))
+                           modem=load_scenario("good"), usage=load_usage(USAGE))
     device.create_flash()
     files = device.read_files()
     modules = [p for p in firmware.firmware_sources() if p not in firmware.RUN_AS_SOURCE]
@@ -47,12 +56,25 @@ def run(workdir: Path | None = None, console: Console | None = None) -> dict:
                   f"ROMFS partition, {', '.join(sorted(files))} on the littlefs partition: "
                   f"{device.image}")
     day = device.run(DAY_S)
-    console.print(f"2. one simulated day under MicroPython with a {HEAP // 1024}K heap: "
+    console.print(f"2. one simulated day of a café's coffee machine ({USAGE!r} usage) under "
+                  f"MicroPython with a {HEAP // 1024}K heap: "
                   f"{day.virtual_seconds:,.0f} virtual s in {day.wall_seconds:.2f} wall s "
                   f"({day.virtual_seconds / day.wall_seconds:,.0f}x), {day.boots} boot, "
                   f"heap peak {day.heap_peak_bytes:,} bytes, errors: {len(day.errors)}")
     for line in _tail(device.console_log, CONSOLE_LINES_SHOWN):
         console.print(f"   [dim]console>[/] {line}")
+
+    readout = device.run(60, script=READ_COUNTERS).script_output.split("COUNTERS", 1)
+    brews, litres, events = (readout[1].split() + ["?", "?", "?"])[:3] if len(readout) > 1 \
+        else ("?", "?", "?")
+    want_brews, want_ml, uncertain = expected_counts(
+        device.usage_settings(), device.seed, 0, DAY_S, brew_min_s=10, min_pulses=20)
+    if litres != "?":
+        litres = f"{float(litres):.3f}"
+    console.print(f"   counters on flash: {brews} brews, {litres} litres in {events} committed "
+                  f"events; the appliance's day had {want_brews} brews"
+                  + (f" (+{uncertain} uncertain)" if uncertain else "")
+                  + f" and {want_ml / 1000:.3f} litres")
 
     # The application records each boot through the power-safe store; cutting power at its
     # first flash write tears that update. The next boot must still count correctly.
@@ -70,6 +92,8 @@ def run(workdir: Path | None = None, console: Console | None = None) -> dict:
         "day_wall_seconds": day.wall_seconds,
         "day_errors": day.errors,
         "heap_peak_bytes": day.heap_peak_bytes,
+        "counted": (brews, litres),
+        "expected": (want_brews, want_ml / 1000),
         "cut_reasons": [b.reason for b in cut.boot_log],
         "cut_errors": cut.errors,
         "boot_lines": boot_lines,

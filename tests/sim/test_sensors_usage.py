@@ -12,7 +12,7 @@ import pytest
 
 from musket_sim import VirtualDevice
 from musket_sim.scenario import load_scenario
-from musket_sim.usage import expected_uses, load_usage
+from musket_sim.usage import expected_counts, load_usage
 
 BOARD = "esp32-sim7080g"
 RULES = "brews/200:reorder-beans;litres@1000:replace-filter;litres/250:descale"
@@ -48,12 +48,8 @@ def _run(tmp_path, interpreter: str, usage: str, days: float, rules: str = RULES
 
 
 def _expected(device: VirtualDevice, days: float):
-    certain, maybe = expected_uses(device.usage_settings(), device.seed, 0, days * 86400,
-                                   brew_min_s=10, min_pulses=20)
-    k = device.usage_settings()["k_factor"]
-    brews = sum(1 for u in certain if u[0] == "brews")
-    ml = sum(round(u[2] * 1000 / k) for u in certain if u[0] == "litres")
-    return brews, ml, len(maybe)
+    return expected_counts(device.usage_settings(), device.seed, 0, days * 86400,
+                           brew_min_s=10, min_pulses=20)
 
 
 def _services(brews: int, ml: int) -> list[tuple]:
