@@ -72,6 +72,10 @@ not read (the TCP window closes). UDP is not modelled: an open asks for TCP. Vir
 not wait for real servers, except right after the firmware sent on a socket: then the clock
 holds (up to 200 ms of real time) for the peer's answer, and up to 4 x 10 ms for what the peer
 sends right behind it, so that a local server answers in virtual time as it would over the air.
+The model is another chip: its buffers (UART transmit queue, socket receive and send rings, the
+read and send staging buffers, the report's socket entries) are made when it starts, on the
+sim's side of the heap, and reused, so that its data path does not allocate from the
+firmware's share in steady state.
 
 Byte counting (counted in extras["modem"], reported per boot in RunResult.modem):
   payload_up/down  application bytes the firmware sent / the firmware's socket received
@@ -123,6 +127,15 @@ _CONNECT_WAIT_MS = 500  # real wait for a loopback connect to complete or fail
 _GRACE_MS = 10  # after a peer's answer, real wait for what it sends right behind it
 _GRACE_ROUNDS = 4
 _UART_CHUNK = 64  # bytes delivered to the firmware's UART per wire-time step
+# The model stands for another chip: its buffers are allocated once, when the model starts (on
+# the sim's side of the heap), and reused, so that its data path does not allocate from, or
+# fragment, the firmware's heap.
+_UART_TX_BUFFER = 8192  # replies, URCs and pushed data waiting for the wire
+_UART_TX_SEGMENTS = 64  # writes (replies, URCs) waiting for the wire at once
+_UP_BUFFER = 4096  # per socket: bytes sent by the firmware, still in the air
+_LINK_BUFFERS = 2  # sockets whose buffers are made at model start; more get theirs at open
+_RECV_PIECE = 128  # bytes per read of a host socket under MicroPython (see _recv_into)
+_PUSH_HEAD = 48  # room kept in the UART queue for the header of each pushed arrival
 _LINE_MAX = 556  # longest command line the modem keeps
 _RESET_MIN_MS = 100  # shortest RESET pulse the model takes
 _DATA_LOSS_S = 8  # coverage gone this long: PDP context and sockets are lost
@@ -238,6 +251,56 @@ def _arg(args, i, default=None):
     return args[i]
 
 
+def _ring_put(ring, pos, src, n):
+    # Copies the n bytes of src into the ring (a memoryview) from pos on, wrapping at its end.
+    first = len(ring) - pos
+    if n <= first:
+        ring[pos:pos + n] = src
+    else:
+        src = memoryview(src)
+        ring[pos:] = src[:first]
+        ring[:n - first] = src[first:n]
+
+
+def _ring_get(ring, pos, dst, n):
+    # Copies n bytes from the ring at pos on (wrapping at its end) into dst[:n].
+    first = len(ring) - pos
+    if n <= first:
+        dst[:n] = ring[pos:pos + n]
+    else:
+        dst[:first] = ring[pos:]
+        dst[first:n] = ring[:n - first]
+
+
+def _recv_into(sock, view):
+    # Reads from a non-blocking socket into view, as one recv would: -> bytes read, 0 at the end
+    # of the stream (or an error), None when nothing is waiting.
+    if hasattr(sock, "recv_into"):
+        try:
+            return sock.recv_into(view)
+        except OSError as e:
+            return None if e.args[0] == _EAGAIN else 0
+    # MicroPython's sockets have no recv_into, and their readinto reads until the view is full
+    # and loses what it read if the connection then fails (a reset right behind the data):
+    # small recvs instead, each one read, their pieces garbage at once.
+    got = 0
+    n = len(view)
+    while got < n:
+        want = min(_RECV_PIECE, n - got)
+        try:
+            piece = sock.recv(want)
+        except OSError as e:
+            if got:
+                return got
+            return None if e.args[0] == _EAGAIN else 0
+        k = len(piece)
+        view[got:got + k] = piece
+        got += k
+        if k < want:
+            break  # all there was (or the end of the stream, seen by the next read)
+    return got
+
+
 class _Link:
     # One socket of the modem, and the real TCP socket behind it.
     def __init__(self, lid, host, port):
@@ -247,9 +310,20 @@ class _Link:
         self.sock = None
         self.fd = -1
         self.state = _L_OPEN
-        self.rx = bytearray()
-        self.inflight = 0  # bytes read from the host socket, still in the air
-        self.pending = b""  # bytes the host socket has not taken yet
+        # Down: a ring of RX_BUFFER bytes; rx_len bytes from rx_head on are readable, the
+        # inflight bytes behind them were read from the host socket and are still in the air.
+        self.rx = None
+        self.rx_head = 0
+        self.rx_len = 0
+        self.inflight = 0
+        # Up: a ring of _UP_BUFFER bytes; up_len bytes from up_head on were sent by the
+        # firmware, the first up_ready of them have reached the peer's side (the host socket
+        # has not taken them yet).
+        self.up = None
+        self.up_head = 0
+        self.up_len = 0
+        self.up_ready = 0
+        self.heads = 0  # arrivals in the air (each a header when pushed)
         self.up_due = 0
         self.down_due = 0
         self.notified = False  # data URC sent, buffer not yet read empty
@@ -258,8 +332,7 @@ class _Link:
         self.sent = 0
         self.received = 0
         self.read = 0
-        self.stats = {"host": host, "port": port, "payload_up": 0, "payload_down": 0,
-                      "air_up": 0, "air_down": 0}
+        self.stats = None  # the socket's entry in the report (Modem._stats_entry)
 
 
 class Modem:
@@ -343,10 +416,40 @@ class Modem:
         self.press_us = -1
         self.reset_us = -1
         self.tx_free = 0
+        # The UART transmit queue: tx_len bytes from tx_head on, in writes (segments) that each
+        # start on the wire at seg_due, at seg_upb microseconds a byte; seg_sent bytes of the
+        # first are delivered.
+        self.tx_ring = memoryview(bytearray(_UART_TX_BUFFER))
+        self.tx_head = 0
+        self.tx_len = 0
+        self.seg_due = [0] * _UART_TX_SEGMENTS
+        self.seg_len = [0] * _UART_TX_SEGMENTS
+        self.seg_upb = [0] * _UART_TX_SEGMENTS
+        self.seg_first = 0
+        self.seg_count = 0
+        self.seg_sent = 0
+        chunk = memoryview(bytearray(_UART_CHUNK))
+        self.chunk = chunk
+        self.chunk_views = [chunk[:k] for k in range(_UART_CHUNK + 1)]
+        self.pump_at = -1
+        self.pump_cb = self._pump
         self.line = bytearray()
         self.data_need = 0
-        self.data_buf = None
+        self.data_got = 0
+        self.data_buf = memoryview(bytearray(self.MAX_SEND))
         self.data_done = None
+        # Socket data read for the firmware within one command line (chained reads included).
+        self.read_buf = memoryview(bytearray(2 * self.MAX_READ))
+        self.read_used = 0
+        self.spare_stats = []
+        for _ in range(_SOCKETS_KEPT):
+            self.spare_stats.append({"host": "", "port": 0, "payload_up": 0, "payload_down": 0,
+                                     "air_up": 0, "air_down": 0})
+        self.spare_rx = []
+        self.spare_up = []
+        for _ in range(_LINK_BUFFERS):
+            self.spare_rx.append(memoryview(bytearray(self.RX_BUFFER)))
+            self.spare_up.append(memoryview(bytearray(_UP_BUFFER)))
         self.links = {}
         self.by_fd = {}
         self.poller = _bselect.poll()
@@ -387,6 +490,7 @@ class Modem:
         self.line = bytearray()
         self.data_need = 0
         self.tx_free = 0
+        self._tx_purge()
         self._family_reset()
 
     def _family_reset(self):
@@ -528,7 +632,7 @@ class Modem:
     def _modem_event(self, ev):
         if ev.get("hang") and self.state in (_BOOTING, _ON):
             self.hung = True
-            self.gen += 1
+            self._new_life()
             self.data_need = 0
         if ev.get("drop_data") and self.state == _ON:
             self._lose_data()
@@ -597,7 +701,7 @@ class Modem:
         self._start_boot()
 
     def _start_boot(self):
-        self.gen += 1
+        self._new_life()
         self.state = _BOOTING
         self.hung = False
         self._volatile_reset()
@@ -624,7 +728,7 @@ class Modem:
 
     def _dead(self):
         # Power gone: STATUS falls, everything volatile is lost.
-        self.gen += 1
+        self._new_life()
         self._drop_links()
         self.state = _OFF
         self.hung = False
@@ -645,55 +749,114 @@ class Modem:
         uart = _simworld.uarts.get(self.uart_id)
         return uart is not None and getattr(uart, "_baudrate", self.baud) != self.baud
 
+    def _new_life(self):
+        # A power change or a hang: work scheduled in the old life is void, and what waits for
+        # the wire is lost.
+        self.gen += 1
+        self._tx_purge()
+
+    def _tx_purge(self):
+        self.tx_len = 0
+        self.seg_count = 0
+        self.seg_sent = 0
+
     def _emit(self, data, delay_us=0, noise=False):
-        # Queues bytes to the firmware: after delay_us, behind what is already on the wire,
-        # at the wire speed.
+        self._send_out((data,), None, delay_us, noise)
+
+    def _send_out(self, parts, final=None, delay_us=0, noise=False):
+        # Queues one write to the firmware: parts (str: a line, framed "\r\n<line>\r\n";
+        # bytes-like: raw), then the final result line if any; after delay_us, behind what is
+        # already on the wire, at the wire speed. The bytes are copied into the transmit queue.
         if self.state == _OFF or (self.hung and not noise):
             return
         due = _simcore.now_us + delay_us
         if due < self.tx_free:
             due = self.tx_free
-        gen = self.gen
-        n = len(data)
-        i = 0
-        while i < n:
-            chunk = data[i:i + _UART_CHUNK]
-            i += len(chunk)
-            due += len(chunk) * self.us_per_byte
-            _simcore.at(due, self._deliverer(gen, chunk, noise))
-        self.tx_free = due
+        start = (self.tx_head + self.tx_len) % _UART_TX_BUFFER
+        n = 0
+        for p in parts:
+            n = self._tx_put(start, n, p)
+        if final:
+            n = self._tx_put(start, n, final)
+        self.tx_free = due + n * self.us_per_byte
+        if not n:
+            return
+        if self.seg_count == _UART_TX_SEGMENTS:
+            raise RuntimeError("modem model: UART transmit queue full (%d writes)"
+                               % _UART_TX_SEGMENTS)
+        i = (self.seg_first + self.seg_count) % _UART_TX_SEGMENTS
+        self.seg_due[i] = due
+        self.seg_len[i] = n
+        self.seg_upb[i] = self.us_per_byte
+        self.seg_count += 1
+        self.tx_len += n
+        self._pump_later(self._head_due())
 
-    def _deliverer(self, gen, chunk, noise):
-        def deliver():
-            if self.gen != gen or (self.hung and not noise):
+    def _tx_put(self, start, n, part):
+        # Puts one part of a write behind the n bytes already put from start on: -> new n.
+        if isinstance(part, str):
+            line = part.encode()
+            n = self._tx_put(start, n, b"\r\n")
+            n = self._tx_put(start, n, line)
+            return self._tx_put(start, n, b"\r\n")
+        k = len(part)
+        if self.tx_len + n + k > _UART_TX_BUFFER:
+            raise RuntimeError("modem model: UART transmit queue full (%d bytes)"
+                               % _UART_TX_BUFFER)
+        if k:
+            _ring_put(self.tx_ring, (start + n) % _UART_TX_BUFFER, part, k)
+        return n + k
+
+    def _tx_free_bytes(self):
+        return _UART_TX_BUFFER - self.tx_len
+
+    def _head_due(self):
+        # When the next chunk of the first write has left the wire.
+        i = self.seg_first
+        k = self.seg_len[i] - self.seg_sent
+        if k > _UART_CHUNK:
+            k = _UART_CHUNK
+        return self.seg_due[i] + (self.seg_sent + k) * self.seg_upb[i]
+
+    def _pump_later(self, due):
+        if self.pump_at < 0 or due < self.pump_at:
+            self.pump_at = due
+            _simcore.at(due, self.pump_cb)
+
+    def _pump(self):
+        # Delivers every chunk whose wire time is over, in chunks of _UART_CHUNK bytes.
+        self.pump_at = -1
+        while self.seg_count:
+            due = self._head_due()
+            if due > _simcore.now_us:
+                self._pump_later(due)
                 return
-            data = chunk
+            i = self.seg_first
+            k = self.seg_len[i] - self.seg_sent
+            if k > _UART_CHUNK:
+                k = _UART_CHUNK
+            _ring_get(self.tx_ring, self.tx_head, self.chunk, k)
+            self.tx_head = (self.tx_head + k) % _UART_TX_BUFFER
+            self.tx_len -= k
+            self.seg_sent += k
+            if self.seg_sent == self.seg_len[i]:
+                self.seg_first = (i + 1) % _UART_TX_SEGMENTS
+                self.seg_count -= 1
+                self.seg_sent = 0
+            data = self.chunk_views[k]
             if self._garbled():
-                data = self.rng.bytes(len(chunk))
-            self.figures["uart_tx"] += len(data)
+                data = self.rng.bytes(k)
+            self.figures["uart_tx"] += k
             _simworld.uart_feed(self.uart_id, data)
-        return deliver
 
     def _urc(self, line, delay_us=0):
-        self._emit(b"\r\n" + line.encode() + b"\r\n", delay_us)
+        self._send_out((line,), None, delay_us)
 
     def _delay(self):
         return self.reply_us + self.slow_us
 
     def _reply(self, parts, final, extra_us=0):
-        out = bytearray()
-        for p in parts:
-            if isinstance(p, str):
-                out.extend(b"\r\n")
-                out.extend(p.encode())
-                out.extend(b"\r\n")
-            else:
-                out.extend(p)
-        if final:
-            out.extend(b"\r\n")
-            out.extend(final.encode())
-            out.extend(b"\r\n")
-        self._emit(bytes(out), self._delay() + extra_us)
+        self._send_out(parts, final, self._delay() + extra_us)
 
     def _error_text(self, code):
         if code is None or self.cmee == 0:
@@ -711,18 +874,19 @@ class Modem:
         n = len(data)
         while i < n:
             if self.data_need:
-                take = data[i:i + self.data_need]
-                i += len(take)
-                self.data_buf.extend(take)
-                self.data_need -= len(take)
+                k = min(self.data_need, n - i)
+                take = memoryview(data)[i:i + k]
+                i += k
+                got = self.data_got
+                self.data_buf[got:got + k] = take
+                self.data_got = got + k
+                self.data_need -= k
                 if self.echo:
                     self._emit(take)
                 if not self.data_need:
                     done = self.data_done
-                    payload = bytes(self.data_buf)
-                    self.data_buf = None
                     self.data_done = None
-                    done(payload)
+                    done(self.data_buf[:self.data_got])
                 continue
             b = data[i]
             i += 1
@@ -747,6 +911,7 @@ class Modem:
                 break
         if k < 0:
             return  # no AT: not a command, ignored as the modem does
+        self.read_used = 0
         if self.echo:
             self._emit(line + b"\r")
         try:
@@ -837,7 +1002,7 @@ class Modem:
         def ready():
             if self.gen == gen:
                 self.data_need = n
-                self.data_buf = bytearray()
+                self.data_got = 0
                 self.data_done = done
         self._emit(prompt, self._delay())
         _simcore.at(self.tx_free, ready)
@@ -1125,6 +1290,21 @@ class Modem:
         s["payload_up"] += payload_up
         s["payload_down"] += payload_down
 
+    def _stats_entry(self, host, port):
+        # A socket's figures in the report: the last _SOCKETS_KEPT are kept, in entries made at
+        # model start and reused.
+        sockets = self.figures["sockets"]
+        if len(sockets) >= _SOCKETS_KEPT:
+            entry = sockets.pop(0)
+        else:
+            entry = self.spare_stats.pop()
+        entry["host"] = host
+        entry["port"] = port
+        for k in ("payload_up", "payload_down", "air_up", "air_down"):
+            entry[k] = 0
+        sockets.append(entry)
+        return entry
+
     def _resolve(self, host, port):
         # -> (address, port, outcome): outcome None, "dns" or "policy".
         target = self.hosts.get(host, host)
@@ -1146,10 +1326,7 @@ class Modem:
         if outcome:
             return outcome
         link = _Link(lid, host, port)
-        sockets = self.figures["sockets"]
-        sockets.append(link.stats)
-        if len(sockets) > _SOCKETS_KEPT:
-            sockets.pop(0)
+        link.stats = self._stats_entry(host, port)
         self._count(link, up=SYN_BYTES)
         s = socket.socket()
         s.setblocking(False)
@@ -1169,6 +1346,12 @@ class Modem:
             self._count(link, down=RST_BYTES)
             return "refused"
         self._count(link, up=SEGMENT_OVERHEAD, down=SYN_BYTES)
+        if self.spare_rx:
+            link.rx = self.spare_rx.pop()
+            link.up = self.spare_up.pop()
+        else:
+            link.rx = memoryview(bytearray(self.RX_BUFFER))
+            link.up = memoryview(bytearray(_UP_BUFFER))
         link.sock = s
         link.fd = s.fileno()
         self.poller.register(s, _POLLIN)
@@ -1180,6 +1363,10 @@ class Modem:
     def _rtt(self):
         return 2 * self.latency_us
 
+    def _up_room(self, link, n):
+        # The modem takes n more bytes to send on the link (its send buffer has room).
+        return link.up is not None and link.up_len + n <= len(link.up)
+
     def _send(self, link, data):
         # The firmware's bytes go over the air to the peer.
         n = len(data)
@@ -1187,36 +1374,57 @@ class Modem:
         self._count(link, up=n + SEGMENT_OVERHEAD * segments, down=SEGMENT_OVERHEAD * segments,
                     payload_up=n)
         link.sent += n
+        _ring_put(link.up, (link.up_head + link.up_len) % len(link.up), data, n)
+        link.up_len += n
         due = max(_simcore.now_us + self.latency_us, link.up_due)
         link.up_due = due
 
         def arrive():
             if link.state == _L_OPEN and link.sock is not None:
-                link.pending += data
+                link.up_ready += n
                 self._flush(link)
                 link.expect = True
         _simcore.at(due, arrive)
 
     def _flush(self, link):
-        if link.sock is None:
-            return
-        try:
-            sent = link.sock.send(link.pending)
-        except OSError as e:
-            if e.args[0] == _EAGAIN:
+        while link.up_ready and link.sock is not None:
+            head = link.up_head
+            k = min(link.up_ready, len(link.up) - head)
+            try:
+                sent = link.sock.send(link.up[head:head + k])
+            except OSError as e:
+                if e.args[0] == _EAGAIN:
+                    return
+                self._peer_closed(link)
                 return
-            self._peer_closed(link)
-            return
-        link.pending = link.pending[sent:]
+            link.up_head = (head + sent) % len(link.up)
+            link.up_len -= sent
+            link.up_ready -= sent
+            if sent < k:
+                return
 
     def _take(self, link, n):
-        # Up to n buffered bytes for the firmware's read command.
-        data = bytes(link.rx[:n])
-        link.rx = link.rx[len(data):]
-        link.read += len(data)
-        if not link.rx:
+        # Up to n buffered bytes for the firmware's read command (or a push), copied out of
+        # the socket's buffer into the model's read buffer.
+        k = min(n, link.rx_len)
+        used = self.read_used
+        if used + k <= len(self.read_buf):
+            out = self.read_buf[used:used + k]
+            self.read_used = used + k
+        else:
+            out = memoryview(bytearray(k))  # reads chained beyond the read buffer
+        _ring_get(link.rx, link.rx_head, out, k)
+        link.rx_head = (link.rx_head + k) % len(link.rx)
+        link.rx_len -= k
+        link.read += k
+        if not link.rx_len:
             link.notified = False
-        return data
+        return out
+
+    def _push_data(self, link, head, n):
+        # Direct push mode: the family's header, then the n bytes that just arrived.
+        self.read_used = 0
+        self._send_out((head, self._take(link, n)))
 
     def _close(self, link):
         # The firmware closes a socket.
@@ -1225,6 +1433,15 @@ class Modem:
         self._release(link)
         link.state = _L_LOST
         self.links.pop(link.id, None)
+        self._spare(link)
+
+    def _spare(self, link):
+        # The link is gone: its buffers serve the next one.
+        if link.rx is not None and len(self.spare_rx) < _LINK_BUFFERS:
+            self.spare_rx.append(link.rx)
+            self.spare_up.append(link.up)
+        link.rx = None
+        link.up = None
 
     def _release(self, link):
         if link.sock is not None:
@@ -1238,6 +1455,7 @@ class Modem:
         for link in list(self.links.values()):
             self._release(link)
             link.state = _L_LOST
+            self._spare(link)
         self.links = {}
 
     def _peer_closed(self, link):
@@ -1253,35 +1471,39 @@ class Modem:
         _simcore.at(due, arrive)
 
     def _pull(self, link):
-        room = self.RX_BUFFER - len(link.rx) - link.inflight
+        room = self.RX_BUFFER - link.rx_len - link.inflight
+        if link.push:
+            # Pushed data goes straight to the UART queue, a header in front of each arrival.
+            room = min(room, self._tx_free_bytes() - link.inflight
+                       - _PUSH_HEAD * (link.heads + 1))
         if room <= 0:
             return
-        try:
-            data = link.sock.recv(min(room, MSS))
-        except OSError as e:
-            if e.args[0] == _EAGAIN:
-                return
-            data = b""
-        if not data:
+        size = len(link.rx)
+        tail = (link.rx_head + link.rx_len + link.inflight) % size
+        n = _recv_into(link.sock, link.rx[tail:tail + min(room, MSS, size - tail)])
+        if n is None:
+            return
+        if not n:
             self._peer_closed(link)
             return
-        n = len(data)
         link.inflight += n
+        link.heads += 1
         due = max(_simcore.now_us + self.latency_us, link.down_due)
         link.down_due = due
 
         def arrive():
             link.inflight -= n
+            link.heads -= 1
             if link.state != _L_OPEN or self.links.get(link.id) is not link:
                 return
             segments = (n + MSS - 1) // MSS
             self._count(link, up=SEGMENT_OVERHEAD * segments,
                         down=n + SEGMENT_OVERHEAD * segments, payload_down=n)
             link.received += n
+            link.rx_len += n
             if link.push:
-                self._push(link, data)
+                self._push(link, n)
                 return
-            link.rx.extend(data)
             if not link.notified:
                 link.notified = True
                 self._urc_data(link)
@@ -1293,7 +1515,7 @@ class Modem:
         if not self.nreal or self.state != _ON or self.hung:
             return
         for link in list(self.links.values()):
-            if link.pending and link.sock is not None:
+            if link.up_ready and link.sock is not None:
                 self._flush(link)
         for entry in self.poller.poll(0):
             key = entry[0]
@@ -1341,7 +1563,7 @@ class Modem:
     def _urc_closed(self, link):
         pass
 
-    def _push(self, link, data):
+    def _push(self, link, n):
         pass
 
     def _link_arg(self, a, i=0):
@@ -1488,7 +1710,7 @@ class Sim7080(Modem):
         cid = self._link_arg(a)
         n = _arg_int(a, 1, None, 1, self.MAX_SEND)
         link = self.links.get(cid)
-        if link is None or link.state != _L_OPEN:
+        if link is None or link.state != _L_OPEN or not self._up_room(link, n):
             raise _CmdError(3)
 
         def done(data):
@@ -1511,7 +1733,7 @@ class Sim7080(Modem):
         data = self._take(link, n)
         if not data:
             return ["+CARECV: 0"]
-        return [b"\r\n+CARECV: %d," % len(data) + data + b"\r\n"]
+        return [b"\r\n+CARECV: %d," % len(data), data, b"\r\n"]
 
     def _at_caclose(self, kind, a):
         if kind != "=":
@@ -1656,10 +1878,10 @@ class Sim7600(Modem):
         if link is None:
             raise _CmdError(None)
         if mode == 4:
-            return ["+CIPRXGET: 4,%d,%d" % (link.id, len(link.rx))]
+            return ["+CIPRXGET: 4,%d,%d" % (link.id, link.rx_len)]
         data = self._take(link, _arg_int(a, 2, self.MAX_READ, 1, self.MAX_READ))
-        head = b"\r\n+CIPRXGET: 2,%d,%d,%d\r\n" % (link.id, len(data), len(link.rx))
-        return [head + data + b"\r\n"] if data else [head]
+        head = b"\r\n+CIPRXGET: 2,%d,%d,%d\r\n" % (link.id, len(data), link.rx_len)
+        return [head, data, b"\r\n"] if data else [head]
 
     def _at_cipopen(self, kind, a):
         if kind == "?":
@@ -1698,7 +1920,7 @@ class Sim7600(Modem):
         lid = self._link_arg(a)
         n = _arg_int(a, 1, None, 1, self.MAX_SEND)
         link = self.links.get(lid)
-        if link is None or link.state != _L_OPEN:
+        if link is None or link.state != _L_OPEN or not self._up_room(link, n):
             raise _CmdError(None)
 
         def done(data):
@@ -1735,8 +1957,8 @@ class Sim7600(Modem):
     def _urc_data(self, link):
         self._urc("+CIPRXGET: 1,%d" % link.id)
 
-    def _push(self, link, data):
-        self._emit(b"\r\n+RECEIVE,%d,%d\r\n" % (link.id, len(data)) + data)
+    def _push(self, link, n):
+        self._push_data(link, b"\r\n+RECEIVE,%d,%d\r\n" % (link.id, n), n)
 
     def _urc_closed(self, link):
         self._urc("+IPCLOSE: %d,1" % link.id)
@@ -1872,7 +2094,7 @@ class Bg95(Modem):
             if link is None:
                 raise _CmdError(None)
             return ["+QISEND: %d,%d,0" % (link.sent, link.sent)]
-        if link is None or link.state != _L_OPEN:
+        if link is None or link.state != _L_OPEN or not self._up_room(link, n):
             raise _CmdError(None)
 
         def done(data):
@@ -1892,11 +2114,11 @@ class Bg95(Modem):
             raise _CmdError(None)
         n = _arg_int(a, 1, self.MAX_READ, 0, self.MAX_READ)
         if n == 0:
-            return ["+QIRD: %d,%d,%d" % (link.received, link.read, len(link.rx))]
+            return ["+QIRD: %d,%d,%d" % (link.received, link.read, link.rx_len)]
         data = self._take(link, n)
         if not data:
             return ["+QIRD: 0"]
-        return [b"\r\n+QIRD: %d\r\n" % len(data) + data + b"\r\n"]
+        return [b"\r\n+QIRD: %d\r\n" % len(data), data, b"\r\n"]
 
     def _at_qiclose(self, kind, a):
         if kind != "=":
@@ -1928,8 +2150,8 @@ class Bg95(Modem):
     def _urc_data(self, link):
         self._urc('+QIURC: "recv",%d' % link.id)
 
-    def _push(self, link, data):
-        self._emit(b'\r\n+QIURC: "recv",%d,%d\r\n' % (link.id, len(data)) + data)
+    def _push(self, link, n):
+        self._push_data(link, b'\r\n+QIURC: "recv",%d,%d\r\n' % (link.id, n), n)
 
     def _urc_closed(self, link):
         self._urc('+QIURC: "closed",%d' % link.id)

@@ -76,6 +76,9 @@ class Uplink:
         self._tx = bytearray(_TX_SIZE)
         self._reserve = bytearray(_SOCKET_RESERVE)
         import app.uplink.mqtt  # noqa: F401  (its objects too, while the heap is whole)
+        self._tls = None  # the TLS context, made once (tlsstream.py)
+        if cfg["mqtt_tls"]:
+            self._tls_context()
         self._kick = asyncio.Event()
         self.reboot = False  # a reboot command: reset once its reply is delivered
         self._inflight = None  # (payload, pid, mseq, last eseq, last rseq)
@@ -169,20 +172,29 @@ class Uplink:
 
             self._reserve = None
             gc.collect()
-        ca = None
-        if cfg["mqtt_tls"]:
-            # TLS over the modem's socket (tlsstream.py); a missing CA costs no air bytes.
-            from app.uplink.tlsstream import TLSStream, load_ca
-
-            ca = load_ca()
+        if cfg["mqtt_tls"] and self._tls is None:
+            # A missing or bad CA costs no air bytes: the session ends here, and is retried.
+            self._tls_context(True)
         sock = await self.manager.open_socket(cfg["mqtt_host"], cfg["mqtt_port"])
-        if ca is None:
+        if self._tls is None:
             return sock
+        from app.uplink.tlsstream import TLSStream
+
         try:
-            return TLSStream(sock, ca, cfg["mqtt_host"])
+            return TLSStream(sock, self._tls, cfg["mqtt_host"])
         except UplinkError:
             await sock.close()
             raise
+
+    def _tls_context(self, strict=False):
+        # TLS over the modem's socket: the context (with the CA) for every connection.
+        from app.uplink.tlsstream import context, load_ca
+
+        try:
+            self._tls = context(load_ca())
+        except UplinkError:
+            if strict:
+                raise  # at boot, the first session says why
 
     async def _session(self):
         from app.uplink.mqtt import MQTTClient
@@ -256,9 +268,11 @@ class Uplink:
         leaf = "e" if eseq > self.cursor["e"] else "t"
         await client.publish(topic(self.device_id, leaf), payload, 1, False, pid, dup)
         self._inflight = None
-        self.cursor = {"m": mseq, "e": max(eseq, self.cursor["e"]),
-                       "r": max(rseq, self.cursor["r"])}
-        store.write_json(STATE_PATH, self.cursor)
+        cursor = self.cursor  # updated in place: it lives as long as the device
+        cursor["m"] = mseq
+        cursor["e"] = max(eseq, cursor["e"])
+        cursor["r"] = max(rseq, cursor["r"])
+        store.write_json(STATE_PATH, cursor)
         if self.counters is not None and eseq:
             self.counters.acked(eseq)
         self.queue.ack(self.cursor["r"])

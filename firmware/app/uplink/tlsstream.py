@@ -63,13 +63,16 @@ try:
         def ioctl(self, req, arg):
             return 0  # close and poll: the modem socket is closed and awaited by TLSStream
 
+    def _context(ca):
+        ctx = tls.SSLContext(tls.PROTOCOL_TLS_CLIENT)
+        # The default for a client context, said outright; the port's C type has the
+        # attribute, its stub lacks it.
+        ctx.verify_mode = tls.CERT_REQUIRED  # type: ignore[attr-defined]
+        ctx.load_verify_locations(ca)  # one DER certificate
+        return ctx
+
     class _Engine:
-        def __init__(self, ca, host):
-            ctx = tls.SSLContext(tls.PROTOCOL_TLS_CLIENT)
-            # The default for a client context, said outright; the port's C type has the
-            # attribute, its stub lacks it.
-            ctx.verify_mode = tls.CERT_REQUIRED  # type: ignore[attr-defined]
-            ctx.load_verify_locations(ca)  # one DER certificate
+        def __init__(self, ctx, host):
             self.pipe = _Pipe()
             self.ssl = ctx.wrap_socket(self.pipe, server_hostname=host,
                                        do_handshake_on_connect=False)
@@ -100,10 +103,13 @@ try:
 except ImportError:
     import ssl
 
+    def _context(ca):  # type: ignore[misc]
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies the chain and host name
+        ctx.load_verify_locations(cadata=ca)
+        return ctx
+
     class _Engine:  # type: ignore[no-redef]
-        def __init__(self, ca, host):
-            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies the chain and host name
-            ctx.load_verify_locations(cadata=ca)
+        def __init__(self, ctx, host):
             self._in = ssl.MemoryBIO()
             self._out = ssl.MemoryBIO()
             self._pending = b""
@@ -168,6 +174,15 @@ def load_ca(path=CA_PATH):
         raise UplinkError("tls: %s: the PEM certificate is not valid base64" % path)
 
 
+def context(ca):
+    # The client context with the CA loaded (ca: DER). Made once, at boot, while the heap is
+    # whole (it is one object of about 3 KB under MicroPython) and used for every connection.
+    try:
+        return _context(ca)
+    except (OSError, ValueError) as e:
+        raise UplinkError("tls: bad CA certificate: %s" % _why(e))
+
+
 def _why(e):
     # mbedTLS reports certificate failures as ValueError("\n<reason>\n"), others as OSError
     # with its negative error code; CPython as ssl.SSLError with a reason.
@@ -178,12 +193,15 @@ def _why(e):
 
 
 class TLSStream:
+    # ca: the CA certificate (DER), or a context() made with it.
     def __init__(self, sock, ca, host):
         self.sock = sock
+        if isinstance(ca, (bytes, bytearray)):
+            ca = context(ca)
         try:
             self._engine = _Engine(ca, host)
         except (OSError, ValueError) as e:
-            raise UplinkError("tls: bad CA certificate: %s" % _why(e))
+            raise UplinkError("tls: %s" % _why(e))
         self._rx = bytearray(_CHUNK)
         self._lock = asyncio.Lock()  # one writer at a time owns the outgoing ciphertext
         self._filling = False
