@@ -9,6 +9,7 @@ with the device's own console output as evidence.
 
 from __future__ import annotations
 
+import json
 import tempfile
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from rich.console import Console
 
 from musket import firmware
 from musket.boards import load_board
+from musket.errors import MusketError
 
 DEMO_BOARD = "esp32-sim7080g"
 DAY_S = 86400
@@ -24,15 +26,25 @@ CONSOLE_LINES_SHOWN = 4
 USAGE = "day"
 # Reads the counters back from flash on the device, as a technician's console would.
 READ_COUNTERS = """
+import json
 from app import counter
 c = counter.Counters([])
-print("COUNTERS", c.snapshot().get("brews", 0), c.snapshot().get("litres", 0), c.last_seq)
+print("COUNTERS " + json.dumps({"totals": c.snapshot(), "events": c.last_seq}))
 """
 
 
 def _tail(path: Path, n: int) -> list[str]:
     lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
     return lines[-n:]
+
+
+def _read_counters(device) -> dict:
+    """The counters as the device reads them back from its flash."""
+    output = device.run(60, script=READ_COUNTERS).script_output
+    for line in output.splitlines():
+        if line.startswith("COUNTERS "):
+            return json.loads(line[len("COUNTERS "):])
+    raise MusketError(f"the device did not report its counters: {output.strip()[-300:]}")
 
 
 def run(workdir: Path | None = None, console: Console | None = None) -> dict:
@@ -64,16 +76,14 @@ def run(workdir: Path | None = None, console: Console | None = None) -> dict:
     for line in _tail(device.console_log, CONSOLE_LINES_SHOWN):
         console.print(f"   [dim]console>[/] {line}")
 
-    readout = device.run(60, script=READ_COUNTERS).script_output.split("COUNTERS", 1)
-    brews, litres, events = (readout[1].split() + ["?", "?", "?"])[:3] if len(readout) > 1 \
-        else ("?", "?", "?")
+    counted = _read_counters(device)
+    totals = counted["totals"]
+    brews, litres = totals.get("brews", 0), totals.get("litres", 0.0)
     want_brews, want_ml, uncertain = expected_counts(
         device.usage_settings(), device.seed, 0, DAY_S, brew_min_s=10, min_pulses=20)
-    if litres != "?":
-        litres = f"{float(litres):.3f}"
-    console.print(f"   counters on flash: {brews} brews, {litres} litres in {events} committed "
-                  f"events; the appliance's day had {want_brews} brews"
-                  + (f" (+{uncertain} uncertain)" if uncertain else "")
+    console.print(f"   counters on flash: {brews} brews, {litres:.3f} litres in "
+                  f"{counted['events']} committed events; the appliance's day had "
+                  f"{want_brews} brews" + (f" (+{uncertain} uncertain)" if uncertain else "")
                   + f" and {want_ml / 1000:.3f} litres")
 
     # The application records each boot through the power-safe store; cutting power at its
