@@ -23,7 +23,7 @@ from pathlib import Path
 
 from musket import firmware, fsimage, parttable
 from musket.boards import ROMFS_PARTITION, Board, load_board
-from musket.errors import MusketError
+from musket.errors import BadInput
 from musket_sim import bootrom
 from musket_sim.console import ConsolePty
 from musket_sim.esp_formats import BOOTLOADER_OFFSETS, stand_in_image
@@ -75,7 +75,7 @@ _MAX_STALLED_BOOTS = 5
 _SETTINGS_FILE = "boot-settings.json"
 
 
-class SimError(MusketError):
+class SimError(BadInput):
     """The virtual device could not be set up or run."""
 
 

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar, get_type_hints
 
-from musket.errors import MusketError
+from musket.errors import BadInput
 
 BOARDS_DIR_ENV = "MUSKET_BOARDS_DIR"
 BOARD_SUFFIX = ".toml"
@@ -79,7 +79,7 @@ I2C_ADDRESS_MIN = 0x08  # 0x00-0x07 and 0x78-0x7f are reserved by the I2C specif
 I2C_ADDRESS_MAX = 0x77
 
 
-class BoardError(MusketError):
+class BoardError(BadInput):
     """A board definition is missing, unreadable or invalid."""
 
 

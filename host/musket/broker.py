@@ -34,7 +34,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from musket.errors import MusketError
+from musket.errors import BadInput
 
 PREFIX = "d"
 LEAVES = {"t": "telemetry", "e": "events", "s": "status", "c": "commands", "r": "replies",
@@ -50,7 +50,7 @@ SALT_BYTES = 12
 _DEVICE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
-class BrokerError(MusketError):
+class BrokerError(BadInput):
     """Bad broker input: an unusable device id, a damaged password hash, an undecodable
     telemetry message. The message says which."""
 

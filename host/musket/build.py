@@ -38,7 +38,7 @@ from musket.boards import (
     Board,
     load_board,
 )
-from musket.errors import MusketError
+from musket.errors import BadInput
 
 MANIFEST_FORMAT = 1
 MANIFEST_NAME = "manifest.json"
@@ -51,7 +51,7 @@ DEVICE_KEYS = ("config", "secrets", "ca_pem")
 ERASED = 0xFF
 
 
-class BuildError(MusketError):
+class BuildError(BadInput):
     """The images cannot be built from the inputs given."""
 
 

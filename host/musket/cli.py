@@ -12,14 +12,11 @@ from rich.table import Table
 from rich.text import Text
 
 from musket import __version__
-from musket.errors import MusketError
+from musket.errors import ExitCode, MusketError
 from musket.units import parse_duration, parse_size
 
-_EXIT_ERROR = 1
-_EXIT_DEVICE_ERRORS = 3  # 2 is click's usage error
 
-
-def _fail(message: str, hint: str | None = None) -> None:
+def _fail(message: str, hint: str | None, code: int) -> None:
     # One line each, never wrapped, and the message is text, not rich markup: a board name
     # or a path may contain brackets.
     err = Console(stderr=True, soft_wrap=True)
@@ -27,17 +24,18 @@ def _fail(message: str, hint: str | None = None) -> None:
     err.print(message, markup=False, highlight=False)
     if hint:
         err.print("hint: " + hint, markup=False, highlight=False)
-    sys.exit(_EXIT_ERROR)
+    sys.exit(code)
 
 
 class MusketGroup(click.Group):
-    """Turns musket's errors into one readable line and an exit code, never a traceback."""
+    """Turns musket's errors into one readable line, their hint and their exit code, never a
+    traceback."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except MusketError as e:
-            _fail(str(e))
+            _fail(str(e), e.hint, e.exit_code)
 
 
 @click.group(cls=MusketGroup)
@@ -163,7 +161,7 @@ def sim_run(board, span, interpreter, heap, seed, ota, workdir, fresh, with_cons
     else:
         _print_run(result)
     if result.errors:
-        sys.exit(_EXIT_DEVICE_ERRORS)
+        sys.exit(ExitCode.DEVICE_ERRORS)
 
 
 def _print_run(result) -> None:
@@ -283,7 +281,7 @@ def demo_cmd(workdir):
 
     figures = demo.run(workdir)
     if figures["day_errors"] or figures["cut_errors"]:
-        sys.exit(_EXIT_DEVICE_ERRORS)
+        sys.exit(ExitCode.DEVICE_ERRORS)
 
 
 @main.command("boards")
@@ -413,7 +411,7 @@ def flash_cmd(build_dir, ports, all_ports, match, baud, erase_data, no_stub, log
         results = _flash_with_bars(flash, chosen, plan, options)
         _print_flash(results)
     if not all(r.ok for r in results):
-        sys.exit(_EXIT_ERROR)
+        sys.exit(ExitCode.FAILED)
 
 
 def _flash_with_bars(flash, ports, plan, options):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from musket.errors import MusketError
+from musket.errors import BadInput
 
 PARTITION_TABLE_OFFSET = 0x8000
 APP_OFFSET = 0x10000  # where MicroPython's release images put the app
@@ -22,7 +22,7 @@ DIGEST_SIZE = 32
 CHECKSUM_LINE = 16  # the checksum byte ends a 16-byte line
 
 
-class ImageError(MusketError):
+class ImageError(BadInput):
     """A firmware binary is not an ESP image of the kind expected."""
 
 

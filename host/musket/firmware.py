@@ -12,13 +12,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-from musket.errors import MusketError
+from musket.errors import BadInput
 
 # Scripts the ESP32 port runs by file name; they stay source files on the device.
 RUN_AS_SOURCE = ("boot.py", "main.py")
 
 
-class FirmwareError(MusketError):
+class FirmwareError(BadInput):
     """The firmware tree cannot be compiled or packed."""
 
 

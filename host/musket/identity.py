@@ -10,7 +10,7 @@ IdentityError saying what is wrong with it.
 
 from __future__ import annotations
 
-from musket.errors import MusketError
+from musket.errors import BadInput
 
 # A SIM's life in the registry: bought, bound to a unit, in service, paused, gone.
 SIM_STATES = ("inventory", "bound", "active", "suspended", "retired")
@@ -19,7 +19,7 @@ IMEI_LENGTH = 15
 IMSI_LENGTHS = (14, 15)
 
 
-class IdentityError(MusketError, ValueError):
+class IdentityError(BadInput, ValueError):
     """An ICCID, IMEI or IMSI that cannot be right."""
 
 

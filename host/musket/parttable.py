@@ -16,7 +16,7 @@ import struct
 from collections.abc import Iterable
 
 from musket.boards import Partition
-from musket.errors import MusketError
+from musket.errors import BadInput
 
 ENTRY = struct.Struct("<2sBBII16sI")
 ENTRY_MAGIC = b"\xaa\x50"
@@ -33,7 +33,7 @@ SUBTYPES = {
 }
 
 
-class PartitionTableError(MusketError):
+class PartitionTableError(BadInput):
     """A partition table cannot be encoded or a binary is not a valid table."""
 
 

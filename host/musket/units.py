@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from musket.errors import MusketError
+from musket.errors import BadInput
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(d|h|m|s|ms)")
 _SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1, "ms": 0.001}
@@ -14,7 +14,7 @@ _SIZE_FACTOR = {None: 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1 << 20, "mb":
                 "mib": 1 << 20}
 
 
-class UnitError(MusketError, ValueError):
+class UnitError(BadInput, ValueError):
     """A duration or size that cannot be read."""
 
 
