@@ -4,7 +4,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench lint check clean
+.PHONY: demo test bench lint check clean system
+
+## What the machine must have beyond PyPI (Mosquitto, PostgreSQL, Python's venv): installed with
+## apt-get as root, else one line says what to run. Kept in one place: host/musket/system.py.
+system:
+	@$(PYTHON) host/musket/system.py
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,11 +18,11 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 ## Run the main job end to end on a virtual device.
-demo: $(STAMP)
+demo: system $(STAMP)
 	$(BIN)/musket demo
 
 ## The whole test suite: firmware under both interpreters, sim, host, fidelity checks.
-test: $(STAMP)
+test: system $(STAMP)
 	$(BIN)/pytest -n 2 -q
 
 ## Every script in bench/, a table of figures, and bench/results.json.

@@ -4,7 +4,6 @@ root)."""
 
 from __future__ import annotations
 
-import glob
 import os
 import pwd
 import shutil
@@ -12,6 +11,8 @@ import subprocess
 import tempfile
 import uuid
 from pathlib import Path
+
+from musket import system
 
 START_TIMEOUT_S = 30
 
@@ -21,14 +22,10 @@ class Unavailable(Exception):
 
 
 def _bin_dir() -> Path:
-    found = shutil.which("pg_ctl")
-    if found:
-        return Path(os.path.realpath(found)).parent
-    versions = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
-    if versions:
-        return Path(versions[-1]).parent
-    raise Unavailable("PostgreSQL's server programs (pg_ctl, initdb) are not installed "
-                      "(apt-get install postgresql)")
+    try:
+        return Path(os.path.realpath(system.require("pg_ctl"))).parent
+    except system.MissingTool as e:
+        raise Unavailable(str(e)) from None
 
 
 class PostgresServer:

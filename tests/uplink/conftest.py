@@ -4,7 +4,6 @@ musket.broker), restartable mid-test, and a paho-mqtt subscriber that collects m
 from __future__ import annotations
 
 import getpass
-import shutil
 import socket
 import subprocess
 import threading
@@ -13,9 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from musket import broker
+from musket import broker, system
 
-MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 SERVICE_USER = "fleet"
 SERVICE_PASSWORD = "fleet-pass-for-tests"
 DEVICES = {"dev-a": "pw-a-7Kq2", "dev-b": "pw-b-9Zx4"}
@@ -55,7 +53,8 @@ class Mosquitto:
         self.start()
 
     def start(self) -> None:
-        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.dir / "mosquitto.conf")],
+        program = str(system.require("mosquitto"))
+        self.proc = subprocess.Popen([program, "-c", str(self.dir / "mosquitto.conf")],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
