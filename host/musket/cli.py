@@ -16,14 +16,19 @@ from musket.errors import ExitCode, MusketError
 from musket.units import parse_duration, parse_size
 
 
-def _fail(message: str, hint: str | None, code: int) -> None:
+def _print_errors(messages: list[str], hint: str | None) -> None:
     # One line each, never wrapped, and the message is text, not rich markup: a board name
     # or a path may contain brackets.
     err = Console(stderr=True, soft_wrap=True)
-    err.print("[bold red]error:[/] ", end="")
-    err.print(message, markup=False, highlight=False)
+    for message in messages:
+        err.print("[bold red]error:[/] ", end="")
+        err.print(message, markup=False, highlight=False)
     if hint:
         err.print("hint: " + hint, markup=False, highlight=False)
+
+
+def _fail(message: str, hint: str | None, code: int) -> None:
+    _print_errors([message], hint)
     sys.exit(code)
 
 
@@ -293,9 +298,22 @@ def boards_cmd(as_json):
     Example:
       musket boards
     """
-    from musket.boards import list_boards, load_board
+    from musket.boards import BoardError, list_boards, load_board
 
-    boards = [load_board(name) for name in list_boards()]
+    boards, bad = [], []
+    for name in list_boards():
+        try:
+            boards.append(load_board(name))
+        except BoardError as e:
+            bad.append(e)
+    _list_boards(boards, as_json)
+    # The good boards stay usable; each bad file gets its own line and the exit code says so.
+    if bad:
+        _print_errors([str(e) for e in bad], "fix or remove the board files named above")
+        sys.exit(BoardError.exit_code)
+
+
+def _list_boards(boards, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps([
             {"name": b.name, "chip": b.chip, "modem": b.modem.family, "flash_size": b.flash_size,

@@ -3,7 +3,7 @@
     from musket.provision import BrokerSettings, provision
     from musket.registry import Registry, default_actor
 
-    with Registry.open() as registry:
+    with Registry.open() as registry:  # migrated once by `musket registry migrate`
         result = provision("/dev/ttyUSB0", registry, BrokerSettings("mqtt.example.com", 8883,
                            tls=True, ca_pem=open("ca.pem", "rb").read()),
                            default_actor("line-1", "ana"))
@@ -28,7 +28,7 @@ import secrets
 from dataclasses import asdict, dataclass, field
 
 from musket import broker as broker_mod
-from musket.errors import MusketError
+from musket.errors import BadInput, DeviceReportedErrors, MusketError, UnitSilent
 from musket.identity import IdentityError, check_iccid, check_imei, check_imsi
 from musket.registry import Actor, Registry, RegistryError, binding
 
@@ -50,6 +50,18 @@ class ProvisionError(MusketError):
     """One unit could not be provisioned; the message names the port and the reason."""
 
 
+class ProvisionInputError(ProvisionError, BadInput):
+    """The station's settings cannot be used (broker host, port, CA, a missing reason)."""
+
+
+class UnitNotAnswering(ProvisionError, UnitSilent):
+    """The unit's console, or its modem, did not answer: worth a retry."""
+
+
+class UnitReportedError(ProvisionError, DeviceReportedErrors):
+    """The unit answered with an error, or with something that is not a valid answer."""
+
+
 @dataclass(frozen=True)
 class BrokerSettings:
     """Where the unit's MQTT client connects; `ca_pem` is the broker's CA when tls is on."""
@@ -61,17 +73,17 @@ class BrokerSettings:
 
     def __post_init__(self) -> None:
         if not self.host or len(self.host) > 253:
-            raise ProvisionError(f"broker host {self.host!r}: expected a host name (1 to 253 "
-                                 "characters)")
+            raise ProvisionInputError(f"broker host {self.host!r}: expected a host name (1 "
+                                      "to 253 characters)")
         if not 0 < self.port < 65536:
-            raise ProvisionError(f"broker port {self.port}: out of range (1 to 65535)")
+            raise ProvisionInputError(f"broker port {self.port}: out of range (1 to 65535)")
         if self.tls and not self.ca_pem:
-            raise ProvisionError("TLS needs the broker's CA certificate (--ca FILE)")
+            raise ProvisionInputError("TLS needs the broker's CA certificate (--ca FILE)")
         if self.ca_pem is not None and not self.tls:
-            raise ProvisionError("a CA certificate was given without TLS (add --tls)")
+            raise ProvisionInputError("a CA certificate was given without TLS (add --tls)")
         if self.ca_pem is not None and _PEM_HEADER not in self.ca_pem:
-            raise ProvisionError("the CA file is not a PEM certificate (no "
-                                 f"{_PEM_HEADER.decode()} line)")
+            raise ProvisionInputError("the CA file is not a PEM certificate (no "
+                                      f"{_PEM_HEADER.decode()} line)")
 
     def device_config(self, device_id: str) -> dict:
         """The keys provisioning owns in the unit's /config.json."""
@@ -143,7 +155,7 @@ class UnitConsole:
             self.transport = SerialTransport(port, baudrate=CONSOLE_BAUD,
                                              timeout=READ_TIMEOUT_S)
         except TransportError as e:
-            raise ProvisionError(f"{port}: cannot open the console: {e}") from None
+            raise UnitNotAnswering(f"{port}: cannot open the console: {e}") from None
 
     def enter(self) -> None:
         # A soft reset into the raw REPL runs boot.py but not the application, so nothing
@@ -151,30 +163,30 @@ class UnitConsole:
         try:
             self.transport.enter_raw_repl(soft_reset=True, timeout_overall=RAW_REPL_TIMEOUT_S)
         except self._error as e:
-            raise ProvisionError(f"{self.port}: no MicroPython REPL answers on the console "
-                                 f"({e})") from None
+            raise UnitNotAnswering(f"{self.port}: no MicroPython REPL answers on the console "
+                                   f"({e})") from None
 
     def call(self, code: str, timeout: float = FILES_TIMEOUT_S) -> dict:
         """Runs `code`, which prints one JSON line last; returns it."""
         try:
             out, err = self.transport.exec_raw(code, timeout=timeout)
         except self._error as e:
-            raise ProvisionError(f"{self.port}: the unit stopped answering ({e})") from None
+            raise UnitNotAnswering(f"{self.port}: the unit stopped answering ({e})") from None
         if err:
             last = err.decode("utf-8", "replace").strip().splitlines()[-1:] or ["?"]
-            raise ProvisionError(f"{self.port}: the unit reported an error: {last[0]}")
+            raise UnitReportedError(f"{self.port}: the unit reported an error: {last[0]}")
         lines = out.decode("utf-8", "replace").strip().splitlines()
         try:
             return json.loads(lines[-1])
         except (IndexError, ValueError):
-            raise ProvisionError(f"{self.port}: unexpected answer from the unit: "
-                                 f"{(lines or [''])[-1][:200]!r}") from None
+            raise UnitReportedError(f"{self.port}: unexpected answer from the unit: "
+                                    f"{(lines or [''])[-1][:200]!r}") from None
 
     def reset(self) -> None:
         try:
             self.transport.exec_raw_no_follow("import machine\nmachine.reset()")
         except self._error as e:
-            raise ProvisionError(f"{self.port}: reset failed ({e})") from None
+            raise UnitNotAnswering(f"{self.port}: reset failed ({e})") from None
 
     def close(self) -> None:
         try:
@@ -189,7 +201,7 @@ def provision(port: str, registry: Registry, broker: BrokerSettings, actor: Acto
     reason when it cannot, leaving the registry and the unit's files as they were."""
     options = options or ProvisionOptions()
     if options.rebind and not (options.reason and options.reason.strip()):
-        raise ProvisionError("--rebind needs --reason (it goes into the audit log)")
+        raise ProvisionInputError("--rebind needs --reason (it goes into the audit log)")
     console = UnitConsole(port)
     try:
         console.enter()
@@ -204,16 +216,18 @@ def provision(port: str, registry: Registry, broker: BrokerSettings, actor: Acto
 def _read_unit(console: UnitConsole, nonce: bytes) -> tuple[binding.Unit, dict]:
     report = console.call("from app import diag\ndiag.modem(False)", MODEM_REPORT_TIMEOUT_S)
     if not report.get("ok"):
-        raise ProvisionError(f"{console.port}: the modem does not answer "
-                             f"({report.get('error', 'no reason given')}); nothing written")
+        raise UnitNotAnswering(f"{console.port}: the modem does not answer "
+                               f"({report.get('error', 'no reason given')}); nothing written",
+                               hint="check that the SIM is seated and the antenna attached, "
+                                    "power the unit off and on, then run again")
     identity = report.get("identity") or {}
     try:
         iccid = check_iccid(identity.get("iccid"))
         imei = check_imei(identity.get("imei"))
         imsi = check_imsi(identity["imsi"]) if identity.get("imsi") else None
     except IdentityError as e:
-        raise ProvisionError(f"{console.port}: the modem reported a bad identity: {e}; "
-                             "nothing written") from None
+        raise UnitReportedError(f"{console.port}: the modem reported a bad identity: {e}; "
+                                "nothing written") from None
     state = console.call(f"from app import factory\nfactory.state({nonce.hex()!r})")
     return binding.Unit(iccid, imei, imsi, str(state["chip_id"]), state.get("board")), state
 
@@ -274,14 +288,14 @@ def _write_files(console: UnitConsole, config: dict, secrets_record: dict | None
     staged = console.call(f"from app import factory\nfactory.stage({config!r}, "
                           f"{secrets_record!r}, {ca_pem!r})")
     if not staged.get("ok"):
-        raise ProvisionError(f"{console.port}: writing the unit's files failed "
-                             f"({staged.get('error')}); nothing written")
+        raise UnitReportedError(f"{console.port}: writing the unit's files failed "
+                                f"({staged.get('error')}); nothing written")
     done = console.call("from app import factory\nfactory.commit()")
     if not done.get("ok"):
-        raise ProvisionError(f"{console.port}: moving the new files into place failed after "
-                             f"{', '.join(done.get('written') or []) or 'none'} "
-                             f"({done.get('error')}); the registry is unchanged, provision "
-                             "the unit again")
+        raise UnitReportedError(f"{console.port}: moving the new files into place failed "
+                                f"after {', '.join(done.get('written') or []) or 'none'} "
+                                f"({done.get('error')}); the registry is unchanged, provision "
+                                "the unit again")
     return list(done.get("written") or [])
 
 

@@ -60,3 +60,9 @@ def test_the_script_runs_as_a_plain_user_with_the_system_python():
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "installing" not in done.stdout
+
+
+def test_the_setup_page_names_every_package():
+    page = (REPO / "docs" / "setup.md").read_text(encoding="utf-8")
+    for tool in system.TOOLS:
+        assert f"| `{tool.package}` |" in page, f"docs/setup.md does not list {tool.package}"
