@@ -1,6 +1,6 @@
 """The `musket` command through click's test runner: help texts with examples, `sim run`'s
 JSON summary under both interpreters, same seed → same run, one clear error per bad input,
-`boards --json`, and a README section for every command."""
+`boards --json`, a docs section for every command and no broken link in the docs."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from musket.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
+DOCS = REPO / "docs"
 SHIPPED_BOARDS = ["esp32-a7670", "esp32-sim7080g", "esp32s3-bg95"]
 DAY_S = 86400
 HEAP_BYTES = 64 * 1024  # `sim run`'s default heap
@@ -159,10 +160,95 @@ def test_boards_json_lists_the_shipped_boards(runner):
 # --- docs ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("path", "command"), LEAF_COMMANDS, ids=_ids(LEAF_COMMANDS))
-def test_every_command_has_a_readme_section(path, command):
-    assert README.is_file(), f"{README.name} is missing"
+def doc_pages() -> list[Path]:
+    """README.md and every page under docs/."""
+    return [README, *sorted(DOCS.glob("*.md"))]
+
+
+def markdown_blocks(text: str) -> list[tuple[bool, str]]:
+    """The text split into (is_fenced_code, lines) runs; a fence line belongs to its code run."""
+    runs: list[tuple[bool, list[str]]] = []
+    fence = None
+    for line in text.splitlines():
+        marker = re.match(r" {0,3}(`{3,}|~{3,})", line)
+        in_code = fence is not None or marker is not None
+        if not runs or runs[-1][0] != in_code:
+            runs.append((in_code, []))
+        runs[-1][1].append(line)
+        if marker and fence is None:
+            fence = marker.group(1)
+        elif marker and fence is not None and marker.group(1).startswith(fence[0] * len(fence)):
+            fence = None
+    return [(code, "\n".join(lines)) for code, lines in runs]
+
+
+def markdown_sections(text: str) -> list[tuple[str, str]]:
+    """(heading line, section text) for every heading outside code: the section runs to the
+    next heading of the same or a higher level, so it holds its subsections."""
+    lines: list[tuple[bool, str]] = []
+    for code, block in markdown_blocks(text):
+        lines += [(code, line) for line in block.split("\n")]
+    headings = [(i, len(m.group(1))) for i, (code, line) in enumerate(lines)
+                if not code and (m := re.match(r"(#{1,6})\s", line))]
+    sections = []
+    for n, (start, level) in enumerate(headings):
+        end = next((i for i, lv in headings[n + 1:] if lv <= level), len(lines))
+        sections.append((lines[start][1], "\n".join(line for _, line in lines[start:end])))
+    return sections
+
+
+DOCUMENTED_COMMANDS = [(p, c) for p, c in ALL_COMMANDS if len(p) > 1]  # all but `musket` itself
+
+
+@pytest.mark.parametrize(("path", "command"), DOCUMENTED_COMMANDS, ids=_ids(DOCUMENTED_COMMANDS))
+def test_every_command_has_a_docs_section(path, command):
+    """A `#`/`##`/`###` heading in README.md or a docs/ page names the command (a group is named
+    by its subcommands' headings), and its section has a code block that runs it."""
     name = " ".join(path)
-    heading = re.compile(r"^#{1,3}\s.*`" + re.escape(name) + r"(\s[^`]*)?`", re.MULTILINE)
-    assert heading.search(README.read_text(encoding="utf-8")), (
-        f"README.md has no `#`/`##`/`###` heading naming `{name}`")
+    heading = re.compile(r"^#{1,3}\s.*`" + re.escape(name) + r"(\s[^`]*)?`")
+    use = re.compile(r"(?<![\w./-])" + re.escape(name) + r"(?![\w-])")
+    named_in = []
+    for page in doc_pages():
+        for title, section in markdown_sections(page.read_text(encoding="utf-8")):
+            if heading.match(title):
+                named_in.append(f"{page.relative_to(REPO)}: {title}")
+                if any(code and use.search(block) for code, block in markdown_blocks(section)):
+                    return
+    assert named_in, f"no `#`/`##`/`###` heading in README.md or docs/*.md names `{name}`"
+    pytest.fail(f"no ``` code block running `{name}` under: {'; '.join(named_in)}")
+
+
+def github_anchors(text: str) -> set[str]:
+    """The anchors GitHub gives the headings of a page (lower case, punctuation dropped, spaces
+    to hyphens, -1, -2... for repeats)."""
+    anchors: set[str] = set()
+    for title, _ in markdown_sections(text):
+        slug = re.sub(r"[^\w\- ]", "", title.lstrip("#").strip().lower()).replace(" ", "-")
+        anchor, n = slug, 0
+        while anchor in anchors:
+            n += 1
+            anchor = f"{slug}-{n}"
+        anchors.add(anchor)
+    return anchors
+
+
+@pytest.mark.parametrize("page", doc_pages(), ids=lambda page: str(page.relative_to(REPO)))
+def test_relative_links_point_to_files_that_exist(page):
+    """Every relative link (and image) in README.md and docs/*.md names a file that exists, and a
+    `#anchor` on a Markdown file names one of its headings."""
+    broken = []
+    for code, block in markdown_blocks(page.read_text(encoding="utf-8")):
+        if code:
+            continue
+        prose = re.sub(r"`[^`\n]*`", "", block)
+        for target in re.findall(r"\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)", prose):
+            if re.match(r"[a-z][a-z0-9+.-]*:", target, re.IGNORECASE):
+                continue  # https:, mailto:: not a file here
+            file_part, _, anchor = target.partition("#")
+            linked = (page.parent / file_part).resolve() if file_part else page
+            if not linked.exists():
+                broken.append(f"{target}: no file {linked}")
+            elif anchor and linked.suffix == ".md" and anchor not in github_anchors(
+                    linked.read_text(encoding="utf-8")):
+                broken.append(f"{target}: no heading with anchor #{anchor} in {linked.name}")
+    assert not broken, f"{page.relative_to(REPO)} has broken links:\n" + "\n".join(broken)
