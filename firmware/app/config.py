@@ -23,7 +23,7 @@ SCHEMA = {
     # MQTT keepalive: idle this long, the device pings. Over the broker's 1.5 x it counts the
     # device gone. 16 bits on the wire. The default outlasts the time between two messages of
     # the default profile (4 readings x 15 min) so a ping (212 air bytes) is rare, and stays
-    # under the 60-min TCP idle timeout common in carriers' NATs (README, "The uplink").
+    # under the 60-min TCP idle timeout common in carriers' NATs (docs/uplink.md).
     "keepalive_s": (3300, int, 60, 65535, None),
     # Readings per telemetry message: a message goes out once this many wait.
     "batch_size": (4, int, 1, 64, None),

@@ -17,7 +17,7 @@ from rich.console import Console
 
 from musket import firmware
 from musket.boards import load_board
-from musket.errors import MusketError
+from musket.errors import DeviceReportedErrors
 
 DEMO_BOARD = "esp32-sim7080g"
 DAY_S = 86400
@@ -44,7 +44,7 @@ def _read_counters(device) -> dict:
     for line in output.splitlines():
         if line.startswith("COUNTERS "):
             return json.loads(line[len("COUNTERS "):])
-    raise MusketError(f"the device did not report its counters: {output.strip()[-300:]}")
+    raise DeviceReportedErrors(f"the device did not report its counters: {output.strip()[-300:]}")
 
 
 def run(workdir: Path | None = None, console: Console | None = None) -> dict:

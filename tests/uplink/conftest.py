@@ -20,8 +20,8 @@ DEVICES = {"dev-a": "pw-a-7Kq2", "dev-b": "pw-b-9Zx4"}
 # Under MicroPython the whole application with the uplink does not yet fit the default 64K
 # share: the heap ends in pieces (about 10K free, none of it 500 bytes in one piece) and an
 # allocation fails within hours. Measured: a day with or without TLS runs at 80K; the
-# commands test (the command module and the config schema on top) needs 96K (README, "The
-# uplink", Heap). So the tests give 96K until the layers below make room.
+# commands test (the command module and the config schema on top) needs 96K (docs/uplink.md,
+# Heap). So the tests give 96K until the layers below make room.
 UPLINK_HEAP = 96 * 1024
 
 

@@ -13,5 +13,5 @@ class UplinkError(FirmwareError):
 
 
 def topic(device_id, leaf):
-    # The topic scheme: every topic of a device lives under "d/<device_id>/" (see README).
+    # The topic scheme: every topic of a device lives under "d/<device_id>/" (see docs/uplink.md).
     return "d/%s/%s" % (device_id, leaf)
