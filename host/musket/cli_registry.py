@@ -161,12 +161,10 @@ def import_sims_cmd(csv_file, location, station, operator):
       musket registry import-sims sims-2026-01.csv --station stores --operator ana
     """
     with _registry().Registry.open(location) as registry:
-        rows = registry.import_sims(csv_file, _registry().default_actor(station, operator))
-    states: dict[str, int] = {}
-    for row in rows:
-        states[row.state] = states.get(row.state, 0) + 1
-    detail = ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
-    click.echo(f"imported {len(rows)} SIMs ({detail})")
+        imported = registry.import_sims(csv_file,
+                                        _registry().default_actor(station, operator))
+    detail = ", ".join(f"{n} {state}" for state, n in sorted(imported.states.items()))
+    click.echo(f"imported {imported.count} SIMs ({detail})")
 
 
 @registry_group.command("list")

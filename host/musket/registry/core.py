@@ -13,9 +13,25 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from itertools import islice
 from typing import IO
 
-from sqlalchemy import Connection, Engine, func, insert, or_, select, update
+from sqlalchemy import (
+    Column,
+    Connection,
+    Engine,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import SQLAlchemyError
 
 from musket import broker
@@ -44,7 +60,9 @@ MANUAL_TRANSITIONS: dict[str, tuple[str, ...]] = {
 }
 _IN_DEVICE = ("bound", "active", "suspended")
 _OUT_OF_DEVICE = ("inventory", "suspended", "retired")
-_IN_CHUNK = 500  # ICCIDs per IN (...) query: SQLite's limit on bound parameters is far above
+# Rows of a SIM list per INSERT into the staging table (one executemany): large enough that
+# the round trips do not count, small enough that a batch is a few hundred KB.
+_STAGING_BATCH = 2000
 
 
 def now() -> datetime:
@@ -122,28 +140,50 @@ class Registry:
 
     # -- SIMs ------------------------------------------------------------------------------
 
-    def import_sims(self, path: str | os.PathLike[str], actor: Actor) -> list[simcsv.SimRow]:
-        """Imports the vendor's SIM list; every row or none. Raises SimImportError naming
-        each bad row, duplicates within the file and ICCIDs the registry already holds."""
-        rows = simcsv.read_rows(path)
-        source = os.path.basename(os.fspath(path))
-        with self.transaction() as conn:
-            known = _existing_sims(conn, [row.iccid for row in rows])
-            problems = [f"line {row.line}: ICCID {row.iccid} is already in the registry (state "
-                        f"{known[row.iccid]})" for row in rows if row.iccid in known]
+    def import_sims(self, path: str | os.PathLike[str], actor: Actor) -> simcsv.ImportSummary:
+        """Imports the vendor's SIM list; every row or none. Returns what was imported (the
+        count, the count per state, the first and last ICCID).
+
+        The file is read one row at a time and its good rows go, a batch at a time, into a
+        temporary table in the import's transaction; ICCIDs repeated in the file and ICCIDs
+        the registry holds are then found in SQL. So the memory an import takes does not
+        grow with the file. Raises SimImportError for a file with bad rows or repeats, and
+        SimsAlreadyKnown when its only fault is ICCIDs the registry holds, each naming every
+        problem by line (the first simcsv.MAX_PROBLEMS_SHOWN, and how many more)."""
+        summary = simcsv.ImportSummary()
+        # The file is opened, and its header checked, before the transaction takes the
+        # registry's write lock.
+        with simcsv.SimReader(path) as reader, self.transaction() as conn:
+            staging = _sim_staging_table()
+            staging.create(conn)
+            rows = iter(reader)
+            while batch := list(islice(rows, _STAGING_BATCH)):
+                conn.execute(insert(staging), [
+                    {"line": r.line, "iccid": r.iccid, "plan": r.plan, "state": r.state}
+                    for r in batch])
+                for row in batch:
+                    summary.add(row)
+            Index(f"{staging.name}_iccid", staging.c.iccid).create(conn)
+            problems = reader.problems
+            problems.add_found(*_repeated_in_file(conn, staging))
+            bad_file = bool(problems)
+            problems.add_found(*_already_known(conn, staging))
             if problems:
-                raise simcsv.SimImportError(source, problems)
-            stamp = now()
-            conn.execute(insert(sims), [
-                {"iccid": r.iccid, "plan": r.plan, "state": r.state, "imsi": None,
-                 "updated": stamp} for r in rows])
-            by_state: dict[str, int] = {}
-            for row in rows:
-                by_state[row.state] = by_state.get(row.state, 0) + 1
-            record_audit(conn, actor, "sim-import", source,
-                         {"sims": len(rows), "states": by_state,
-                          "first": rows[0].iccid, "last": rows[-1].iccid})
-        return rows
+                kind = simcsv.SimImportError if bad_file else simcsv.SimsAlreadyKnown
+                raise kind(reader.source, problems.shown, problems.count)
+            if not summary.count:
+                raise simcsv.SimImportError(reader.source, ["no SIMs in the file (only a "
+                                                            "header)"])
+            conn.execute(insert(sims).from_select(
+                ["iccid", "plan", "state", "updated"],
+                select(staging.c.iccid, staging.c.plan, staging.c.state,
+                       literal(now(), sims.c.updated.type))))
+            # Dropped here, as a rollback drops it: the pool hands this connection out again.
+            staging.drop(conn)
+            record_audit(conn, actor, "sim-import", reader.source,
+                         {"sims": summary.count, "states": summary.states,
+                          "first": summary.first, "last": summary.last})
+        return summary
 
     def sims(self, state: str | None = None) -> list[SimRecord]:
         query = (select(sims, devices.c.device_id)
@@ -312,13 +352,49 @@ def _sim_record(row) -> SimRecord:
                      updated=utc(m["updated"]), device_id=m["device_id"])
 
 
-def _existing_sims(conn: Connection, iccids: list[str]) -> dict[str, str]:
-    found: dict[str, str] = {}
-    for i in range(0, len(iccids), _IN_CHUNK):
-        chunk = iccids[i:i + _IN_CHUNK]
-        found.update((row.iccid, row.state) for row in conn.execute(
-            select(sims.c.iccid, sims.c.state).where(sims.c.iccid.in_(chunk))))
-    return found
+def _sim_staging_table() -> Table:
+    """The good rows of a SIM list being imported, with their line in the file: a temporary
+    table, seen by the import's connection only. Made afresh for each import (its index is
+    added once the rows are in)."""
+    return Table(
+        "sim_import_staging", MetaData(),
+        Column("line", Integer, primary_key=True, autoincrement=False),
+        Column("iccid", String(20), nullable=False),
+        Column("plan", String(64), nullable=False),
+        Column("state", String(16), nullable=False),
+        prefixes=["TEMPORARY"])
+
+
+def _repeated_in_file(conn: Connection, staging: Table) -> tuple[list[tuple[int, str]], int]:
+    """(the first problems by line, how many in all) for ICCIDs that appear again in the
+    file: every line after an ICCID's first."""
+    s = staging.c
+    count = conn.execute(select(func.count() - func.count(s.iccid.distinct()))
+                         .select_from(staging)).scalar_one()
+    if not count:
+        return [], 0
+    first = (select(s.iccid, func.min(s.line).label("line")).group_by(s.iccid)
+             .having(func.count() > 1).subquery())
+    found = conn.execute(select(s.line, s.iccid, first.c.line.label("first"))
+                         .select_from(staging.join(first, first.c.iccid == s.iccid))
+                         .where(s.line > first.c.line)
+                         .order_by(s.line).limit(simcsv.MAX_PROBLEMS_SHOWN))
+    return [(r.line, f"line {r.line}: ICCID {r.iccid} appears again (first on line {r.first})")
+            for r in found], count
+
+
+def _already_known(conn: Connection, staging: Table) -> tuple[list[tuple[int, str]], int]:
+    """(the first problems by line, how many in all) for the file's ICCIDs that the registry
+    already holds."""
+    known = staging.join(sims, sims.c.iccid == staging.c.iccid)
+    count = conn.execute(select(func.count()).select_from(known)).scalar_one()
+    if not count:
+        return [], 0
+    found = conn.execute(select(staging.c.line, staging.c.iccid, sims.c.state)
+                         .select_from(known).order_by(staging.c.line)
+                         .limit(simcsv.MAX_PROBLEMS_SHOWN))
+    return [(r.line, f"line {r.line}: ICCID {r.iccid} is already in the registry (state "
+                     f"{r.state})") for r in found], count
 
 
 def _write_atomically(path: str | os.PathLike[str], text: str, mode: int) -> None:
