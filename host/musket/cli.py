@@ -415,12 +415,14 @@ def flash_cmd(build_dir, ports, all_ports, match, baud, erase_data, no_stub, log
     """
     from musket import flash
 
-    plan = flash.Plan.load(build_dir)
+    plan = flash.Plan.load(build_dir)  # the whole build is checked before any port is opened
     chosen = list(ports)
     if all_ports:
         chosen += [p for p in flash.find_ports(match) if p not in chosen]
     if not chosen:
-        raise flash.FlashError("no port to flash: give --port, or --all with boards attached")
+        raise flash.BadPorts("no port to flash",
+                             hint="give --port (repeat it for several), or --all with boards "
+                                  "attached")
     options = dict(baud=baud, erase_data=erase_data, stub=not no_stub, log_dir=log_dir)
     if as_json:
         results = flash.flash_ports(chosen, plan, **options)
@@ -429,7 +431,10 @@ def flash_cmd(build_dir, ports, all_ports, match, baud, erase_data, no_stub, log
         results = _flash_with_bars(flash, chosen, plan, options)
         _print_flash(results)
     if not all(r.ok for r in results):
-        sys.exit(ExitCode.FAILED)
+        failed = flash.PortsFailed(results)
+        # A line per failed port, the hint their causes share, the exit code they share.
+        _print_errors(failed.lines, failed.hint)
+        sys.exit(failed.exit_code)
 
 
 def _flash_with_bars(flash, ports, plan, options):
@@ -462,12 +467,7 @@ def _print_flash(results) -> None:
                                                                        f": {r.error}")
         table.add_row(r.port, r.chip or "-", r.mac or "-", outcome, r.filesystem or "-",
                       f"{r.seconds:.1f}")
-    console = Console()
-    console.print(table)
-    failed = [r for r in results if not r.ok]
-    if failed:
-        console.print(f"{len(failed)} of {len(results)} failed; logs: "
-                      + ", ".join(r.log for r in failed))
+    Console().print(table)  # each failure and its log follow on stderr
 
 
 # The factory line's provisioning and registry commands live in their own module.

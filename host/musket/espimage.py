@@ -11,6 +11,7 @@ checked (checksum, SHA-256, chip id) by esptool's own image reader.
 from __future__ import annotations
 
 import hashlib
+import struct
 from dataclasses import dataclass
 
 from musket.errors import BadInput
@@ -42,7 +43,9 @@ def bootloader_offset(chip: str) -> int:
 
 def image_length(data: bytes, chip: str, where: str = "image") -> int:
     """Bytes the ESP image at the start of `data` takes (segments, checksum, digest), after
-    esptool has checked it is a valid image for `chip`."""
+    checking it as the chip's bootloader will: the magic byte, every segment within the data,
+    the chip id, the XOR checksum, then the appended SHA-256 if the image declares one. esptool
+    reads the image. Bytes after the image (padding) are allowed."""
     from esptool.bin_image import LoadFirmwareImage
     from esptool.util import FatalError
 
@@ -51,16 +54,22 @@ def image_length(data: bytes, chip: str, where: str = "image") -> int:
         raise ImageError(f"{where}: not an ESP image (starts with {first}, expected 0xe9)")
     try:
         image = LoadFirmwareImage(chip, data)
+    except (TypeError, struct.error):  # esptool read past the end: a header or the checksum
+        raise ImageError(f"{where}: not a valid ESP image: it ends early (cut short?)") from None
     except (FatalError, ValueError, IndexError) as e:
         raise ImageError(f"{where}: not a valid ESP image: {e}") from None
     expected = _chip_class(chip).IMAGE_CHIP_ID
     if image.chip_id != expected:
         raise ImageError(f"{where}: built for another chip (image chip id {image.chip_id}), "
                          f"but the board's chip is {chip}")
-    if image.append_digest and image.stored_digest != image.calc_digest:
-        raise ImageError(f"{where}: SHA-256 does not match; the file is damaged")
     if image.checksum != image.calculate_checksum():
         raise ImageError(f"{where}: checksum does not match; the file is damaged")
+    if image.append_digest:
+        if len(image.stored_digest) < DIGEST_SIZE:
+            raise ImageError(f"{where}: not a valid ESP image: it ends inside its SHA-256 "
+                             f"(cut short?)")
+        if image.stored_digest != image.calc_digest:
+            raise ImageError(f"{where}: SHA-256 does not match; the file is damaged")
     last = image.segments[-1]
     end = last.file_offs + 8 + len(last.data)
     end += CHECKSUM_LINE - end % CHECKSUM_LINE

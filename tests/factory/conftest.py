@@ -1,4 +1,5 @@
-"""Factory fixtures: a MicroPython-release-shaped stand-in firmware per board, and builds."""
+"""Factory fixtures: a MicroPython-release-shaped stand-in firmware per board, builds, and a
+station of virtual devices behind their ROM loaders."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ import pytest
 
 from musket import build, espimage, parttable
 from musket.boards import load_board
+from musket_sim.rom_loader import LoaderServer, device_mac
 
 SMALL_APP = 64 * 1024
+BOARD = "esp32-sim7080g"
 
 
 def stand_in_firmware(folder: Path, board_name: str, app_size: int = SMALL_APP) -> Path:
@@ -51,3 +54,34 @@ def make_build(tmp_path, firmware_dir, mpy_cache):
         return build.build(board, firmware, tmp_path / name, **options)
 
     return make
+
+
+class Station:
+    """Virtual devices with erased flash, each behind its own ROM loader (socket:// URLs)."""
+
+    def __init__(self, folder: Path, board: str = BOARD) -> None:
+        self.folder = folder
+        self.board = load_board(board)
+        self.servers: list[LoaderServer] = []
+
+    def add(self, image: Path | None = None) -> LoaderServer:
+        n = len(self.servers) + 1
+        image = image or self.folder / f"device-{n}.bin"
+        if not image.exists():
+            image.write_bytes(b"\xff" * self.board.flash_size)
+        server = LoaderServer(image, self.board.flash_size, self.board.chip,
+                              device_mac(bytes([0, 0x10, n])))
+        server.image = image
+        self.servers.append(server)
+        return server
+
+    def close(self) -> None:
+        for server in self.servers:
+            server.pull()
+
+
+@pytest.fixture
+def station(tmp_path):
+    made = Station(tmp_path)
+    yield made
+    made.close()

@@ -14,44 +14,12 @@ from pathlib import Path
 import pytest
 
 from musket import esplog, flash, fsimage
-from musket.boards import load_board
+from musket.errors import ExitCode
 from musket_sim import VirtualDevice, bootrom
-from musket_sim.rom_loader import LoaderServer, device_mac
 
 BOARD = "esp32-sim7080g"
 # Big enough that a transfer is still running when the test pulls a cable.
 SLOW_APP = 384 * 1024
-
-
-class Station:
-    """Virtual devices with erased flash, each behind its own ROM loader."""
-
-    def __init__(self, folder: Path, board: str = BOARD) -> None:
-        self.folder = folder
-        self.board = load_board(board)
-        self.servers: list[LoaderServer] = []
-
-    def add(self, image: Path | None = None) -> LoaderServer:
-        n = len(self.servers) + 1
-        image = image or self.folder / f"device-{n}.bin"
-        if not image.exists():
-            image.write_bytes(b"\xff" * self.board.flash_size)
-        server = LoaderServer(image, self.board.flash_size, self.board.chip,
-                              device_mac(bytes([0, 0x10, n])))
-        server.image = image
-        self.servers.append(server)
-        return server
-
-    def close(self) -> None:
-        for server in self.servers:
-            server.pull()
-
-
-@pytest.fixture
-def station(tmp_path):
-    made = Station(tmp_path)
-    yield made
-    made.close()
 
 
 def _check_written(image: Path, plan: flash.Plan, names: list[str]) -> None:
@@ -100,6 +68,7 @@ def test_pulling_one_cable_mid_flash_fails_that_port_only(station, make_build, s
     assert not by_port[victim.url].ok
     assert by_port[victim.url].error
     assert by_port[victim.url].mac == "24:0a:c4:00:10:02"  # it got that far
+    assert by_port[victim.url].exit_code == ExitCode.UNIT_SILENT  # worth a retry
     for server in servers:
         if server is not victim:
             assert by_port[server.url].ok, by_port[server.url].error
@@ -137,11 +106,10 @@ def test_a_reflash_keeps_the_units_data_unless_asked(station, make_build):
     assert image[nvs.offset:nvs.offset + nvs.size] == b"\xff" * nvs.size
 
 
-def test_the_flashed_device_boots_the_application(tmp_path, make_build):
+def test_the_flashed_device_boots_the_application(tmp_path, make_build, station):
     plan = flash.Plan.load(make_build().out_dir)
     device = VirtualDevice(BOARD, tmp_path / "unit", interpreter="micropython")
     device.image.write_bytes(b"\xff" * device.board.flash_size)
-    station = Station(tmp_path)
     server = station.add(device.image)
     try:
         result = flash.flash_port(server.url, plan, stub=False)  # the ROM loader alone
@@ -161,6 +129,7 @@ def test_a_build_for_another_chip_is_refused_at_the_port(station, make_build):
     result = flash.flash_port(server.url, plan)
     assert not result.ok
     assert "build is for esp32s3-bg95" in result.error
+    assert result.exit_code == ExitCode.BAD_INPUT and "build for its board" in result.hint
     assert server.image.read_bytes() == b"\xff" * station.board.flash_size
 
 
@@ -171,12 +140,19 @@ def test_cli_json_and_exit_code_when_a_port_fails(station, make_build):
         [sys.executable, "-m", "musket.cli", "flash", str(plan_dir), "--port", good.url,
          "--port", "socket://127.0.0.1:1", "--json"],
         capture_output=True, text=True, timeout=120)
-    assert shown.returncode == 1
+    assert shown.returncode == ExitCode.UNIT_SILENT, shown.stderr  # the failed port's code
     results = {r["port"]: r for r in json.loads(shown.stdout)}
     assert results[good.url]["ok"] is True
     assert results[good.url]["chip"].startswith("ESP32")
-    assert results["socket://127.0.0.1:1"]["ok"] is False
-    assert "socket://127.0.0.1:1" in results["socket://127.0.0.1:1"]["error"]
+    assert results[good.url]["exit_code"] == 0
+    silent = results["socket://127.0.0.1:1"]
+    assert silent["ok"] is False
+    assert "socket://127.0.0.1:1" in silent["error"]
+    assert silent["exit_code"] == ExitCode.UNIT_SILENT and silent["hint"]
+    lines = shown.stderr.splitlines()
+    assert lines[0].startswith("error: socket://127.0.0.1:1: Could not open")
+    assert lines[1] == "hint: " + silent["hint"]
+    assert "Traceback" not in shown.stderr
 
 
 def test_a_damaged_build_folder_is_refused(make_build, tmp_path):
