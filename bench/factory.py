@@ -233,7 +233,7 @@ def main() -> None:
         firmware.write_bytes(espimage.stand_in_release(
             board.chip, parttable.encode(board.partitions(False)), APP_SIZE))
         build.build(BOARD, firmware, tmp / "warm")  # compiles once: the cache is the line's
-        registry = Registry.open(tmp / "registry.sqlite")
+        registry = Registry.open(tmp / "registry.sqlite", migrate=True)
 
         unit = Unit(tmp / "unit", 1)
         unit.erase()

@@ -127,7 +127,9 @@ def registry_group() -> None:
 @registry_group.command("migrate")
 @_registry_option
 def migrate_cmd(location):
-    """Bring the registry's schema to this musket's version (opening it does this too).
+    """Create the registry, or bring its schema to this musket's version. The only command
+    that changes a schema: every other one refuses a registry whose schema is not this
+    musket's and names this command.
 
     \b
     Example:
@@ -135,7 +137,7 @@ def migrate_cmd(location):
     """
     from musket.registry import database
 
-    engine = database.connect(location)
+    engine = database.connect(location, create=True)
     try:
         before, after = database.migrate(engine)
     finally:
@@ -219,13 +221,13 @@ def show_cmd(key, location, as_json):
     Example:
       musket registry show msk-7k3qx9ta
     """
-    from musket.registry import RegistryError
+    from musket.registry import RegistryRefused
 
     with _registry().Registry.open(location) as registry:
         device = registry.device(key)
         sim = None if device else registry.sim(key.strip())
     if device is None and sim is None:
-        raise RegistryError(f"no device or SIM {key!r} in the registry")
+        raise RegistryRefused(f"no device or SIM {key!r} in the registry")
     if as_json:
         _print_json(device.as_dict() if device else sim.as_dict())
         return

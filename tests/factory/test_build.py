@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from musket import build, espimage, fsimage, parttable
 from musket.boards import Partition, list_boards, load_board
 from musket.cli import main
-from musket.errors import MusketError
+from musket.errors import ExitCode, MusketError
 from musket_sim import bootrom
 
 ROMFS_MAGIC = b"\xd2\xcd\x31"
@@ -156,7 +156,7 @@ def test_bad_input_is_one_clear_error(tmp_path, stand_in, args, expected):
     args = [a.format(fw=fw, junk=junk, cut=cut) for a in args]
     out = tmp_path / "out"
     result = CliRunner().invoke(main, ["build", *args, "--out", str(out)])
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == ExitCode.BAD_INPUT, result.output
     assert expected in result.output
     assert "Traceback" not in result.output
     assert not out.exists()

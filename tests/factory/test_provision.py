@@ -113,7 +113,7 @@ def bench(tmp_path):
 def registry(tmp_path):
     sims = tmp_path / "sims.csv"
     sims.write_text(f"ICCID,plan,state\n{ICCID_A},iot-eu,inventory\n{ICCID_B},iot-eu,inventory\n")
-    with Registry.open(tmp_path / "registry.sqlite") as r:
+    with Registry.open(tmp_path / "registry.sqlite", migrate=True) as r:
         r.import_sims(sims, ACTOR)
         yield r
 

@@ -12,6 +12,7 @@ from pgserver import PostgresServer, Unavailable
 from sqlalchemy import text
 
 from musket import broker
+from musket.errors import SchemaMismatch
 from musket.registry import (
     Actor,
     BindingRefused,
@@ -49,7 +50,7 @@ def location(request, tmp_path):
 
 @pytest.fixture
 def registry(location):
-    with Registry.open(location) as r:
+    with Registry.open(location, migrate=True) as r:
         yield r
 
 
@@ -91,7 +92,7 @@ def test_migrations_build_the_schema_the_code_queries(registry):
 
 
 def test_opening_again_keeps_data_and_migrate_reports_nothing_to_do(location, tmp_path):
-    with Registry.open(location) as r:
+    with Registry.open(location, migrate=True) as r:
         r.import_sims(write_csv(tmp_path, [f"{ICCIDS[0]},iot-1,inventory"]), ACTOR)
     engine = database.connect(location)
     try:
@@ -103,9 +104,10 @@ def test_opening_again_keeps_data_and_migrate_reports_nothing_to_do(location, tm
         assert [s.iccid for s in r.sims()] == [ICCIDS[0]]
 
 
-def test_a_registry_without_schema_is_refused_when_not_migrating(tmp_path):
-    with pytest.raises(RegistryError, match="musket registry migrate"):
-        Registry.open(tmp_path / "empty.sqlite", migrate=False)
+def test_a_registry_without_schema_is_refused_when_not_migrating(location):
+    with pytest.raises(SchemaMismatch, match="no registry at|has no schema yet") as refused:
+        Registry.open(location)
+    assert "musket registry migrate" in refused.value.hint
 
 
 def test_postgres_urls_get_the_psycopg_driver():
@@ -119,8 +121,9 @@ def test_postgres_urls_get_the_psycopg_driver():
 def test_import_sims_and_list_them_by_state(registry, tmp_path):
     path = write_csv(tmp_path, [f"{ICCIDS[0]},iot-1,inventory", f" {ICCIDS[1]} ,iot-2,Retired",
                                 "", f"{ICCIDS[2]},iot-1,inventory"])
-    rows = registry.import_sims(path, ACTOR)
-    assert [r.iccid for r in rows] == ICCIDS
+    summary = registry.import_sims(path, ACTOR)
+    assert (summary.count, summary.first, summary.last) == (3, ICCIDS[0], ICCIDS[2])
+    assert summary.states == {"inventory": 2, "retired": 1}
     assert {s.iccid for s in registry.sims("inventory")} == {ICCIDS[0], ICCIDS[2]}
     assert [s.iccid for s in registry.sims("retired")] == [ICCIDS[1]]
     (entry,) = registry.audit()

@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from musket.cli import main
+from musket.errors import ExitCode
 from musket.registry import Actor, Registry, binding
 
 ICCIDS = ["8949019237115905561", "8949017000000000001"]
@@ -26,6 +27,7 @@ def run(tmp_path, monkeypatch):
         assert result.exit_code == code, result.output
         return result.output
 
+    invoke("registry", "migrate")
     return invoke
 
 
@@ -62,7 +64,7 @@ def test_import_list_state_and_audit(run, sims_csv):
 def test_bad_csv_is_one_clear_error_and_imports_nothing(run, tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text(f"ICCID,plan,state\n{ICCIDS[0]},iot,inventory\n{ICCIDS[0][:-1]}7,iot,x\n")
-    out = run("registry", "import-sims", str(bad), code=1)
+    out = run("registry", "import-sims", str(bad), code=ExitCode.BAD_INPUT)
     assert out.startswith("error: bad.csv: nothing imported, 1 bad row: line 3: ICCID "
                           "8949019237115905567: wrong check digit (Luhn)")
     assert json.loads(run("registry", "list", "--sims", "--json")) == []
@@ -84,16 +86,20 @@ def test_show_and_exports_of_a_bound_device(run, sims_csv, tmp_path):
     assert out.startswith("1 device:")
     assert passwd.read_text() == f"{device_id}:$7$101$c2FsdA==$aGFzaA==\n"
     assert f"user {device_id}" in acl.read_text()
-    assert "no device or SIM 'nope'" in run("registry", "show", "nope", code=1)
+    assert "no device or SIM 'nope'" in run("registry", "show", "nope",
+                                                code=ExitCode.REGISTRY_REFUSED)
 
 
-def test_migrate_reports_the_revision(run):
-    assert "→ 0001" in run("registry", "migrate")
-    assert "nothing to do" in run("registry", "migrate")
+def test_migrate_reports_the_revision(run, tmp_path):
+    other = str(tmp_path / "new-registry.sqlite")
+    assert "schema empty → 0001" in run("registry", "migrate", "--registry", other)
+    assert "nothing to do" in run("registry", "migrate", "--registry", other)
 
 
 def test_provision_refuses_options_that_do_not_fit(run, tmp_path):
-    out = run("provision", "--port", "/dev/null", "--broker-host", "h", "--tls", code=1)
+    out = run("provision", "--port", "/dev/null", "--broker-host", "h", "--tls",
+              code=ExitCode.BAD_INPUT)
     assert "TLS needs the broker's CA certificate" in out
-    out = run("provision", "--port", "/dev/null", "--broker-host", "h", "--rebind", code=1)
+    out = run("provision", "--port", "/dev/null", "--broker-host", "h", "--rebind",
+              code=ExitCode.BAD_INPUT)
     assert "--rebind needs --reason" in out

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, insert, select, update
 
 from musket.registry.core import now, record_audit, set_sim_state, sim_record
-from musket.registry.database import RegistryError
+from musket.registry.database import RegistryRefused
 from musket.registry.records import Actor
 from musket.registry.schema import bindings, credentials, devices, sims
 
@@ -28,7 +28,7 @@ DEFAULT_ID_PREFIX = "msk"
 OLD_SIM_STATES = ("retired", "inventory")
 
 
-class BindingRefused(RegistryError):
+class BindingRefused(RegistryRefused):
     """The unit cannot be bound as it is; the message says why and what to do."""
 
 

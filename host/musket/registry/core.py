@@ -32,12 +32,13 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from musket import broker
+from musket.errors import Unreachable
 from musket.identity import SIM_STATES, IdentityError, check_iccid
 from musket.registry import database, simcsv
-from musket.registry.database import RegistryError
+from musket.registry.database import RegistryError, RegistryInputError, RegistryRefused
 from musket.registry.records import (
     Actor,
     AuditEntry,
@@ -87,32 +88,30 @@ def default_actor(station: str | None = None, operator: str | None = None) -> Ac
 
 
 class Registry:
-    """One registry database. `Registry.open()` connects and brings the schema up to date."""
+    """One registry database. `Registry.open()` connects and checks that the schema is this
+    musket's; `migrate=True` brings it up to date first (creating a SQLite file if need be)."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
     @classmethod
     def open(cls, location: str | os.PathLike[str] | None = None, *,
-             migrate: bool = True) -> Registry:
-        registry = cls(database.connect(location))
-        if migrate:
-            database.migrate(registry.engine)
-        else:
-            registry.check_schema()
+             migrate: bool = False) -> Registry:
+        registry = cls(database.connect(location, create=migrate))
+        try:
+            if migrate:
+                database.migrate(registry.engine)
+            else:
+                database.check_schema(registry.engine)
+        except BaseException:
+            registry.close()
+            raise
         return registry
 
     @property
     def url(self) -> str:
         """Where the registry is, without a password."""
         return database.describe(str(self.engine.url))
-
-    def check_schema(self) -> None:
-        current = database.current_revision(self.engine)
-        if current != database.head_revision():
-            raise RegistryError(f"registry {self.url}: schema revision {current or 'none'}, "
-                                f"this musket needs {database.head_revision()} (run `musket "
-                                "registry migrate`)")
 
     def close(self) -> None:
         self.engine.dispose()
@@ -135,6 +134,9 @@ class Registry:
         try:
             with opener() as conn:
                 yield conn
+        except OperationalError as e:
+            # The server went away, or a lock was not granted in time: worth a retry.
+            raise Unreachable(f"registry {self.url}: {database._first_line(e)}") from None
         except SQLAlchemyError as e:
             raise RegistryError(f"registry {self.url}: {database._first_line(e)}") from None
 
@@ -203,25 +205,25 @@ class Registry:
         iccid = _iccid_arg(iccid)
         state = _known_state(state)
         if not reason or not reason.strip():
-            raise RegistryError("a reason is required for a SIM state change")
+            raise RegistryInputError("a reason is required for a SIM state change")
         with self.transaction() as conn:
             sim = sim_record(conn, iccid)
             if sim is None:
-                raise RegistryError(f"SIM {iccid} is not in the registry")
+                raise RegistryRefused(f"SIM {iccid} is not in the registry")
             if sim.state == state:
-                raise RegistryError(f"SIM {iccid} is already {state}")
+                raise RegistryRefused(f"SIM {iccid} is already {state}")
             allowed = MANUAL_TRANSITIONS[sim.state]
             if state not in allowed:
                 options = ", ".join(allowed) if allowed else "none, it is retired for good"
-                raise RegistryError(f"SIM {iccid}: {sim.state} → {state} is not allowed "
-                                    f"(from {sim.state}: {options})")
+                raise RegistryRefused(f"SIM {iccid}: {sim.state} → {state} is not allowed "
+                                      f"(from {sim.state}: {options})")
             if sim.device_id and state not in _IN_DEVICE:
-                raise RegistryError(f"SIM {iccid} is in device {sim.device_id}: to take it out, "
-                                    "provision the device with its new SIM (`musket provision "
-                                    "--rebind --reason ...`)")
+                raise RegistryRefused(f"SIM {iccid} is in device {sim.device_id}: to take it "
+                                      "out, provision the device with its new SIM (`musket "
+                                      "provision --rebind --reason ...`)")
             if not sim.device_id and state not in _OUT_OF_DEVICE:
-                raise RegistryError(f"SIM {iccid} is in no device: it can only be "
-                                    f"{', '.join(_OUT_OF_DEVICE)}")
+                raise RegistryRefused(f"SIM {iccid} is in no device: it can only be "
+                                      f"{', '.join(_OUT_OF_DEVICE)}")
             set_sim_state(conn, iccid, state)
             record_audit(conn, actor, "sim-state", iccid,
                          {"state": [sim.state, state], "reason": reason.strip()})
@@ -414,8 +416,8 @@ def _write_atomically(path: str | os.PathLike[str], text: str, mode: int) -> Non
 def _known_state(state: str) -> str:
     state = state.strip().lower()
     if state not in SIM_STATES:
-        raise RegistryError(f"unknown SIM state {state!r} (expected one of: "
-                            f"{', '.join(SIM_STATES)})")
+        raise RegistryInputError(f"unknown SIM state {state!r} (expected one of: "
+                                 f"{', '.join(SIM_STATES)})")
     return state
 
 
@@ -423,4 +425,4 @@ def _iccid_arg(text: str) -> str:
     try:
         return check_iccid(text)
     except IdentityError as e:
-        raise RegistryError(str(e)) from None
+        raise RegistryInputError(str(e)) from None

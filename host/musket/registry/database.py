@@ -1,5 +1,6 @@
-"""Where the registry lives and how it is opened: a SQLite file or a PostgreSQL URL, brought to
-the newest schema by the migrations shipped in this package."""
+"""Where the registry lives and how it is opened: a SQLite file or a PostgreSQL URL. Only
+`migrate` (run by `musket registry migrate`) creates or changes a schema; everything else checks
+that the schema is this musket's and says what to run when it is not."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-from musket.errors import MusketError
+from musket.errors import BadInput, MusketError, Refused, SchemaMismatch, Unreachable
 
 DEFAULT_FILE = "musket-registry.sqlite"
 ENV_VAR = "MUSKET_REGISTRY"
@@ -25,6 +26,14 @@ SQLITE_BUSY_TIMEOUT_S = 30
 
 class RegistryError(MusketError):
     """Root of the registry's errors: a database that cannot be opened, refused input."""
+
+
+class RegistryRefused(RegistryError, Refused):
+    """The registry refused a change: an unknown SIM, a duplicate, a transition not allowed."""
+
+
+class RegistryInputError(RegistryError, BadInput):
+    """A value given to the registry cannot be used (a missing reason, a malformed ICCID)."""
 
 
 def resolve(location: str | os.PathLike[str] | None = None) -> str:
@@ -38,7 +47,7 @@ def resolve(location: str | os.PathLike[str] | None = None) -> str:
     try:
         url = make_url(text)
     except ArgumentError as e:
-        raise RegistryError(f"registry URL {text!r}: {e}") from None
+        raise RegistryInputError(f"registry URL {text!r}: {e}") from None
     # psycopg 3 is the driver musket installs; "postgresql://" alone would ask for psycopg2.
     if url.drivername in ("postgresql", "postgres"):
         url = url.set(drivername="postgresql+psycopg")
@@ -50,8 +59,13 @@ def describe(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def connect(location: str | os.PathLike[str] | None = None) -> Engine:
+def connect(location: str | os.PathLike[str] | None = None, *, create: bool = False
+            ) -> Engine:
+    """An engine for the registry at `location`. A SQLite file that does not exist is created
+    only with `create` (by `migrate`): a mistyped path must not leave an empty database."""
     url = resolve(location)
+    if not create:
+        _check_sqlite_file(url)
     try:
         if url.startswith("sqlite"):
             engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
@@ -63,8 +77,18 @@ def connect(location: str | os.PathLike[str] | None = None) -> Engine:
         else:
             engine = create_engine(url, pool_pre_ping=True)
     except (ArgumentError, SQLAlchemyError, ImportError) as e:
-        raise RegistryError(f"registry {describe(url)}: {e}") from None
+        raise RegistryInputError(f"registry {describe(url)}: {e}") from None
     return engine
+
+
+def _check_sqlite_file(url: str) -> None:
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+        return
+    if not Path(parsed.database).is_file():
+        raise SchemaMismatch(f"no registry at {parsed.database}",
+                             hint=f"run `musket registry migrate --registry {parsed.database}` "
+                                  "to create it, or give the right --registry")
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
@@ -86,14 +110,47 @@ def head_revision() -> str:
 
 
 def current_revision(engine: Engine) -> str | None:
-    with engine.connect() as connection:
+    try:
+        connection = engine.connect()
+    except SQLAlchemyError as e:
+        where = describe(str(engine.url))
+        raise Unreachable(f"cannot reach the registry at {where}: {_first_line(e)}",
+                          hint="check that the database server runs and that the URL, user "
+                               "and network are right") from None
+    with connection:
         return MigrationContext.configure(connection).get_current_revision()
+
+
+def check_schema(engine: Engine) -> None:
+    """Raises SchemaMismatch, with the command to run, unless the schema is this musket's."""
+    current, head = current_revision(engine), head_revision()
+    if current == head:
+        return
+    where = describe(str(engine.url))
+    known = {script.revision for script in ScriptDirectory(str(MIGRATIONS)).walk_revisions()}
+    if current is None:
+        raise SchemaMismatch(f"registry {where} has no schema yet (this musket needs revision "
+                             f"{head})", hint=f"run `musket registry migrate --registry "
+                                              f"{_location_arg(where)}`")
+    if current not in known:
+        raise SchemaMismatch(f"registry {where}: schema revision {current} is newer than this "
+                             f"musket knows (it needs {head})",
+                             hint="upgrade musket on this station to the version that migrated "
+                                  "the registry")
+    raise SchemaMismatch(f"registry {where}: schema revision {current}, this musket needs {head}",
+                         hint=f"run `musket registry migrate --registry {_location_arg(where)}` "
+                              "(once, from one station)")
+
+
+def _location_arg(where: str) -> str:
+    # The shown URL back as the --registry value a person would type: a SQLite file's path.
+    return where.removeprefix("sqlite:///")
 
 
 def migrate(engine: Engine) -> tuple[str | None, str]:
     """Brings the schema to the newest revision; returns (revision before, revision after)."""
+    before = current_revision(engine)
     try:
-        before = current_revision(engine)
         if before != head_revision():
             with engine.begin() as connection:
                 command.upgrade(_config(connection), "head")
