@@ -16,17 +16,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from musket.identity import luhn_check_digit
+
 ROWS = 1_200_000  # 43 bytes a row: 51.6 MB
 IMPORT = "from musket.cli import main; main(prog_name='musket')"
-
-
-def luhn_digit(digits: str) -> str:
-    """The check digit that makes `digits` + it pass the Luhn check."""
-    total = 0
-    for position, ch in enumerate(reversed(digits)):
-        value = int(ch) * (2 if position % 2 == 0 else 1)
-        total += value - 9 if value > 9 else value
-    return str(-total % 10)
 
 
 def write_sim_list(path: Path, rows: int) -> None:
@@ -37,7 +30,7 @@ def write_sim_list(path: Path, rows: int) -> None:
         for n in range(rows):
             body = f"89490{n:013d}"
             state = "suspended" if n % 10 == 9 else "inventory"
-            f.write(f"{body}{luhn_digit(body)},iot-eu-100mb,{state}\n")
+            f.write(f"{body}{luhn_check_digit(body)},iot-eu-100mb,{state}\n")
 
 
 def run_import(csv_path: Path, registry: Path) -> tuple[int, float, float, str]:

@@ -23,13 +23,18 @@ class IdentityError(BadInput, ValueError):
     """An ICCID, IMEI or IMSI that cannot be right."""
 
 
+def luhn_check_digit(body: str) -> str:
+    """The digit that, appended to ``body``, makes it pass the Luhn check."""
+    total = 0
+    for position, ch in enumerate(reversed(body)):
+        value = int(ch) * (1 if position % 2 else 2)
+        total += value - 9 if value > 9 else value
+    return str(-total % 10)
+
+
 def luhn_valid(digits: str) -> bool:
     """True when the last digit of ``digits`` is the Luhn check digit of the ones before it."""
-    total = 0
-    for position, ch in enumerate(reversed(digits)):
-        value = int(ch) * (2 if position % 2 else 1)
-        total += value - 9 if value > 9 else value
-    return total % 10 == 0
+    return len(digits) > 1 and luhn_check_digit(digits[:-1]) == digits[-1]
 
 
 def _digits(kind: str, value: object, lengths: tuple[int, ...]) -> str:

@@ -8,7 +8,6 @@ import io
 import json
 
 import pytest
-from pgserver import PostgresServer, Unavailable
 from sqlalchemy import text
 
 from musket import broker
@@ -30,15 +29,6 @@ ICCIDS = ["8949019237115905561", "8949017000000000001", "89882280666012345678"]
 IMEI_A, IMEI_B = "869715053990670", "490154203237518"
 
 
-@pytest.fixture(scope="session")
-def postgres():
-    try:
-        server = PostgresServer()
-        server.start()
-    except Unavailable as e:  # `make test` installs PostgreSQL: a missing server is a failure
-        pytest.fail(f"no PostgreSQL server: {e}")
-    yield server
-    server.stop()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

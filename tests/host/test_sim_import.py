@@ -14,10 +14,10 @@ import time
 
 import pytest
 from click.testing import CliRunner
-from pgserver import PostgresServer, Unavailable
 
 from musket.cli import main
 from musket.errors import BadInput, ExitCode, Refused
+from musket.identity import luhn_check_digit
 from musket.registry import Actor, Registry
 from musket.registry.simcsv import (
     MAX_PROBLEMS_SHOWN,
@@ -33,17 +33,9 @@ MEMORY_ROWS = 1_200_000  # 43 bytes a row: a 51.6 MB file
 MEMORY_LIMIT_MB = 200
 
 
-def luhn_digit(digits: str) -> str:
-    total = 0
-    for position, ch in enumerate(reversed(digits)):
-        value = int(ch) * (2 if position % 2 == 0 else 1)
-        total += value - 9 if value > 9 else value
-    return str(-total % 10)
-
-
 def iccid(n: int) -> str:
     body = f"89490{n:013d}"
-    return body + luhn_digit(body)
+    return body + luhn_check_digit(body)
 
 
 def sim_lines(count: int, start: int = 0) -> list[str]:
@@ -57,17 +49,6 @@ def write(tmp_path, lines, name="sims.csv"):
     return path
 
 
-@pytest.fixture(scope="session")
-def postgres():
-    try:
-        server = PostgresServer()
-        server.start()
-    except Unavailable as e:
-        if os.environ.get("CI"):
-            pytest.fail(f"no PostgreSQL server in CI: {e}")
-        pytest.skip(f"no PostgreSQL server here: {e}")
-    yield server
-    server.stop()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
