@@ -34,7 +34,6 @@ SHIMS_DIR = SIM_DIR / "shims"
 MP_BOOT = SHIMS_DIR / "_simboot_mp.py"
 CPYTHON_BOOT = SIM_DIR / "cpython" / "boot.py"
 INTERPRETERS = ("micropython", "cpython")
-DEFAULT_HEAP = 64 * 1024
 # Heap for the sim's own modules on top of the firmware's share (see _simboot_mp.py).
 SIM_HEAP_RESERVE = 160 * 1024
 # ... and for the pool of names grown ahead of the firmware's (see _simboot_mp.py).
@@ -158,7 +157,7 @@ class VirtualDevice:
     """One virtual board with its flash image in `workdir`."""
 
     def __init__(self, board: Board | str, workdir: Path | str | None = None, *,
-                 interpreter: str = "micropython", heap: int = DEFAULT_HEAP, seed: int = 0,
+                 interpreter: str = "micropython", heap: int | None = None, seed: int = 0,
                  ota: bool = False, epoch: int = DEFAULT_EPOCH,
                  modem: dict | None = None, usage: dict | None = None) -> None:
         if interpreter not in INTERPRETERS:
@@ -166,7 +165,8 @@ class VirtualDevice:
                            f"{', '.join(INTERPRETERS)})")
         self.board = load_board(board) if isinstance(board, str) else board
         self.interpreter = interpreter
-        self.heap = heap
+        # The firmware's Python heap: the board's own unless a run asks for another.
+        self.heap = self.board.heap if heap is None else heap
         self.seed = seed
         self.ota = ota
         self.epoch = epoch

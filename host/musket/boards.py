@@ -39,6 +39,10 @@ MICROPYTHON_VERSION_FORM = "a version like '1.28'"
 
 KIB = 1024
 MIB = 1024 * KIB
+# A board's Python heap: below 32K not even the firmware's boot fits; above 8M it is not an
+# ESP32's internal RAM nor its PSRAM.
+MIN_HEAP = 32 * KIB
+MAX_HEAP = 8 * MIB
 SIZE_UNITS = {"": 1, "k": KIB, "kb": KIB, "kib": KIB, "m": MIB, "mb": MIB, "mib": MIB}
 SIZE_PATTERN = re.compile(r"(?:0x(?P<hex>[0-9a-f]+)|(?P<dec>\d+)\s*(?P<unit>[a-z]*))", re.I)
 # The sizes esptool's --flash_size accepts.
@@ -377,6 +381,7 @@ class Board:
     flash_size: int
     micropython_variant: str
     micropython_version: str
+    heap: int  # the Python heap the firmware gets (and the simulator's default)
     modem: Modem
     pins: Pins
     i2c: I2cBus
@@ -605,9 +610,10 @@ def _read_board(top: _Table, path: Path) -> Board:
     description = top.text("description")
     chip = _read_chip(top)
     flash_size = _read_flash_size(top)
-    micropython = top.table("micropython", ("variant", "version"))
+    micropython = top.table("micropython", ("variant", "version", "heap"))
     variant = micropython.text("variant", MICROPYTHON_VARIANT_PATTERN, MICROPYTHON_VARIANT_FORM)
     version = micropython.text("version", MICROPYTHON_VERSION_PATTERN, MICROPYTHON_VERSION_FORM)
+    heap = _read_heap(micropython)
     modem = _read_modem(top.table("modem", _field_names(Modem)), chip)
     pins = _read_pins(top.table("pins", PIN_ROLES), chip)
     i2c = _read_i2c(top.table("i2c", _field_names(I2cBus)), chip)
@@ -621,6 +627,7 @@ def _read_board(top: _Table, path: Path) -> Board:
         flash_size=flash_size,
         micropython_variant=variant,
         micropython_version=version,
+        heap=heap,
         modem=modem,
         pins=pins,
         i2c=i2c,
@@ -629,6 +636,15 @@ def _read_board(top: _Table, path: Path) -> Board:
         partitions_ota=ota,
         path=path,
     )
+
+
+def _read_heap(micropython: _Table) -> int:
+    heap = micropython.size("heap")
+    if not MIN_HEAP <= heap <= MAX_HEAP:
+        raise micropython.error("heap", f"{heap:,} bytes is outside {MIN_HEAP >> 10}K to "
+                                        f"{MAX_HEAP >> 10}K (an ESP32's heap without PSRAM is "
+                                        "about 110K)")
+    return heap
 
 
 def _read_name(top: _Table, path: Path) -> str:

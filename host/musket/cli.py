@@ -77,6 +77,8 @@ def _duration(ctx, param, value):
 
 
 def _size(ctx, param, value):
+    if value is None:
+        return None
     try:
         return parse_size(value)
     except MusketError as e:
@@ -102,8 +104,9 @@ def _speed(ctx, param, value):
               help="Virtual time to run: 90s, 15m, 2h30m, 1d.")
 @click.option("--interpreter", type=click.Choice(["micropython", "cpython"]),
               default="micropython", show_default=True)
-@click.option("--heap", default="64K", show_default=True, callback=_size,
-              help="MicroPython heap size (an ESP32 has about 64K free for Python objects).")
+@click.option("--heap", default=None, callback=_size,
+              help="MicroPython heap for the firmware, e.g. 64K. Default: the board's heap "
+                   "(see `musket boards`).")
 @click.option("--seed", default=0, show_default=True, type=int,
               help="Seed for everything random in the run; same seed, same run.")
 @click.option("--ota/--no-ota", default=False, help="Use the board's OTA partition layout.")
@@ -135,7 +138,8 @@ def sim_run(board, span, interpreter, heap, seed, ota, workdir, fresh, with_cons
 
     \b
     Examples:
-      musket sim run --interpreter micropython --heap 64K --for 1d --json
+      musket sim run --interpreter micropython --for 1d --json
+      musket sim run --heap 64K --for 1d
       musket sim run --for 1d --cut-chance 0.2 --seed 3
     """
     from musket_sim import VirtualDevice
@@ -317,13 +321,14 @@ def _list_boards(boards, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps([
             {"name": b.name, "chip": b.chip, "modem": b.modem.family, "flash_size": b.flash_size,
-             "description": b.description} for b in boards], indent=2))
+             "heap": b.heap, "description": b.description} for b in boards], indent=2))
         return
     table = Table(title="boards")
-    for column in ("name", "chip", "modem", "flash", "description"):
+    for column in ("name", "chip", "modem", "flash", "heap", "description"):
         table.add_column(column)
     for b in boards:
-        table.add_row(b.name, b.chip, b.modem.family, f"{b.flash_size >> 20} MB", b.summary)
+        table.add_row(b.name, b.chip, b.modem.family, f"{b.flash_size >> 20} MB",
+                      f"{b.heap >> 10}K", b.summary)
     Console().print(table)
 
 

@@ -21,7 +21,6 @@ from musket.errors import DeviceReportedErrors
 
 DEMO_BOARD = "esp32-sim7080g"
 DAY_S = 86400
-HEAP = 64 * 1024
 CONSOLE_LINES_SHOWN = 4
 USAGE = "day"
 # Reads the counters back from flash on the device, as a technician's console would.
@@ -59,7 +58,7 @@ def run(workdir: Path | None = None, console: Console | None = None) -> dict:
     console.rule("musket demo")
     console.print(f"board: [bold]{board.name}[/] ({board.chip}, modem {board.modem.family}, "
                   f"{board.flash_size >> 20} MB flash)")
-    device = VirtualDevice(board, workdir / "device", interpreter="micropython", heap=HEAP,
+    device = VirtualDevice(board, workdir / "device", interpreter="micropython",
                            modem=load_scenario("good"), usage=load_usage(USAGE))
     device.create_flash()
     files = device.read_files()
@@ -69,7 +68,7 @@ def run(workdir: Path | None = None, console: Console | None = None) -> dict:
                   f"{device.image}")
     day = device.run(DAY_S)
     console.print(f"2. one simulated day of a café's coffee machine ({USAGE!r} usage) under "
-                  f"MicroPython with a {HEAP // 1024}K heap: "
+                  f"MicroPython with the board's {device.heap // 1024}K heap: "
                   f"{day.virtual_seconds:,.0f} virtual s in {day.wall_seconds:.2f} wall s "
                   f"({day.virtual_seconds / day.wall_seconds:,.0f}x), {day.boots} boot, "
                   f"heap peak {day.heap_peak_bytes:,} bytes, errors: {len(day.errors)}")

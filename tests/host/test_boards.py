@@ -340,3 +340,18 @@ def test_invalid_board_names_the_field(tmp_path, board, old, new, field, words):
     message = load_error(write_variant(tmp_path, board, old, new))
     assert message.startswith(f"{board}.toml: {field}: "), message
     assert words in message, message
+
+
+@pytest.mark.parametrize(("new", "expected"), [
+    ("", "micropython.heap: missing required field"),
+    ('heap = "8K"', "micropython.heap: 8,192 bytes is outside 32K to 8192K"),
+    ('heap = "lots"', "micropython.heap: cannot read string 'lots' as a size"),
+], ids=["missing", "too-small", "unreadable"])
+def test_the_heap_is_declared_and_sane(tmp_path, new, expected):
+    message = load_error(write_variant(tmp_path, "esp32-a7670", 'heap = "96K"', new))
+    assert expected in message
+
+
+def test_every_shipped_board_declares_its_heap():
+    for board in SHIPPED:
+        assert load_board(board).heap == 96 * 1024
