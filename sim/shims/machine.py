@@ -141,58 +141,81 @@ class UART:
     def __init__(self, id, baudrate=115200, bits=8, parity=None, stop=1, **kwargs):
         self.id = id
         self._baudrate = baudrate
-        self._rxbuf = bytearray()
-        self._rx_limit = kwargs.get("rxbuf", self._RX_BUFFER)
+        self._make_ring(kwargs.get("rxbuf", self._RX_BUFFER))
         self.overflows = 0
         _simworld.uarts[id] = self
 
+    def _make_ring(self, size):
+        # The driver's receive buffer, made once: on the chip it lives in the IDF driver, and a
+        # buffer that grew and was sliced on every read would scatter the firmware's heap.
+        self._ring = bytearray(size)
+        self._head = 0  # next byte to read
+        self._count = 0  # bytes waiting
+
     def init(self, baudrate=115200, bits=8, parity=None, stop=1, **kwargs):
         self._baudrate = baudrate
-        if "rxbuf" in kwargs:
-            self._rx_limit = kwargs["rxbuf"]
+        if "rxbuf" in kwargs and kwargs["rxbuf"] != len(self._ring):
+            self._make_ring(kwargs["rxbuf"])
 
     def deinit(self):
         _simworld.uarts.pop(self.id, None)
 
     def _receive(self, data):
         # Bytes beyond the receive buffer are lost, as on the real driver.
-        room = self._rx_limit - len(self._rxbuf)
+        ring = self._ring
+        size = len(ring)
+        room = size - self._count
         if len(data) > room:
-            self.overflows += len(data) - max(room, 0)
-            data = data[:max(room, 0)]
-        self._rxbuf.extend(data)
+            self.overflows += len(data) - room
+        tail = (self._head + self._count) % size
+        for i in range(min(len(data), room)):
+            ring[tail] = data[i]
+            tail = tail + 1 if tail + 1 < size else 0
+        self._count += min(len(data), room)
         _simcore.notify_ready(self)
 
     def _sim_ready(self, mask):
         events = 0
-        if mask & 1 and self._rxbuf:
+        if mask & 1 and self._count:
             events |= 1
         if mask & 4:
             events |= 4
         return events
 
     def any(self):
-        return len(self._rxbuf)
-
-    def read(self, nbytes=None):
-        if not self._rxbuf:
-            return None
-        if nbytes is None or nbytes >= len(self._rxbuf):
-            nbytes = len(self._rxbuf)
-        out = bytes(self._rxbuf[:nbytes])
-        self._rxbuf[:] = self._rxbuf[nbytes:]
-        return out
+        return self._count
 
     def readinto(self, buf, nbytes=None):
-        data = self.read(len(buf) if nbytes is None else nbytes)
-        if data is None:
+        # Copies out of the ring without allocating, as the driver's uart_read_bytes does.
+        if not self._count:
             return None
-        buf[:len(data)] = data
-        return len(data)
+        n = len(buf) if nbytes is None else min(nbytes, len(buf))
+        if n > self._count:
+            n = self._count
+        ring = self._ring
+        size = len(ring)
+        head = self._head
+        for i in range(n):
+            buf[i] = ring[head]
+            head = head + 1 if head + 1 < size else 0
+        self._head = head
+        self._count -= n
+        return n
+
+    def read(self, nbytes=None):
+        if not self._count:
+            return None
+        out = bytearray(self._count if nbytes is None else min(nbytes, self._count))
+        self.readinto(out)
+        return bytes(out)
 
     def readline(self):
-        i = self._rxbuf.find(b"\n")
-        return self.read(i + 1 if i >= 0 else None)
+        ring = self._ring
+        size = len(ring)
+        for i in range(self._count):
+            if ring[(self._head + i) % size] == 10:
+                return self.read(i + 1)
+        return self.read()
 
     def write(self, buf):
         if isinstance(buf, str):  # the ESP32 port takes text too
