@@ -20,7 +20,10 @@ leaf   what                        direction  payload
 
 Provisioning writes the device's credentials with :func:`hash_password` (Mosquitto 2's
 ``$7$`` PBKDF2-SHA512 format, as ``mosquitto_passwd`` writes it) and the broker's ACL with
-:func:`render_acl`; nothing else in musket re-implements either.
+:func:`render_acl`; nothing else in musket re-implements either. :class:`MosquittoConf`
+renders the broker's configuration around them: a TLS listener, no anonymous clients, the
+client id bound to the user name, and packets capped at what the devices send and take (the
+figures derive from the device's MQTT buffers, below).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import hashlib
 import hmac
 import json
 import os
+import posixpath
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -47,7 +51,8 @@ EVENT_KINDS = ("use", "service", "adjust")
 # Mosquitto 2's password hash: "$7$<iterations>$<base64 salt>$<base64 PBKDF2-SHA512>".
 HASH_ITERATIONS = 101  # mosquitto_passwd's default
 SALT_BYTES = 12
-_DEVICE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+DEVICE_ID_MAX = 64  # characters (firmware/app/config.py's device_id takes as many)
+_DEVICE_ID = re.compile(r"[A-Za-z0-9_-]{1,%d}" % DEVICE_ID_MAX)
 
 
 class BrokerError(BadInput):
@@ -80,6 +85,73 @@ def parse_topic(name: str) -> tuple[str, str]:
     if len(parts) != 3 or parts[0] != PREFIX or parts[2] not in LEAVES:
         raise BrokerError(f"topic {name!r} is not d/<device_id>/<leaf>")
     return check_device_id(parts[1]), parts[2]
+
+
+# -- packet sizes: what a device takes and sends --------------------------------------------
+#
+# The device's MQTT client (firmware/app/uplink/mqtt.py) has one receive and one send buffer,
+# made once at boot in firmware/app/uplink/service.py. Every size limit below derives from
+# these two numbers; tests/uplink/test_broker_hardening.py reads them from the firmware and
+# fails when they change without these.
+DEVICE_RX_SIZE = 320  # _RX_SIZE: the largest packet body (what follows the fixed header) kept
+DEVICE_TX_SIZE = 448  # _TX_SIZE: the largest whole packet the device sends
+# The device subscribes to its commands at QoS 1, so a command arrives with a packet id
+# unless the sender publishes it at QoS 0.
+COMMAND_QOS = 1
+
+
+def _length_bytes(body: int) -> int:
+    """Bytes of MQTT's remaining-length field for a body of `body` bytes."""
+    return 1 if body < 128 else 2 if body < 16384 else 3 if body < 2097152 else 4
+
+
+def publish_body_size(topic_name: str, payload_size: int, qos: int = COMMAND_QOS) -> int:
+    """A PUBLISH's body (its remaining length): topic length and topic, the packet id at QoS 1
+    or 2, the payload."""
+    return 2 + len(topic_name.encode()) + (2 if qos else 0) + payload_size
+
+
+def publish_packet_size(topic_name: str, payload_size: int, qos: int = COMMAND_QOS) -> int:
+    """A whole PUBLISH as it crosses the network: fixed header and body."""
+    body = publish_body_size(topic_name, payload_size, qos)
+    return 1 + _length_bytes(body) + body
+
+
+def mosquitto_size(body: int) -> int:
+    """A packet's size as Mosquitto 2.0 checks it against ``max_packet_size``: the type byte
+    and the body, without the remaining-length bytes (``remaining_length + 1`` in
+    lib/packet_mosq.c)."""
+    return 1 + body
+
+
+def command_payload_max(device_id: str, qos: int = COMMAND_QOS) -> int:
+    """The largest command payload the device `device_id` takes: the receive buffer holds the
+    PUBLISH's body; a larger command is read past and answered ``too large``."""
+    return DEVICE_RX_SIZE - publish_body_size(topic(device_id, "c"), 0, qos)
+
+
+def check_command_size(device_id: str, payload: bytes, qos: int = COMMAND_QOS) -> bytes:
+    """Return `payload` if the device takes it as a command; BrokerError if it is larger (it
+    would cross the device's paid link only to be refused there)."""
+    limit = command_payload_max(device_id, qos)
+    if len(payload) > limit:
+        raise BrokerError(f"command of {len(payload)} bytes for {device_id}: the device takes "
+                          f"at most {limit} (its receive buffer is {DEVICE_RX_SIZE} bytes)")
+    return payload
+
+
+# The largest command payload every device takes, whatever its id (the longest id allowed).
+COMMAND_PAYLOAD_MAX = command_payload_max("x" * DEVICE_ID_MAX)
+# The body of the largest packet a device sends (a telemetry message or a command reply).
+DEVICE_TX_BODY_MAX = max(b for b in range(DEVICE_TX_SIZE) if 1 + _length_bytes(b) + b
+                         <= DEVICE_TX_SIZE)
+# Mosquitto's max_packet_size applies to every packet any client sends the broker (one global
+# setting in Mosquitto 2.0), so it must let the devices' own largest packets through. It is
+# the larger of what a device sends and what it takes: a command bigger than this ends the
+# sender's connection and never reaches a device; one between the device's limit and this
+# still crosses the link and is refused by the device (check_command_size refuses it before
+# it is published).
+MAX_PACKET_SIZE = max(mosquitto_size(DEVICE_TX_BODY_MAX), mosquitto_size(DEVICE_RX_SIZE))
 
 
 # -- credentials -------------------------------------------------------------------------
@@ -144,6 +216,114 @@ def render_acl(device_ids: Iterable[str], service_users: Iterable[str] = ()) -> 
     for user in sorted(set(service_users)):
         out.append(f"\nuser {user}\ntopic readwrite {PREFIX}/#")
     return "\n".join(out) + "\n"
+
+
+# -- the broker's configuration --------------------------------------------------------------
+
+MQTT_PORT = 1883
+MQTTS_PORT = 8883
+# Where Debian's mosquitto package keeps a broker's CA and its own certificate and key.
+DEFAULT_CAFILE = "/etc/mosquitto/ca_certificates/ca.crt"
+DEFAULT_CERTFILE = "/etc/mosquitto/certs/server.crt"
+DEFAULT_KEYFILE = "/etc/mosquitto/certs/server.key"
+DEFAULT_PERSISTENCE = "/var/lib/mosquitto/"
+TLS_VERSION_MIN = "tlsv1.2"
+
+
+@dataclass(frozen=True)
+class MosquittoConf:
+    """A whole Mosquitto 2.0 configuration (``mosquitto -c FILE``) for musket's devices.
+
+    One listener, TLS unless ``tls`` is off (plain MQTT: user names and passwords then cross
+    the network in clear). Every path is absolute: the broker reads them from its own working
+    directory. ``port`` defaults to 8883 with TLS, 1883 without."""
+
+    password_file: str
+    acl_file: str
+    tls: bool = True
+    cafile: str = DEFAULT_CAFILE
+    certfile: str = DEFAULT_CERTFILE
+    keyfile: str = DEFAULT_KEYFILE
+    port: int | None = None
+    address: str | None = None  # listen on this address only (default: every interface)
+    persistence_location: str = DEFAULT_PERSISTENCE
+
+    def __post_init__(self) -> None:
+        port = self.port
+        if port is None:
+            port = MQTTS_PORT if self.tls else MQTT_PORT
+            object.__setattr__(self, "port", port)
+        if not isinstance(port, int) or not 0 < port < 65536:
+            raise BrokerError(f"listener port {port!r}: out of range (1 to 65535)")
+        if self.address is not None and not re.fullmatch(r"[0-9A-Za-z.:_-]+", self.address):
+            raise BrokerError(f"listener address {self.address!r}: expected an IP address or "
+                              "a host name")
+        paths = {"password_file": self.password_file, "acl_file": self.acl_file,
+                 "persistence_location": self.persistence_location}
+        if self.tls:
+            paths.update(cafile=self.cafile, certfile=self.certfile, keyfile=self.keyfile)
+        for name, path in paths.items():
+            if not isinstance(path, str) or not posixpath.isabs(path) or any(
+                    c in path for c in "\r\n\0"):
+                raise BrokerError(f"{name} {path!r}: expected an absolute path on one line")
+
+    def render(self) -> str:
+        listener = f"listener {self.port}" + (f" {self.address}" if self.address else "")
+        if self.tls:
+            listen = f"""\
+# Devices and the fleet service connect here, with TLS: the broker's certificate
+# (certfile) must chain to the CA that provisioning writes to each unit (/ca.pem).
+{listener}
+cafile {self.cafile}
+certfile {self.certfile}
+keyfile {self.keyfile}
+tls_version {TLS_VERSION_MIN}"""
+        else:
+            listen = f"""\
+# Plain MQTT, chosen with --no-tls: user names, passwords and every message cross
+# the network in clear.
+{listener}"""
+        return f"""\
+# Mosquitto 2.0 configuration for musket's devices, written by `musket registry
+# export-broker`: the broker's whole configuration (mosquitto -c FILE).
+
+# Every client logs in: each device with its own credentials (password_file), confined
+# to its own d/<device_id>/ topics (acl_file).
+allow_anonymous false
+password_file {self.password_file}
+acl_file {self.acl_file}
+
+# The largest packet a client may send, as Mosquitto counts it (type byte and body).
+# The setting is global, so it admits a device's largest packet ({DEVICE_TX_SIZE} bytes of
+# telemetry); a bigger one, such as a 100 KB command, ends the sender's connection and
+# reaches no device. A device takes commands of up to {COMMAND_PAYLOAD_MAX} bytes.
+max_packet_size {MAX_PACKET_SIZE}
+
+# Devices keep their sessions (subscriptions, queued commands) across restarts.
+persistence true
+persistence_location {self.persistence_location}
+
+{listen}
+# The client id is the user name the client logged in with: no client can take
+# another's id, knock it off or clear its stored session and queued commands.
+# So each copy of the fleet service needs a user name of its own.
+use_username_as_clientid true
+"""
+
+
+def write_text_atomically(path: str | os.PathLike[str], text: str, mode: int = 0o644) -> None:
+    """Writes `text` to a temporary name beside `path` and renames it into place, so a broker
+    reloading meanwhile never reads half a file."""
+    tmp = f"{os.fspath(path)}.tmp"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        raise BrokerError(f"{os.fspath(path)}: cannot write: {e.strerror}") from None
 
 
 # -- telemetry -----------------------------------------------------------------------------
