@@ -59,8 +59,10 @@ def _print_json(data) -> None:
 @click.option("--broker-host", envvar="MUSKET_BROKER_HOST", required=True,
               help="MQTT broker host the unit connects to (default: $MUSKET_BROKER_HOST).")
 @click.option("--broker-port", type=click.IntRange(1, 65535), default=None,
-              help="MQTT broker port (default 1883, 8883 with --tls).")
-@click.option("--tls", is_flag=True, help="The unit connects with TLS; needs --ca.")
+              help="MQTT broker port (default 8883, 1883 with --no-tls).")
+@click.option("--tls/--no-tls", default=True, show_default=True,
+              help="The unit connects with TLS, which needs --ca. --no-tls opts out: plain "
+                   "MQTT, where its credentials cross the network in clear.")
 @click.option("--ca", "ca_file", type=click.File("rb"), default=None,
               help="The broker's CA certificate (PEM), written to the unit as /ca.pem.")
 @click.option("--rebind", is_flag=True,
@@ -79,29 +81,23 @@ def provision_cmd(port, location, station, operator, broker_host, broker_port, t
                   rebind, reason, old_sim, allow_unknown_sim, id_prefix, reset, as_json):
     """Provision one flashed unit over its console: read ICCID, IMEI and IMSI from its modem,
     bind them to a device ID in the registry, write its MQTT config and credentials, and print
-    its label line. Running it again on the same unit changes nothing.
+    its label line. Running it again on the same unit changes nothing. The unit connects
+    with TLS and gets the broker's CA (--ca) unless --no-tls opts out.
 
     \b
     Examples:
       musket provision --port /dev/ttyUSB0 --station line-1 --operator ana \\
-          --broker-host mqtt.example.com --tls --ca ca.pem
-      musket provision --port /dev/ttyUSB0 --broker-host mqtt.example.com \\
+          --broker-host mqtt.example.com --ca ca.pem
+      musket provision --port /dev/ttyUSB0 --broker-host mqtt.example.com --ca ca.pem \\
           --rebind --reason "SIM damaged in transit"
     """
-    from musket.provision import (
-        DEFAULT_MQTT_PORT,
-        DEFAULT_MQTTS_PORT,
-        BrokerSettings,
-        ProvisionOptions,
-        provision,
-    )
+    from musket.provision import BrokerSettings, ProvisionOptions, provision
 
-    ca = ca_file.read() if ca_file else None
-    port_number = broker_port or (DEFAULT_MQTTS_PORT if tls else DEFAULT_MQTT_PORT)
-    settings = BrokerSettings(broker_host, port_number, tls=tls, ca_pem=ca)
     options = ProvisionOptions(rebind=rebind, reason=reason, old_sim_state=old_sim,
                                allow_unknown_sim=allow_unknown_sim, id_prefix=id_prefix,
                                reset=reset)
+    ca = ca_file.read() if ca_file else None
+    settings = BrokerSettings(broker_host, broker_port, tls=tls, ca_pem=ca)
     with _registry().Registry.open(location) as registry:
         actor = _registry().default_actor(station, operator)
         result = provision(port, registry, settings, actor, options)

@@ -4,10 +4,13 @@
     from musket.registry import Registry, default_actor
 
     with Registry.open() as registry:  # migrated once by `musket registry migrate`
-        result = provision("/dev/ttyUSB0", registry, BrokerSettings("mqtt.example.com", 8883,
-                           tls=True, ca_pem=open("ca.pem", "rb").read()),
+        result = provision("/dev/ttyUSB0", registry,
+                           BrokerSettings("mqtt.example.com", ca_pem=open("ca.pem", "rb").read()),
                            default_actor("line-1", "ana"))
         print(result.label)
+
+The unit connects with TLS (port 8883) unless the settings opt out with ``tls=False`` (plain
+MQTT on 1883: its credentials then cross the network in clear).
 
 The unit's console is reached through mpremote's serial transport (raw REPL, raw-paste). The
 station soft-resets the unit into the raw REPL (boot.py runs, the application does not), reads
@@ -41,8 +44,8 @@ RAW_REPL_TIMEOUT_S = 15
 READ_TIMEOUT_S = 2
 CONSOLE_BAUD = 115200
 NONCE_BYTES = 16
-DEFAULT_MQTT_PORT = 1883
-DEFAULT_MQTTS_PORT = 8883
+DEFAULT_MQTT_PORT = broker_mod.MQTT_PORT
+DEFAULT_MQTTS_PORT = broker_mod.MQTTS_PORT
 _PEM_HEADER = b"-----BEGIN CERTIFICATE-----"
 
 
@@ -64,23 +67,32 @@ class UnitReportedError(ProvisionError, DeviceReportedErrors):
 
 @dataclass(frozen=True)
 class BrokerSettings:
-    """Where the unit's MQTT client connects; `ca_pem` is the broker's CA when tls is on."""
+    """Where the unit's MQTT client connects. TLS unless `tls` is False, and then `ca_pem`
+    (the broker's CA, PEM) is required; `port` defaults to 8883 with TLS, 1883 without."""
 
     host: str
-    port: int = DEFAULT_MQTT_PORT
-    tls: bool = False
+    port: int | None = None
+    tls: bool = True
     ca_pem: bytes | None = None
 
     def __post_init__(self) -> None:
         if not self.host or len(self.host) > 253:
             raise ProvisionInputError(f"broker host {self.host!r}: expected a host name (1 "
                                       "to 253 characters)")
-        if not 0 < self.port < 65536:
-            raise ProvisionInputError(f"broker port {self.port}: out of range (1 to 65535)")
+        port = self.port
+        if port is None:
+            port = DEFAULT_MQTTS_PORT if self.tls else DEFAULT_MQTT_PORT
+            object.__setattr__(self, "port", port)
+        if not 0 < port < 65536:
+            raise ProvisionInputError(f"broker port {port}: out of range (1 to 65535)")
         if self.tls and not self.ca_pem:
-            raise ProvisionInputError("TLS needs the broker's CA certificate (--ca FILE)")
+            raise ProvisionInputError(
+                "TLS needs the broker's CA certificate: give --ca FILE, or opt out with "
+                "--no-tls", hint="units connect with TLS by default; --no-tls is plain MQTT, "
+                                 "where their credentials cross the network in clear")
         if self.ca_pem is not None and not self.tls:
-            raise ProvisionInputError("a CA certificate was given without TLS (add --tls)")
+            raise ProvisionInputError("a CA certificate was given with --no-tls: drop one of "
+                                      "them")
         if self.ca_pem is not None and _PEM_HEADER not in self.ca_pem:
             raise ProvisionInputError("the CA file is not a PEM certificate (no "
                                       f"{_PEM_HEADER.decode()} line)")
@@ -103,6 +115,10 @@ class ProvisionOptions:
     id_prefix: str = binding.DEFAULT_ID_PREFIX
     # Restart the unit afterwards, so that it runs its application with the new config.
     reset: bool = True
+
+    def __post_init__(self) -> None:
+        if self.rebind and not (self.reason and self.reason.strip()):
+            raise ProvisionInputError("--rebind needs --reason (it goes into the audit log)")
 
 
 @dataclass
@@ -200,8 +216,6 @@ def provision(port: str, registry: Registry, broker: BrokerSettings, actor: Acto
     """Provisions the unit on `port`; raises ProvisionError (or BindingRefused) with the
     reason when it cannot, leaving the registry and the unit's files as they were."""
     options = options or ProvisionOptions()
-    if options.rebind and not (options.reason and options.reason.strip()):
-        raise ProvisionInputError("--rebind needs --reason (it goes into the audit log)")
     console = UnitConsole(port)
     try:
         console.enter()

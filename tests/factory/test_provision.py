@@ -4,10 +4,13 @@ real MicroPython interpreter, reached through their console pty with mpremote's 
 Each device is a `musket sim run --console` process, as on a bench; its modem model's ICCID
 and IMEI come from a scenario file, the chip ID from the seed. After each step the test reads
 the files from the littlefs partition of the device's flash image and the registry's rows.
+
+Units are provisioned for TLS (the default) with a CA made here, except where a test opts out.
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import signal
@@ -23,18 +26,46 @@ from click.testing import CliRunner
 from musket import broker, fsimage
 from musket.boards import load_board
 from musket.cli import main
-from musket.provision import BrokerSettings, ProvisionError, ProvisionOptions, provision
+from musket.errors import ExitCode
+from musket.provision import (
+    BrokerSettings,
+    ProvisionError,
+    ProvisionInputError,
+    ProvisionOptions,
+    provision,
+)
 from musket.registry import Actor, BindingRefused, Registry
 
 BOARD = "esp32-sim7080g"
 ACTOR = Actor("line-1", "ana")
 ICCID_A, ICCID_B = "8949019237115905561", "8949017000000000001"
 IMEI_A = "869715053990670"
-BROKER = BrokerSettings("127.0.0.1", 1883)
 SPEED = 50  # virtual seconds per wall second while the application idles before provisioning
 STARTUP_TIMEOUT_S = 20
-PROVISIONED_FILES = ("config.json", "secrets.json")
+PROVISIONED_FILES = ("ca.pem", "config.json", "secrets.json")
 _RECORD_HEADER = struct.Struct("<4sBBII")  # app/store.py: magic, version, flags, length, crc
+
+
+def make_ca_pem() -> bytes:
+    """A self-signed CA certificate (PEM), as the broker's CA would be."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "musket test broker CA")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=30))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .sign(key, hashes.SHA256()))
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+CA_PEM = make_ca_pem()
+BROKER = BrokerSettings("127.0.0.1", ca_pem=CA_PEM)  # TLS, port 8883: the defaults
 
 
 class Bench:
@@ -124,14 +155,16 @@ def test_provision_binds_and_running_again_changes_nothing(bench, registry, tmp_
     result = provision(port, registry, BROKER, ACTOR)
     assert (result.action, result.iccid, result.imei) == ("provision", ICCID_A, IMEI_A)
     assert result.label == f"{result.device_id} IMEI {IMEI_A} ICCID {ICCID_A}"
-    assert result.written == ["/secrets.json", "/config.json"]
+    assert result.written == ["/ca.pem", "/secrets.json", "/config.json"]
     device = registry.device(result.device_id)
     assert (device.iccid, device.imei, device.sim_state) == (ICCID_A, IMEI_A, "bound")
 
     files = unit.files()
     config = record(files["config.json"])
-    assert {k: config[k] for k in ("device_id", "mqtt_host")} == {
-        "device_id": result.device_id, "mqtt_host": "127.0.0.1"}
+    assert {k: config[k] for k in ("device_id", "mqtt_host", "mqtt_port", "mqtt_tls")} == {
+        "device_id": result.device_id, "mqtt_host": "127.0.0.1", "mqtt_port": 8883,
+        "mqtt_tls": 1}
+    assert files["ca.pem"] == CA_PEM
     secrets = record(files["secrets.json"])
     assert secrets["mqtt_user"] == result.device_id
     assert broker.verify_password(secrets["mqtt_password"],
@@ -140,10 +173,14 @@ def test_provision_binds_and_running_again_changes_nothing(bench, registry, tmp_
     before = {name: files[name] for name in PROVISIONED_FILES}
     counts = registry.counts()
 
-    # Again, through the command line: the same unit is found and nothing is written.
+    # Again, through the command line: the same unit is found and nothing is written. A
+    # script written when TLS was an opt-in (--tls) still runs.
+    ca_file = tmp_path / "ca.pem"
+    ca_file.write_bytes(CA_PEM)
     out = CliRunner().invoke(main, [
         "provision", "--port", port, "--registry", str(tmp_path / "registry.sqlite"),
-        "--broker-host", "127.0.0.1", "--station", "line-1", "--operator", "ana"])
+        "--broker-host", "127.0.0.1", "--tls", "--ca", str(ca_file), "--station", "line-1",
+        "--operator", "ana"])
     assert out.exit_code == 0, out.output
     assert out.output.splitlines() == [
         f"{port}: already provisioned as {result.device_id}; nothing changed",
@@ -202,3 +239,45 @@ def test_a_dead_modem_stops_the_unit_with_nothing_written(bench, registry):
     assert registry.counts() == counts
     assert not any(name.startswith(("config.json", "secrets.json"))
                    for name in unit.files())
+
+
+def test_plain_mqtt_is_an_explicit_opt_out(bench, registry, tmp_path):
+    unit = bench("plain", seed=4, scenario={"iccid": ICCID_A})
+    port = unit.start()
+    out = CliRunner().invoke(main, [
+        "provision", "--port", port, "--registry", str(tmp_path / "registry.sqlite"),
+        "--broker-host", "127.0.0.1", "--no-tls", "--no-reset", "--json"])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.output)["written"] == ["/secrets.json", "/config.json"]
+    files = unit.files()
+    config = record(files["config.json"])
+    # The firmware's defaults (port 1883, no TLS): its config record keeps only other values.
+    assert (config.get("mqtt_port"), config.get("mqtt_tls")) == (None, None), config
+    assert config["device_id"] == json.loads(out.output)["device_id"]
+    assert "ca.pem" not in files
+
+
+def test_without_a_ca_or_an_opt_out_nothing_starts(tmp_path):
+    # Refused before the registry or the unit's port is opened.
+    ca_file = tmp_path / "ca.pem"
+    ca_file.write_bytes(CA_PEM)
+    missing = tmp_path / "never-made.sqlite"
+    common = ["provision", "--port", str(tmp_path / "no-such-port"), "--registry", str(missing),
+              "--broker-host", "mqtt.example.com"]
+    for extra, message in (
+            ([], "error: TLS needs the broker's CA certificate: give --ca FILE, or opt out "
+                 "with --no-tls\nhint: units connect with TLS by default; --no-tls is plain "
+                 "MQTT, where their credentials cross the network in clear\n"),
+            (["--tls"], "error: TLS needs the broker's CA certificate"),
+            (["--no-tls", "--ca", str(ca_file)],
+             "error: a CA certificate was given with --no-tls: drop one of them\n")):
+        out = CliRunner().invoke(main, common + extra)
+        assert out.exit_code == ExitCode.BAD_INPUT, out.output
+        assert out.output.startswith(message), out.output
+    assert not missing.exists()
+    with pytest.raises(ProvisionInputError, match="TLS needs the broker's CA certificate"):
+        BrokerSettings("mqtt.example.com")
+    assert (BrokerSettings("h", ca_pem=CA_PEM).port, BrokerSettings("h", tls=False).port,
+            BrokerSettings("h", 8884, ca_pem=CA_PEM).port) == (8883, 1883, 8884)
+    with pytest.raises(ProvisionInputError, match="not a PEM certificate"):
+        BrokerSettings("h", ca_pem=b"not a certificate")
