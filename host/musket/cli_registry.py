@@ -4,11 +4,14 @@ musket.registry. Registered on the main group in cli.py."""
 from __future__ import annotations
 
 import json
+import os
 
 import click
 from rich.console import Console
 from rich.table import Table
 
+from musket import broker
+from musket.errors import BadInput
 from musket.identity import SIM_STATES
 
 
@@ -263,23 +266,67 @@ def export_bindings_cmd(location, output):
         registry.write_bindings_csv(output)
 
 
+# export-broker's options that shape the --conf file: parameter name -> option.
+_CONF_OPTIONS = {"tls": "--tls/--no-tls", "listen_port": "--port", "cafile": "--cafile",
+                 "certfile": "--certfile", "keyfile": "--keyfile", "address": "--address"}
+
+
 @registry_group.command("export-broker")
 @_registry_option
 @click.option("--passwd", "passwd_path", required=True, type=click.Path(dir_okay=False),
               help="Mosquitto password_file to write (the stored PBKDF2 hashes).")
 @click.option("--acl", "acl_path", required=True, type=click.Path(dir_okay=False),
               help="Mosquitto acl_file to write (each device confined to its prefix).")
-def export_broker_cmd(location, passwd_path, acl_path):
-    """Write the broker's password file and ACL for every provisioned device. The registry
-    holds only the hashes the broker needs, never the secrets.
+@click.option("--conf", "conf_path", type=click.Path(dir_okay=False), default=None,
+              help="Also write the broker's whole configuration (mosquitto -c FILE) naming "
+                   "these two files: a TLS listener, no anonymous clients, client ids bound "
+                   "to user names, packets capped at what the devices send and take.")
+@click.option("--tls/--no-tls", default=True, show_default=True,
+              help="With --conf: the listener speaks TLS. --no-tls is plain MQTT, for units "
+                   "provisioned with --no-tls: credentials cross the network in clear.")
+@click.option("--port", "listen_port", type=click.IntRange(1, 65535), default=None,
+              help="With --conf: the listener's port (default 8883, 1883 with --no-tls).")
+@click.option("--cafile", default=broker.DEFAULT_CAFILE, show_default=True,
+              help="With --conf: the CA given to the units (provision --ca), on the broker.")
+@click.option("--certfile", default=broker.DEFAULT_CERTFILE, show_default=True,
+              help="With --conf: the broker's certificate (PEM, signed by that CA).")
+@click.option("--keyfile", default=broker.DEFAULT_KEYFILE, show_default=True,
+              help="With --conf: the broker's private key (PEM).")
+@click.option("--address", default=None,
+              help="With --conf: listen on this address only (default: every interface).")
+@click.pass_context
+def export_broker_cmd(ctx, location, passwd_path, acl_path, conf_path, tls, listen_port,
+                      cafile, certfile, keyfile, address):
+    """Write the broker's password file and ACL for every provisioned device and, with
+    --conf, the Mosquitto configuration that uses them. The registry holds only the hashes
+    the broker needs, never the secrets. Paths in the configuration are made absolute.
 
     \b
-    Example:
+    Examples:
       musket registry export-broker --passwd /etc/mosquitto/passwd --acl /etc/mosquitto/acl
+      musket registry export-broker --passwd /etc/mosquitto/passwd --acl /etc/mosquitto/acl \\
+          --conf /etc/mosquitto/musket.conf --certfile /etc/mosquitto/certs/mqtt.example.com.crt
     """
+    conf = None
+    if conf_path is not None:
+        # Checked before the registry opens: a bad option writes no file.
+        conf = broker.MosquittoConf(
+            password_file=os.path.abspath(passwd_path), acl_file=os.path.abspath(acl_path),
+            tls=tls, cafile=os.path.abspath(cafile), certfile=os.path.abspath(certfile),
+            keyfile=os.path.abspath(keyfile), port=listen_port, address=address)
+    else:
+        given = [option for name, option in _CONF_OPTIONS.items()
+                 if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE]
+        if given:
+            raise BadInput(f"{', '.join(given)} without --conf: the broker's configuration "
+                           "is written only with --conf FILE")
     with _registry().Registry.open(location) as registry:
         count = registry.export_broker(passwd_path, acl_path)
-    click.echo(f"{count} device{'' if count == 1 else 's'}: {passwd_path}, {acl_path}")
+    written = [passwd_path, acl_path]
+    if conf is not None:
+        broker.write_text_atomically(conf_path, conf.render())
+        written.append(conf_path)
+    click.echo(f"{count} device{'' if count == 1 else 's'}: {', '.join(written)}")
 
 
 @registry_group.command("audit")
