@@ -28,14 +28,7 @@ import time
 
 from app import store
 from app.errors import FirmwareError
-
-try:
-    from micropython import const
-except ImportError:
-
-    def const(x):
-        return x
-
+from micropython import const
 
 DIR = "/counters"
 SEGMENT_BYTES = const(2048)  # journal bytes before a rollover: half a flash block

@@ -11,13 +11,7 @@
 import struct
 import time
 
-try:
-    from micropython import const
-except ImportError:
-
-    def const(x):
-        return x
-
+from micropython import const
 
 DEBUG = const(10)
 INFO = const(20)

@@ -9,14 +9,7 @@ import machine
 from app import log as log_mod
 from app import status as status_mod
 from app import store
-
-try:
-    from micropython import const
-except ImportError:
-
-    def const(x):
-        return x
-
+from micropython import const
 
 STATE_PATH = "/state.json"
 _MODEM_RESET_MARK = const(b"musket:modem-reset")

@@ -32,14 +32,7 @@ import os
 import struct
 
 from app.errors import FirmwareError
-
-try:
-    from micropython import const
-except ImportError:
-
-    def const(x):
-        return x
-
+from micropython import const
 
 _REC_MAGIC = const(b"MSKR")
 _REC_VERSION = const(1)

@@ -16,14 +16,7 @@ import asyncio
 import time
 
 from app import store
-
-try:
-    from micropython import const
-except ImportError:
-
-    def const(x):
-        return x
-
+from micropython import const
 
 _ACTIVE_MS = const(1000)  # sample period while a brew or a dispense is under way
 _IDLE_MS = const(4000)  # ... and while nothing is happening

@@ -258,10 +258,11 @@ def _filesystem_piece(board: Board, ota: bool, fs_files: dict[str, bytes],
 
 
 # The firmware writes its own records: the config through app.config.save (which checks it
-# against the firmware's schema), the secrets through app.store.write_json.
+# against the firmware's schema), the secrets through app.store.write_json. Its modules run
+# under this CPython with the sim's stand-in for MicroPython's `micropython` module.
 _RECORD_WRITER = """
-import json, sys
-sys.path.insert(0, sys.argv[1])
+import json, os, sys
+sys.path[:0] = sys.argv[1].split(os.pathsep)
 from app import config, store
 folder, data = sys.argv[2], json.load(sys.stdin)
 try:
@@ -278,9 +279,12 @@ def _device_records(device: DeviceData) -> dict[str, bytes]:
     records = {CA_PATH: device.ca_pem.encode()} if device.ca_pem else {}
     if not device.config and not device.secrets:
         return records
+    from musket_sim.cpython import plain
+
     with tempfile.TemporaryDirectory() as folder:
         result = subprocess.run(
-            [sys.executable, "-c", _RECORD_WRITER, str(firmware.firmware_dir()), folder],
+            [sys.executable, "-c", _RECORD_WRITER, plain.pythonpath(firmware.firmware_dir()),
+             folder],
             input=json.dumps({"config": device.config, "secrets": device.secrets}),
             capture_output=True, text=True)
         if result.returncode:

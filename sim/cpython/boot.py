@@ -3,7 +3,7 @@
     python boot.py <settings.json>
 
 The firmware runs unchanged: its imports of machine, esp32, network, time, select, os,
-asyncio, micropython and gc resolve to the sim's shims, its `open` to the littlefs partition
+asyncio, micropython, gc and tls resolve to the sim's shims, its `open` to the littlefs partition
 of the flash image, and its own modules load from that partition. Nothing else in the process
 sees these substitutions: they live in the builtins of the firmware's modules only.
 """

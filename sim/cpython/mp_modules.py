@@ -1,34 +1,27 @@
-"""MicroPython-only modules for firmware running under CPython: micropython, gc, sys."""
+"""MicroPython-only modules for firmware running under CPython: micropython, gc, sys, tls."""
 
 from __future__ import annotations
 
 import errno as _errno
 import gc as _gc
+import importlib.util
 import os as _os
 import sys as _sys
 import traceback
 import types
 
 import _simcore
+import mp_tls
 
-
-def _identity(f):
-    return f
+_PLAIN_MICROPYTHON = _os.path.join(_os.path.dirname(_os.path.abspath(__file__)), "plain",
+                                   "micropython.py")
 
 
 def _make_micropython() -> types.ModuleType:
-    m = types.ModuleType("micropython")
-    m.const = lambda x: x
-    m.native = _identity
-    m.viper = _identity
-    m.mem_info = lambda verbose=None: print("heap: CPython (no fixed heap)")
-    m.qstr_info = lambda verbose=None: None
-    m.stack_use = lambda: 0
-    m.heap_lock = lambda: 0
-    m.heap_unlock = lambda: 0
-    m.kbd_intr = lambda char: None
-    m.alloc_emergency_exception_buf = lambda size: None
-    m.opt_level = lambda level=None: 0
+    # The one stand-in (plain/micropython.py), with `schedule` on the virtual clock.
+    spec = importlib.util.spec_from_file_location("micropython", _PLAIN_MICROPYTHON)
+    m = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(m)
 
     def schedule(func, arg):
         _simcore.at(_simcore.now_us, lambda: func(arg))
@@ -93,4 +86,5 @@ def make_modules(heap_bytes: int) -> dict[str, types.ModuleType]:
         "micropython": _make_micropython(),
         "gc": _make_gc(heap_bytes),
         "sys": _SysProxy("sys"),
+        "tls": mp_tls,
     }

@@ -8,6 +8,8 @@ import sys
 import pytest
 from test_store_config_interpreters import CHECKS, FIRMWARE, TIMEOUT_S, tool
 
+from musket_sim.cpython import plain
+
 EXPECTED = ["power_cut_day", "api_basics", "rollover_keeps_undelivered", "rules_parse",
             "sht_crc", "sht_faults", "analog_sensors"]
 # The check keeps a day's delivered events and the files of each step in memory, beyond
@@ -21,7 +23,7 @@ def test_counter_checks(interpreter, tmp_path):
     scratch.mkdir()
     if interpreter == "cpython":
         argv = [sys.executable, str(CHECKS / "counter_checks.py"), str(scratch)]
-        env = {"PYTHONPATH": f"{FIRMWARE}:{CHECKS}", "PYTHONDONTWRITEBYTECODE": "1"}
+        env = {"PYTHONPATH": plain.pythonpath(FIRMWARE, CHECKS), "PYTHONDONTWRITEBYTECODE": "1"}
     else:
         build = tmp_path / "mpy"
         build.mkdir()

@@ -3,7 +3,8 @@
 The scripts in ``checks/`` print ``PASS <name>`` per check and fail with a traceback. Under
 MicroPython they run with an ESP32-sized heap; the firmware modules are imported from source
 inside that heap. The check scripts themselves are compiled with mpy-cross first: compiling a
-script that size from source needs more heap than the firmware it exercises.
+script that size from source needs more heap than the firmware it exercises. Under CPython the
+sim's stand-in for MicroPython's `micropython` module comes on the path with the firmware.
 """
 
 import os
@@ -13,6 +14,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from musket_sim.cpython import plain
 
 REPO = Path(__file__).resolve().parents[2]
 FIRMWARE = REPO / "firmware"
@@ -71,7 +74,7 @@ def command(interpreter, script, tmp_path, scratch):
     """Return (argv, env) that run one checks script under ``interpreter``."""
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
     if interpreter == "cpython":
-        env["PYTHONPATH"] = str(FIRMWARE)
+        env["PYTHONPATH"] = plain.pythonpath(FIRMWARE)  # with the stand-in `micropython`
         return [sys.executable, str(CHECKS / f"{script}.py"), str(scratch)], env
     build = tmp_path / "mpy"
     build.mkdir()

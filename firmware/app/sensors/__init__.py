@@ -16,14 +16,7 @@ app.sensors.analog name the same classes for importers.
 import time
 
 from app.errors import FirmwareError
-
-try:
-    from micropython import const
-except ImportError:
-
-    def const(x):
-        return x
-
+from micropython import const
 
 STUCK_READS = const(30)  # identical raw readings in a row that make a sensor "stuck"
 

@@ -18,14 +18,7 @@
 import json
 
 from app import store
-
-try:
-    from micropython import const
-except ImportError:
-
-    def const(x):
-        return x
-
+from micropython import const
 
 PATH = "/uplink.cmd"
 _REMEMBERED = const(16)  # command ids kept against repeats

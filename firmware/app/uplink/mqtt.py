@@ -13,14 +13,7 @@ import struct
 import time
 
 from app.uplink import UplinkError
-
-try:
-    from micropython import const
-except ImportError:
-
-    def const(x):
-        return x
-
+from micropython import const
 
 _CONNECT = const(0x10)
 _CONNACK = const(0x20)

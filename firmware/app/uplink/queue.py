@@ -9,14 +9,7 @@
 import struct
 
 from app import store
-
-try:
-    from micropython import const
-except ImportError:
-
-    def const(x):
-        return x
-
+from micropython import const
 
 DEFAULT_PATH = "/uplink.q"
 DEFAULT_MAX_BYTES = const(6144)  # about a day and a half of readings every 15 min

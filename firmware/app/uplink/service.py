@@ -15,14 +15,7 @@ import time
 
 from app import store
 from app.uplink import UplinkError, topic
-
-try:
-    from micropython import const
-except ImportError:
-
-    def const(x):
-        return x
-
+from micropython import const
 
 STATE_PATH = "/uplink.json"
 SECRETS_PATH = "/secrets.json"

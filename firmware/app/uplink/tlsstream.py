@@ -1,152 +1,97 @@
 # TLS over the modem's socket: an async byte stream with the same write(data) / read_into(buf)
 # / close() / closed as the modem's Socket, so the MQTT client runs over either unchanged.
 #
-# The TLS engine never touches the network. On MicroPython, `tls` wraps a _Pipe (an io.IOBase
-# whose readinto/write only move bytes between two small buffers); on CPython (the sim's other
-# interpreter) an ssl.SSLObject over two MemoryBIOs does the same. When the engine has no
-# input it says "would block" (None / SSLWantReadError) instead of waiting, and this class
-# awaits the modem socket for it: no call blocks the loop during an outage, and the modem
-# model counts the encrypted bytes, as the air would.
+# The TLS engine never touches the network: MicroPython's `tls` wraps a _Pipe (an io.IOBase
+# whose readinto/write only move bytes between two small buffers). When the engine has no
+# input it says "would block" (None) instead of waiting, and this class awaits the modem
+# socket for it: no call blocks the loop during an outage, and the modem model counts the
+# encrypted bytes, as the air would. Under CPython the sim provides a `tls` with the same
+# behaviour over CPython's ssl (sim/cpython/mp_tls.py): one API on both interpreters.
 #
 # The handshake runs inside the first write (the MQTT CONNECT), bounded by HANDSHAKE_MS, so
 # the client's Finished and the CONNECT leave in one modem send, and the credentials in the
 # CONNECT go only to a broker whose certificate chains to /ca.pem and names mqtt_host.
 import asyncio
+import io
 import time
 
+import tls
 from app.uplink import UplinkError
-
-try:
-    from micropython import const
-except ImportError:
-
-    def const(x):
-        return x
-
+from micropython import const
 
 CA_PATH = "/ca.pem"
 HANDSHAKE_MS = 60000  # ClientHello to Finished over a slow LTE-M cell, retries included
 _CHUNK = const(256)  # ciphertext taken from the modem socket per read
 _OUT = const(512)  # ciphertext waiting to go: one record of a full MQTT send buffer (448)
 
-try:
-    import io
 
-    import tls
+class _Pipe(io.IOBase):
+    # The engine's transport: readinto takes ciphertext the stream fed (None: none left,
+    # which mbedTLS turns into WANT_READ), write keeps what it sends until the stream
+    # flushes it (None when full: WANT_WRITE).
+    def __init__(self):
+        self.inb = None
+        self.ipos = self.iend = 0
+        self.out = bytearray(_OUT)
+        self.olen = 0
 
-    class _Pipe(io.IOBase):
-        # The engine's transport: readinto takes ciphertext the stream fed (None: none left,
-        # which mbedTLS turns into WANT_READ), write keeps what it sends until the stream
-        # flushes it (None when full: WANT_WRITE).
-        def __init__(self):
-            self.inb = None
-            self.ipos = self.iend = 0
-            self.out = bytearray(_OUT)
-            self.olen = 0
+    def readinto(self, buf):
+        n = min(len(buf), self.iend - self.ipos)
+        if n <= 0:
+            return None
+        buf[:n] = self.inb[self.ipos:self.ipos + n]
+        self.ipos += n
+        return n
 
-        def readinto(self, buf):
-            n = min(len(buf), self.iend - self.ipos)
-            if n <= 0:
-                return None
-            buf[:n] = self.inb[self.ipos:self.ipos + n]
-            self.ipos += n
-            return n
+    def write(self, buf):
+        n = min(len(buf), _OUT - self.olen)
+        if n <= 0:
+            return None
+        self.out[self.olen:self.olen + n] = buf[:n]
+        self.olen += n
+        return n
 
-        def write(self, buf):
-            n = min(len(buf), _OUT - self.olen)
-            if n <= 0:
-                return None
-            self.out[self.olen:self.olen + n] = buf[:n]
-            self.olen += n
-            return n
+    def ioctl(self, req, arg):
+        return 0  # close and poll: the modem socket is closed and awaited by TLSStream
 
-        def ioctl(self, req, arg):
-            return 0  # close and poll: the modem socket is closed and awaited by TLSStream
 
-    def _context(ca):
-        ctx = tls.SSLContext(tls.PROTOCOL_TLS_CLIENT)
-        # The default for a client context, said outright; the port's C type has the
-        # attribute, its stub lacks it.
-        ctx.verify_mode = tls.CERT_REQUIRED  # type: ignore[attr-defined]
-        ctx.load_verify_locations(ca)  # one DER certificate
-        return ctx
+def _context(ca):
+    ctx = tls.SSLContext(tls.PROTOCOL_TLS_CLIENT)
+    # The default for a client context, said outright; the port's C type has the
+    # attribute, its stub lacks it.
+    ctx.verify_mode = tls.CERT_REQUIRED  # type: ignore[attr-defined]
+    ctx.load_verify_locations(ca)  # one DER certificate
+    return ctx
 
-    class _Engine:
-        def __init__(self, ctx, host):
-            self.pipe = _Pipe()
-            self.ssl = ctx.wrap_socket(self.pipe, server_hostname=host,
-                                       do_handshake_on_connect=False)
 
-        def feed(self, mv):
-            self.pipe.inb = mv
-            self.pipe.ipos = 0
-            self.pipe.iend = len(mv)
+class _Engine:
+    def __init__(self, ctx, host):
+        self.pipe = _Pipe()
+        self.ssl = ctx.wrap_socket(self.pipe, server_hostname=host,
+                                   do_handshake_on_connect=False)
 
-        def starved(self):
-            return self.pipe.ipos >= self.pipe.iend
+    def feed(self, mv):
+        self.pipe.inb = mv
+        self.pipe.ipos = 0
+        self.pipe.iend = len(mv)
 
-        def outgoing(self):
-            return memoryview(self.pipe.out)[:self.pipe.olen]
+    def starved(self):
+        return self.pipe.ipos >= self.pipe.iend
 
-        def sent(self):
-            self.pipe.olen = 0
+    def outgoing(self):
+        return memoryview(self.pipe.out)[:self.pipe.olen]
 
-        def write(self, mv):
-            return self.ssl.write(mv)
+    def sent(self):
+        self.pipe.olen = 0
 
-        def readinto(self, mv):
-            return self.ssl.readinto(mv)
+    def write(self, mv):
+        return self.ssl.write(mv)
 
-        def close(self):
-            self.ssl.close()
+    def readinto(self, mv):
+        return self.ssl.readinto(mv)
 
-except ImportError:
-    import ssl
-
-    def _context(ca):  # type: ignore[misc]
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies the chain and host name
-        ctx.load_verify_locations(cadata=ca)
-        return ctx
-
-    class _Engine:  # type: ignore[no-redef]
-        def __init__(self, ctx, host):
-            self._in = ssl.MemoryBIO()
-            self._out = ssl.MemoryBIO()
-            self._pending = b""
-            # CPython only (the sim): MicroPython's ssl has no wrap_bio, hence the ignore.
-            self.ssl = ctx.wrap_bio(self._in, self._out,  # type: ignore[attr-defined]
-                                    server_hostname=host)
-
-        def feed(self, mv):
-            self._in.write(bytes(mv))
-
-        def starved(self):
-            return not self._in.pending
-
-        def outgoing(self):
-            if not self._pending:
-                self._pending = self._out.read()
-            return self._pending
-
-        def sent(self):
-            self._pending = b""
-
-        def write(self, mv):
-            try:
-                return self.ssl.write(mv)
-            except ssl.SSLWantReadError:
-                return None
-
-        def readinto(self, mv):
-            try:
-                return self.ssl.read(len(mv), mv)
-            except ssl.SSLWantReadError:
-                return None
-            except ssl.SSLZeroReturnError:
-                return 0
-
-        def close(self):
-            self._in.write_eof()
+    def close(self):
+        self.ssl.close()
 
 
 def load_ca(path=CA_PATH):
@@ -185,7 +130,7 @@ def context(ca):
 
 def _why(e):
     # mbedTLS reports certificate failures as ValueError("\n<reason>\n"), others as OSError
-    # with its negative error code; CPython as ssl.SSLError with a reason.
+    # with its negative error code; the sim's tls under CPython as ssl.SSLError with a reason.
     text = str(e).strip()
     if not text and e.args:
         text = "error %s" % (e.args[0],)
