@@ -20,7 +20,6 @@ compacted; archives are read by events_after() and removed once acknowledged. A 
 rename and the snapshot leaves the events in the archive, where the next open finds them.
 """
 
-import asyncio
 import json
 import os
 import struct
@@ -97,7 +96,6 @@ class Counters:
         self.log = log
         self.dir = directory
         self.segment_bytes = segment_bytes
-        self.changed = asyncio.Event()
         self.totals = {}
         self.marks = {}  # "counter:action" -> highest threshold already raised
         self.last_seq = 0
@@ -233,7 +231,6 @@ class Counters:
             for rule in self.rules:
                 if rule[0] == name:
                     self.marks[self._key(rule)] = _mark_at(rule, total)
-        self.changed.set()
         return seq
 
     def _append(self, kind, seq, now, name, delta, total, info):
