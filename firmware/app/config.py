@@ -13,46 +13,49 @@ from app.errors import FirmwareError
 
 DEFAULT_PATH = "/config.json"
 
-# key: (default, type, min, max, choices). For an int, min and max bound the value; for a
-# str they bound its length. None means no bound. Problems quote int values and choices but
-# only the length of a free-form string, which may hold something private.
+# key: (default, type, min, max, choices, owner). For an int, min and max bound the value; for
+# a str they bound its length. None means no bound. Problems quote int values and choices but
+# only the length of a free-form string, which may hold something private. The owner is the
+# running part (app.parts) that takes a changed value at once, through its configure(key,
+# value); None: the value is read only at boot, so a change applies after a reboot.
 SCHEMA = {
     # How often a reading is taken; counter events go out at the next one. At least a minute,
     # at most a day.
-    "report_interval_s": (900, int, 60, 86400, None),
+    "report_interval_s": (900, int, 60, 86400, None, "sampler"),
     # MQTT keepalive: idle this long, the device pings. Over the broker's 1.5 x it counts the
     # device gone. 16 bits on the wire. The default outlasts the time between two messages of
     # the default profile (4 readings x 15 min) so a ping (212 air bytes) is rare, and stays
     # under the 60-min TCP idle timeout common in carriers' NATs (docs/uplink.md).
-    "keepalive_s": (3300, int, 60, 65535, None),
+    "keepalive_s": (3300, int, 60, 65535, None, "uplink"),
     # Readings per telemetry message: a message goes out once this many wait.
-    "batch_size": (4, int, 1, 64, None),
+    "batch_size": (4, int, 1, 64, None, "uplink"),
     # The MQTT broker (written at provisioning); empty: no uplink.
-    "mqtt_host": ("", str, 0, 64, None),
-    "mqtt_port": (1883, int, 1, 65535, None),
+    "mqtt_host": ("", str, 0, 64, None, None),
+    "mqtt_port": (1883, int, 1, 65535, None, None),
     # 1: TLS with the broker's certificate checked against /ca.pem.
-    "mqtt_tls": (0, int, 0, 1, None),
+    "mqtt_tls": (0, int, 0, 1, None, None),
     # 1: telemetry as JSON instead of CBOR, for debugging (several times the bytes).
-    "telemetry_json": (0, int, 0, 1, None),
-    "log_level": ("info", str, None, None, ("debug", "info", "warning", "error")),
+    "telemetry_json": (0, int, 0, 1, None, "uplink"),
+    "log_level": ("info", str, None, None, ("debug", "info", "warning", "error"), "log"),
     # Watchdog timeout: long enough to boot and to ride out a slow flash write.
-    "wdt_timeout_ms": (30000, int, 5000, 600000, None),
+    "wdt_timeout_ms": (30000, int, 5000, 600000, None, None),
     # Alive message when there is no usage to report: every 5 min to every week.
-    "heartbeat_s": (3600, int, 300, 604800, None),
+    "heartbeat_s": (3600, int, 300, 604800, None, None),
     # Empty: the network's default APN. 3GPP TS 23.003 caps an APN at 100 octets.
-    "apn": ("", str, 0, 100, None),
+    "apn": ("", str, 0, 100, None, None),
     # Written at provisioning.
-    "device_id": ("", str, 0, 64, None),
+    "device_id": ("", str, 0, 64, None, None),
     # Usage detection (app/usage.py), per product: a brew is the current sensor above
     # brew_ma for brew_min_s; a dispense ends dispense_gap_s after its last flow pulse and
     # counts if it had dispense_min_pulses (fewer is a drip or meter jitter).
-    "brew_ma": (1500, int, 50, 40000, None),
-    "brew_min_s": (10, int, 1, 3600, None),
-    "dispense_gap_s": (3, int, 1, 60, None),
-    "dispense_min_pulses": (20, int, 1, 100000, None),
+    "brew_ma": (1500, int, 50, 40000, None, "usage"),
+    "brew_min_s": (10, int, 1, 3600, None, "usage"),
+    "dispense_gap_s": (3, int, 1, 60, None, "usage"),
+    "dispense_min_pulses": (20, int, 1, 100000, None, "usage"),
     # Service rules (app/counter.py): "counter/N:action" at every N, "counter@N:action" once
     # at N; ";" between rules.
-    "service_rules": ("brews/200:reorder-beans;litres@1000:replace-filter", str, 0, 240, None),
+    "service_rules": ("brews/200:reorder-beans;litres@1000:replace-filter", str, 0, 240, None,
+                      None),
 }
 
 DEFAULTS = {key: spec[0] for key, spec in SCHEMA.items()}
@@ -67,7 +70,7 @@ def _problem(key, value):
     spec = SCHEMA.get(key)
     if spec is None:
         return "%r: unknown key" % (key,)
-    _, kind, lo, hi, choices = spec
+    _, kind, lo, hi, choices, _ = spec
     if type(value) is not kind:  # so True is not an int and 900.0 is not either
         return "%s: expected %s, got %s" % (key, kind.__name__, type(value).__name__)
     if kind is str:
@@ -96,6 +99,12 @@ def validate(changes):
         else:
             problems.append(problem)
     return ok, problems
+
+
+def owner(key):
+    """The name of the running part that applies a change of ``key`` at once, or None when the
+    change applies after a reboot."""
+    return SCHEMA[key][5]
 
 
 def load(path=DEFAULT_PATH):

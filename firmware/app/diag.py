@@ -37,15 +37,15 @@ async def _modem_report(with_signal):
 
 
 def _release_application():
-    # The application stopped at Ctrl-C, but its objects (modem stack, buffers) are still
-    # referenced from app.main and from its tasks in asyncio's queues; drop both so the
-    # diagnostics, and whatever the console runs next, have the heap to work in.
+    # The application stopped at Ctrl-C, but its parts (modem stack, buffers) are still
+    # referenced from the registry of running parts (app.parts) and from its tasks in
+    # asyncio's queues; drop both so the diagnostics, and whatever the console runs next, have
+    # the heap to work in.
     import gc
-    import sys
 
-    main = sys.modules.get("app.main")
-    if main is not None:
-        main.app = None  # type: ignore[attr-defined]  # a module from sys.modules
+    from app import parts
+
+    parts.clear()
     asyncio.new_event_loop()
     gc.collect()
 

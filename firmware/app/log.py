@@ -43,8 +43,9 @@ class Log:
         self.dropped = 0  # entries lost to a full heap
         self._t0 = time.ticks_ms()
 
-    def set_level(self, name):
-        # An unknown name leaves INFO.
+    def configure(self, key, name):
+        # log_level (the log's one setting, at boot and from a config command: app.config
+        # names the log its owner). An unknown name leaves INFO.
         names = _NAMES.split()
         self.level = (names.index(name) + 1) * 10 if name in names else INFO
 

@@ -1,14 +1,15 @@
 # The device application: one asyncio program. Boot bookkeeping (reset cause, boot count),
-# config, the log ring and the status structure are set up here, then the tasks run under a
-# supervisor that restarts a failed task after a pause and lets the watchdog act if the whole
-# loop stalls.
+# config, the log ring and the status structure are set up here; then each part is built from
+# the collaborators it needs (sensors, usage counter, modem link, uplink), registered in
+# app.parts, and run as a task under a supervisor that restarts a failed task after a pause
+# and lets the watchdog act if the whole loop stalls.
 import asyncio
 import gc
 import machine
 
 from app import log as log_mod
+from app import parts, store
 from app import status as status_mod
-from app import store
 from micropython import const
 
 STATE_PATH = "/state.json"
@@ -29,49 +30,39 @@ def reset_cause():
     }.get(machine.reset_cause(), "unknown")
 
 
-def unload(*names):
-    # Drops app modules that are done with (app.<name>, or app.<package>.<name>): from
-    # sys.modules and from their package, so nothing holds them; a later import loads them again.
-    import sys
-
-    for name in names:
-        full = "app." + name
-        sys.modules.pop(full, None)
-        cut = full.rfind(".")
-        package = sys.modules.get(full[:cut])
-        if package is not None and full[cut + 1:] in package.__dict__:
-            delattr(package, full[cut + 1:])
-
-
 class App:
+    # The supervisor: boot, the watchdog and the status line, and the parts' tasks. It keeps
+    # no config: boot() reads it, each part takes its own keys when built, and the parts are
+    # the owners of their settings from then on (app.config names the owner of each key).
     def __init__(self):
         self.log = log_mod.Log()
         self.status = status_mod.Status()
-        self.config = {}
-        self.board = {}
         self.tasks = {}
-        self.modem = None
-        self.uplink = None
-        self.sensors = None  # app.sensors.Sensors, when the board has sensors
-        self.counters = None  # app.counter.Counters, when it has usage sensors
+        self.wdt_timeout_ms = 0  # the watchdog's settings, read at boot only
+        self.heartbeat_s = 0
 
     def boot(self):
-        # The board and config modules are needed only here: they are unloaded afterwards
-        # so that their code does not hold heap for the life of the device.
+        # -> (config, board), for build(). The board and config modules are needed only here:
+        # they are unloaded afterwards so that their code does not hold heap for the life of
+        # the device.
         from app import board as board_mod
         from app import config as config_mod
+        from app import unload
 
+        board = {}
         self.status.reset_cause = reset_cause()
         try:
-            self.board = board_mod.load()
-            self.status.board = self.board.get("name", "")
+            board = board_mod.load()
+            self.status.board = board.get("name", "")
         except board_mod.BoardError as e:
             self.log.error("boot", str(e))
-        self.config, problems = config_mod.load()
+        config, problems = config_mod.load()
         self.status.config_problems = problems
-        self.log.set_level(self.config["log_level"])
+        self.log.configure("log_level", config["log_level"])
         for problem in problems:
             self.log.warning("config", problem)
+        self.wdt_timeout_ms = config["wdt_timeout_ms"]
+        self.heartbeat_s = config["heartbeat_s"]
         try:
             state = store.read_json(STATE_PATH, {})
         except store.StoreError as e:
@@ -83,6 +74,7 @@ class App:
         self.log.info("boot", "boot #%d, reset cause %s, board %s" % (
             state["boots"], self.status.reset_cause, self.status.board or "?"))
         unload("board", "config")
+        return config, board
 
     def spawn(self, name, factory):
         # `factory` makes a fresh coroutine each time the task (re)starts.
@@ -105,10 +97,9 @@ class App:
     async def watchdog(self):
         # Feeds the watchdog while the loop runs and logs the status line every heartbeat_s:
         # one task for both, as each task holds heap for its frames.
-        timeout = self.config["wdt_timeout_ms"]
-        wdt = machine.WDT(timeout=timeout)
-        feed_ms = timeout // _WDT_FEEDS_PER_TIMEOUT
-        beat_ms = self.config["heartbeat_s"] * 1000
+        wdt = machine.WDT(timeout=self.wdt_timeout_ms)
+        feed_ms = self.wdt_timeout_ms // _WDT_FEEDS_PER_TIMEOUT
+        beat_ms = self.heartbeat_s * 1000
         left = beat_ms
         while True:
             wdt.feed()
@@ -127,10 +118,43 @@ class App:
             snap["uptime_s"], snap["heap_free"], snap["log_errors"],
             modem.get("state", "none")))
 
-    def start_modem(self):
+    def start_usage(self, config, board):
+        # Sensors, usage detection and the counters. -> (sensors, counters), each None when
+        # the board has none. The counters open (finishing anything a power cut interrupted)
+        # before the uplink can deliver their events.
+        if not board.get("sensors"):
+            return None, None
+        from app import counter
+        from app.sensors import SensorError, Sensors, open_sensors
+        from app.usage import Usage
+
+        try:
+            sensors = Sensors(open_sensors(board))
+        except (SensorError, KeyError, OSError, ValueError) as e:
+            self.log.error("sensors", "cannot set up the board's sensors: %r" % (e,))
+            return None, None
+        self.status.sections["sensors"] = sensors.section
+        if not (sensors.get("current") or sensors.get("flow")):
+            return sensors, None
+        rules, problems = counter.parse_rules(config["service_rules"])
+        for problem in problems:
+            self.log.warning("counter", problem)
+        try:
+            counters = counter.Counters(rules, log=self.log)
+        except store.StoreError as e:
+            self.log.error("counter", "counters unreadable, not counting: %s" % e)
+            return sensors, None
+        self.status.sections["counters"] = counters.section
+        parts["counters"] = counters
+        usage = parts["usage"] = Usage(sensors, counters, config, self.log)
+        self.spawn("usage", usage.run)
+        return sensors, counters
+
+    def start_modem(self, config, board):
         # The cellular link, when the board has a modem: the connection manager brings it up
-        # and keeps it up; its status is the "modem" section of the device status.
-        if not self.board.get("modem"):
+        # and keeps it up; its status is the "modem" section of the device status. Its task
+        # first runs once main() waits, after every part is built.
+        if not board.get("modem"):
             return None
         from app.modem import open_modem
         from app.modem.manager import ConnectionManager
@@ -148,74 +172,48 @@ class App:
             rtc.memory(_MODEM_RESET_MARK)
             machine.reset()
 
-        manager = ConnectionManager(open_modem(self.board, self.log), self.log,
-                                    apn=self.config["apn"],
+        manager = ConnectionManager(open_modem(board, self.log), self.log,
+                                    apn=config["apn"],
                                     reset_board=None if after_modem_reset else reset_board)
         self.status.sections["modem"] = manager.status
         self.spawn("modem", manager.run)
         return manager
 
-    def start_uplink(self):
-        # The MQTT uplink over the modem, once provisioning has named a broker: readings are
-        # sampled and queued whether or not the link is up. Made before the modem starts, so
-        # its buffers come from an unbroken heap; it runs once the modem is there.
-        if not self.board.get("modem") or not self.config["mqtt_host"]:
-            return None
+    def start_uplink(self, config, link, sensors, counters):
+        # The MQTT uplink over the modem's link, once provisioning has named a broker; the
+        # sampler queues readings whether or not the link is up. Made before the modem's
+        # task first runs, so its buffers come from an unbroken heap.
+        if link is None or not config["mqtt_host"]:
+            return
+        from app.uplink.queue import ReadingQueue, Sampler
         from app.uplink.service import Uplink
 
-        uplink = Uplink(self)
+        queue = ReadingQueue(self.log)
+        uplink = parts["uplink"] = Uplink(link, counters, queue, config, self.log)
+        sampler = parts["sampler"] = Sampler(sensors, queue, config["report_interval_s"],
+                                             self.log, uplink.report)
         self.status.sections["uplink"] = uplink.status
-        self.spawn("sample", uplink.sample)
-        return uplink
+        self.spawn("sample", sampler.run)
+        self.spawn("uplink", uplink.run)
 
-    def start_usage(self):
-        # Sensors, usage detection and the counters. The counters open (finishing anything a
-        # power cut interrupted) before the uplink can deliver their events.
-        if not self.board.get("sensors"):
-            return
-        from app import counter
-        from app.sensors import SensorError, Sensors, open_sensors
-        from app.usage import Usage
-
-        try:
-            self.sensors = Sensors(open_sensors(self.board))
-        except (SensorError, KeyError, OSError, ValueError) as e:
-            self.log.error("sensors", "cannot set up the board's sensors: %r" % (e,))
-            return
-        self.status.sections["sensors"] = self.sensors.section
-        if not (self.sensors.get("current") or self.sensors.get("flow")):
-            return
-        rules, problems = counter.parse_rules(self.config["service_rules"])
-        for problem in problems:
-            self.log.warning("counter", problem)
-        try:
-            self.counters = counter.Counters(rules, log=self.log)
-        except store.StoreError as e:
-            self.log.error("counter", "counters unreadable, not counting: %s" % e)
-            return
-        self.status.sections["counters"] = self.counters.section
-        self.spawn("usage", Usage(self.sensors, self.counters, self.config, self.log).run)
+    def build(self):
+        # Boots, then builds every part from the collaborators it needs. The board file and
+        # the config go when this returns, as the parts have taken what they need: both would
+        # hold over a kilobyte of heap for the life of the device. Not in main(): a coroutine's
+        # frame lives on, and with it whatever its stack once held.
+        config, board = self.boot()
+        parts["log"] = self.log
+        parts["status"] = self.status
+        sensors, counters = self.start_usage(config, board)
+        link = self.start_modem(config, board)
+        self.start_uplink(config, link, sensors, counters)
 
     async def main(self):
         self.spawn("watchdog", self.watchdog)
-        self.start_usage()
-        self.uplink = self.start_uplink()
-        self.modem = self.start_modem()
-        if self.uplink is not None and self.modem is not None:
-            self.uplink.manager = self.modem
-            self.spawn("uplink", self.uplink.run)
-        # The parts have taken what they need from the board definition; the parsed file
-        # would hold over a kilobyte of heap for the life of the device.
-        self.board = None
+        self.build()
         while self.tasks:
             await asyncio.sleep(3600)
 
 
-app = None
-
-
 def start():
-    global app
-    app = App()
-    app.boot()
-    asyncio.run(app.main())
+    asyncio.run(App().main())

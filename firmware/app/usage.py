@@ -26,14 +26,14 @@ _RETRY_MAX = const(16)  # uses waiting for the flash; more means the flash is go
 
 
 class Usage:
-    def __init__(self, sensors, counters, config, log):
+    # settings: the config; the detector keeps its four keys, and takes a change of any of
+    # them at once (configure), from the next sample on.
+    def __init__(self, sensors, counters, settings, log):
         self.sensors = sensors
         self.counters = counters
         self.log = log
-        self.brew_a = config["brew_ma"] / 1000
-        self.brew_min_ms = config["brew_min_s"] * 1000
-        self.gap_ms = config["dispense_gap_s"] * 1000
-        self.min_pulses = config["dispense_min_pulses"]
+        for key in ("brew_ma", "brew_min_s", "dispense_gap_s", "dispense_min_pulses"):
+            self.configure(key, settings[key])
         self.current = sensors.get("current")
         self.flow = sensors.get("flow")
         self.brew_start = None  # ticks_ms of the first sample above the threshold
@@ -44,6 +44,17 @@ class Usage:
         self.burst_last = None
         self.pending = []  # (name, amount, info) not yet on flash
         self.faults = {}
+
+    def configure(self, key, value):
+        # A key of this part's (app.config names the owner of each), from boot or a command.
+        if key == "brew_ma":
+            self.brew_a = value / 1000
+        elif key == "brew_min_s":
+            self.brew_min_ms = value * 1000
+        elif key == "dispense_gap_s":
+            self.gap_ms = value * 1000
+        elif key == "dispense_min_pulses":
+            self.min_pulses = value
 
     async def run(self):
         next_slow = time.ticks_ms()

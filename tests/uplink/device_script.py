@@ -6,7 +6,7 @@ SCRIPT = """
 import asyncio
 import time
 import app.main as m
-from app import counter
+from app import counter, parts
 
 EVENT_EVERY_S = {event_every_s}
 EVENTS_UNTIL_S = {events_until_s}
@@ -21,28 +21,28 @@ class Readings:
         return {{}}
 
 
-async def commit_events(app):
+async def commit_events(counters):
     n = 0
     while time.ticks_diff(time.ticks_ms(), T0) // 1000 < EVENTS_UNTIL_S - EVENT_EVERY_S:
         await asyncio.sleep(EVENT_EVERY_S)
         n += 1
         if n % 10 == 0:
-            seq = app.counters.adjust("brews", 0, "descaled", "test")
+            seq = counters.adjust("brews", 0, "descaled", "test")
         else:
-            seq = app.counters.count("brews", 1)
+            seq = counters.count("brews", 1)
         print("EV", seq)
 
 
 _start_usage = m.App.start_usage
 
 
-def start_usage(self):
-    _start_usage(self)
-    if self.counters is None:
-        self.counters = counter.Counters(log=self.log)
-    self.sensors = Readings()
+def start_usage(self, config, board):
+    sensors, counters = _start_usage(self, config, board)
+    if counters is None:
+        counters = parts["counters"] = counter.Counters(log=self.log)
     if EVENT_EVERY_S:
-        self.spawn("events", lambda: commit_events(self))
+        self.spawn("events", lambda: commit_events(counters))
+    return Readings(), counters
 
 
 m.App.start_usage = start_usage

@@ -2,8 +2,9 @@
 (checks/uplink_checks.py on a virtual device): a command on any topic but the device's own
 command topic is refused with a reason and does not run; a command reply survives a link cut
 before its PUBACK and a reboot, and a repeated command is answered from its stored reply
-without running again; a full readings queue drops the oldest readings and counts them,
-while the counter's events stay."""
+without running again; a config change is applied by the running part that owns the key
+(and the reply says "applied") or stored and reported as "after_reboot"; a full readings
+queue drops the oldest readings and counts them, while the counter's events stay."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from conftest import UPLINK_HEAP
 
 CHECKS = Path(__file__).parent / "checks" / "uplink_checks.py"
 NAMES = ["authorised_by_topic", "reply_survives_a_cut_link", "reply_survives_a_reboot",
-         "queue_drops_readings_and_counts_them", "events_are_never_dropped"]
+         "config_applies_live_or_after_reboot", "queue_drops_readings_and_counts_them",
+         "events_are_never_dropped"]
 
 
 def test_uplink_unit_checks(make_device):
@@ -29,7 +31,7 @@ import sys
 import app
 from app import config
 first = config
-from app.main import unload
+from app import unload
 unload("config")
 gone = "app.config" not in sys.modules and not hasattr(app, "config")
 from app import config

@@ -23,6 +23,8 @@ COMMANDS = [
     b'{"id": "c7", "op": "status"}',
     b'{"id": "c8", "op": "config", "set": {"log_level": "' + b"x" * 600 + b'"}}',  # too large
     b'{"id": "c9", "op": "launch"}',
+    # brew_ma: the usage detector takes it at once; service_rules are read at boot.
+    b'{"id": "c10", "op": "config", "set": {"brew_ma": 1200, "service_rules": "brews/50:x"}}',
 ]
 
 
@@ -43,10 +45,10 @@ def test_commands_are_checked_answered_and_run_once(make_device, mosquitto, subs
     by_id = {}
     for reply in replies:
         by_id.setdefault(reply["id"], []).append(reply)
-    assert by_id["c1"][0] == {"id": "c1", "ok": True, "result": {"report_interval_s": 600}}
+    applied = {"applied": {"report_interval_s": 600}}
+    assert by_id["c1"][0] == {"id": "c1", "ok": True, "result": applied}
     # Not run again: the stored reply goes again, marked as a repeat.
-    assert by_id["c1"][1] == {"id": "c1", "ok": True, "result": {"report_interval_s": 600},
-                              "dup": True}
+    assert by_id["c1"][1] == {"id": "c1", "ok": True, "result": applied, "dup": True}
     assert "report_interval_s: value 5 is below the minimum 60" in by_id["c2"][0]["error"]
     assert by_id["c3"][0]["ok"] is True and by_id["c3"][0]["result"]["seq"] > 0
     assert "value must be an integer" in by_id["c4"][0]["error"]
@@ -55,12 +57,15 @@ def test_commands_are_checked_answered_and_run_once(make_device, mosquitto, subs
                               "error": "ota: not available on this firmware"}
     assert by_id["c7"][0]["result"]["counters"]["brews"] == 5
     assert "unknown op" in by_id["c9"][0]["error"]
+    assert by_id["c10"][0] == {"id": "c10", "ok": True,
+                               "result": {"applied": {"brew_ma": 1200},
+                                          "after_reboot": {"service_rules": "brews/50:x"}}}
     anonymous = sorted(r["error"].split(":")[0] for r in by_id[None])
     assert anonymous == ["malformed", "too large"], by_id[None]
     # The config change is on flash, once: the repeated id did not set 700.
     files = device.read_files()
     config = files["config.json"]
-    assert b'"report_interval_s": 600' in config
+    assert b'"report_interval_s": 600' in config and b'"brew_ma": 1200' in config
     assert b"elsewhere" not in config
     # Every reply the broker acknowledged is marked so on flash: none is sent again.
     record = json.loads(files["uplink.cmd"][14:])

@@ -1,13 +1,16 @@
 # Downlink commands: JSON on the device's command topic, d/<device_id>/c:
 #   {"id": "<1-32 of A-Z a-z 0-9 _ ->", "op": "<op>", ...}
-#   op "config"   "set": {key: value, ...}   checked against app.config's schema
+#   op "config"   "set": {key: value, ...}   checked against app.config's schema, stored, and
+#                 handed to the running part that owns each key (the schema names it), or
+#                 reported as applying after a reboot
 #   op "counter"  "name", "value" (int >= 0), "reason" (1-64 chars): Counters.adjust, audited
 #   op "reboot"   restarts the device once the reply is delivered
 #   op "status"   replies with the device's vitals, counters and queue figures
 #   op "ota"      replies "not available" until the firmware carries an OTA part
 # Each is validated (size, schema, ranges, the topic it came on), runs at most once per id
 # (ids are recorded on flash before the command runs) and is answered on d/<device_id>/r with
-# {"id", "ok", "error" or "result"}.
+# {"id", "ok", "error" or "result"}. The parts a command acts on are the running ones
+# (app.parts): the counters, the status, the owners of config keys.
 #
 # The record (PATH) remembers the last ids as [id, ok, reply, waiting]: the reply of the
 # newest few, and waiting=1 until the broker has acknowledged it (the uplink sends it again
@@ -17,7 +20,7 @@
 # write; its acknowledgement costs one.
 import json
 
-from app import store
+from app import parts, store
 from micropython import const
 
 PATH = "/uplink.cmd"
@@ -41,16 +44,16 @@ def _id_ok(cid):
 
 
 class Commands:
-    def __init__(self, app, command_topic, path=PATH):
-        self.app = app
+    def __init__(self, command_topic, log, path=PATH):
         self.topic = command_topic
+        self.log = log
         self.path = path
         self.reboot = False  # set by a reboot command; the uplink resets after the reply
         self.stored = False  # the reply is on flash, waiting: the uplink marks it delivered
         try:
             self.seen = store.read_json(path, [])
         except store.StoreError as e:
-            app.log.error("uplink", "command ids: %s" % e)
+            log.error("uplink", "command ids: %s" % e)
             self.seen = []
 
     def handle(self, topic, payload, size):
@@ -111,7 +114,7 @@ class Commands:
         for old in seen[:-_REPLIES_KEPT]:
             if len(old) > 3 and old[2] is not None:
                 if old[3]:
-                    self.app.log.warning("uplink", "reply to command %s no longer kept on "
+                    self.log.warning("uplink", "reply to command %s no longer kept on "
                                          "flash: %d newer replies" % (old[0], _REPLIES_KEPT))
                 old[2] = None
                 old[3] = 0
@@ -133,19 +136,35 @@ class Commands:
         return "; ".join(problems) if problems else None
 
     def _do_config(self, cmd):
+        # The config on flash is the one copy of every setting: the change is stored, then
+        # each key goes to the running part that owns it. A key no running part takes (read
+        # only at boot, or its part is not running) is reported as applying after a reboot.
         from app import config as config_mod
 
-        merged = dict(self.app.config)
-        merged.update(cmd["set"])
-        config_mod.save(config_mod.DEFAULT_PATH, merged)
-        self.app.config.update(cmd["set"])
-        return {"ok": True, "result": cmd["set"]}
+        changes = cmd["set"]
+        stored = config_mod.load()[0]
+        stored.update(changes)
+        config_mod.save(config_mod.DEFAULT_PATH, stored)
+        applied = {}
+        later = {}
+        for key in changes:
+            part = parts.get(config_mod.owner(key))
+            if part is None:
+                later[key] = changes[key]
+            else:
+                part.configure(key, changes[key])
+                applied[key] = changes[key]
+        result = {}
+        if applied:
+            result["applied"] = applied
+        if later:
+            result["after_reboot"] = later
+        return {"ok": True, "result": result}
 
     # -- counter ------------------------------------------------------------------------
 
     def _check_counter(self, cmd):
-        counters = getattr(self.app, "counters", None)
-        if counters is None:
+        if parts.get("counters") is None:
             return "counter: this device has no counters"
         name, value, reason = cmd.get("name"), cmd.get("value"), cmd.get("reason")
         if not _id_ok(name):
@@ -157,7 +176,7 @@ class Commands:
         return None
 
     def _do_counter(self, cmd):
-        seq = self.app.counters.adjust(cmd["name"], cmd["value"], cmd["reason"],
+        seq = parts["counters"].adjust(cmd["name"], cmd["value"], cmd["reason"],
                                        "cmd:" + cmd["id"])
         return {"ok": True, "result": {"seq": seq}}
 
@@ -168,15 +187,14 @@ class Commands:
         return {"ok": True, "result": "rebooting"}
 
     def _do_status(self, cmd):
-        app = self.app
-        snap = app.status.snapshot(app.log)
+        snap = parts["status"].snapshot(parts.get("log"))
         out = {}
         for key in ("boot_count", "uptime_s", "heap_free", "log_errors", "reset_cause"):
             out[key] = snap.get(key)
         modem = snap.get("modem") or {}
         out["modem"] = modem.get("state")
         out["uplink"] = snap.get("uplink")
-        counters = getattr(app, "counters", None)
+        counters = parts.get("counters")
         if counters is not None:
             out["counters"] = counters.snapshot()
         return {"ok": True, "result": out}

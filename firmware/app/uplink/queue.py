@@ -1,12 +1,18 @@
-# The store-and-forward queue for routine readings: a journal on flash (app.store), bounded.
+# The store-and-forward queue for routine readings: a journal on flash (app.store), bounded,
+# and the sampler that fills it every report_interval_s, link or no link.
 # Counter and service events never come here: the counter's own journal holds them until the
 # uplink acknowledges them. So when this queue is full, what it drops is always readings, the
 # oldest first, and it counts them.
 #
-# A reading is one journal record (its seq is the reading's rseq). Delivery moves a cursor that
-# the uplink persists with its own state; records at or below it are dead. Compaction keeps the
-# newest undelivered readings in the snapshot: dropped u32 | (length u8 | record) ...
+# A reading is one journal record (its seq is the reading's rseq). The queue owns its delivery
+# cursor (the newest rseq the broker acknowledged): when every reading is delivered the journal
+# is compacted empty, and the snapshot's seq says so; a delivery of only some of them (a
+# backlog drained one message at a time) writes the cursor record (path + ".ack"). Records at
+# or below the cursor are dead. Compaction keeps the newest undelivered readings in the
+# snapshot: dropped u32 | (length u8 | record) ...
+import asyncio
 import struct
+import time
 
 from app import store
 from micropython import const
@@ -16,10 +22,21 @@ DEFAULT_MAX_BYTES = const(6144)  # about a day and a half of readings every 15 m
 
 
 class ReadingQueue:
-    def __init__(self, delivered, path=DEFAULT_PATH, max_bytes=DEFAULT_MAX_BYTES):
+    def __init__(self, log=None, path=DEFAULT_PATH, max_bytes=DEFAULT_MAX_BYTES):
         self.journal = store.Journal(path, max_bytes)
-        self.delivered = delivered  # rseq of the newest reading the broker acknowledged
+        self.delivered = 0  # rseq of the newest reading the broker acknowledged
         self.dropped = 0
+        try:
+            data = store.read_record(path + ".ack")
+        except store.StoreError as e:
+            # Readings the snapshot does not rule out go again; receivers drop repeats by rseq.
+            data = None
+            if log is not None:
+                log.error("uplink", "readings cursor lost, resending: %s" % e)
+        if data is not None and len(data) == 4:
+            # Never past the journal: readings after a lost journal must not count as sent.
+            self.delivered = min(struct.unpack("<I", data)[0], self.journal.last_seq)
+        delivered = self.delivered
         snap = self.journal.snapshot()
         if snap is not None and len(snap[1]) >= 4:
             self.dropped = struct.unpack_from("<I", snap[1], 0)[0]
@@ -68,10 +85,15 @@ class ReadingQueue:
         return self.journal.append(rec)
 
     def ack(self, rseq):
-        # The broker has every reading up to rseq; once all are, the journal is emptied.
-        self.delivered = max(self.delivered, rseq)
-        if self.delivered >= self.journal.last_seq and self.journal.size() > 0:
+        # The broker has every reading up to rseq: one flash write says so. Once all are, the
+        # journal is emptied (the snapshot's seq is the cursor); else the cursor record is.
+        if rseq <= self.delivered:
+            return
+        self.delivered = rseq
+        if rseq >= self.journal.last_seq:
             self._compact(0)
+        else:
+            store.write_record(self.journal.path + ".ack", struct.pack("<I", rseq))
 
     def _compact(self, room):
         keep = []
@@ -90,3 +112,34 @@ class ReadingQueue:
             payload.extend(rec)
         self.journal.compact(payload)
         self.delivered = max(self.delivered, self.journal.last_seq - len(keep))
+
+
+class Sampler:
+    # Takes the sensors' readings every report_interval_s into the queue, whether or not there
+    # is a link, and after each report calls `reported` (the uplink's wake-up: counter events
+    # go with the next report).
+    def __init__(self, sensors, queue, interval_s, log, reported):
+        self.sensors = sensors  # app.sensors.Sensors, or None: the reports still happen
+        self.queue = queue
+        self.interval_s = interval_s
+        self.log = log
+        self.reported = reported
+
+    def configure(self, key, value):
+        # report_interval_s, from a config command (app.config names this part its owner):
+        # the wait under way ends as it began, the next ones take the new interval. (A wait
+        # that a change could cut short would hold a timeout task's worth of heap for good.)
+        self.interval_s = value
+
+    async def run(self):
+        from app.uplink.codec import reading_record
+
+        while True:
+            await asyncio.sleep(self.interval_s)
+            values = self.sensors.readings() if self.sensors is not None else None
+            if values:
+                try:
+                    self.queue.push(reading_record(time.time(), values))
+                except store.StoreError as e:
+                    self.log.error("uplink", "reading not queued: %s" % e)
+            self.reported()

@@ -1,19 +1,23 @@
 # The uplink task: brings an MQTT session up over the modem whenever the cellular link is up,
-# and delivers, oldest first, the counter's events (the counter's journal is their queue; a
-# cursor here says what the broker has acknowledged) and the routine readings (queue.py).
+# and delivers, oldest first, the counter's events (the counter's journal is their queue and
+# keeps what the broker acknowledged: Counters.acked) and the routine readings (queue.py, which
+# keeps its own cursor). The uplink keeps only its message number (STATE_PATH).
 #
 # One telemetry message in flight at a time, QoS 1. Its bytes stay in RAM until the PUBACK;
 # after a reconnect the same bytes go again with DUP set, so the receiver sees the same mseq and
-# drops the copy. Only the PUBACK moves the cursor (one record write): a reboot before it
-# rebuilds the message from the cursor with the same mseq, and items carry their own seqs.
+# drops the copy. Only the PUBACK moves the queues on: the message number is written first,
+# then each queue records its acknowledgement. A reboot before the PUBACK rebuilds the message
+# from the queues with the same mseq; a cut between the writes sends items again, and items
+# carry their own seqs, so receivers drop the repeats.
 #
 # Nothing here blocks the rest of the device: sampling and the counter go on during an outage,
-# and the session loop only ever waits with a timeout.
+# and the session loop only ever waits with a timeout, woken by what it waits for: a report
+# (the sampler), a command or an acknowledgement (the client's reader), the connection's end.
 import asyncio
-import random
 import time
 
 from app import store
+from app.backoff import delay_s
 from app.uplink import UplinkError, topic
 from micropython import const
 
@@ -21,7 +25,6 @@ STATE_PATH = "/uplink.json"
 SECRETS_PATH = "/secrets.json"
 _BACKOFF_MIN_S = const(5)
 _BACKOFF_MAX_S = const(600)  # a refused or unreachable broker is retried at least every 10 min
-_JITTER_PERCENT = const(25)
 _REPLIES_MAX = const(4)  # command replies waiting to be sent; the reader waits for room
 # Replies held until their PUBACK: a burst of queued commands comes before the PUBACKs of
 # their replies. Beyond these, the oldest sent one leaves RAM (a stored one waits on flash).
@@ -36,31 +39,28 @@ _SOCKET_RESERVE = const(640)  # the modem socket's receive buffer (512) and its 
 
 
 class Uplink:
-    # Made at boot, before the modem starts, so that its buffers are taken from an unbroken
-    # heap; `manager` (the modem's ConnectionManager) is set once the modem is started.
-    def __init__(self, app, manager=None):
-        self.app = app
-        self.manager = manager
-        self.log = app.log
-        cfg = app.config
-        self.device_id = cfg["device_id"]
-        self.counters = getattr(app, "counters", None)
+    # Made at boot, before the modem's task first runs, so that its buffers are taken from an
+    # unbroken heap. link: the modem's ConnectionManager (wait_connected, open_socket);
+    # counters: app.counter.Counters, or None; queue: the readings' ReadingQueue; settings: the
+    # config, of which it keeps its own keys (a change comes through configure); log.
+    def __init__(self, link, counters, queue, settings, log):
+        self.link = link
+        self.counters = counters
+        self.queue = queue
+        self.log = log
+        self.device_id = settings["device_id"]
+        self.mqtt_host = settings["mqtt_host"]
+        self.mqtt_port = settings["mqtt_port"]
+        self.mqtt_tls = settings["mqtt_tls"]
+        self.keepalive_s = settings["keepalive_s"]
+        self.batch_size = settings["batch_size"]
+        self.telemetry_json = settings["telemetry_json"]
         try:
-            self.cursor = store.read_json(STATE_PATH, None) or {"m": 0, "e": 0, "r": 0}
+            self.mseq = store.read_json(STATE_PATH, {}).get("m", 0)  # the last one delivered
         except store.StoreError as e:
-            # The counter keeps its own acknowledged mark; resending from there is safe.
-            self.log.error("uplink", "cursor lost, resending: %s" % e)
-            self.cursor = {"m": 0, "e": 0, "r": 0}
-        if self.counters is not None:
-            # The two marks meet again after a cut between writing ours and the counter's.
-            acked = getattr(self.counters, "acked_seq", 0)
-            if acked > self.cursor["e"]:
-                self.cursor["e"] = acked
-            elif self.cursor["e"]:
-                self.counters.acked(self.cursor["e"])
-        from app.uplink.queue import ReadingQueue
-
-        self.queue = ReadingQueue(self.cursor["r"])
+            # Receivers tell messages apart by mseq only to see gaps; items carry their seqs.
+            self.log.error("uplink", "message number lost, starting over: %s" % e)
+            self.mseq = 0
         self.client = None  # an MQTTClient while a session runs (see _session)
         # Made now, while the heap is in one piece; after the modem's bring-up it is in
         # pieces of a few hundred bytes. The reserve is let go just before the first socket
@@ -70,7 +70,7 @@ class Uplink:
         self._reserve = bytearray(_SOCKET_RESERVE)
         import app.uplink.mqtt  # noqa: F401  (its objects too, while the heap is whole)
         self._tls = None  # the TLS context, made once (tlsstream.py)
-        if cfg["mqtt_tls"]:
+        if self.mqtt_tls:
             self._tls_context()
         self._kick = asyncio.Event()
         self.reboot = False  # a reboot command: reset once its reply is delivered
@@ -85,44 +85,40 @@ class Uplink:
         self._failures = 0
         self._pid = 0  # MQTT packet ids go on from one session to the next
         self.status = {"state": "idle", "connects": 0, "sent": 0, "resent": 0,
-                       "last_error": None, "queued": 0, "dropped": self.queue.dropped,
-                       "events_acked": self.cursor["e"]}
+                       "last_error": None, "queued": self.queue.pending(),
+                       "dropped": self.queue.dropped,
+                       "events_acked": counters.acked_seq if counters is not None else 0}
 
-    # -- sampling: runs whether or not there is a link -------------------------------------
+    def configure(self, key, value):
+        # A change from a config command (app.config names this part the owner of the key):
+        # batch_size and telemetry_json from the next message, keepalive_s from the next
+        # session's CONNECT.
+        setattr(self, key, value)
 
-    async def sample(self):
-        from app.uplink.codec import reading_record
-
-        while True:
-            await asyncio.sleep(self.app.config["report_interval_s"])
-            sensors = getattr(self.app, "sensors", None)
-            if sensors is not None:
-                values = sensors.readings()
-                if values:
-                    try:
-                        self.queue.push(reading_record(time.time(), values))
-                    except store.StoreError as e:
-                        self.log.error("uplink", "reading not queued: %s" % e)
-            self.status["queued"] = self.queue.pending()
-            self.status["dropped"] = self.queue.dropped
-            if self._events_waiting():
-                self._flush = True  # events go at the next report, with what readings wait
-            self._kick.set()
+    def report(self):
+        # The sampler's report (a reading queued, or due): counter events go now, with what
+        # readings wait; readings alone wait for a batch.
+        self.status["queued"] = self.queue.pending()
+        self.status["dropped"] = self.queue.dropped
+        if self._events_waiting():
+            self._flush = True
+        self._kick.set()
 
     def _events_waiting(self):
-        return self.counters is not None and self.counters.last_seq > self.cursor["e"]
+        c = self.counters
+        return c is not None and c.last_seq > c.acked_seq
 
     def _due(self):
         if self._inflight is not None or self._flush:
             return True
-        return self.queue.pending() >= self.app.config["batch_size"]
+        return self.queue.pending() >= self.batch_size
 
     # -- the session ------------------------------------------------------------------------
 
     async def run(self):
         while True:
             self.status["state"] = "waiting_link"
-            await self.manager.wait_connected()
+            await self.link.wait_connected()
             try:
                 await self._session()
             except (UplinkError, OSError, asyncio.TimeoutError) as e:
@@ -137,7 +133,8 @@ class Uplink:
                 import machine
 
                 machine.reset()
-            await self._backoff()
+            self.status["state"] = "backoff"
+            await asyncio.sleep(delay_s(self._failures, _BACKOFF_MIN_S, _BACKOFF_MAX_S))
 
     async def _release(self):
         # A client lives for one session; its buffers and its module stay for the next.
@@ -151,30 +148,23 @@ class Uplink:
         self.status["last_error"] = str(e)
         self.log.warning("uplink", "session ended: %s" % e)
 
-    async def _backoff(self):
-        self.status["state"] = "backoff"
-        delay = min(_BACKOFF_MAX_S, _BACKOFF_MIN_S << min(self._failures - 1, 10))
-        jitter = delay * _JITTER_PERCENT // 100
-        await asyncio.sleep(delay + (random.randint(-jitter, jitter) if jitter else 0))
-
     async def _open(self):
-        cfg = self.app.config
         self.status["state"] = "connecting"
         if self._reserve is not None:
             import gc
 
             self._reserve = None
             gc.collect()
-        if cfg["mqtt_tls"] and self._tls is None:
+        if self.mqtt_tls and self._tls is None:
             # A missing or bad CA costs no air bytes: the session ends here, and is retried.
             self._tls_context(True)
-        sock = await self.manager.open_socket(cfg["mqtt_host"], cfg["mqtt_port"])
+        sock = await self.link.open_socket(self.mqtt_host, self.mqtt_port)
         if self._tls is None:
             return sock
         from app.uplink.tlsstream import TLSStream
 
         try:
-            return TLSStream(sock, self._tls, cfg["mqtt_host"])
+            return TLSStream(sock, self._tls, self.mqtt_host)
         except UplinkError:
             await sock.close()
             raise
@@ -192,7 +182,6 @@ class Uplink:
     async def _session(self):
         from app.uplink.mqtt import MQTTClient
 
-        cfg = self.app.config
         secrets = store.read_json(SECRETS_PATH, {})
         client = self.client = MQTTClient(
             self.device_id, secrets.get("mqtt_user", self.device_id),
@@ -203,9 +192,10 @@ class Uplink:
         client.wake = self._kick
         status_topic = topic(self.device_id, "s")
         stream = await self._open()
+        keepalive_s = self.keepalive_s  # for this session: a change waits for the next
         # The retained "online" status rides in the CONNECT's segment; the will says "offline".
         present = await client.connect(
-            stream, cfg["keepalive_s"], False, (status_topic, "0", True),
+            stream, keepalive_s, False, (status_topic, "0", True),
             ((status_topic, b"1", 1, True, client.next_pid()),))
         self.status["connects"] += 1
         if not present:
@@ -233,7 +223,7 @@ class Uplink:
                 await self._deliver()
             else:
                 idle = time.ticks_diff(time.ticks_ms(), client.last_tx) // 1000
-                left_ms = (cfg["keepalive_s"] - _PING_MARGIN_S - idle) * 1000
+                left_ms = (keepalive_s - _PING_MARGIN_S - idle) * 1000
                 if left_ms <= 0:
                     await client.ping()
                     continue
@@ -258,42 +248,43 @@ class Uplink:
             dup = True
             self.status["resent"] += 1
         payload, pid, mseq, eseq, rseq = self._inflight
-        leaf = "e" if eseq > self.cursor["e"] else "t"
-        await client.publish(topic(self.device_id, leaf), payload, 1, False, pid, dup)
+        await client.publish(topic(self.device_id, "e" if eseq else "t"), payload, 1, False, pid,
+                             dup)
         self._inflight = None
-        cursor = self.cursor  # updated in place: it lives as long as the device
-        cursor["m"] = mseq
-        cursor["e"] = max(eseq, cursor["e"])
-        cursor["r"] = max(rseq, cursor["r"])
-        store.write_json(STATE_PATH, cursor)
-        if self.counters is not None and eseq:
+        # The message number first: a cut before the queues' writes sends their items again
+        # in the next message (receivers drop repeats by seq), never reuses the number.
+        self.mseq = mseq
+        store.write_json(STATE_PATH, {"m": mseq})
+        if eseq:
             self.counters.acked(eseq)
-        self.queue.ack(self.cursor["r"])
+            self.status["events_acked"] = eseq
+        if rseq:
+            self.queue.ack(rseq)
         self.status["sent"] += 1
-        self.status["events_acked"] = self.cursor["e"]
         self.status["queued"] = self.queue.pending()
         self.status["dropped"] = self.queue.dropped
         if not (self._events_waiting() or self.queue.pending()):
             self._flush = False
 
     def _build(self):
-        # The next message from the cursor: events first (they must arrive), then readings,
-        # as many as fit the client's send buffer.
+        # The next message from what the queues have not had acknowledged: events first (they
+        # must arrive), then readings, as many as fit the client's send buffer. -> (payload,
+        # pid, mseq, last event seq or 0, last rseq or 0), or None when nothing waits.
         from app.uplink.codec import encode
 
         client = self.client
         room = len(client.tx) - client.publish_size(topic(self.device_id, "e"), 0, 1)
         events = ()
         if self.counters is not None:
-            events = self.counters.events_after(self.cursor["e"], _EVENTS_PER_MESSAGE)
-        mseq = self.cursor["m"] + 1
+            events = self.counters.events_after(self.counters.acked_seq, _EVENTS_PER_MESSAGE)
+        mseq = self.mseq + 1
         payload, eseq, rseq = encode(mseq, time.time(), events, self.queue.items(), room,
-                                     self.app.config["telemetry_json"])
+                                     self.telemetry_json)
         if not (eseq or rseq):
             if events or self.queue.pending():
                 raise UplinkError("the oldest item does not fit a message of %d bytes" % room)
             return None
-        return payload, client.next_pid(), mseq, eseq or self.cursor["e"], rseq or self.cursor["r"]
+        return payload, client.next_pid(), mseq, eseq, rseq
 
     # -- commands ---------------------------------------------------------------------------
     # Commands are rare: their module (and the config schema it may load) is loaded for each
@@ -305,11 +296,11 @@ class Uplink:
         # without waiting: the reader must stay free to take the PUBACKs.
         import json
 
-        from app.main import unload
+        from app import unload
         from app.uplink.commands import Commands
 
         try:
-            commands = Commands(self.app, topic(self.device_id, "c"))
+            commands = Commands(topic(self.device_id, "c"), self.log)
             reply = commands.handle(t, payload, size)
             self.reboot = self.reboot or commands.reboot
             stored = commands.stored
@@ -391,7 +382,7 @@ class Uplink:
         if not done:
             return
         self._outbox = [e for e in self._outbox if not e[5]]
-        from app.main import unload
+        from app import unload
         from app.uplink.commands import delivered
 
         try:
@@ -408,7 +399,7 @@ class Uplink:
         # Stored replies not acknowledged yet (from before a reboot, or beyond the RAM queue).
         import json
 
-        from app.main import unload
+        from app import unload
         from app.uplink.commands import waiting
 
         room = _REPLIES_MAX - len(self._outbox)

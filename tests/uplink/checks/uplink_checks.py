@@ -1,7 +1,9 @@
 # The uplink service over a fake transport (an in-memory broker behind a fake connection
 # manager) and the readings queue, on a virtual device under both interpreters: commands on a
 # foreign topic are refused, command replies survive a cut link and a reboot, a repeated
-# command does not run again, and a full readings queue drops readings, never events.
+# command does not run again, a config change reaches the part that owns the key at once or
+# is reported as applying after a reboot, and a full readings queue drops readings, never
+# events.
 import asyncio
 import gc
 import json
@@ -11,10 +13,10 @@ import time
 
 from app import config as config_mod
 from app import log as log_mod
-from app import store
+from app import parts, store
 from app.counter import Counters
 from app.uplink.codec import encode, reading_record
-from app.uplink.queue import ReadingQueue
+from app.uplink.queue import ReadingQueue, Sampler
 from app.uplink.service import Uplink
 
 
@@ -155,22 +157,32 @@ class FakeCounters:
         return {}
 
 
-class App:
-    def __init__(self, counters):
+class Device:
+    # The parts an uplink is built from, registered as app.main registers them (a command
+    # finds the counters there).
+    def __init__(self, counters, brokers):
         self.log = log_mod.Log(capacity=24, echo=False)
-        self.config = dict(config_mod.DEFAULTS)
-        self.config.update({"device_id": "dev-a", "mqtt_host": "127.0.0.1", "mqtt_port": 1883,
-                            "mqtt_tls": 0})
-        self.counters = counters
-        self.sensors = None
+        settings = dict(config_mod.DEFAULTS)
+        settings.update({"device_id": "dev-a", "mqtt_host": "127.0.0.1", "mqtt_port": 1883,
+                         "mqtt_tls": 0})
+        parts.clear()
+        parts["log"] = self.log
+        parts["counters"] = counters
+        self.uplink = Uplink(Manager(brokers), counters, ReadingQueue(self.log), settings,
+                             self.log)
 
     def logged(self, text):
         return [m for _, _, _, m in self.log.entries() if text in m]
 
 
+class Sensors:
+    def readings(self):
+        return {"t": 21.5}
+
+
 def clean():
-    for path in ("/uplink.json", "/uplink.cmd", "/uplink.q", "/uplink.q.snap", "/tq",
-                 "/tq.snap", "/config.json"):
+    for path in ("/uplink.json", "/uplink.cmd", "/uplink.q", "/uplink.q.snap", "/uplink.q.ack",
+                 "/tq", "/tq.snap", "/tq.ack", "/config.json"):
         try:
             os.remove(path)
         except OSError:
@@ -214,11 +226,11 @@ def counter_cmd(cid, value):
 async def authorised_by_topic():
     clean()
     counters = FakeCounters()
-    app = App(counters)
     broker = Broker([publish("d/dev-b/c", counter_cmd("x1", 7), 1),
                      publish("d/dev-a/c/x", counter_cmd("x3", 8), 2),
                      publish("d/dev-a/c", counter_cmd("x2", 3), 3)])
-    uplink = Uplink(app, Manager([broker]))
+    app = Device(counters, [broker])
+    uplink = app.uplink
     await run_until(uplink, lambda: len(broker.replies()) == 3 and len(broker.pubacks()) >= 3)
     replies = [r for _, _, r in broker.replies()]
     refused = {"id": None, "ok": False, "error": "not authorised: commands come on d/dev-a/c"}
@@ -235,10 +247,9 @@ async def authorised_by_topic():
 async def reply_survives_a_cut_link():
     clean()
     counters = FakeCounters()
-    app = App(counters)
     first = Broker([publish("d/dev-a/c", counter_cmd("c1", 5), 1)], cut_on="d/dev-a/r")
     second = Broker()
-    uplink = Uplink(app, Manager([first, second]))
+    uplink = Device(counters, [first, second]).uplink
     await run_until(uplink, lambda: second.replies() and waiting("c1") == 0)
     (f1, pid1, r1), = first.replies()
     (f2, pid2, r2), = second.replies()
@@ -255,12 +266,12 @@ async def reply_survives_a_reboot():
     clean()
     counters = FakeCounters()  # the counters' flash: it outlives the reboot
     first = Broker([publish("d/dev-a/c", counter_cmd("c2", 9), 1)], cut_on="d/dev-a/r")
-    before = Uplink(App(counters), Manager([first]))
+    before = Device(counters, [first]).uplink
     await run_until(before, lambda: first.closed)
     waiting_then = waiting("c2")
     # The power comes back: a new uplink, nothing in RAM. The broker delivers c2 again.
     second = Broker([publish("d/dev-a/c", counter_cmd("c2", 9), 1, dup=True)])
-    after = Uplink(App(counters), Manager([second]))
+    after = Device(counters, [second]).uplink
     await run_until(after, lambda: len(second.replies()) == 2 and waiting("c2") == 0)
     replies = sorted([r for _, _, r in second.replies()], key=lambda r: "dup" in r)
     want = {"id": "c2", "ok": True, "result": {"seq": 1}}
@@ -273,16 +284,58 @@ async def reply_survives_a_reboot():
     return ok
 
 
+async def config_applies_live_or_after_reboot():
+    # A key a running part owns takes effect at once, and the reply says "applied"; one read
+    # only at boot is stored and reported as "after_reboot". Here: readings every minute
+    # instead of every 15 from the next one on (the sampler), telemetry as JSON (the uplink),
+    # a watchdog timeout.
+    clean()
+    cmd = (b'{"id": "k1", "op": "config", "set": {"report_interval_s": 60, '
+           b'"telemetry_json": 1, "wdt_timeout_ms": 60000}}')
+    broker = Broker([publish("d/dev-a/c", cmd, 1)])
+    app = Device(FakeCounters(), [broker])
+    uplink = app.uplink
+    sampler = Sampler(Sensors(), uplink.queue, 900, app.log, uplink.report)
+    parts["uplink"] = uplink
+    parts["sampler"] = sampler
+    sampling = asyncio.create_task(sampler.run())
+    start = time.time()
+
+    def telemetry():
+        return [p for t, _, topic, _, p in broker.got if t == 0x30 and topic == "d/dev-a/t"]
+
+    # The 15-minute wait under way ends as it began; then a batch of 4 readings a minute
+    # apart goes out, where 15-minute readings would have taken an hour.
+    await run_until(uplink, lambda: telemetry(), limit_s=1800)
+    took = time.time() - start
+    sampling.cancel()
+    replies = [r for _, _, r in broker.replies()]
+    want = {"id": "k1", "ok": True,
+            "result": {"applied": {"report_interval_s": 60, "telemetry_json": 1},
+                       "after_reboot": {"wdt_timeout_ms": 60000}}}
+    sent = telemetry()
+    stored = store.read_json("/config.json", {})
+    message = json.loads(sent[0]) if sent and sent[0][:1] == b"{" else None
+    times = [r[0] for r in message["r"][1:]] if message is not None else []
+    ok = (replies == [want] and len(times) == 4
+          and [times[i + 1] - times[i] for i in range(3)] == [60, 60, 60]
+          and 900 + 3 * 60 <= took < 900 + 4 * 60
+          and stored == {"report_interval_s": 60, "telemetry_json": 1, "wdt_timeout_ms": 60000})
+    if not ok:
+        print("config", replies, sent, took, stored)
+    return ok
+
+
 async def queue_drops_readings_and_counts_them():
     clean()
-    q = ReadingQueue(0, "/tq", 600)
+    q = ReadingQueue(None, "/tq", 600)
     pushed = 200
     for i in range(pushed):
         q.push(reading_record(1700000000 + i * 900, {"t": 20.0 + i % 10, "v": 3.7}))
     kept = list(q.items())
     rseqs = [r for r, _ in kept]
     newest = struct.unpack_from("<I", kept[-1][1], 0)[0]
-    again = ReadingQueue(0, "/tq", 600)  # after a reboot, with the cursor from before
+    again = ReadingQueue(None, "/tq", 600)  # after a reboot
     ok = (q.dropped > 0 and q.dropped + len(kept) == pushed
           and rseqs == list(range(pushed - len(kept) + 1, pushed + 1))
           and newest == 1700000000 + (pushed - 1) * 900 and q.pending() == len(kept)
@@ -298,7 +351,7 @@ async def events_are_never_dropped():
     clean()
     counters = Counters(directory="/qcnt")
     start = counters.last_seq
-    q = ReadingQueue(0, "/tq", 600)
+    q = ReadingQueue(None, "/tq", 600)
     for i in range(300):
         if i % 10 == 0:
             counters.count("brews", 1)
@@ -316,7 +369,8 @@ async def events_are_never_dropped():
 
 async def main():
     for check in (authorised_by_topic, reply_survives_a_cut_link, reply_survives_a_reboot,
-                  queue_drops_readings_and_counts_them, events_are_never_dropped):
+                  config_applies_live_or_after_reboot, queue_drops_readings_and_counts_them,
+                  events_are_never_dropped):
         gc.collect()
         try:
             ok = await check()
