@@ -49,6 +49,7 @@ CONFIG_CHECKS = [
     "invalid_stored",
     "damaged_file",
     "save_rejects_invalid",
+    "owners",
 ]
 EXPECTED = {
     # MicroPython also repeats the store checks on a littlefs filesystem in RAM.

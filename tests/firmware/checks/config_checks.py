@@ -149,10 +149,20 @@ def save_rejects_invalid():
     expect(sorted(os.listdir()) == [PATH], "no .tmp left")
 
 
+def owners():
+    # Who applies a change at once (the running part a command hands the key to); None: the
+    # key is read at boot only, and a change applies after a reboot.
+    want = {"report_interval_s": "sampler", "keepalive_s": "uplink", "batch_size": "uplink",
+            "telemetry_json": "uplink", "log_level": "log", "brew_ma": "usage",
+            "brew_min_s": "usage", "dispense_gap_s": "usage", "dispense_min_pulses": "usage"}
+    for key in config.SCHEMA:
+        expect(config.owner(key) == want.get(key), "%s: owner %r" % (key, config.owner(key)))
+
+
 def main():
     os.chdir(sys.argv[1])
     run([defaults, save_and_load, invalid_values, invalid_stored, damaged_file,
-         save_rejects_invalid])
+         save_rejects_invalid, owners])
 
 
 if __name__ == "__main__":
