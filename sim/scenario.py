@@ -21,7 +21,7 @@ from typing import Any
 
 from musket_sim.device import SimError
 
-FAMILIES = ("sim7080", "sim7600", "bg95")
+FAMILIES = ("sim7080", "sim7600", "bg95", "sim7000")
 RATS = ("lte-m", "nb-iot", "lte")
 
 # Fields whose default depends on the family, the board or the device seed stay None here and
@@ -42,6 +42,7 @@ DEFAULTS: dict[str, Any] = {
     "rsrq": -10,
     "sinr": 12,
     "roaming": False,
+    "push": False,
     "register_s": None,
     "boot_s": None,
     "reply_ms": 5,
@@ -127,7 +128,14 @@ def luhn_digit(body: str) -> str:
 
 
 def _iccid(value: Any) -> str:
-    _digits(value, (19, 20))
+    # As the SIM reports it: digits, where some issuers put upper-case hex digits, 19 or 20 of
+    # them, possibly padded to 20 with an F.
+    if not isinstance(value, str) or not value or any(ch not in "0123456789ABCDEF"
+                                                      for ch in value):
+        raise _Problem(f"expected a string of digits (hex digits A-F allowed), got {value!r}")
+    body = value[:-1] if len(value) == 20 and value.endswith("F") else value
+    if len(body) not in (19, 20):
+        raise _Problem(f"{value!r} has {len(body)} digits (expected 19 or 20)")
     if not value.startswith("89"):
         raise _Problem(f"{value!r} does not start with 89 (the telecom industry prefix)")
     return value
@@ -212,6 +220,7 @@ _FIELDS: dict[str, Callable[[Any], Any]] = {
     "rsrq": _number(-20, -3, integer=True),
     "sinr": _number(-20, 30, integer=True),
     "roaming": _bool,
+    "push": _bool,
     "register_s": _number(0, 3600),
     "boot_s": _number(0.1, 60),
     "reply_ms": _number(0, 10000),
@@ -222,9 +231,13 @@ _FIELDS: dict[str, Callable[[Any], Any]] = {
 _EVENT_FIELDS: dict[str, Callable[[Any], Any]] = {
     "coverage": _bool,
     "deny": _bool,
+    "reject_cause": _number(0, 255, integer=True),
     "sms_only": _bool,
     "hang": _true,
     "drop_data": _true,
+    "drop_sockets": _true,
+    "close_after_open": _true,
+    "modem_reset": _true,
     "garbage": _garbage,
     "garbage_bytes": _number(1, _MAX_GARBAGE, integer=True),
     "slow_ms": _number(0, 600000, integer=True),
@@ -327,8 +340,9 @@ SCENARIOS: dict[str, dict] = {
     # coverage goes away five minutes in and comes back thirty minutes later
     "no-coverage-30m": {"events": [{"at": 300, "coverage": False},
                                    {"at": 2100, "coverage": True}]},
-    # the network refuses registration (e.g. a SIM without a roaming agreement)
-    "denied": {"events": [{"at": 0, "deny": True}]},
+    # the network refuses registration (e.g. a SIM without a roaming agreement: EMM cause 11,
+    # PLMN not allowed)
+    "denied": {"events": [{"at": 0, "deny": True, "reject_cause": 11}]},
     # attached for SMS only: registration looks fine, data attach fails
     "sms-only": {"events": [{"at": 0, "sms_only": True}]},
     # the modem firmware locks up after ten minutes; only a power cycle brings it back
@@ -339,4 +353,20 @@ SCENARIOS: dict[str, dict] = {
     "sim-swap": {"events": [{"at": 3600, "sim_swap": "8949017000000000001"}]},
     # the APN the network wants is not the one left in the modem from the factory
     "stale-apn": {"apn": "iot.musket", "stale_context": "internet.old"},
+    # no SIM in the slot: the modem says so, and never registers
+    "no-sim": {"sim_present": False},
+    # a SIM whose issuer puts a hex digit in its ICCID, padded to 20 with an F
+    "hex-iccid": {"iccid": "89860070090A6019125F"},
+    # an older SIMCom module (SIM7000G on a SIM7080 board) that answers the bearer commands
+    # in their older form
+    "sim7000": {"family": "sim7000"},
+    # after ten minutes the modem loses its sockets without a word; the next send is refused
+    # in place of the ">" prompt
+    "silent-close": {"events": [{"at": 600, "drop_sockets": True}]},
+    # after ten minutes the network closes a connection as soon as it opens
+    "close-on-open": {"events": [{"at": 600, "close_after_open": True}]},
+    # a Quectel modem that pushes received data instead of keeping it for AT+QIRD
+    "quectel-push": {"push": True},
+    # after ten minutes the modem restarts by itself (a brown-out) and says RDY again
+    "modem-reset": {"events": [{"at": 600, "modem_reset": True}]},
 }

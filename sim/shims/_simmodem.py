@@ -1,7 +1,8 @@
 """A cellular modem on the virtual board's modem UART.
 
-Runs inside the device process under both interpreters (MicroPython subset). One model, three AT
-dialects (SIM7080G "sim7080", SIM7600/A7670 "sim7600", Quectel BG95/BG96 "bg95"), a radio and
+Runs inside the device process under both interpreters (MicroPython subset). One model, four AT
+dialects (SIM7080G "sim7080", SIM7600/A7670 "sim7600", Quectel BG95/BG96 "bg95", and the SIM7080's
+older sibling SIM7000 "sim7000" in _simmodem_sim7000.py), a radio and
 network driven by a scenario, and TCP sockets carried to real sockets on the host.
 
 Power and pins (from the board): asserting PWRKEY for at least pwrkey_on_ms switches the modem
@@ -26,11 +27,12 @@ would. Echo (ATE1, the power-on default) echoes each command line and the data w
 
 Scenario (a JSON-able dict, checked and defaulted by musket_sim.scenario.load_scenario; every
 field is optional, the defaults are a good network):
-  family          "sim7080" | "sim7600" | "bg95"; default: the board's
+  family          "sim7080" | "sim7600" | "bg95" | "sim7000"; default: the board's
   sim_present     false: no SIM ("+CPIN: NOT INSERTED" at boot, AT+CPIN? fails with CME
                   error 10, never registers)
   iccid, imei, imsi  identities; default: derived from the device seed (ICCID 19 digits from 89,
-                  IMEI 15 digits with its Luhn check digit, IMSI = plmn + 10 digits)
+                  IMEI 15 digits with its Luhn check digit, IMSI = plmn + 10 digits); an
+                  ICCID is given as the SIM reports it, hex digits and an F pad included
   apn             the APN the network accepts; "" or absent: any. An empty APN in the modem gets
                   the network's default and works; another APN makes data attach fail
   stale_context   APN of a context 1 left in the modem's NV at first power-on (default: "")
@@ -38,6 +40,9 @@ field is optional, the defaults are a good network):
   rat             "lte-m" | "nb-iot" | "lte"; default: lte for sim7600, lte-m otherwise
   rssi            AT+CSQ value 0..31 (default 20); rsrp, rsrq, sinr in dBm/dB (-95, -10, 12)
   roaming         registered as roaming (stat 5) instead of home (stat 1)
+  push            bg95: sockets push received data ("+QIURC: "recv",<id>,<len>" and the
+                  bytes, direct push) whatever access mode they were opened in, as after
+                  AT+QISWTMD
   register_s      virtual seconds from radio on to registered (lte-m 6, nb-iot 15, lte 3)
   boot_s          virtual seconds from PWRKEY release to the UART answering; default the
                   family's typical time (sim7080 4, sim7600 12, bg95 3) capped at 0.9 x the
@@ -50,11 +55,20 @@ field is optional, the defaults are a good network):
                   it, moves the origin), what:
     coverage false|true   lose (stat 2, searching) / regain coverage; PDP and sockets are lost
                           when coverage stays away 8 s (family URCs)
-    deny true|false       registration denied (stat 3) until cleared
+    deny true|false       registration denied (stat 3) until cleared; under AT+CEREG=3 the
+                          +CEREG lines carry the reject cause, and AT+CEER says it in words
+    reject_cause N        the EMM cause of a denial (default 15, no suitable cells in
+                          tracking area)
     sms_only true|false   stat 6 (7 roaming): looks attached, data attach fails, data is lost
     hang true             the modem stops answering until a power cycle or the RESET line
     drop_data true        the network ends the data session: sockets and PDP lost, still
                           registered
+    drop_sockets true     the modem loses its sockets without a word (no URC): the next send
+                          on one gets the family's error where a ">" prompt was expected
+    close_after_open true the network closes the next connection as soon as it opens: the
+                          open's result, and right behind it the family's close URC
+    modem_reset true      the modem restarts by itself (brown-out): sockets, PDP and settings
+                          lost, its boot URCs (RDY...) again
     garbage "<text>"      bytes on the UART ("hex:0d0aff..." for raw bytes)
     garbage_bytes N       N random bytes on the UART
     slow_ms N             every reply N ms later from now on (0 ends it)
@@ -161,6 +175,13 @@ _CME_TEXT = {
 }
 
 _DEFER = object()  # a handler that sends its final result itself
+
+# EMM causes (3GPP TS 24.301 annex A) as AT+CEER words them
+_EMM_CAUSES = {
+    3: "Illegal UE", 7: "EPS services not allowed", 11: "PLMN not allowed",
+    12: "Tracking area not allowed", 13: "Roaming not allowed in this tracking area",
+    15: "No suitable cells in tracking area",
+}
 
 
 class _CmdError(Exception):
@@ -392,6 +413,7 @@ class Modem:
         self.sinr = sc.get("sinr", 12)
         self.roaming = bool(sc.get("roaming"))
         self.hosts = sc.get("hosts") or {}
+        self.push_all = bool(sc.get("push"))
         self.events = sc.get("events") or []
         self.sim_present = sc.get("sim_present", True)
         ids = _simcore.Rng(settings.get("seed", 0) * 7 + 12345)
@@ -408,6 +430,8 @@ class Modem:
         self.w_coverage = True
         self.w_deny = False
         self.w_sms_only = False
+        self.w_cause = 15
+        self.w_close_next = False
         self.slow_us = 0
         # the modem
         self.state = _OFF
@@ -473,7 +497,7 @@ class Modem:
     def _imsi_for(self, iccid):
         if self.scenario_imsi and iccid == self.slot_iccid_first:
             return self.scenario_imsi
-        r = _simcore.Rng(int(iccid[-12:-1]) + 77)
+        r = _simcore.Rng(int(iccid.rstrip("F")[-12:-1], 16) + 77)  # hex digits too
         return (self.plmn + _digits(r, 10))[:15]
 
     def _volatile_reset(self):
@@ -620,6 +644,8 @@ class Modem:
             self.w_coverage = bool(ev["coverage"])
         if "deny" in ev:
             self.w_deny = bool(ev["deny"])
+        if "reject_cause" in ev:
+            self.w_cause = ev["reject_cause"]
         if "sms_only" in ev:
             self.w_sms_only = bool(ev["sms_only"])
         if "slow_ms" in ev:
@@ -636,6 +662,12 @@ class Modem:
             self.data_need = 0
         if ev.get("drop_data") and self.state == _ON:
             self._lose_data()
+        if ev.get("close_after_open"):
+            self.w_close_next = True  # once: not again when a later boot replays the world
+        if ev.get("drop_sockets") and self.state == _ON:
+            self._drop_links()
+        if ev.get("modem_reset") and self.state == _ON and not self.hung:
+            self._reboot()
         text = ev.get("garbage")
         if text and self.state != _OFF:
             if text.startswith("hex:"):
@@ -1065,6 +1097,8 @@ class Modem:
         s += "%d" % self.stat
         if n >= 2 and self.stat in (1, 5, 6, 7):
             s += ',"%s","%07X",%d' % (self.tac, self.cell, self.act)
+        elif n >= 3 and self.stat == 3:  # 27.007: <cause_type> 0, an EMM <reject_cause>
+            s += ',"%s","%07X",%d,0,%d' % (self.tac, self.cell, self.act, self.w_cause)
         return s
 
     def _reg_command(self, name, kind, a):
@@ -1096,6 +1130,16 @@ class Modem:
         if kind == "=":
             return []
         raise _CmdError(None)
+
+    def _at_ceer(self, kind, a):
+        # The modem's report on the last failure, in words.
+        if self.stat == 3:
+            why = _EMM_CAUSES.get(self.w_cause, "EMM cause %d" % self.w_cause)
+        elif self.stat in (6, 7):
+            why = "EPS services not allowed"
+        else:
+            why = "No cause information available"
+        return ["+CEER: " + why]
 
     def _at_cgatt(self, kind, a):
         if kind == "?":
@@ -1576,7 +1620,20 @@ class Modem:
         # Runs the open now and reports `report(outcome)` a round trip later.
         outcome = self._open(lid, host, port)
         gen = self.gen
-        _simcore.at(_simcore.now_us + self._rtt(), lambda: gen == self.gen and report(outcome))
+
+        def done():
+            if gen != self.gen:
+                return
+            report(outcome)
+            link = self.links.get(lid)
+            if outcome == "ok" and self.w_close_next and link is not None:
+                # The network ends it at once: the close URC right behind the result.
+                self.w_close_next = False
+                self._release(link)
+                link.state = _L_CLOSED
+                self._count(link, up=CLOSE_BYTES, down=CLOSE_BYTES)
+                self._urc_closed(link)
+        _simcore.at(_simcore.now_us + self._rtt(), done)
 
 
 class Sim7080(Modem):
@@ -1862,6 +1919,12 @@ class Sim7600(Modem):
         self._urc("+NETCLOSE: 0", self._delay() + 300 * _US_PER_MS)
         return _DEFER
 
+    def _at_ipaddr(self, kind, a):
+        if not self.netopen:
+            self._reply(["+IP ERROR: Network not opened"], "ERROR")
+            return _DEFER
+        return ["+IPADDR: " + self.pdp_ip]
+
     def _at_ciprxget(self, kind, a):
         if kind == "?":
             return ["+CIPRXGET: %d" % self.rx_mode]
@@ -1921,7 +1984,8 @@ class Sim7600(Modem):
         n = _arg_int(a, 1, None, 1, self.MAX_SEND)
         link = self.links.get(lid)
         if link is None or link.state != _L_OPEN or not self._up_room(link, n):
-            raise _CmdError(None)
+            self._reply((), "+CIPERROR: 4")  # in place of the ">" prompt
+            return _DEFER
 
         def done(data):
             if link.state == _L_OPEN:
@@ -2079,7 +2143,7 @@ class Bg95(Modem):
 
         def report(outcome):
             if outcome == "ok":
-                self.links[lid].push = mode == 1
+                self.links[lid].push = mode == 1 or self.push_all
             self._urc("+QIOPEN: %d,%d" % (lid, self.CODES[outcome]))
         self._open_later(lid, host, port, report)
         return _DEFER
@@ -2169,6 +2233,9 @@ def install(settings):
     scenario = settings.get("modem") or {}
     board = settings["board_device"]
     family = scenario.get("family") or board["modem"]["family"]
+    if family == "sim7000":  # an older SIMCom module, modelled apart
+        from _simmodem_sim7000 import Sim7000
+        FAMILIES[family] = Sim7000
     modem = FAMILIES[family](scenario, board, settings)
     modem.start(settings)
     return modem

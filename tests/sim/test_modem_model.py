@@ -625,6 +625,149 @@ for attempt in ("READING", "ASLEEP"):
     assert out["ASLEEP"] == (256, reply - 256)
 
 
+def test_denied_registration_carries_its_cause_and_ceer_says_why(make_device):
+    # Under AT+CEREG=3 a denial carries <cause_type> 0 and the EMM reject cause; AT+CEER words
+    # it. Location-only (n=2) lines stay as they were.
+    body = BOOT_AND_REGISTER.replace('cmd("AT+CEREG=2")', 'cmd("AT+CEREG=3")') + r"""
+pump(20000, b"+CEREG: 3,")
+show("URC", take())
+show("READ", cmd("AT+CEREG?"))
+show("CEER", cmd("AT+CEER"))
+cmd("AT+CEREG=2")
+show("N2", cmd("AT+CEREG?"))
+"""
+    scenario = {"register_s": 2, "events": [{"at": 20, "deny": True, "reject_cause": 11}]}
+    out, _ = run_script(make_device, "bg95", body, scenario)
+    cell = rb'"[0-9A-F]{4}","[0-9A-F]{7}",7'
+    assert re.fullmatch(rb"\r\n\+CEREG: 3," + cell + rb",0,11\r\n", out["URC"])
+    assert re.fullmatch(rb"\r\n\+CEREG: 3,3," + cell + rb",0,11\r\n\r\nOK\r\n", out["READ"])
+    assert out["CEER"] == ok("+CEER: PLMN not allowed")
+    assert out["N2"] == ok("+CEREG: 2,3")
+
+
+# A send on a socket the modem lost without a word: each family's error in place of ">".
+REFUSED_SENDS = {
+    "sim7080": ('AT+CAOPEN=0,0,"TCP","127.0.0.1",%(port)d', "AT+CNACT=0,1",
+                b"+APP PDP: 0,ACTIVE\r\n", "AT+CASEND=0,5",
+                b"\r\n+CME ERROR: operation not allowed\r\n"),
+    "sim7600": ('AT+CIPOPEN=0,"TCP","127.0.0.1",%(port)d', "AT+NETOPEN", b"+NETOPEN: 0\r\n",
+                "AT+CIPSEND=0,5", b"\r\n+CIPERROR: 4\r\n"),
+    "bg95": ('AT+QIOPEN=1,0,"TCP","127.0.0.1",%(port)d,0,0', "AT+QIACT=1", b"OK\r\n",
+             "AT+QISEND=0,5", b"\r\nERROR\r\n"),
+}
+
+
+@pytest.mark.parametrize("family", sorted(BOARDS))
+def test_sockets_lost_without_a_word_refuse_the_next_send(make_device, echo_server, family):
+    opener, bearer, bearer_up, send, refusal = REFUSED_SENDS[family]
+    body = BOOT_AND_REGISTER + r"""
+cmd("AT+CMEE=2")
+cmd(BEARER, until=BEARER_UP)
+pump(200)
+cmd(OPENER, until=b",0\r\n")
+show("OPEN_MS", now())
+pump(65000 - now(), b"never")
+show("QUIET", take())
+show("REFUSED", cmd(SEND))
+""".replace("OPENER", repr(opener % {"port": echo_server.port})).replace(
+        "BEARER_UP", repr(bearer_up)).replace("BEARER", repr(bearer)).replace(
+        "SEND", repr(send))
+    out, _ = run_script(make_device, family, body, {"events": [{"at": 60, "drop_sockets": True}]})
+    assert out["OPEN_MS"] < 60000
+    assert out["QUIET"] == b"", "no URC says the sockets went"
+    assert out["REFUSED"] == refusal
+    assert echo_server.ended.wait(5), "the host socket is closed"
+
+
+def test_a_connection_closed_as_it_opens(make_device, echo_server):
+    body = BOOT_AND_REGISTER + r"""
+cmd("AT+CNACT=0,1", until=b"ACTIVE\r\n")
+show("FIRST", cmd('AT+CAOPEN=0,0,"TCP","127.0.0.1",%(port)d', until=b"+CASTATE"))
+pump(100)
+show("FIRST_TAIL", take())
+show("SEND", cmd("AT+CASEND=0,5"))
+show("CLOSE", cmd("AT+CACLOSE=0"))
+show("SECOND", cmd('AT+CAOPEN=1,0,"TCP","127.0.0.1",%(port)d'))
+pump(200)
+show("SECOND_TAIL", take())
+"""
+    scenario = {"events": [{"at": 1, "close_after_open": True}]}
+    out, result = run_script(make_device, "sim7080", body, scenario, port=echo_server.port)
+    assert out["FIRST"] == ok("+CAOPEN: 0,0") + b"\r\n+CASTATE: 0,0\r\n"
+    assert out["FIRST_TAIL"] == b""
+    assert out["SEND"] == b"\r\nERROR\r\n"
+    assert out["CLOSE"] == b"\r\nOK\r\n"
+    assert out["SECOND"] == ok("+CAOPEN: 1,0") and out["SECOND_TAIL"] == b"", "only once"
+    assert echo_server.ended.wait(5)
+    first = result.modem[0]["sockets"][0]
+    assert (first["air_up"], first["air_down"]) == (SYN + SEG + CLOSE, SYN + CLOSE)
+
+
+def test_a_modem_that_restarts_by_itself(make_device):
+    body = BOOT_AND_REGISTER + r"""
+pump(40000, b"RDY\r\n")
+show("RESTART_MS", now())
+pump(20000, BOOT_LAST)
+show("BOOT", take())
+show("AT", cmd("AT"))
+show("CEREG", cmd("AT+CEREG?"))
+"""
+    out, result = run_script(make_device, "sim7080", body,
+                             {"events": [{"at": 30, "modem_reset": True}]})
+    assert 30000 <= out["RESTART_MS"] <= 30000 + 5000
+    assert out["BOOT"] == BOOT_URCS["sim7080"]
+    assert out["AT"] == b"AT\r\r\nOK\r\n", "echo is back on: settings are lost"
+    assert out["CEREG"].startswith(b"AT+CEREG?\r\r\n+CEREG: 0,")
+    assert result.modem[0]["reboots"] == 1
+
+
+def test_quectel_push_scenario_pushes_what_arrives(make_device, echo_server):
+    body = BOOT_AND_REGISTER + r"""
+cmd('AT+QICSGP=1,1,"","","",1')
+cmd("AT+QIACT=1")
+cmd('AT+QIOPEN=1,0,"TCP","127.0.0.1",%(port)d,0,0', until=b"+QIOPEN: 0,0\r\n")
+show("SEND", send("AT+QISEND=0,11", b"hello world", b"SEND OK\r\n"))
+pump(3000, b"hello world")
+show("PUSHED", take())
+show("QIRD", cmd("AT+QIRD=0,1500"))
+"""
+    out, _ = run_script(make_device, "bg95", body, {"push": True}, port=echo_server.port)
+    assert out["SEND"] == b"\r\n> \r\nSEND OK\r\n"
+    assert out["PUSHED"] == b'\r\n+QIURC: "recv",0,11\r\nhello world'
+    assert out["QIRD"] == ok("+QIRD: 0")
+
+
+def test_sim7000_answers_the_bearer_commands_in_their_older_form(make_device, echo_server):
+    body = BOOT_AND_REGISTER + r"""
+show("CGMR", cmd("AT+CGMR"))
+show("DOWN", cmd("AT+CNACT?"))
+show("UP", cmd('AT+CNACT=1,"iot.musket"', until=b"+APP PDP: ACTIVE\r\n"))
+show("READ", cmd("AT+CNACT?"))
+show("OPEN", cmd('AT+CAOPEN=0,0,"TCP","127.0.0.1",%(port)d'))
+show("OFF", cmd("AT+CNACT=0", until=b"DEACTIVE\r\n"))
+"""
+    out, result = run_script(make_device, "sim7080", body, {"family": "sim7000"},
+                             port=echo_server.port)
+    assert out["CGMR"] == ok("Revision:1351B04SIM7000G")
+    assert out["DOWN"] == ok('+CNACT: 0,"0.0.0.0"')
+    assert out["UP"] == b"\r\nOK\r\n\r\n+APP PDP: ACTIVE\r\n"
+    assert re.fullmatch(rb'\r\n\+CNACT: 1,"10\.\d+\.\d+\.\d+"\r\n\r\nOK\r\n', out["READ"])
+    assert out["OPEN"] == ok("+CAOPEN: 0,0")
+    assert out["OFF"] == b"\r\nOK\r\n\r\n+CASTATE: 0,0\r\n\r\n+APP PDP: DEACTIVE\r\n" or \
+        out["OFF"] == b"\r\nOK\r\n\r\n+APP PDP: DEACTIVE\r\n"
+    assert result.modem[0]["family"] == "sim7000"
+
+
+def test_an_iccid_as_the_sim_reports_it(make_device):
+    body = BOOT_AND_REGISTER + r"""
+show("CCID", cmd("AT+CCID"))
+show("CIMI", cmd("AT+CIMI"))
+"""
+    out, _ = run_script(make_device, "sim7080", body, {"iccid": "89860070090A6019125F"})
+    assert out["CCID"] == ok("89860070090A6019125F")
+    assert re.fullmatch(rb"\r\n26201\d{10}\r\n\r\nOK\r\n", out["CIMI"])
+
+
 def test_no_sim_and_error_formats(make_device):
     body = r'''
 press(M["pwrkey_on_ms"])
@@ -705,7 +848,8 @@ machine.reset()
 def test_ready_scenarios_load_with_defaults():
     for name, data in SCENARIOS.items():
         loaded = load_scenario(name)
-        assert loaded["reply_ms"] == 5 and loaded["sim_present"] is True, name
+        assert loaded["reply_ms"] == 5, name
+        assert loaded["sim_present"] is (name != "no-sim"), name
         assert len(loaded["events"]) == len(data.get("events", [])), name
 
 
@@ -745,6 +889,10 @@ def test_scenario_files_json_and_toml(tmp_path):
     ({"events": [{"at": 1, "garbage": "hex:zz"}]}, r"events\[0\]\.garbage: bad hex"),
     ({"events": [{"at": 1, "garbage_bytes": 0}]}, r"events\[0\]\.garbage_bytes: 0 is out of"),
     ({"events": [{"at": 1, "sim_swap": "123"}]}, r"events\[0\]\.sim_swap: '123' has 3 digits"),
+    ({"iccid": "89860070090a6019125"}, r"iccid: expected a string of digits \(hex digits A-F"),
+    ({"events": [{"at": 1, "reject_cause": 256}]}, r"events\[0\]\.reject_cause: 256 is out"),
+    ({"events": [{"at": 1, "modem_reset": False}]}, r"events\[0\]\.modem_reset: expected true"),
+    ({"push": "yes"}, r"push: expected true or false"),
 ])
 def test_scenario_errors_name_the_field(data, message):
     with pytest.raises(ScenarioError, match="^scenario: " + message):
