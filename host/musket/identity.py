@@ -1,11 +1,14 @@
 """The identities a cellular unit carries, checked as the factory line and the registry read them.
 
 ICCID (the SIM, ITU-T E.118): 19 or 20 digits starting with the telecom prefix 89, the last one
-a Luhn check digit over the others. IMEI (the modem, 3GPP TS 23.003): 15 digits, the last one a
+a Luhn check digit over the others. Not every issuer keeps to decimal digits: some put hex
+digits (A-F) in them, and some pad a 19-digit one to 20 with an F. An ICCID is taken as the
+modem firmware reads it: upper-case, without the F padding, and checked with Luhn only when it
+is all decimal. IMEI (the modem, 3GPP TS 23.003): 15 digits, the last one a
 Luhn check digit. IMSI (the subscription on the SIM): 14 or 15 digits.
 
-Each check returns the value as it is stored (surrounding spaces removed) or raises
-IdentityError saying what is wrong with it.
+Each check returns the value as it is stored (surrounding spaces removed, an ICCID normalised)
+or raises IdentityError saying what is wrong with it.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ SIM_STATES = ("inventory", "bound", "active", "suspended", "retired")
 ICCID_LENGTHS = (19, 20)
 IMEI_LENGTH = 15
 IMSI_LENGTHS = (14, 15)
+_HEX_DIGITS = frozenset("0123456789ABCDEF")
 
 
 class IdentityError(BadInput, ValueError):
@@ -52,12 +56,22 @@ def _digits(kind: str, value: object, lengths: tuple[int, ...]) -> str:
 
 
 def check_iccid(value: object) -> str:
-    text = _digits("ICCID", value, ICCID_LENGTHS)
-    if not text.startswith("89"):
-        raise IdentityError(f"ICCID {text}: does not start with 89 (the telecom prefix)")
-    if not luhn_valid(text):
-        raise IdentityError(f"ICCID {text}: wrong check digit (Luhn)")
-    return text
+    if not isinstance(value, str):
+        raise IdentityError(f"ICCID: expected text, got {type(value).__name__}")
+    text = value.strip()
+    if not text:
+        raise IdentityError("ICCID: empty")
+    iccid = text.upper().rstrip("F")  # the firmware's normalisation (app/modem/replies.py)
+    if not iccid or not text.isascii() or not set(iccid) <= _HEX_DIGITS:
+        raise IdentityError(f"ICCID {text!r}: only digits allowed")
+    if len(iccid) not in ICCID_LENGTHS:
+        expected = " or ".join(str(n) for n in ICCID_LENGTHS)
+        raise IdentityError(f"ICCID {iccid}: {len(iccid)} digits (expected {expected})")
+    if not iccid.startswith("89"):
+        raise IdentityError(f"ICCID {iccid}: does not start with 89 (the telecom prefix)")
+    if iccid.isdigit() and not luhn_valid(iccid):
+        raise IdentityError(f"ICCID {iccid}: wrong check digit (Luhn)")
+    return iccid
 
 
 def check_imei(value: object) -> str:
