@@ -16,7 +16,7 @@ def test_at_channel_checks(make_device):
     result = device.run(600, script=CHECKS.read_text())
     assert result.errors == [], result.errors + [result.script_output]
     passed = [ln.split()[1] for ln in result.script_output.splitlines() if ln.startswith("PASS")]
-    assert len(passed) == 12, result.script_output
+    assert len(passed) == 15, result.script_output
 
 
 FUZZ = """

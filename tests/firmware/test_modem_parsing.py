@@ -1,4 +1,5 @@
-"""The modem drivers' reply parsers against replies as the vendors' AT manuals print them.
+"""The modem layer's reply parsers (app/modem/replies.py, and the few a family keeps) against
+replies as the vendors' AT manuals print them.
 
 Every case in fixtures/at_replies.json runs through the firmware's own parsers inside a
 virtual device, under MicroPython (64K heap) and under CPython. The device's filesystem is its
@@ -20,36 +21,44 @@ BOARDS = {"sim7080": "esp32-sim7080g", "sim7600": "esp32-a7670", "bg95": "esp32s
 # Runs on the device: maps each case's `parser` to the firmware function and compares.
 SCRIPT = r"""
 import json
-from app.modem import base
+from app.modem import replies
 FAMILY = %(family)r
 if FAMILY == "common":
-    ACT, CPSI = base.ACT_NAMES, None
+    ACT, CPSI = replies.ACT_NAMES, None
 else:
     from app.modem import driver_class
     Driver = driver_class(FAMILY)
     ACT, CPSI = Driver.ACT_NAMES, getattr(Driver, "CPSI", None)
 if FAMILY == "bg95":
     from app.modem.bg95 import parse_qcsq, parse_qnwinfo
+if FAMILY == "sim7080":
+    from app.modem.sim7080 import parse_cnact
 
 
 def parse(case):
     p, reply = case["parser"], case["reply"]
     if p in ("iccid", "imei", "imsi", "revision"):
-        return base.parse_id(reply, p)
+        return replies.parse_id(reply, p)
     if p == "csq":
-        return base.parse_csq(reply)
+        return replies.parse_csq(reply)
     if p == "cereg":
-        return base.parse_cereg(reply[0], ACT)
+        return replies.parse_cereg(reply[0], ACT)
     if p == "cgdcont":
-        return [list(t) for t in base.parse_cgdcont(reply)]
+        return [list(t) for t in replies.parse_cgdcont(reply)]
+    if p == "cops":
+        return replies.parse_cops(reply)
+    if p in ("cpin", "ceer"):
+        return replies.text(reply, "+" + p.upper() + ":")
     if p == "cpsi":
-        return base.parse_cpsi(reply, *CPSI)
+        return replies.parse_cpsi(reply, *CPSI)
+    if p == "cnact":
+        return list(parse_cnact(reply))
     if p == "qcsq":
         return parse_qcsq(reply)
     if p == "qnwinfo":
         return parse_qnwinfo(reply)
     if p == "result":
-        return base.result(reply, case["prefix"])
+        return replies.result(reply, case["prefix"])
     raise ValueError("no parser " + p)
 
 
@@ -79,7 +88,7 @@ while start < len(CASES):
             passed += 1
         else:
             print("FAIL", case["name"], "got", json.dumps(got), "want", json.dumps(case["expect"]))
-    except base.ModemError as e:
+    except replies.ModemError as e:
         if "error" in case and case["error"] in str(e):
             passed += 1
         else:

@@ -3,9 +3,11 @@
 # One reader task splits what the modem sends into lines, hands unsolicited result codes (URCs)
 # to handlers from a dispatch table, and gives the command in flight its information lines and
 # its final result (OK, ERROR, +CME ERROR: n, +CMS ERROR: n, or a family's own such as
-# SEND OK). Binary data announced by a length header (+CARECV, +CIPRXGET, +QIRD) is read raw
-# into the caller's buffer. Buffers are allocated once; a line longer than the buffer is
-# dropped and counted, never grown into.
+# SEND OK). An error result where a ">" prompt was expected ends the command at once. Binary
+# data announced by a length header (+CARECV, +CIPRXGET, +QIRD) is read raw into the caller's
+# buffer; data a URC announces (Quectel's direct push) into the buffer its handler names.
+# Buffers are allocated once; a line longer than the buffer is dropped and counted, never
+# grown into.
 import asyncio
 import time
 
@@ -26,8 +28,6 @@ _QUIET_MS = const(200)  # a line silent this long has no more late replies on it
 
 _OK = const("OK")
 _ERRORS = const(("ERROR", "NO CARRIER", "NO DIALTONE", "BUSY", "NO ANSWER"))
-_CME = const("+CME ERROR:")
-_CMS = const("+CMS ERROR:")
 
 
 class ATError(FirmwareError):
@@ -52,6 +52,7 @@ class ATChannel:
         self._len = 0
         self._overlong = False
         self._chunk = bytearray(_READ_CHUNK)
+        self._chunk_mv = memoryview(self._chunk)
         self._urcs = []  # (prefix, handler) in registration order
         self._busy = False  # a command is in flight; the next waits for _idle
         self._idle = asyncio.Event()
@@ -63,8 +64,16 @@ class ATChannel:
         self._final = None  # its final result line
         self._finals = ()  # success results besides OK for the command in flight
         self._data = None  # (prefix, terminator byte, buffer) for a raw read in flight
-        self._data_len = 0  # bytes of raw data stored in the buffer
+        self._data_len = 0  # bytes of the command's raw data stored in its buffer
         self._raw_left = 0  # bytes of raw data still to come
+        self._sink = None  # where they go (the command's buffer, or a URC handler's)
+        self._sink_len = 0  # bytes stored there so far
+        self._sink_done = None  # a URC handler's done(stored, sent), or None for a command
+        self._sink_size = 0
+        self._sink_n = 0
+        # Error results: the +CME/+CMS errors, with a code after the colon, and a family's
+        # own (SIMCom's "+CIPERROR: <n>", Quectel's "SEND FAIL"); see add_error().
+        self.errors = ("+CME ERROR:", "+CMS ERROR:")
         self._dirty = False  # a command timed out: resynchronise before the next
         self._last_rx = time.ticks_ms()
         self._task = None
@@ -77,6 +86,24 @@ class ATChannel:
     def on_urc(self, prefix, handler):
         # handler(line) runs in the reader task: keep it short, set an Event, never await.
         self._urcs.append((prefix, handler))
+
+    def add_error(self, prefix):
+        # A family's own error result: a line starting with `prefix` ends the command in flight
+        # as an ATError, its code what follows a colon, if any.
+        self.errors = self.errors + (prefix,)
+
+    def read_raw(self, n, buf, done):
+        # From a URC handler: the n bytes after the URC's line are data for buf (as many as
+        # fit; None drops them); done(stored, n) runs in the reader once all n went by.
+        if n <= 0:
+            done(0, 0)
+            return
+        self._raw_left = n
+        self._sink = buf
+        self._sink_size = len(buf) if buf is not None else 0
+        self._sink_len = 0
+        self._sink_n = n
+        self._sink_done = done
 
     def start(self):
         if self._task is None:
@@ -126,14 +153,18 @@ class ATChannel:
         self._finals = finals or ()
         self._data = (data[0].encode(), data[1][0], data[2], data[3]) if data else None
         self._data_len = 0
-        self._raw_left = 0
         self._done.clear()
         self._prompt.clear()
         try:
             self._uart.write((cmd + "\r").encode())
             if payload is not None:
+                # A final result instead of the prompt (an error: the link is gone, the
+                # modem is busy) wakes this wait too, and ends the command without the data.
                 await asyncio.wait_for_ms(self._prompt.wait(), timeout_ms)
-                self._uart.write(payload)
+                if self._final is None:
+                    self._uart.write(payload)
+                elif self._final == _OK:
+                    self._final = "OK before the > prompt"
             await asyncio.wait_for_ms(self._done.wait(), timeout_ms)
         except asyncio.TimeoutError:
             self._dirty = True
@@ -141,16 +172,25 @@ class ATChannel:
         finally:
             self._cmd = None
             self._data = None
-            self._raw_left = 0
+            if self._sink_done is None:  # the command's own raw read, cut short; a URC's
+                self._raw_left = 0       # (pushed data) goes on
+                self._sink = None
         final = self._final or ""
         info = self._info
         self._info = None
         if final == _OK or final in self._finals:
             return info
-        if final.startswith(_CME) or final.startswith(_CMS):
-            code = final[len(_CME):].strip()
-            raise ATError(cmd, final, int(code) if code.isdigit() else code)
-        raise ATError(cmd, final)
+        code = None
+        if self._is_error(final) and ":" in final:
+            code = final[final.find(":") + 1:].strip()
+            code = int(code) if code.isdigit() else code
+        raise ATError(cmd, final, code)
+
+    def _is_error(self, line):
+        for prefix in self.errors:
+            if line.startswith(prefix):
+                return True
+        return False
 
     async def _resync(self, timeout_ms):
         # After a timeout, late replies may still be on their way, more than one if the modem
@@ -221,19 +261,32 @@ class ATChannel:
             return False
         self._len = 0
         self._raw_left = n
+        self._sink = self._data[2]
+        self._sink_size = len(self._sink)
+        self._sink_len = 0
+        self._sink_done = None
         if self._info is not None:
             self._info.append(head.decode().strip().strip(","))
         return True
 
     def _take_data(self, chunk, i, n):
-        buf = self._data[2] if self._data else None
+        # chunk is self._chunk (the reader's only buffer): copied through its memoryview,
+        # made once, so that no slice of it is allocated per piece of data.
         take = min(self._raw_left, n - i)
-        room = max(0, min(take, len(buf) - self._data_len)) if buf is not None else 0
+        got = self._sink_len
+        room = max(0, min(take, self._sink_size - got))
         if room:
-            buf[self._data_len:self._data_len + room] = chunk[i:i + room]
-            self._data_len += room
+            self._sink[got:got + room] = self._chunk_mv[i:i + room]
+            self._sink_len = got + room
         self.data_overflow += take - room
         self._raw_left -= take
+        if not self._raw_left:
+            done = self._sink_done
+            self._sink = self._sink_done = None
+            if done is None:
+                self._data_len = self._sink_len
+            else:
+                done(self._sink_len, self._sink_n)
         return take
 
     def _end_line(self):
@@ -261,9 +314,10 @@ class ATChannel:
             if line == cmd:  # the modem echoing our command
                 return
             if line == _OK or line in self._finals or line in _ERRORS or \
-                    line.startswith(_CME) or line.startswith(_CMS):
+                    self._is_error(line):
                 self._final = line
                 self._done.set()
+                self._prompt.set()  # a send waiting for its prompt gets this instead
                 return
             if self._expect is not None and line.startswith(self._expect):
                 self._info.append(line)

@@ -1,29 +1,37 @@
-# What every modem family shares: power and reset through the board's pins, the AT sync, and
-# what 3GPP TS 27.007 makes common (identity, +CSQ, +CEREG, +CGDCONT, +CFUN). A family module
-# (sim7080.py, sim7600.py, bg95.py) subclasses Modem, overrides class constants (commands,
-# timeouts, sizes) and provides what 27.007 leaves to each vendor:
+# What every modem family shares: the AT sync, what 3GPP TS 27.007 makes common (SIM state,
+# identity, +CSQ, +CEREG, +COPS, +CEER, +CGDCONT, +CFUN), the modem's own restarts, and the
+# pool of sockets. A family module (sim7080.py, sim7600.py, bg95.py) subclasses Modem,
+# overrides class constants (commands, timeouts, sizes, URCs) and provides what 27.007 leaves
+# to each vendor:
 #   _lte_report() -> dict     the richer signal report (rsrp, rsrq, sinr, act, band, operator)
 #   _config_pdp(apn)          the family's own PDP settings after +CGDCONT
-#   _activate() / _deactivate()   the data bearer
-#   _open(sock, host, port, timeout_ms), _send(sock, chunk), _recv(sock, buf) -> (n, more),
-#   _close(sock, was_open)    the TCP socket commands; URC handlers call _link_event().
+#   _activate() / _deactivate()   the data bearer (and its IP address into status["ip"])
+#   _open(sock, host, port, timeout_ms), send(sock, chunk), recv(sock, buf) -> (n, more),
+#   close_link(sock, was_open)    the TCP socket commands; URC handlers call _link_event().
 #
-# Parsers are module-level functions taking reply lines, so tests run them without a modem.
-# The module is loaded on a 64K heap next to the whole application: few functions, short
-# strings (every function and string constant costs RAM once imported).
+# Its parts live apart: the reply parsers in replies.py, the control lines (PWRKEY, RESET,
+# STATUS, supply) in power.py, the socket in tcp.py; this module is what the modem is told
+# and what it tells. The module is loaded on the device's heap next to the whole
+# application: few functions, short strings.
+#
+# Link state travels as events: a URC that changes it (registration, bearer lost, the modem
+# restarted) updates `status` and sets `link_event`, the asyncio.Event its owner (the
+# connection manager) awaits; the owner decides what to do, and retries.
 #
 # Transports: the links above (MQTT, TLS) use one byte stream, write(data) / read_into(buf) /
-# close() / `closed`. Socket below is that stream over the modem's own TCP stack. A PPP link
-# (network.PPP on the modem UART in data mode, then lwIP sockets) would be a second class with
-# the same four members, chosen by the manager; it would own the UART while it runs, the AT
-# channel stopped. Only the AT socket is built.
+# close() / `closed` (tcp.Socket, over the modem's own TCP stack). A PPP link (network.PPP
+# on the modem UART in data mode, then lwIP sockets) would be a second class with the same
+# four members, chosen by the manager; it would own the UART while it runs, the AT channel
+# stopped. Only the AT socket is built.
 import asyncio
+import errno
 import time
 
-import machine
-
-from app.errors import FirmwareError
 from app.modem.at import ATError, ATTimeout
+from app.modem.power import Power
+from app.modem.replies import (ACT_NAMES, ModemError, find, parse_cereg, parse_cgdcont,
+                               parse_cops, parse_csq, parse_id, text)
+from app.modem.tcp import Socket
 
 try:
     from micropython import const
@@ -36,262 +44,15 @@ except ImportError:
 _SYNC_ATTEMPTS = const(10)  # "AT" probes before the modem counts as silent
 _SYNC_TIMEOUT_MS = const(500)  # one probe: a running modem answers "AT" at once
 _PROBE_ATTEMPTS = const(2)  # without a STATUS line: is the modem on already?
-_POLL_MS = const(50)  # STATUS line polling
 _CMD_TIMEOUT_MS = const(5000)  # 27.007 commands answer well within this
 _CFUN_TIMEOUT_MS = const(15000)  # +CFUN answers within 15 s on all three families
 _POWER_CMD_TIMEOUT_MS = const(3000)  # a power-down command's OK comes before the shutdown
 _OPEN_TIMEOUT_MS = const(60000)  # DNS plus TCP connect over a slow LTE-M cell
 _APN_MAX = const(100)  # 3GPP TS 23.003: an APN is at most 100 octets
+# A boot's URCs (RDY, SMS Ready...) come within this of each other and of the power-on or
+# reset the driver made; one after a longer quiet means the modem restarted by itself.
+_BOOT_SPREAD_MS = const(30000)
 
-# 27.007 +CREG/+CGREG/+CEREG <stat>, by code: one string of names, split when read (a tuple's
-# strings would each cost heap).
-STATES = ("not_registered home searching denied unknown roaming sms_only_home sms_only_roaming "
-          "emergency_only csfb_not_preferred_home csfb_not_preferred_roaming emergency_bearer")
-# 27.007 <AcT> by code: GSM, GSM compact, UTRAN, EGPRS, HSDPA, HSUPA, HSPA, E-UTRAN,
-# EC-GSM-IoT, E-UTRAN NB-S1. A family whose manual numbers them otherwise overrides it. One
-# string of names, split when read: a tuple's strings would each cost heap.
-ACT_NAMES = "GSM GSM UMTS EDGE HSPA HSPA HSPA LTE EC-GSM-IoT NB-IoT"
-
-
-class ModemError(FirmwareError):
-    # The modem refused, or answered something that makes no sense; `code` is the +CME code
-    # (int, or text under AT+CMEE=2) or the family's result code, when there is one.
-    def __init__(self, message, code=None):
-        super().__init__(message)
-        self.code = code
-
-
-def bad_reply(what, reply):
-    # The error for a reply (a line or a list of lines) that makes no sense.
-    return ModemError("%s: bad reply %r" % (what, reply))
-
-
-# -- parsers: reply lines in, values out ---------------------------------------------------
-
-def val(field):
-    # A field without its spaces and quotes.
-    return field.strip().strip('"')
-
-
-def num(field):
-    # An int field, or None when empty or not a number.
-    try:
-        return int(val(field))
-    except ValueError:
-        return None
-
-
-def find(lines, prefix):
-    # The fields after `prefix` on the first line carrying it (quotes kept), or None.
-    for line in lines:
-        if line.startswith(prefix):
-            return [f.strip() for f in line[len(prefix):].split(",")]
-    return None
-
-
-def result(lines, prefix):
-    # The result code first after `prefix` ("+CAOPEN: 0," -> 0 or an error code), or None.
-    f = find(lines, prefix)
-    return num(f[0]) if f else None
-
-
-def parse_cgdcont(lines):
-    # +CGDCONT: <cid>,<PDP_type>,<APN>[,...] -> [(cid, type, apn)]
-    out = []
-    for line in lines:
-        f = find((line,), "+CGDCONT:")
-        if f is not None:
-            if len(f) < 3 or num(f[0]) is None:
-                raise bad_reply("apn", line)
-            out.append((num(f[0]), val(f[1]), val(f[2])))
-    return out
-
-
-def parse_id(lines, what):
-    # "iccid", "imei", "imsi" or "revision" from a reply in any family's form: bare, after a
-    # prefix (+CCID:, +ICCID:, +QCCID:, Revision:, +CGMR:), quoted; an ICCID's F padding goes.
-    for line in lines:
-        v = val(line[line.find(":") + 1:])
-        if what == "revision":
-            if v:
-                return v
-            continue
-        if what == "iccid":
-            v = v.rstrip("Ff")
-        # ITU-T E.118 ICCID 19-22 digits, IMEI 15, IMSI up to 15 (MCC + MNC + MSIN)
-        lo, hi = (19, 22) if what == "iccid" else (15, 15) if what == "imei" else (14, 15)
-        if v.isdigit() and lo <= len(v) <= hi:
-            if what == "imei":  # Luhn check digit
-                total = 0
-                for i in range(15):
-                    d = (ord(v[14 - i]) - 48) * (1 + i % 2)
-                    total += d - 9 if d > 9 else d
-                if total % 10:
-                    raise ModemError("imei: %s fails its Luhn check" % v)
-            return v
-    raise ModemError("%s: none in reply %r" % (what, lines))
-
-
-def parse_csq(lines):
-    # +CSQ: <rssi>,<ber>: rssi 0..31 is -113 dBm + 2 dBm a step, 99 unknown; ber 0..7.
-    f = find(lines, "+CSQ:") or ()
-    rssi, ber = (num(f[0]), num(f[1])) if len(f) == 2 else (None, None)
-    if rssi is None or ber is None:
-        raise bad_reply("signal", lines)
-    return {"rssi_dbm": -113 + 2 * rssi if 0 <= rssi <= 31 else None,
-            "ber": ber if 0 <= ber <= 7 else None}
-
-
-def parse_cereg(line, act_names=ACT_NAMES):
-    # +CEREG (and +CREG/+CGREG) as AT+CEREG? answers, "<n>,<stat>[,<tac>,<ci>,<AcT>[,
-    # <cause_type>,<reject_cause>]]", or as a URC, "<stat>[,<tac>,...]". Area and cell codes
-    # are quoted hex, so a bare number second means the first was <n>.
-    f = [x.strip() for x in line[line.find(":") + 1:].split(",")]
-    if len(f) > 1 and f[1] and f[1][0] != '"':
-        f = f[1:]
-    stat = num(f[0])
-    states = STATES.split()
-    if stat is None or not 0 <= stat < len(states):
-        raise bad_reply("registration", line)
-    f += [""] * (6 - len(f))
-    act = num(f[3])
-    if act is not None:
-        names = act_names.split()
-        act = names[act] if act < len(names) else str(act)
-    return {
-        "stat": stat, "state": states[stat],
-        "registered": stat in (1, 5, 9, 10),  # registered with data (EPS) service
-        "denied": stat == 3, "sms_only": stat in (6, 7),
-        "tac": val(f[1]).upper() or None, "ci": val(f[2]).upper() or None, "act": act,
-        "cause": num(f[5]),  # EMM reject cause
-    }
-
-
-def lte_act(mode):
-    # A serving system as +CPSI, +QCSQ and +QNWINFO name it: "LTE CAT-M1", "eMTC", "CAT-NB1",
-    # "NBIoT", "NO SERVICE"/"NOSERVICE"/"No Service", "LTE", "GSM", "WCDMA".
-    m = val(mode).upper()
-    if "CAT-M" in m or m == "EMTC":
-        return "LTE-M"
-    if "NB" in m:
-        return "NB-IoT"
-    if m.startswith("NO"):
-        return None
-    return "UMTS" if m == "WCDMA" else val(mode)
-
-
-def band(text):
-    # "EUTRAN-BAND3" / "LTE BAND 3" -> 3; other band names stay text.
-    t = val(text)
-    i = t.upper().find("BAND")
-    return int(t[i + 4:]) if i >= 0 and t[i + 4:].strip().isdigit() else t or None
-
-
-def parse_cpsi(lines, scale, snr_mul, snr_add):
-    # SIMCom's +CPSI: <mode>,<op mode>[,<MCC>-<MNC>,<TAC>,<SCellID>,<PCellID>,<band>,<earfcn>,
-    # <dlbw>,<ulbw>,<RSRQ>,<RSRP>,<RSSI>,<RSSNR>] on LTE. RSRQ and RSRP are divided by `scale`
-    # and SINR = RSSNR * snr_mul + snr_add: the SIMCom families print different units.
-    f = find(lines, "+CPSI:")
-    if not f:
-        return {}
-    out = {"act": lte_act(f[0])}
-    if out["act"] and len(f) > 2:
-        out["operator"] = val(f[2]) or None
-    if out["act"] and len(f) >= 14 and f[0].upper().startswith("LTE"):
-        rsrq, rsrp, snr = num(f[10]), num(f[11]), num(f[13])
-        out["band"] = band(f[6])
-        out["rsrq"] = rsrq / scale if rsrq is not None and scale != 1 else rsrq
-        out["rsrp"] = rsrp / scale if rsrp is not None and scale != 1 else rsrp
-        out["sinr"] = snr * snr_mul + snr_add if snr is not None else None
-    return out
-
-
-# -- pins: (machine.Pin, level that asserts the line) -------------------------------------
-
-def _pin(spec, mode=-1):
-    # A control line from /board.json, {"pin": n, "active": "high"|"low"}: `active` is the
-    # GPIO level that asserts it, as the ESP32 sees it after any transistor.
-    if spec:
-        return machine.Pin(spec["pin"], mode), 0 if spec.get("active") == "low" else 1
-    return None
-
-
-def _drive(line, on):
-    # Asserts or releases a control line; a line the board lacks (None) is left alone.
-    if line:
-        line[0].init(machine.Pin.OUT, value=line[1] if on else 1 - line[1])
-
-
-# -- the stream ----------------------------------------------------------------------------
-
-class Socket:
-    # One TCP connection on the modem, link number `link`. Objects are made once per link and
-    # reused, each with its receive buffer; the family's URC handlers mark data and closure.
-    def __init__(self, modem, link, rx_size):
-        self._modem = modem
-        self.link = link
-        self._rx = bytearray(rx_size)
-        self._start = self._end = 0
-        self._event = asyncio.Event()
-        self._readable = False  # the modem may hold data for us (URC seen, not drained)
-        self.held = False  # the link is ours until close() releases it
-        self.closed = True
-
-    def _wake(self, data):
-        # From URC handlers: data arrived (True), or the link went down (False).
-        if data:
-            self._readable = True
-        else:
-            self.closed = True
-        self._event.set()
-
-    async def write(self, data):
-        mv = memoryview(data)
-        step = self._modem.MAX_SEND
-        i = 0
-        while i < len(mv):
-            if self.closed:
-                raise ModemError("send %d: closed" % self.link)
-            chunk = mv[i:i + step]
-            await self._modem._send(self, chunk)
-            i += len(chunk)
-        return i
-
-    async def read_into(self, buf):
-        # Waits for data; returns the bytes copied into buf, 0 once the link is closed and
-        # nothing is left. Data goes modem -> this socket's buffer -> buf, so small reads
-        # (a 2-byte MQTT header) cost no AT command each.
-        while self._start == self._end:
-            if self._readable:
-                self._readable = False
-                n = -1
-                try:
-                    n, more = await self._modem._recv(self, self._rx)
-                finally:
-                    if n < 0:  # the read failed: the data is still in the modem
-                        self._readable = True
-                self._readable = self._readable or more
-                self._start = 0
-                self._end = n
-            elif self.closed:
-                return 0
-            else:
-                self._event.clear()
-                await self._event.wait()
-        n = min(len(buf), self._end - self._start)
-        buf[:n] = memoryview(self._rx)[self._start:self._start + n]
-        self._start += n
-        return n
-
-    async def close(self):
-        if self.held:
-            self.held = False
-            was_open = not self.closed
-            self._wake(False)
-            await self._modem._close(self, was_open)
-
-
-# -- the modem -----------------------------------------------------------------------------
 
 class Modem:
     FAMILY = ""
@@ -303,6 +64,8 @@ class Modem:
     ACT_NAMES = ACT_NAMES
     PDP_TYPE = "IP"
     REPLY_URCS = ()  # type: tuple  # results that come as URCs after OK; see _reply()
+    BOOT_URCS = ("RDY",)  # type: tuple  # what the modem says as it starts
+    AT_ERRORS = ()  # type: tuple  # the family's own error results (ATChannel.add_error)
     RESET_PULSE_MS = 500
     ATTACH_TIMEOUT_MS = 60000
     DETACH_TIMEOUT_MS = 40000
@@ -314,27 +77,32 @@ class Modem:
     READ_DATA = ("", b"\n", 0)  # reply prefix, end of its header, field holding the length
     CLOSE_COMMAND = ""  # "AT+...=<link>" with one %d
     RX_BUFFER = 512  # each socket's receive buffer
-    SOCKETS = 2  # links handed out at once
+    # Links handed out at once, each made here once with its buffer: the uplink's one
+    # connection (every family has more links; each one more costs the heap a buffer).
+    SOCKETS = 1
 
     def __init__(self, channel, board, log):
         self.ch = channel
         self.log = log
-        self._timing = board["modem"]  # pwrkey_on_ms, pwrkey_off_ms, boot_ms, power_off_ms
-        pins = board["pins"]
-        self._pwrkey = _pin(pins.get("pwrkey"))
-        self._status = _pin(pins.get("status"), machine.Pin.IN)
-        self._reset = _pin(pins.get("reset"))
-        self._supply = _pin(pins.get("modem_power"))  # driven once power_on/off decide
-        _drive(self._pwrkey, False)
-        _drive(self._reset, False)
-        self._sockets = [None] * self.SOCKETS  # type: list
+        self.power = Power(board)
+        self.sockets = [Socket(self, i, self.RX_BUFFER) for i in range(self.SOCKETS)]
+        self.link_event = None  # the owner's asyncio.Event, set on every change of link state
+        self.lost = None  # why the bearer went, as the last loss the modem reported
+        self._apn = ""
         self._awaiting = None  # prefix of the reply URC a command waits for
         self._reply_line = None
         self._reply_event = asyncio.Event()
-        self.reg_event = asyncio.Event()  # set on every +CEREG URC
+        self._boot_seen = time.ticks_ms()  # the last boot URC, power-on or reset
         self.status = {"family": self.FAMILY, "identity": None, "signal": None,
-                       "registration": None, "bearer": False}  # type: dict
+                       "registration": None, "bearer": False, "ip": None, "sim": None,
+                       "operator": None, "ceer": None, "boot": None,
+                       "resets": 0}  # type: dict
+        for prefix in self.AT_ERRORS:
+            channel.add_error(prefix)
         channel.on_urc("+CEREG:", self._on_cereg)
+        channel.on_urc("+CPIN:", self._on_cpin)
+        for prefix in self.BOOT_URCS:
+            channel.on_urc(prefix, self._on_boot)
         for prefix in self.REPLY_URCS:
             channel.on_urc(prefix, self._on_reply)
 
@@ -382,54 +150,78 @@ class Modem:
         finally:
             self._awaiting = None
 
+    # -- events ------------------------------------------------------------------------------
+
+    def _changed(self):
+        if self.link_event is not None:
+            self.link_event.set()
+
+    def _forget(self, why=None):
+        # The bearer and every link are gone. `why`: the network or the modem ended them
+        # (not this driver), which the link's owner hears of at once.
+        self.status["bearer"] = False
+        self.status["ip"] = None
+        for s in self.sockets:
+            if s.held:
+                s.ended(errno.ECONNRESET)
+        if why:
+            self.log.warning("modem", why)
+            self.lost = why
+            self._changed()
+
+    def _on_cereg(self, line):
+        reg = parse_cereg(line, self.ACT_NAMES)
+        reg["source"] = "CEREG"
+        self.status["registration"] = reg
+        self._changed()
+
+    def _on_cpin(self, line):
+        self.status["sim"] = text((line,), "+CPIN:")
+
+    def _on_boot(self, line):
+        # The modem (re)started: expected after a power-on or reset, else it restarted by
+        # itself (brown-out, its own watchdog) and took the bearer, the sockets and the
+        # settings of sync() with it.
+        now = time.ticks_ms()
+        quiet = time.ticks_diff(now, self._boot_seen) > _BOOT_SPREAD_MS
+        self._boot_seen = now
+        self.status["boot"] = line
+        if quiet:
+            self.status["resets"] += 1
+            self._forget("modem restarted by itself: " + line)
+
     # -- power -------------------------------------------------------------------------------
 
     def is_powered(self):
         # From the STATUS line; None when the board has none.
-        return self._status[0].value() == self._status[1] if self._status else None
-
-    async def _press(self, line, ms):
-        if line is None:
-            raise ModemError("power: no PWRKEY line")
-        _drive(line, True)
-        await asyncio.sleep_ms(ms)
-        _drive(line, False)
-
-    async def _wait_status(self, on, ms):
-        # True once STATUS reads `on`, False if not within ms, None without a STATUS line.
-        if self._status is None:
-            return None
-        t0 = time.ticks_ms()
-        while self.is_powered() != on:
-            if time.ticks_diff(time.ticks_ms(), t0) >= ms:
-                return False
-            await asyncio.sleep_ms(_POLL_MS)
-        return True
+        return self.power.is_on()
 
     async def power_on(self):
         # Leaves the modem on and in sync. One already on (STATUS active, or without STATUS
         # answering AT) gets no PWRKEY pulse, which would switch it off.
-        _drive(self._supply, True)
-        if self.is_powered():
+        self.power.supply(True)
+        self._boot_seen = time.ticks_ms()
+        on = self.power.is_on()
+        if on:
             return await self.sync()
-        if self._status is None:
+        if on is None:
             try:
                 return await self.sync(_PROBE_ATTEMPTS)
             except ATError as e:  # silent: off, so press PWRKEY
                 self.log.info("modem", "%s: PWRKEY" % e)
-        await self._press(self._pwrkey, self._timing["pwrkey_on_ms"])
+        await self.power.press(self.power.on_ms)
         await self._boot()
 
     async def _boot(self):
         # After PWRKEY or RESET: STATUS, then AT, each given the board's boot time.
-        boot_ms = self._timing["boot_ms"]
-        if await self._wait_status(True, boot_ms) is False:
+        boot_ms = self.power.boot_ms
+        if await self.power.wait(True, boot_ms) is False:
             self.log.warning("modem", "no STATUS after %d ms" % boot_ms)
         await self.sync(_SYNC_ATTEMPTS + boot_ms // _SYNC_TIMEOUT_MS)
 
     async def power_off(self):
         self._forget()
-        if self.is_powered() is not False:
+        if self.power.is_on() is not False:
             done = None
             if self.POWER_OFF_CMD:
                 try:
@@ -437,14 +229,14 @@ class Modem:
                 except ATTimeout as e:  # a hung modem still obeys PWRKEY
                     self.log.info("modem", str(e))
             if done is None:
-                await self._press(self._pwrkey, self._timing["pwrkey_off_ms"])
-            ms = self._timing["power_off_ms"]
-            off = await self._wait_status(False, ms)
+                await self.power.press(self.power.off_ms)
+            ms = self.power.off_wait_ms
+            off = await self.power.wait(False, ms)
             if off is None:
                 await asyncio.sleep_ms(ms)
-            elif not off and not self._supply:
+            elif not off and not self.power.has_supply:
                 raise ModemError("power off: STATUS still active after %d ms" % ms)
-        _drive(self._supply, False)
+        self.power.supply(False)
 
     async def power_cycle(self):
         try:
@@ -455,21 +247,24 @@ class Modem:
 
     async def hard_reset(self):
         # The RESET line when the board has one, else a power cycle.
-        if self._reset is None:
+        if not self.power.has_reset:
             return await self.power_cycle()
         self._forget()
-        await self._press(self._reset, self.RESET_PULSE_MS)
+        self._boot_seen = time.ticks_ms()
+        await self.power.reset(self.RESET_PULSE_MS)
         await self._boot()
 
     async def soft_reset(self):
+        self._boot_seen = time.ticks_ms()
         await self._at(self.SOFT_RESET_CMD, "soft reset", _CFUN_TIMEOUT_MS)
         self._forget()
-        await asyncio.sleep_ms(self._timing["boot_ms"])
+        await asyncio.sleep_ms(self.power.boot_ms)
         await self.sync()
 
     async def sync(self, attempts=_SYNC_ATTEMPTS):
         # "AT" until OK: after power-on, or when echo or baud drifted. Then echo off, verbose
-        # errors and the family's own settings.
+        # errors, the family's own settings, and registration URCs with the reject cause
+        # (AT+CEREG=3; a modem without that mode gets location only, AT+CEREG=2).
         last = None
         for _ in range(attempts):
             try:
@@ -483,10 +278,25 @@ class Modem:
         # cost heap for as long as the module is loaded.
         for cmd in ["ATE0", "AT+CMEE=2"] + list(self.INIT_CMDS):
             await self._at(cmd, "sync")
+        if await self._at("AT+CEREG=3") is None:
+            await self._at("AT+CEREG=2", "registration URCs")
+        self._boot_seen = time.ticks_ms()
 
-    # -- identity, signal, registration ----------------------------------------------------
+    # -- SIM, identity, signal, registration -----------------------------------------------
+
+    async def sim(self):
+        # The SIM's state as +CPIN names it (READY, SIM PIN, SIM PUK...); anything but READY
+        # is an error that says so. No SIM is a refusal (+CME ERROR: 10, SIM not inserted).
+        try:
+            state = text(await self._at("AT+CPIN?", "sim", expect="+CPIN:"), "+CPIN:")
+        except ModemError as e:
+            state = str(e.code or "ERROR")
+        self.status["sim"] = state
+        if state != "READY":
+            raise ModemError("sim: %s" % state)
 
     async def identity(self):
+        await self.sim()
         ident = {}
         for what, cmd in [["iccid", self.ICCID_CMD], ["imei", "AT+CGSN"], ["imsi", "AT+CIMI"],
                           ["revision", "AT+CGMR"]]:
@@ -506,7 +316,7 @@ class Modem:
 
     async def registration(self):
         # The first of REG_CMDS that shows data service; else the first (+CEREG), which says
-        # why not (denied, searching...).
+        # why not (denied, searching...). A denial also reads the modem's report (+CEER).
         best = None
         for name in self.REG_CMDS:
             lines = await self._at("AT%s?" % name, "registration read", expect=name)
@@ -520,14 +330,14 @@ class Modem:
             if r["registered"]:
                 break
         self.status["registration"] = best
+        if best["denied"]:
+            await self.cause()
         return best
 
-    async def enable_registration_urcs(self):
-        await self._at("AT+CEREG=2", "registration URCs")
-
-    def _on_cereg(self, line):
-        self.status["registration"] = parse_cereg(line, self.ACT_NAMES)
-        self.reg_event.set()
+    async def cause(self):
+        # The modem's own report on why the last registration, attach or session failed
+        # (AT+CEER), into status["ceer"]; a modem that refuses it reports nothing.
+        self.status["ceer"] = text(await self._at("AT+CEER") or (), "+CEER:")
 
     # -- bearer ------------------------------------------------------------------------------
 
@@ -537,6 +347,7 @@ class Modem:
         # empty APN asks for the network's default (LTE assigns one at attach).
         if len(apn) > _APN_MAX or '"' in apn or "," in apn:
             raise ModemError("apn: bad APN %r" % (apn,))
+        self._apn = apn
         have = None
         for cid, pdp_type, ctx_apn in parse_cgdcont(await self._at("AT+CGDCONT?", "apn read")):
             if cid == 1:
@@ -549,7 +360,8 @@ class Modem:
         await self._config_pdp(apn)
 
     async def attach(self):
-        # Brings the data bearer up; an SMS-only or denied network is a clear error.
+        # Brings the data bearer up; an SMS-only or denied network is a clear error. The
+        # operator's name (+COPS) and the bearer's address go into status.
         reg = await self.registration()
         if reg["denied"]:
             why = "registration denied (cause %s)" % reg["cause"]
@@ -560,9 +372,17 @@ class Modem:
         else:
             why = None
         if why:
+            if not reg["denied"]:
+                await self.cause()
             raise ModemError("attach: " + why, reg["cause"])
-        await self._activate()
+        self.status["operator"] = parse_cops(await self._at("AT+COPS?") or ())
+        try:
+            await self._activate()
+        except ModemError:
+            await self.cause()
+            raise
         self.status["bearer"] = True
+        self.lost = None
 
     async def detach(self):
         self._forget()
@@ -574,52 +394,53 @@ class Modem:
             self._forget()
         await self._at("AT+CFUN=1" if on else "AT+CFUN=4", "radio", _CFUN_TIMEOUT_MS)
 
-    def _forget(self):
-        # The bearer and every link are gone (network loss, reset, power off).
-        self.status["bearer"] = False
-        for s in self._sockets:
-            if s is not None and s.held:
-                s._wake(False)
-
     # -- sockets -----------------------------------------------------------------------------
 
     async def open_socket(self, host, port, timeout_ms=_OPEN_TIMEOUT_MS):
+        # A TCP connection on a free link. As a socket's connect, a failure is an OSError:
+        # EINVAL for a bad address, ECONNREFUSED when the modem refused (its message has the
+        # family's result code), ETIMEDOUT, ENOBUFS when every link is in use.
         if not host or '"' in host or "," in host or not 0 < port < 65536:
-            raise ModemError("open: bad address %r:%r" % (host, port))
-        for i in range(self.SOCKETS):
-            s = self._sockets[i]
-            if s is None:
-                s = self._sockets[i] = Socket(self, i, self.RX_BUFFER)
+            raise OSError(errno.EINVAL, "open: bad address %r:%r" % (host, port))
+        for s in self.sockets:
             if not s.held:
-                # Held before the open command: data may be announced right after its result.
-                s._start = s._end = 0
-                s._readable = False
-                s._event.clear()
-                s.held = True
-                opened = False
+                s.opening()  # before the command: URCs may come right behind its result
                 try:
                     await self._open(s, host, port, timeout_ms)
-                    opened = True
-                finally:
-                    s.held = opened
-                s.closed = False
+                except ATTimeout as e:
+                    s.abandon()
+                    raise OSError(errno.ETIMEDOUT, str(e))
+                except (ATError, ModemError) as e:
+                    s.abandon()
+                    raise OSError(errno.ECONNREFUSED, str(e))
                 return s
-        raise ModemError("open: all %d sockets in use" % self.SOCKETS)
+        raise OSError(errno.ENOBUFS, "open: all %d sockets in use" % self.SOCKETS)
 
     async def _family(self, *args):
         raise NotImplementedError
 
     # The family's part (see the top of this module).
-    _lte_report = _config_pdp = _activate = _deactivate = _open = _family
+    _lte_report = _config_pdp = _activate = _deactivate = _open = send = _family
 
     def _link_event(self, field, data):
-        # A URC naming a link: data arrived (data=True) or it closed.
-        link = num(field)
-        s = self._sockets[link] if link is not None and 0 <= link < self.SOCKETS else None
-        if s is not None and s.held:
-            s._wake(data)
+        # A URC naming a link: data arrived (data=True) or the remote end closed it.
+        link = self._socket(field)
+        if link is not None:
+            if data:
+                link.data()
+            else:
+                link.ended()
 
-    async def _recv(self, sock, buf):
+    def _socket(self, field):
+        # The held socket a URC's link field names, or None.
+        try:
+            i = int(field.strip().strip('"'))
+        except ValueError:
+            return None
+        s = self.sockets[i] if 0 <= i < len(self.sockets) else None
+        return s if s is not None and s.held else None
+
+    async def recv(self, sock, buf):
         # The families whose read command answers "<prefix> <n>" and then n raw bytes
         # (READ_DATA says where the length is and where the data starts).
         want = min(len(buf), self.MAX_READ)
@@ -627,11 +448,11 @@ class Modem:
         lines = await self._at(self.READ_COMMAND % (sock.link, want), "read",
                                data=(prefix, terminator, buf, field))
         if find(lines, prefix) is None:
-            raise bad_reply("read", lines)
+            raise ModemError("read: bad reply %r" % (lines,))
         n = self.ch.data_length()
         return n, n == want
 
-    async def _close(self, sock, was_open):
+    async def close_link(self, sock, was_open):
         # A close the remote end may have beaten us to: then a refusal is expected.
         try:
             await self._at(self.CLOSE_COMMAND % sock.link, "close %d" % sock.link,

@@ -1,19 +1,26 @@
-# The connection manager: brings the cellular link up and keeps it up.
+# The connection manager: brings the cellular link up, keeps it up, and is the one owner of
+# retry for it.
 #
-# Bring-up is power -> sync -> identity -> APN -> registration -> data attach. A failure waits
-# out a backoff (doubling, with jitter so a fleet that lost the same cell does not return in
-# step) and tries again. A modem that stops answering climbs an escalation ladder, one rung per
-# consecutive failure: re-sync (baud/echo drift), soft reset, PWRKEY power cycle, and finally
-# a board reset. Radio-off (flight mode) parks the modem until asked back.
+# Bring-up is power -> sync -> SIM and identity -> APN -> registration -> data attach. A failure
+# waits out a backoff (app.backoff: doubling, with jitter so a fleet that lost the same cell
+# does not return in step) and tries again. A modem that stops answering climbs an escalation
+# ladder, one rung per consecutive failure: re-sync (baud/echo drift), soft reset, PWRKEY power
+# cycle, and finally a board reset. Radio-off (flight mode) parks the modem until asked back.
 #
-# Everything the console and telemetry need is in `status`: state, last error, attach time,
-# registration history, escalations.
+# Link state comes as events: the driver sets this manager's `_wake` (its link_event) on every
+# URC that changes the link (registration, bearer lost, the modem restarted by itself), so a
+# loss is acted on at once, and a registration regained ends a backoff early. While connected,
+# a registration read every check_interval_s is the fallback, and finds a modem that hung.
+#
+# Its status is the driver's status dict (identity, signal, registration, bearer, ip, sim,
+# operator, ceer, boot, resets) with the manager's own keys added: state, last error, attach
+# time, registration history, escalations.
 import asyncio
-import random
 import time
 
+from app import backoff
 from app.modem.at import ATError, ATTimeout
-from app.modem.base import ModemError
+from app.modem.replies import ModemError
 
 try:
     from micropython import const
@@ -36,14 +43,12 @@ _RADIO_OFF = const("radio_off")
 _RESYNC = const("resync")
 _SOFT_RESET = const("soft_reset")
 _POWER_CYCLE = const("power_cycle")
-_BOARD_RESET = const("board_reset")
 _LADDER = const("resync soft_reset power_cycle board_reset")  # the rungs, in order
 
 _HISTORY = const(8)  # registration changes kept in status
-_REG_POLL_MS = const(2000)  # how often registration is read while waiting for it
+_REG_POLL_MS = const(10000)  # registration read this often while waiting; its URCs come sooner
 _BACKOFF_MIN_S = const(5)
 _BACKOFF_MAX_S = const(900)  # never more than 15 min between attempts
-_JITTER_PERCENT = const(25)
 
 
 class ConnectionManager:
@@ -55,17 +60,17 @@ class ConnectionManager:
         self.register_timeout_s = register_timeout_s  # LTE-M in poor coverage can take minutes
         self.check_interval_s = check_interval_s  # link health check while connected
         self._reset_board = reset_board  # the last rung; machine.reset on a device
-        self.connected = asyncio.Event()
-        self._wake = asyncio.Event()
+        self.connected = asyncio.Event()  # awaited by wait_connected (the uplink)
+        self._wake = asyncio.Event()  # link events, radio requests: awaited by the loop
+        modem.link_event = self._wake
         self._radio_wanted = True
         self._failures = 0  # consecutive failed bring-ups
         self._unanswered = 0  # consecutive failures where the modem did not answer
-        self._bringup_start = 0
-        self.status = {
+        self.status = modem.status
+        self.status.update({
             "state": _OFF, "last_error": None, "attach_time_s": None, "attempts": 0,
-            "escalations": [], "registration": [], "connected_since": None,
-            "identity": None, "signal": None,
-        }
+            "escalations": [], "history": [], "connected_since": None,
+        })
 
     # -- control ------------------------------------------------------------------------
 
@@ -74,14 +79,6 @@ class ConnectionManager:
         self._radio_wanted = bool(on)
         self._wake.set()
 
-    def link_lost(self, why):
-        # Called when a data session or socket reports the network gone.
-        if self.status["state"] == _CONNECTED:
-            self.log.warning("modem", "link lost: " + why)
-            self.connected.clear()
-            self.status["state"] = _BACKOFF
-            self._wake.set()
-
     async def wait_connected(self, timeout_ms=None):
         if timeout_ms is None:
             await self.connected.wait()
@@ -89,10 +86,12 @@ class ConnectionManager:
             await asyncio.wait_for_ms(self.connected.wait(), timeout_ms)
 
     async def open_socket(self, host, port, timeout_ms=30000):
+        # A socket to host:port once the link is up: asyncio.TimeoutError when the link does
+        # not come up in timeout_ms, an OSError when the open fails (Modem.open_socket).
         await self.wait_connected(timeout_ms)
         try:
             return await self.modem.open_socket(host, port, timeout_ms)
-        except (ATError, ModemError) as e:
+        except OSError as e:
             self._record_error(e)
             raise
 
@@ -115,71 +114,77 @@ class ConnectionManager:
             except (ATError, ModemError) as e:
                 self._record_error(e)
             self.connected.clear()
-            self._failures += 1
-            await self._backoff()
+            if self._radio_wanted:
+                self._failures += 1
+                await self._backoff()
 
     async def _bring_up(self):
-        self.status["attempts"] += 1
-        self._bringup_start = time.ticks_ms()
-        self.status["state"] = _STARTING
+        status = self.status
+        status["attempts"] += 1
+        t0 = time.ticks_ms()
+        status["state"] = _STARTING
         await self.modem.power_on()
-        if self.status["identity"] is None or self._failures:
-            # Read every bring-up after a failure: a SIM swap shows as a new ICCID.
-            self.status["identity"] = await self.modem.identity()
-        self.status["signal"] = await self.modem.signal()
+        if status["identity"] is None or self._failures:
+            # Read every bring-up after a failure: a SIM swap shows as a new ICCID, a missing
+            # or locked SIM as the error that says so.
+            await self.modem.identity()
+        await self.modem.signal()
         await self.modem.set_apn(self.apn)
         await self._register()
-        self.status["state"] = _ATTACHING
+        status["state"] = _ATTACHING
         await self.modem.attach()
-        elapsed = time.ticks_diff(time.ticks_ms(), self._bringup_start)
-        self.status["attach_time_s"] = elapsed / 1000
-        self.status["connected_since"] = time.time()
-        self.status["state"] = _CONNECTED
+        elapsed = time.ticks_diff(time.ticks_ms(), t0)
+        status["attach_time_s"] = elapsed / 1000
+        status["connected_since"] = time.time()
+        status["state"] = _CONNECTED
         self.connected.set()
         self.log.info("modem", "connected in %.1f s" % (elapsed / 1000))
 
     async def _register(self):
+        # Until registered: a read now, then again on each registration URC (or every
+        # _REG_POLL_MS without one).
         self.status["state"] = _REGISTERING
         deadline = time.ticks_add(time.ticks_ms(), self.register_timeout_s * 1000)
-        last = None
         while True:
+            self._wake.clear()  # before the read: a URC during it wakes the wait below
             reg = await self.modem.registration()
-            if reg["stat"] != last:
-                last = reg["stat"]
-                self._remember_registration(reg)
+            self._remember(reg)
             if reg["registered"]:
                 return
             if reg["denied"]:
-                raise ModemError("registration denied by the network")
+                raise ModemError("registration denied by the network (cause %s)"
+                                 % reg["cause"], reg["cause"])
             if reg["sms_only"]:
                 raise ModemError("registered for SMS only: no data service")
-            if time.ticks_diff(deadline, time.ticks_ms()) <= 0:
+            if not self._radio_wanted:
+                raise ModemError("radio off requested")
+            left = time.ticks_diff(deadline, time.ticks_ms())
+            if left <= 0:
                 raise ModemError("not registered after %d s (last state %s)" % (
                     self.register_timeout_s, reg["state"]))
-            await asyncio.sleep_ms(_REG_POLL_MS)
+            try:
+                await asyncio.wait_for_ms(self._wake.wait(), min(left, _REG_POLL_MS))
+            except asyncio.TimeoutError:
+                pass
 
     async def _watch(self):
-        # Connected: check the registration now and then, and wake at once on link loss.
+        # Connected: act at once on a link event, and read the registration now and then.
         while True:
-            self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), self.check_interval_s)
             except asyncio.TimeoutError:
                 pass
-            if not self._radio_wanted or self.status["state"] != _CONNECTED:
-                raise ModemError("link lost")
+            self._wake.clear()  # an event during the checks below wakes the next wait
+            if not self._radio_wanted:
+                raise ModemError("radio off requested")
+            if not self.status["bearer"]:
+                # The network ended the data session, or the modem restarted: the driver saw
+                # its URC. Registration alone does not carry data.
+                raise ModemError("data session lost (%s)" % (self.modem.lost or "no bearer"))
             reg = await self.modem.registration()
-            history = self.status["registration"]
-            if not history or history[-1][1] != reg["stat"]:
-                self._remember_registration(reg)
+            self._remember(reg)
             if not reg["registered"]:
-                self.connected.clear()
                 raise ModemError("lost registration (%s)" % reg["state"])
-            if not self.modem.status["bearer"]:
-                # The network ended the data session (the driver saw its URC); registration
-                # alone does not carry data.
-                self.connected.clear()
-                raise ModemError("data session lost")
 
     async def _escalate(self):
         # One rung up per consecutive unanswered bring-up; the first rung is cheap.
@@ -200,15 +205,28 @@ class ConnectionManager:
             self._record_error(e)
 
     async def _backoff(self):
+        # Waits out the backoff; a radio request, or registration regained (coverage back),
+        # ends it early.
         self.status["state"] = _BACKOFF
-        delay = min(_BACKOFF_MAX_S, _BACKOFF_MIN_S << min(self._failures - 1, 10))
-        jitter = delay * _JITTER_PERCENT // 100
-        delay += random.randint(-jitter, jitter) if jitter else 0
-        self._wake.clear()
-        try:
-            await asyncio.wait_for(self._wake.wait(), delay)
-        except asyncio.TimeoutError:
-            pass
+        end = time.ticks_add(time.ticks_ms(),
+                             1000 * backoff.delay_s(self._failures, _BACKOFF_MIN_S,
+                                                    _BACKOFF_MAX_S))
+        was = self._registered()
+        while True:
+            left = time.ticks_diff(end, time.ticks_ms())
+            if left <= 0:
+                return
+            self._wake.clear()
+            try:
+                await asyncio.wait_for_ms(self._wake.wait(), left)
+            except asyncio.TimeoutError:
+                return
+            if not self._radio_wanted or (self._registered() and not was):
+                return
+
+    def _registered(self):
+        reg = self.status["registration"]
+        return bool(reg and reg["registered"])
 
     async def _park(self):
         self.status["state"] = _RADIO_OFF
@@ -217,13 +235,13 @@ class ConnectionManager:
             await self.modem.radio(False)
         except (ATError, ModemError) as e:
             self._record_error(e)
-        self._wake.clear()
-        await self._wake.wait()
-        if self._radio_wanted:
-            try:
-                await self.modem.radio(True)
-            except (ATError, ModemError) as e:
-                self._record_error(e)
+        while not self._radio_wanted:
+            self._wake.clear()
+            await self._wake.wait()
+        try:
+            await self.modem.radio(True)
+        except (ATError, ModemError) as e:
+            self._record_error(e)
 
     # -- status -------------------------------------------------------------------------
 
@@ -231,8 +249,11 @@ class ConnectionManager:
         self.status["last_error"] = str(e)
         self.log.warning("modem", str(e))
 
-    def _remember_registration(self, reg):
-        _bounded_append(self.status["registration"], (time.time(), reg["stat"], reg["state"]))
+    def _remember(self, reg):
+        # Registration changes, the last _HISTORY of them: (time, stat, state).
+        history = self.status["history"]
+        if not history or history[-1][1] != reg["stat"]:
+            _bounded_append(history, (time.time(), reg["stat"], reg["state"]))
 
 
 def _bounded_append(items, item):

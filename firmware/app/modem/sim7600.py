@@ -5,8 +5,12 @@
 # stays in the modem (AT+CIPRXGET=1) until read with AT+CIPRXGET=2. Result codes <err>: 1
 # network failure, 2 network not opened, 3 wrong parameter, 4 operation not supported, 5
 # failed to create socket, 6 failed to bind socket, 8 busy, 9 sockets opened, 10 timeout, 11
-# DNS parse failed, 255 unknown error.
-from app.modem.base import Modem, ModemError, bad_reply, find, num, parse_cpsi
+# DNS parse failed, 255 unknown error. A socket command the modem cannot carry out (a send on
+# a link it no longer has) is answered "+CIPERROR: <err>" in place of ERROR.
+import errno
+
+from app.modem.base import Modem
+from app.modem.replies import ModemError, bad_reply, find, num, parse_cpsi, val
 
 
 class SIM7600(Modem):
@@ -17,6 +21,8 @@ class SIM7600(Modem):
     POWER_OFF_CMD = "AT+CPOF"
     REG_CMDS = ("+CEREG", "+CGREG")
     REPLY_URCS = ("+NETOPEN:", "+NETCLOSE:", "+CIPOPEN:", "+CIPCLOSE:", "+CIPSEND:")
+    BOOT_URCS = ("RDY", "*ATREADY")  # the A76XX say "*ATREADY: 1" as they start
+    AT_ERRORS = ("+CIPERROR:",)
     CPSI = (10, 2, -20)  # +CPSI units: RSRQ, RSRP in tenths; SINR = 2 * RSSNR - 20 dB
     RESET_PULSE_MS = 2500
     ATTACH_TIMEOUT_MS = 120000
@@ -40,8 +46,7 @@ class SIM7600(Modem):
 
     def _on_event(self, line):
         if "NETWORK CLOSED" in line:
-            self.log.warning("modem", "bearer lost: " + line)
-            self._forget()
+            self._forget("bearer lost: " + line)
 
     def _on_ip_error(self, line):
         self._ip_error = line[10:].strip()
@@ -67,14 +72,17 @@ class SIM7600(Modem):
         await self._at("AT+CSOCKSETPN=1", "pdp config")  # sockets use context 1
 
     async def _activate(self):
-        if find(await self._at("AT+NETOPEN?", "bearer read", expect="+NETOPEN:"),
-                "+NETOPEN: 1"):
-            return
-        try:
-            await self._ip_reply("AT+NETOPEN", "+NETOPEN:", "bearer", self.ATTACH_TIMEOUT_MS)
-        except ModemError:
-            if not (self._ip_error and "already opened" in self._ip_error):
-                raise
+        if not find(await self._at("AT+NETOPEN?", "bearer read", expect="+NETOPEN:"),
+                    "+NETOPEN: 1"):
+            try:
+                await self._ip_reply("AT+NETOPEN", "+NETOPEN:", "bearer",
+                                     self.ATTACH_TIMEOUT_MS)
+            except ModemError:
+                if not (self._ip_error and "already opened" in self._ip_error):
+                    raise
+        # "+IPADDR: <ip>": the bearer's address.
+        f = find(await self._at("AT+IPADDR") or (), "+IPADDR:")
+        self.status["ip"] = val(f[0]) if f else None
 
     async def _deactivate(self):
         await self._ip_reply("AT+NETCLOSE", "+NETCLOSE:", "bearer off", self.DETACH_TIMEOUT_MS)
@@ -84,18 +92,19 @@ class SIM7600(Modem):
                              "+CIPOPEN: %d," % sock.link, "open %s:%d" % (host, port),
                              timeout_ms)
 
-    async def _send(self, sock, chunk):
+    async def send(self, sock, chunk):
         # "+CIPSEND: <link>,<reqSendLength>,<cnfSendLength>"; -1 confirmed: the link is down.
+        # "+CIPERROR: <err>" in place of the ">" prompt ends it at once.
         n = len(chunk)
         f = await self._reply("AT+CIPSEND=%d,%d" % (sock.link, n), "+CIPSEND: %d," % sock.link,
                               "send", self.SEND_TIMEOUT_MS, self.SEND_TIMEOUT_MS, payload=chunk)
         sent = num(f[1]) if len(f) > 1 else None
         if sent != n:
             if sent == -1:
-                sock._wake(False)
+                sock.ended(errno.ECONNRESET)
             raise ModemError("send: %s of %d bytes confirmed" % (sent, n))
 
-    async def _recv(self, sock, buf):
+    async def recv(self, sock, buf):
         # Header "+CIPRXGET: 2,<link>,<read_len>,<rest_len>", the data on the next line.
         want = min(len(buf), self.MAX_READ)
         self._ip_error = None
@@ -112,7 +121,7 @@ class SIM7600(Modem):
             raise bad_reply("read", lines)
         return self.ch.data_length(), rest > 0
 
-    async def _close(self, sock, was_open):
+    async def close_link(self, sock, was_open):
         try:
             await self._ip_reply("AT+CIPCLOSE=%d" % sock.link, "+CIPCLOSE: %d," % sock.link,
                                  "close %d" % sock.link, self.CLOSE_TIMEOUT_MS)

@@ -2,6 +2,7 @@
 # board's modem UART answers each command line from a table of exact request -> reply bytes.
 import asyncio
 import json
+import time
 
 import _simcore
 import _simworld
@@ -127,6 +128,66 @@ async def check_prompt_and_payload(modem, at):
     expect(bytes(modem.sent) == b"AT+CASEND=0,5\rhello", repr(modem.sent))
 
 
+async def check_error_in_place_of_the_prompt(modem, at):
+    # The modem refuses the send instead of prompting: the command ends at once with the
+    # error's code, and the payload is never written.
+    modem.replies[b"AT+CASEND=0,5"] = b"\r\n+CME ERROR: 3\r\n"
+    modem.sent = bytearray()
+    t0 = time.ticks_ms()
+    try:
+        await at.command("AT+CASEND=0,5", payload=b"hello")
+        expect(False, "no error")
+    except ATError as e:
+        expect(e.code == 3 and not isinstance(e, ATTimeout), repr(e))
+    expect(time.ticks_diff(time.ticks_ms(), t0) < 100, "waited for the prompt")
+    expect(bytes(modem.sent) == b"AT+CASEND=0,5\r", repr(modem.sent))
+    modem.replies[b"AT+CASEND=0,1"] = b"\r\nOK\r\n"  # a success is no prompt either
+    try:
+        await at.command("AT+CASEND=0,1", payload=b"x")
+        expect(False, "no error")
+    except ATError as e:
+        expect("before the > prompt" in str(e), str(e))
+
+
+async def check_family_error_results(modem, at):
+    at.add_error("+CIPERROR:")
+    at.add_error("SEND FAIL")
+    modem.replies[b"AT+CIPSEND=0,5"] = b"\r\n+CIPERROR: 4\r\n"
+    try:
+        await at.command("AT+CIPSEND=0,5", payload=b"hello")
+        expect(False, "no error")
+    except ATError as e:
+        expect(e.code == 4, repr(e.code))
+    modem.replies[b"AT+QISEND=0,5"] = b"\r\n>"
+    modem.after_prompt[b"hello"] = b"\r\nSEND FAIL\r\n"
+    try:
+        await at.command("AT+QISEND=0,5", payload=b"hello", finals=("SEND OK",))
+        expect(False, "no error")
+    except ATError as e:
+        expect(e.code is None and "SEND FAIL" in str(e), repr(e))
+
+
+async def check_raw_data_after_a_urc(modem, at):
+    # A URC's handler takes the raw bytes that follow its line (Quectel's direct push), in
+    # pieces, across a command in flight, as many as fit its buffer.
+    buf = bytearray(8)
+    seen = []
+
+    def pushed(stored, sent):
+        seen.append((bytes(buf[:stored]), sent))
+
+    at.on_urc("+QIURC:", lambda line: at.read_raw(int(line.split(",")[-1]), buf, pushed))
+    modem.replies[b"AT+CSQ"] = b"\r\n+CSQ: 7,0\r\n\r\nOK\r\n"
+    modem.feed(b'\r\n+QIURC: "recv",0,6\r\nOK\r', 0)
+    modem.feed(b"\n>!", 1000)
+    info = await at.command("AT+CSQ")
+    expect(seen == [(b"OK\r\n>!", 6)] and info == ["+CSQ: 7,0"], repr((seen, info)))
+    modem.feed(b'\r\n+QIURC: "recv",0,10\r\n0123456789\r\n', 0)
+    await asyncio.sleep_ms(10)
+    expect(seen[-1] == (b"01234567", 10), repr(seen))
+    expect(at.garbage == 0 and at.unexpected == 0, repr((at.garbage, at.unexpected)))
+
+
 async def check_data_same_line(modem, at):
     buf = bytearray(16)
     modem.replies[b"AT+CARECV=0,16"] = b"\r\n+CARECV: 6,ab\r\ncd\r\n\r\nOK\r\n"
@@ -175,7 +236,8 @@ async def check_unexpected_lines_counted(modem, at):
 CHECKS = [
     check_ok_with_info, check_cme_error, check_urc_inside_reply,
     check_expect_prefix_shared_with_urc, check_echo_dropped, check_timeout_then_resync,
-    check_prompt_and_payload, check_data_same_line, check_data_header_line,
+    check_prompt_and_payload, check_error_in_place_of_the_prompt, check_family_error_results,
+    check_data_same_line, check_data_header_line, check_raw_data_after_a_urc,
     check_oversized_data_is_bounded, check_garbage_and_overlong, check_unexpected_lines_counted,
 ]
 
