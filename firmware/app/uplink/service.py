@@ -121,11 +121,7 @@ class Uplink:
             await self.link.wait_connected()
             try:
                 await self._session()
-            except (UplinkError, OSError, asyncio.TimeoutError) as e:
-                self._fail(e)
-            except Exception as e:  # the modem layer's errors end a session, not the task
-                if type(e).__name__ not in ("ModemError", "ATError", "ATTimeout"):
-                    raise
+            except (UplinkError, OSError, asyncio.TimeoutError) as e:  # OSError: the socket's
                 self._fail(e)
             finally:
                 await self._release()
