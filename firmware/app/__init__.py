@@ -1,6 +1,6 @@
 # musket device application. Parts are built from their collaborators and started in app.main.
 
-# The running parts by name ("log", "status", "counters", "usage", "sampler", "uplink"),
+# The running parts by name ("log", "status", "counters", "usage", "readings", "uplink"),
 # registered by app.main as it builds them. Parts never look each other up here: they are
 # given what they need when built. Only what acts on the running device from outside does: a
 # downlink command (app.uplink.commands: a config change goes to the part that owns the key,

@@ -21,7 +21,7 @@ DEFAULT_PATH = "/config.json"
 SCHEMA = {
     # How often a reading is taken; counter events go out at the next one. At least a minute,
     # at most a day.
-    "report_interval_s": (900, int, 60, 86400, None, "sampler"),
+    "report_interval_s": (900, int, 60, 86400, None, "readings"),
     # MQTT keepalive: idle this long, the device pings. Over the broker's 1.5 x it counts the
     # device gone. 16 bits on the wire. The default outlasts the time between two messages of
     # the default profile (4 readings x 15 min) so a ping (212 air bytes) is rare, and stays

@@ -181,19 +181,18 @@ class App:
 
     def start_uplink(self, config, link, sensors, counters):
         # The MQTT uplink over the modem's link, once provisioning has named a broker; the
-        # sampler queues readings whether or not the link is up. Made before the modem's
-        # task first runs, so its buffers come from an unbroken heap.
+        # readings queue samples whether or not the link is up. Made before the modem's
+        # task first runs, so the uplink's buffers come from an unbroken heap.
         if link is None or not config["mqtt_host"]:
             return
-        from app.uplink.queue import ReadingQueue, Sampler
+        from app.uplink.queue import ReadingQueue
         from app.uplink.service import Uplink
 
-        queue = ReadingQueue(self.log)
+        queue = parts["readings"] = ReadingQueue(sensors, config["report_interval_s"],
+                                                 self.log)
         uplink = parts["uplink"] = Uplink(link, counters, queue, config, self.log)
-        sampler = parts["sampler"] = Sampler(sensors, queue, config["report_interval_s"],
-                                             self.log, uplink.report)
         self.status.sections["uplink"] = uplink.status
-        self.spawn("sample", sampler.run)
+        self.spawn("sample", queue.run)
         self.spawn("uplink", uplink.run)
 
     def build(self):

@@ -1,5 +1,7 @@
-# The store-and-forward queue for routine readings: a journal on flash (app.store), bounded,
-# and the sampler that fills it every report_interval_s, link or no link.
+# The store-and-forward queue for routine readings: the sensors are sampled every
+# report_interval_s, link or no link (run()), into a journal on flash (app.store), bounded,
+# where they wait until the uplink has them delivered. After each report the queue calls
+# on_report, the uplink's wake-up: counter events go with the next report.
 # Counter and service events never come here: the counter's own journal holds them until the
 # uplink acknowledges them. So when this queue is full, what it drops is always readings, the
 # oldest first, and it counts them.
@@ -22,7 +24,14 @@ DEFAULT_MAX_BYTES = const(6144)  # about a day and a half of readings every 15 m
 
 
 class ReadingQueue:
-    def __init__(self, log=None, path=DEFAULT_PATH, max_bytes=DEFAULT_MAX_BYTES):
+    # sensors: app.sensors.Sensors, or None (the reports still happen); interval_s: the
+    # config's report_interval_s, this part's own setting from then on (configure).
+    def __init__(self, sensors=None, interval_s=0, log=None, path=DEFAULT_PATH,
+                 max_bytes=DEFAULT_MAX_BYTES):
+        self.sensors = sensors
+        self.interval_s = interval_s
+        self.log = log
+        self.on_report = None  # fn(), set by the uplink: called after each report
         self.journal = store.Journal(path, max_bytes)
         self.delivered = 0  # rseq of the newest reading the broker acknowledged
         self.dropped = 0
@@ -72,6 +81,27 @@ class ReadingQueue:
             if rseq > self.delivered:
                 yield rseq, rec
 
+    def configure(self, key, value):
+        # report_interval_s, from a config command (app.config names this part its owner):
+        # the wait under way ends as it began, the next ones take the new interval. (A wait
+        # that a change could cut short would hold a timeout task's worth of heap for good.)
+        self.interval_s = value
+
+    async def run(self):
+        # The sampling task.
+        from app.uplink.codec import reading_record
+
+        while True:
+            await asyncio.sleep(self.interval_s)
+            values = self.sensors.readings() if self.sensors is not None else None
+            if values:
+                try:
+                    self.push(reading_record(time.time(), values))
+                except store.StoreError as e:
+                    self.log.error("uplink", "reading not queued: %s" % e)
+            if self.on_report is not None:
+                self.on_report()
+
     def pending(self):
         return max(0, self.journal.last_seq - self.delivered)
 
@@ -113,33 +143,3 @@ class ReadingQueue:
         self.journal.compact(payload)
         self.delivered = max(self.delivered, self.journal.last_seq - len(keep))
 
-
-class Sampler:
-    # Takes the sensors' readings every report_interval_s into the queue, whether or not there
-    # is a link, and after each report calls `reported` (the uplink's wake-up: counter events
-    # go with the next report).
-    def __init__(self, sensors, queue, interval_s, log, reported):
-        self.sensors = sensors  # app.sensors.Sensors, or None: the reports still happen
-        self.queue = queue
-        self.interval_s = interval_s
-        self.log = log
-        self.reported = reported
-
-    def configure(self, key, value):
-        # report_interval_s, from a config command (app.config names this part its owner):
-        # the wait under way ends as it began, the next ones take the new interval. (A wait
-        # that a change could cut short would hold a timeout task's worth of heap for good.)
-        self.interval_s = value
-
-    async def run(self):
-        from app.uplink.codec import reading_record
-
-        while True:
-            await asyncio.sleep(self.interval_s)
-            values = self.sensors.readings() if self.sensors is not None else None
-            if values:
-                try:
-                    self.queue.push(reading_record(time.time(), values))
-                except store.StoreError as e:
-                    self.log.error("uplink", "reading not queued: %s" % e)
-            self.reported()

@@ -12,7 +12,8 @@
 #
 # Nothing here blocks the rest of the device: sampling and the counter go on during an outage,
 # and the session loop only ever waits with a timeout, woken by what it waits for: a report
-# (the sampler), a command or an acknowledgement (the client's reader), the connection's end.
+# (the readings queue), a command or an acknowledgement (the client's reader), the
+# connection's end.
 import asyncio
 import time
 
@@ -41,12 +42,14 @@ _SOCKET_RESERVE = const(640)  # the modem socket's receive buffer (512) and its 
 class Uplink:
     # Made at boot, before the modem's task first runs, so that its buffers are taken from an
     # unbroken heap. link: the modem's ConnectionManager (wait_connected, open_socket);
-    # counters: app.counter.Counters, or None; queue: the readings' ReadingQueue; settings: the
-    # config, of which it keeps its own keys (a change comes through configure); log.
+    # counters: app.counter.Counters, or None; queue: the readings' ReadingQueue, whose
+    # reports wake the uplink; settings: the config, of which it keeps its own keys (a change
+    # comes through configure); log.
     def __init__(self, link, counters, queue, settings, log):
         self.link = link
         self.counters = counters
         self.queue = queue
+        queue.on_report = self.report
         self.log = log
         self.device_id = settings["device_id"]
         self.mqtt_host = settings["mqtt_host"]
@@ -96,8 +99,8 @@ class Uplink:
         setattr(self, key, value)
 
     def report(self):
-        # The sampler's report (a reading queued, or due): counter events go now, with what
-        # readings wait; readings alone wait for a batch.
+        # The readings queue's report (a reading queued, or due): counter events go now, with
+        # what readings wait; readings alone wait for a batch.
         self.status["queued"] = self.queue.pending()
         self.status["dropped"] = self.queue.dropped
         if self._events_waiting():

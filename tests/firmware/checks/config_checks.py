@@ -152,7 +152,7 @@ def save_rejects_invalid():
 def owners():
     # Who applies a change at once (the running part a command hands the key to); None: the
     # key is read at boot only, and a change applies after a reboot.
-    want = {"report_interval_s": "sampler", "keepalive_s": "uplink", "batch_size": "uplink",
+    want = {"report_interval_s": "readings", "keepalive_s": "uplink", "batch_size": "uplink",
             "telemetry_json": "uplink", "log_level": "log", "brew_ma": "usage",
             "brew_min_s": "usage", "dispense_gap_s": "usage", "dispense_min_pulses": "usage"}
     for key in config.SCHEMA:

@@ -16,7 +16,7 @@ from app import log as log_mod
 from app import parts, store
 from app.counter import Counters
 from app.uplink.codec import encode, reading_record
-from app.uplink.queue import ReadingQueue, Sampler
+from app.uplink.queue import ReadingQueue
 from app.uplink.service import Uplink
 
 
@@ -160,7 +160,7 @@ class FakeCounters:
 class Device:
     # The parts an uplink is built from, registered as app.main registers them (a command
     # finds the counters there).
-    def __init__(self, counters, brokers):
+    def __init__(self, counters, brokers, sensors=None):
         self.log = log_mod.Log(capacity=24, echo=False)
         settings = dict(config_mod.DEFAULTS)
         settings.update({"device_id": "dev-a", "mqtt_host": "127.0.0.1", "mqtt_port": 1883,
@@ -168,8 +168,9 @@ class Device:
         parts.clear()
         parts["log"] = self.log
         parts["counters"] = counters
-        self.uplink = Uplink(Manager(brokers), counters, ReadingQueue(self.log), settings,
-                             self.log)
+        self.queue = parts["readings"] = ReadingQueue(sensors, 900, self.log)
+        self.uplink = parts["uplink"] = Uplink(Manager(brokers), counters, self.queue, settings,
+                                               self.log)
 
     def logged(self, text):
         return [m for _, _, _, m in self.log.entries() if text in m]
@@ -287,18 +288,15 @@ async def reply_survives_a_reboot():
 async def config_applies_live_or_after_reboot():
     # A key a running part owns takes effect at once, and the reply says "applied"; one read
     # only at boot is stored and reported as "after_reboot". Here: readings every minute
-    # instead of every 15 from the next one on (the sampler), telemetry as JSON (the uplink),
-    # a watchdog timeout.
+    # instead of every 15 from the next one on (the readings queue), telemetry as JSON (the
+    # uplink), a watchdog timeout.
     clean()
     cmd = (b'{"id": "k1", "op": "config", "set": {"report_interval_s": 60, '
            b'"telemetry_json": 1, "wdt_timeout_ms": 60000}}')
     broker = Broker([publish("d/dev-a/c", cmd, 1)])
-    app = Device(FakeCounters(), [broker])
+    app = Device(FakeCounters(), [broker], Sensors())
     uplink = app.uplink
-    sampler = Sampler(Sensors(), uplink.queue, 900, app.log, uplink.report)
-    parts["uplink"] = uplink
-    parts["sampler"] = sampler
-    sampling = asyncio.create_task(sampler.run())
+    sampling = asyncio.create_task(app.queue.run())
     start = time.time()
 
     def telemetry():
@@ -328,14 +326,14 @@ async def config_applies_live_or_after_reboot():
 
 async def queue_drops_readings_and_counts_them():
     clean()
-    q = ReadingQueue(None, "/tq", 600)
+    q = ReadingQueue(path="/tq", max_bytes=600)
     pushed = 200
     for i in range(pushed):
         q.push(reading_record(1700000000 + i * 900, {"t": 20.0 + i % 10, "v": 3.7}))
     kept = list(q.items())
     rseqs = [r for r, _ in kept]
     newest = struct.unpack_from("<I", kept[-1][1], 0)[0]
-    again = ReadingQueue(None, "/tq", 600)  # after a reboot
+    again = ReadingQueue(path="/tq", max_bytes=600)  # after a reboot
     ok = (q.dropped > 0 and q.dropped + len(kept) == pushed
           and rseqs == list(range(pushed - len(kept) + 1, pushed + 1))
           and newest == 1700000000 + (pushed - 1) * 900 and q.pending() == len(kept)
@@ -351,7 +349,7 @@ async def events_are_never_dropped():
     clean()
     counters = Counters(directory="/qcnt")
     start = counters.last_seq
-    q = ReadingQueue(None, "/tq", 600)
+    q = ReadingQueue(path="/tq", max_bytes=600)
     for i in range(300):
         if i % 10 == 0:
             counters.count("brews", 1)
