@@ -7,9 +7,11 @@ order."""
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 import threading
+import time
 
 from conftest import UPLINK_HEAP, device_files
 from device_script import device_script
@@ -57,6 +59,7 @@ class FlakyBroker:
         self.upstream_port = upstream_port
         self.behaviours = list(behaviours)
         self.served: list[str] = []
+        self._connect = b""  # the last CONNECT read from the device
         self.server = socket.create_server(("127.0.0.1", 0))
         self.port = self.server.getsockname()[1]
         self.open: list[socket.socket] = []
@@ -78,7 +81,8 @@ class FlakyBroker:
             if behaviour == "proxy":
                 self._pipe(conn)
                 return
-            if not _read_packet(conn).startswith(b"\x10"):
+            self._connect = _read_packet(conn)
+            if not self._connect.startswith(b"\x10"):
                 return
             if behaviour == "garbage":
                 conn.sendall(b"\xf7\x01\x02garbage")
@@ -92,6 +96,14 @@ class FlakyBroker:
             elif behaviour == "silent":
                 conn.recv(1024)  # holds the connection open, answering nothing
                 return
+            elif behaviour == "lose-connack":
+                # The CONNECT reaches Mosquitto, which makes the persistent session; its
+                # CONNACK is lost on the way back.
+                up = socket.create_connection(("127.0.0.1", self.upstream_port))
+                self.open.append(up)
+                up.sendall(self._connect)
+                _read_packet(up)
+                up.close()
             conn.close()
         except OSError:
             pass
@@ -157,3 +169,26 @@ def test_a_misbehaving_broker_ends_in_clear_errors_and_loses_no_event(
         stream.add(broker.decode_telemetry(payload))
     assert [e.seq for e in stream.events] == committed, log[-3000:]
     assert stream.gaps == []
+
+
+def test_a_lost_first_connack_still_ends_subscribed(make_device, mosquitto, subscriber):
+    # The broker kept the session its first CONNECT made, without a subscription: the next
+    # CONNACK says "session present", and the device must subscribe all the same.
+    sub = subscriber()
+    flaky = FlakyBroker(mosquitto.port, ["lose-connack"])
+    try:
+        device = make_device(heap=UPLINK_HEAP, modem=load_scenario("good"),
+                             files=device_files("dev-a", flaky.port))
+        first = device.run(600, script=device_script())
+        log = device.console_log.read_text()
+        assert flaky.served[:2] == ["lose-connack", "proxy"], flaky.served
+        assert "uplink: connected (session kept)" in log, log[-3000:]
+        sub.publish("d/dev-a/c", b'{"id": "after-loss", "op": "status"}')
+        device.run(300, script=device_script())
+    finally:
+        flaky.close()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not sub.on("d/dev-a/r"):
+        time.sleep(0.05)
+    replies = [json.loads(p) for p in sub.on("d/dev-a/r")]
+    assert [r["id"] for r in replies] == ["after-loss"], first.script_output[-2000:]

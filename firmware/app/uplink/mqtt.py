@@ -26,7 +26,9 @@ _PINGRESP = const(0xD0)
 _DISCONNECT = const(0xE0)
 _DUP = const(0x08)
 _RETAIN = const(0x01)
-_CTL = const(64)  # control packets: PUBACK, PINGREQ, SUBSCRIBE, DISCONNECT
+# Control packets: PUBACK, PINGREQ, SUBSCRIBE, DISCONNECT. The largest is the SUBSCRIBE to
+# d/<device id>/c for the longest id config allows (64): 2 + 2 + 2 + 68 + 1 = 75 bytes.
+_CTL = const(76)
 _RECENT = const(8)  # inbound QoS 1 packet ids remembered against redelivery
 ACK_TIMEOUT_MS = 30000  # CONNACK / PUBACK / SUBACK / PINGRESP over a slow LTE-M cell
 
@@ -202,7 +204,9 @@ class MQTTClient:
             await self._wait(pid, "PUBACK")
         return pid
 
-    async def subscribe(self, topic, qos=1):
+    async def subscribe(self, topic, qos=1, wait=True):
+        # With wait=False it returns the packet id at once; on_ack hears of the SUBACK. A kept
+        # session may be delivering queued commands first, which wait for the session loop.
         pid = self.next_pid()
         n = 2 + 2 + len(topic) + 1
         if n + 2 > _CTL:
@@ -212,6 +216,8 @@ class MQTTClient:
         pos = _put_str(self._ctl, pos + 2, topic)
         self._ctl[pos] = qos
         await self._send(memoryview(self._ctl)[:pos + 1])
+        if not wait:
+            return pid
         await self._wait(pid, "SUBACK")
         if self._granted == 0x80:
             raise UplinkError("subscribe %s: refused by the broker" % topic, 0x80)
@@ -300,7 +306,7 @@ class MQTTClient:
                         self._acks.pop(0)
                     if t == _SUBACK and size >= 3:
                         self._granted = self.rx[2]
-                    elif t == _PUBACK and self.on_ack is not None:
+                    if self.on_ack is not None and (t == _PUBACK or self._granted != 0x80):
                         self.on_ack(self._acks[-1])
                 else:
                     raise UplinkError("protocol: unexpected packet 0x%02x" % kind)

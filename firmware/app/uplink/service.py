@@ -36,7 +36,6 @@ _EVENTS_PER_MESSAGE = const(24)
 _PING_MARGIN_S = const(10)  # ping this long before the keepalive runs out
 _RX_SIZE = const(320)  # largest packet taken from the broker: a command of ~300 bytes
 _TX_SIZE = const(448)  # largest packet sent: a telemetry message of ~430 bytes
-_SOCKET_RESERVE = const(640)  # the modem socket's receive buffer (512) and its object
 
 
 class Uplink:
@@ -59,18 +58,22 @@ class Uplink:
         self.batch_size = settings["batch_size"]
         self.telemetry_json = settings["telemetry_json"]
         try:
-            self.mseq = store.read_json(STATE_PATH, {}).get("m", 0)  # the last one delivered
+            state = store.read_json(STATE_PATH, {})
         except store.StoreError as e:
             # Receivers tell messages apart by mseq only to see gaps; items carry their seqs.
             self.log.error("uplink", "message number lost, starting over: %s" % e)
-            self.mseq = 0
+            state = {}
+        self.mseq = state.get("m", 0)  # the last message delivered
+        # The broker's session holds the command topic (its SUBACK was seen): a kept session
+        # needs no SUBSCRIBE. A session whose first CONNACK or SUBACK was lost is kept by the
+        # broker without the subscription, and this says so.
+        self._subscribed = state.get("s", 0) == 1
+        del state
         self.client = None  # an MQTTClient while a session runs (see _session)
-        # Made now, while the heap is in one piece; after the modem's bring-up it is in
-        # pieces of a few hundred bytes. The reserve is let go just before the first socket
-        # opens, so the modem layer finds room there for the socket's receive buffer.
+        # Made now, while the heap is in one piece (the modem's socket made its own buffer
+        # when the driver was built).
         self._rx = bytearray(_RX_SIZE)
         self._tx = bytearray(_TX_SIZE)
-        self._reserve = bytearray(_SOCKET_RESERVE)
         import app.uplink.mqtt  # noqa: F401  (its objects too, while the heap is whole)
         self._tls = None  # the TLS context, made once (tlsstream.py)
         if self.mqtt_tls:
@@ -87,6 +90,7 @@ class Uplink:
         self._flush = False  # send what waits at the next chance (events, a backlog)
         self._failures = 0
         self._pid = 0  # MQTT packet ids go on from one session to the next
+        self._subscribe_pid = -1  # a SUBSCRIBE sent without waiting for its SUBACK
         self.status = {"state": "idle", "connects": 0, "sent": 0, "resent": 0,
                        "last_error": None, "queued": self.queue.pending(),
                        "dropped": self.queue.dropped,
@@ -149,11 +153,6 @@ class Uplink:
 
     async def _open(self):
         self.status["state"] = "connecting"
-        if self._reserve is not None:
-            import gc
-
-            self._reserve = None
-            gc.collect()
         if self.mqtt_tls and self._tls is None:
             # A missing or bad CA costs no air bytes: the session ends here, and is retried.
             self._tls_context(True)
@@ -197,8 +196,16 @@ class Uplink:
             stream, keepalive_s, False, (status_topic, "0", True),
             ((status_topic, b"1", 1, True, client.next_pid()),))
         self.status["connects"] += 1
+        # A new session has nothing queued, so its SUBACK is awaited; a kept one that never
+        # had its SUBACK may deliver queued commands first, so that SUBACK is only noted when
+        # it comes (_on_ack).
         if not present:
+            self._subscribed = False
             await client.subscribe(topic(self.device_id, "c"), 1)
+            self._subscribed = True
+            self._save_state()
+        elif not self._subscribed:
+            self._subscribe_pid = await client.subscribe(topic(self.device_id, "c"), 1, False)
         self._failures = 0
         self.status["state"] = "connected"
         self.status["last_error"] = None
@@ -253,7 +260,7 @@ class Uplink:
         # The message number first: a cut before the queues' writes sends their items again
         # in the next message (receivers drop repeats by seq), never reuses the number.
         self.mseq = mseq
-        store.write_json(STATE_PATH, {"m": mseq})
+        self._save_state()
         if eseq:
             self.counters.acked(eseq)
             self.status["events_acked"] = eseq
@@ -339,8 +346,16 @@ class Uplink:
                 return entry
         return None
 
+    def _save_state(self):
+        store.write_json(STATE_PATH, {"m": self.mseq, "s": 1 if self._subscribed else 0})
+
     def _on_ack(self, pid):
-        # From the client's reader: a PUBACK. The flash work is the session loop's.
+        # From the client's reader: a PUBACK, or a granted SUBACK. The flash work is the
+        # session loop's, but for the one write of a late SUBACK (once in a broker session).
+        if pid == self._subscribe_pid:
+            self._subscribed = True
+            self._save_state()
+            return
         for entry in self._outbox:
             if entry[2] == pid and entry[4] >= 0:
                 entry[5] = True
