@@ -124,9 +124,9 @@ def _speed(ctx, param, value):
 @click.option("--cut-chance", type=click.FloatRange(0, 1), default=0.0,
               help="Chance that any one flash write loses power, drawn from --seed.")
 @click.option("--scenario", default="good", show_default=True,
-              help="What the radio network does: a ready scenario's name (good, "
-                   "no-coverage-30m, denied, sms-only, hang, drop, sim-swap, stale-apn), a "
-                   "JSON or TOML file, or 'none' for a board whose modem never answers.")
+              help="What the radio network does: a ready scenario's name (good, denied, "
+                   "hang, drop, ...; docs/modem.md lists them all), a JSON or TOML file, or "
+                   "'none' for a board whose modem never answers.")
 @click.option("--usage", default="day", show_default=True,
               help="What the appliance around the sensors does: a ready usage scenario "
                    "(day, busy, faults), a JSON or TOML file, or 'none' for bare sensor "
