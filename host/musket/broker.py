@@ -321,6 +321,7 @@ def write_text_atomically(path: str | os.PathLike[str], text: str, mode: int = 0
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, mode)  # whatever the umask: a password file stays its owner's
         os.replace(tmp, path)
     except OSError as e:
         raise BrokerError(f"{os.fspath(path)}: cannot write: {e.strerror}") from None

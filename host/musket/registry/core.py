@@ -400,17 +400,10 @@ def _already_known(conn: Connection, staging: Table) -> tuple[list[tuple[int, st
 
 
 def _write_atomically(path: str | os.PathLike[str], text: str, mode: int) -> None:
-    tmp = f"{os.fspath(path)}.tmp"
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except OSError as e:
-        raise RegistryError(f"{path}: cannot write: {e.strerror}") from None
+        broker.write_text_atomically(path, text, mode)
+    except broker.BrokerError as e:
+        raise RegistryError(str(e)) from None
 
 
 def _known_state(state: str) -> str:
