@@ -765,6 +765,8 @@ class LoaderServer:
             target = self._serve_pty
         else:
             self._listener = socket.create_server(("127.0.0.1", port))
+            # Set here, not in the thread: a server closed at once must not race the thread.
+            self._listener.settimeout(0.1)
             self.url = "socket://127.0.0.1:%d" % self._listener.getsockname()[1]
             target = self._serve_tcp
         self._thread = threading.Thread(target=target, name=f"rom-loader {self.url}",
@@ -782,7 +784,6 @@ class LoaderServer:
 
     def _serve_tcp(self) -> None:
         assert self._listener is not None
-        self._listener.settimeout(0.1)
         while not self._stopped.is_set():
             try:
                 connection, _ = self._listener.accept()
