@@ -23,12 +23,19 @@ SCHEMA = {
     # at most a day.
     "report_interval_s": (900, int, 60, 86400, None, "readings"),
     # MQTT keepalive: idle this long, the device pings. Over the broker's 1.5 x it counts the
-    # device gone. 16 bits on the wire. The default outlasts the time between two messages of
-    # the default profile (4 readings x 15 min) so a ping (212 air bytes) is rare, and stays
-    # under the 60-min TCP idle timeout common in carriers' NATs (docs/uplink.md).
-    "keepalive_s": (3300, int, 60, 65535, None, "uplink"),
-    # Readings per telemetry message: a message goes out once this many wait.
-    "batch_size": (4, int, 1, 64, None, "uplink"),
+    # device gone. 16 bits on the wire. The default profile sends a message at least every
+    # 2 h (a batch of readings), so the messages themselves keep the session and the carrier's
+    # NAT entry alive and no ping is sent; 7440 s is RFC 5382's floor for a NAT's idle TCP
+    # timeout (2 h 4 min). A carrier whose NAT drops idle TCP sooner needs a keepalive under
+    # its timeout: when it runs out, the readings waiting for their batch go instead of a ping
+    # (which costs about 256 air bytes over TLS for nothing: docs/uplink.md).
+    "keepalive_s": (7440, int, 60, 65535, None, "uplink"),
+    # Readings per telemetry message: a message goes out once this many wait, so readings reach
+    # the broker up to batch_size x report_interval_s after they are taken (2 h by default);
+    # counter events go with the next reading, and the readings that wait go with them. Each
+    # message costs about 270 air bytes over TLS besides its payload: a smaller batch is
+    # fresher and dearer.
+    "batch_size": (8, int, 1, 64, None, "uplink"),
     # The MQTT broker (written at provisioning); empty: no uplink.
     "mqtt_host": ("", str, 0, 64, None, None),
     "mqtt_port": (1883, int, 1, 65535, None, None),

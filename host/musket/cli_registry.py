@@ -267,7 +267,7 @@ def export_bindings_cmd(location, output):
 
 
 # export-broker's options that shape the --conf file: parameter name -> option.
-_CONF_OPTIONS = {"tls": "--tls/--no-tls", "listen_port": "--port", "cafile": "--cafile",
+_CONF_OPTIONS = {"tls": "--tls/--no-tls", "listen_port": "--port",
                  "certfile": "--certfile", "keyfile": "--keyfile", "address": "--address"}
 
 
@@ -286,8 +286,6 @@ _CONF_OPTIONS = {"tls": "--tls/--no-tls", "listen_port": "--port", "cafile": "--
                    "provisioned with --no-tls: credentials cross the network in clear.")
 @click.option("--port", "listen_port", type=click.IntRange(1, 65535), default=None,
               help="With --conf: the listener's port (default 8883, 1883 with --no-tls).")
-@click.option("--cafile", default=broker.DEFAULT_CAFILE, show_default=True,
-              help="With --conf: the CA given to the units (provision --ca), on the broker.")
 @click.option("--certfile", default=broker.DEFAULT_CERTFILE, show_default=True,
               help="With --conf: the broker's certificate (PEM, signed by that CA).")
 @click.option("--keyfile", default=broker.DEFAULT_KEYFILE, show_default=True,
@@ -296,7 +294,7 @@ _CONF_OPTIONS = {"tls": "--tls/--no-tls", "listen_port": "--port", "cafile": "--
               help="With --conf: listen on this address only (default: every interface).")
 @click.pass_context
 def export_broker_cmd(ctx, location, passwd_path, acl_path, conf_path, tls, listen_port,
-                      cafile, certfile, keyfile, address):
+                      certfile, keyfile, address):
     """Write the broker's password file and ACL for every provisioned device and, with
     --conf, the Mosquitto configuration that uses them. The registry holds only the hashes
     the broker needs, never the secrets. Paths in the configuration are made absolute.
@@ -312,7 +310,7 @@ def export_broker_cmd(ctx, location, passwd_path, acl_path, conf_path, tls, list
         # Checked before the registry opens: a bad option writes no file.
         conf = broker.MosquittoConf(
             password_file=os.path.abspath(passwd_path), acl_file=os.path.abspath(acl_path),
-            tls=tls, cafile=os.path.abspath(cafile), certfile=os.path.abspath(certfile),
+            tls=tls, certfile=os.path.abspath(certfile),
             keyfile=os.path.abspath(keyfile), port=listen_port, address=address)
     else:
         given = [option for name, option in _CONF_OPTIONS.items()

@@ -71,7 +71,7 @@ class ExportedBroker(Mosquitto):
         acl.write_text(broker.render_acl(
             [user for user in credentials if user not in SERVICE_USERS], SERVICE_USERS))
         conf = broker.MosquittoConf(
-            str(passwd), str(acl), cafile=str(pki.ca), certfile=str(pki.cert),
+            str(passwd), str(acl), certfile=str(pki.cert),
             keyfile=str(pki.key), port=self.port, address="127.0.0.1",
             persistence_location=f"{self.dir}/")
         (self.dir / "mosquitto.conf").write_text(

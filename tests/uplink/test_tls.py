@@ -100,8 +100,9 @@ class TlsFiles:
     other_ca: Path
 
     def mosquitto_lines(self) -> str:
-        """Listener settings that make the broker's one listener TLS only."""
-        return f"cafile {self.ca}\ncertfile {self.cert}\nkeyfile {self.key}\n"
+        """Listener settings that make the broker's one listener TLS only, as `musket registry
+        export-broker --conf` writes them (no cafile: the device holds the CA)."""
+        return f"certfile {self.cert}\nkeyfile {self.key}\n"
 
 
 def make_test_pki(directory: Path) -> TlsFiles:

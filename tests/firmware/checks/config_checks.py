@@ -65,7 +65,7 @@ BAD_VALUES = (
 
 def defaults():
     expect(sorted(config.DEFAULTS) == sorted(config.SCHEMA), "a default for every schema key")
-    want = {"report_interval_s": 900, "keepalive_s": 3300, "batch_size": 4,
+    want = {"report_interval_s": 900, "keepalive_s": 7440, "batch_size": 8,
             "mqtt_host": "", "mqtt_port": 1883, "mqtt_tls": 0, "telemetry_json": 0,
             "log_level": "info", "wdt_timeout_ms": 30000, "heartbeat_s": 3600,
             "apn": "", "device_id": "",
