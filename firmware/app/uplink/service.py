@@ -231,7 +231,12 @@ class Uplink:
                 idle = time.ticks_diff(time.ticks_ms(), client.last_tx) // 1000
                 left_ms = (keepalive_s - _PING_MARGIN_S - idle) * 1000
                 if left_ms <= 0:
-                    await client.ping()
+                    # Readings waiting for their batch keep the session alive for the bytes
+                    # a ping would cost, and arrive sooner.
+                    if self.queue.pending():
+                        self._flush = True
+                    else:
+                        await client.ping()
                     continue
                 self._kick.clear()
                 try:

@@ -302,9 +302,10 @@ async def config_applies_live_or_after_reboot():
     def telemetry():
         return [p for t, _, topic, _, p in broker.got if t == 0x30 and topic == "d/dev-a/t"]
 
-    # The 15-minute wait under way ends as it began; then a batch of 4 readings a minute
-    # apart goes out, where 15-minute readings would have taken an hour.
-    await run_until(uplink, lambda: telemetry(), limit_s=1800)
+    # The 15-minute wait under way ends as it began; then a batch of readings a minute apart
+    # goes out, where 15-minute readings would have taken hours.
+    batch = uplink.batch_size
+    await run_until(uplink, lambda: telemetry(), limit_s=900 + (batch + 1) * 60)
     took = time.time() - start
     sampling.cancel()
     replies = [r for _, _, r in broker.replies()]
@@ -315,9 +316,9 @@ async def config_applies_live_or_after_reboot():
     stored = store.read_json("/config.json", {})
     message = json.loads(sent[0]) if sent and sent[0][:1] == b"{" else None
     times = [r[0] for r in message["r"][1:]] if message is not None else []
-    ok = (replies == [want] and len(times) == 4
-          and [times[i + 1] - times[i] for i in range(3)] == [60, 60, 60]
-          and 900 + 3 * 60 <= took < 900 + 4 * 60
+    ok = (replies == [want] and len(times) == batch
+          and [times[i + 1] - times[i] for i in range(batch - 1)] == [60] * (batch - 1)
+          and 900 + (batch - 1) * 60 <= took < 900 + batch * 60
           and stored == {"report_interval_s": 60, "telemetry_json": 1, "wdt_timeout_ms": 60000})
     if not ok:
         print("config", replies, sent, took, stored)
