@@ -236,13 +236,19 @@ class Journal:
         seq = self.last_seq + 1
         struct.pack_into(_J_FMT, self._whdr, 0, n, seq)
         struct.pack_into("<I", self._wcrc, 0, _crc(payload, _crc(self._whdr)))
+        # Opened for this append and closed after it: an open littlefs file holds its object
+        # and cache (about 250 bytes) on the heap, and a handle kept between appends would be
+        # made again after every compaction, wherever the heap had a hole by then, so that
+        # over days the open handles of three journals would wander and split the free heap.
+        # Made and let go within one call, it only ever borrows the heap. The close commits
+        # the record as the flush did (littlefs syncs the file on both).
         try:
-            if self._f is None:
-                self._f = open(self.path, "ab")  # kept open between appends; close() ends it
+            self._f = open(self.path, "ab")
             self._f.write(self._whdr)
             self._f.write(payload)
             self._f.write(self._wcrc)
-            self._f.flush()
+            f, self._f = self._f, None
+            f.close()
         except OSError as e:
             self._torn = True  # part of the record may be on flash: cut it off before appending
             f, self._f = self._f, None
