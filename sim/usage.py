@@ -1,7 +1,7 @@
 """Usage scenarios for the sensor model: what the appliance around a virtual device does.
 
 A usage scenario is a JSON-able dict handed to `VirtualDevice(..., usage=...)`; the sensor
-model (sim/shims/_simsensors.py) plays it on the virtual clock: brews (current above the
+model (musket_sim.models.sensors) plays it on the virtual clock: brews (current above the
 threshold for tens of seconds), short current blips that are not brews, dispenses (bursts of
 flow pulses), drips (a few pulses), temperature, humidity, supply voltage, and sensor faults
 at set times. `load_usage` fills defaults and checks every field; `expected_uses` returns the
@@ -10,13 +10,13 @@ uses a correct detector counts over a span, from the same script the model plays
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import tomllib
 from pathlib import Path
 from typing import Any
 
-from musket_sim.device import SHIMS_DIR, SimError
+from musket_sim.device import SimError
+from musket_sim.models import appliance
 
 DEFAULTS: dict[str, Any] = {
     "brews_per_day": 60,
@@ -128,17 +128,10 @@ def load_usage(source: str | Path | dict) -> dict:
     return _checked(data)
 
 
-def _script():
-    spec = importlib.util.spec_from_file_location("_simusage", SHIMS_DIR / "_simusage.py")
-    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module
-
-
 def events(usage: dict, seed: int, channel: str, start_s: float, end_s: float) -> list[tuple]:
     """The script's events on `channel` ("current", "flow") that start and end in the span."""
     out = []
-    for ev in _script().events(usage, seed, channel, start_s):
+    for ev in appliance.events(usage, seed, channel, start_s):
         if ev[1] + ev[2] >= end_s:
             return out
         out.append(ev)

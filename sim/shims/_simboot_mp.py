@@ -129,7 +129,6 @@ def main():
     if settings.get("script"):
         with open(settings["script"]) as f:
             script_source = f.read()
-    _simcore.install_models()
     for name in settings.get("preload", []):
         __import__(name)
     fs_entry = _simcore.find_partition("vfs")

@@ -2,11 +2,24 @@
 #
 # Runs inside the device process under both interpreters (MicroPython unix port and CPython),
 # so it is written in the MicroPython subset. It owns the three things every shim needs:
-#   - the virtual clock (advanced only when the firmware is idle, so a day runs in seconds),
+#   - the virtual clock (advanced only when the firmware is idle, so a day runs in seconds; the
+#     models on the host are asked for their work before it passes, see _simlink),
 #   - the flash image (partitions of one file, with power cuts at any write),
 #   - the link to the host runner (a JSON settings file in, "@sim {json}" lines out on stderr).
 import sys
 import json
+import _simlink
+from _simexit import (  # noqa: F401 - the chip's modules raise these through the core
+    DeepSleep,
+    HostGone,
+    PowerCut,
+    Reset,
+    SimExit,
+    SimFailure,
+    SoftReset,
+    SpanEnd,
+    WatchdogReset,
+)
 
 IS_MICROPYTHON = sys.implementation.name == "micropython"
 
@@ -26,14 +39,6 @@ _btime = _builtin("time")
 _bselect = _builtin("select")
 _bos = _builtin("os")
 
-# Exit reasons, shared with the host runner (musket_sim.device).
-EXIT_SPAN_END = "span_end"
-EXIT_RESET = "reset"
-EXIT_SOFT_RESET = "soft_reset"
-EXIT_POWER_CUT = "power_cut"
-EXIT_DEEPSLEEP = "deepsleep"
-EXIT_WDT = "wdt"
-
 # Reset causes, numbered as the ESP32 port's machine module numbers them.
 PWRON_RESET = 1
 HARD_RESET = 2
@@ -50,45 +55,6 @@ _CONSOLE_SLICE_MS = 1000  # longest real wait for console input between clock up
 _MP_TICKS_BASE = 1 << 41
 # The ESP32 port's ticks_ms wraps at 2**30; CPython follows the device.
 _ESP32_TICKS_PERIOD = 1 << 30
-
-
-class SimExit(SystemExit):
-    # Ends the device process. Not an Exception, so that firmware `except Exception` blocks,
-    # which a real power cut or reset would not respect either, cannot swallow it; a
-    # SystemExit, so that CPython's asyncio lets it out of a task as MicroPython's does.
-    reason = ""
-
-    def __init__(self, detail=None):
-        super().__init__(self.reason)
-        self.detail = detail
-
-
-class SpanEnd(SimExit):
-    reason = EXIT_SPAN_END
-
-
-class Reset(SimExit):
-    reason = EXIT_RESET
-
-
-class SoftReset(SimExit):
-    reason = EXIT_SOFT_RESET
-
-
-class PowerCut(SimExit):
-    reason = EXIT_POWER_CUT
-
-
-class DeepSleep(SimExit):
-    reason = EXIT_DEEPSLEEP
-
-
-class WatchdogReset(SimExit):
-    reason = EXIT_WDT
-
-
-class HostGone(SimExit):
-    reason = "host_gone"
 
 
 class Rng:
@@ -139,6 +105,8 @@ def load_settings(path):
     # the root (on MicroPython the littlefs partition replaces it before the firmware runs).
     flash_file()
     _stdin_poll.register(sys.stdin, _bselect.POLLIN)
+    _simlink.connect(settings["link"])
+    _simlink.hello(now_us, settings.get("reset_cause", PWRON_RESET), _advance_to)
     return settings
 
 
@@ -281,63 +249,26 @@ def _console_wait(wall_ms):
     return bool(_stdin_poll.poll(max(0, int(wall_ms))))
 
 
-# ---- models with real I/O ---------------------------------------------------------------
-
-extras = {}  # figures models add to each boot's exit report, e.g. extras["modem"]
-_NET_WAIT_MS = 200  # longest real wait for a reply a model expects from a real server
-pollers = []  # models that carry bytes to real sockets on the host (the modem model)
-
-
-def add_poller(poller):
-    # poller.poll(): takes in whatever its real sockets have, without waiting, scheduling
-    # deliveries to the firmware with `at`. poller.awaiting(): the real sockets on which it
-    # expects a reply now (the firmware sent a request); the clock holds still, up to
-    # _NET_WAIT_MS of real time, while they stay silent, so a local server's answer arrives
-    # in virtual time as it would over the air rather than after the firmware gave up.
-    pollers.append(poller)
-
-
-def _poll_world():
-    if not pollers:
-        return
-    for p in pollers:
-        p.poll()
-    waiting = []
-    for p in pollers:
-        waiting.extend(p.awaiting())
-    if waiting:
-        pl = _bselect.poll()
-        for sock in waiting:
-            pl.register(sock, _bselect.POLLIN)
-        pl.poll(_NET_WAIT_MS)
-        for p in pollers:
-            p.poll()
-
-
-def install_models():
-    # The sim models this run asks for (settings "models": module names), attached to the
-    # board before the firmware starts.
-    for name in settings.get("models", ()):
-        __import__(name).install(settings)
+def _ignore(t):
+    pass
 
 
 def idle(timeout_ms):
     # The firmware has nothing to do for timeout_ms (negative: until something happens).
-    # Advances virtual time to the earlier of the timeout and the next scheduled event,
-    # waiting in real time only when the clock is paced (a console is attached) or a model
-    # awaits a reply from a real server.
+    # Advances virtual time to the earliest of the timeout, the next scheduled event and the
+    # models' next work, waiting in real time only when the clock is paced (a console is
+    # attached); the host holds the clock while a model awaits a reply from a real server.
     _sample_heap()
-    _poll_world()
     if timeout_ms < 0:
         target = span_end_us
     else:
         # Rounded up: a timer due a fraction of a microsecond from now must still be reached.
         target = now_us + int(-(-timeout_ms * _US_PER_MS // 1))
-    if _events and _events[0][0] <= target:
-        target = _events[0][0]
+    target = _limit(target)
     if speed:
         # Paced: wait in real time, a slice at most, so the host hears progress and console
         # input is seen as soon as it arrives.
+        target = _simlink.idle(now_us, target, False, _ignore)
         start = _real_ms()
         wall_ms = (target - now_us) / _US_PER_MS / speed
         clipped = wall_ms > _CONSOLE_SLICE_MS
@@ -352,12 +283,22 @@ def idle(timeout_ms):
             target = min(target, now_us + int(_real_since(start) * speed * _US_PER_MS))
         elif clipped:
             target = now_us + int(wall_ms * speed * _US_PER_MS)
+        _report_progress()
     elif console_attached and _console_wait(0):
         target = now_us
-    if speed:
-        _report_progress()
-    _advance_to(target)
+    _simlink.idle(now_us, target, True, _advance_to)
     _fire_due_events()
+
+
+def _limit(target):
+    # The clock stops at the device's own next event, its watchdog and the span's end.
+    if _events and _events[0][0] < target:
+        target = _events[0][0]
+    if 0 <= _wdt_deadline_us < target:
+        target = _wdt_deadline_us
+    if target > span_end_us:
+        target = span_end_us
+    return target
 
 
 def wait_console():
@@ -367,16 +308,13 @@ def wait_console():
         idle(-1)
         return
     pace = speed or 1
-    limit = span_end_us
-    if _events and _events[0][0] < limit:
-        limit = _events[0][0]
-    if _wdt_deadline_us >= 0 and _wdt_deadline_us < limit:
-        limit = _wdt_deadline_us
+    limit = _simlink.idle(now_us, _limit(span_end_us), False, _ignore)
     start = _real_ms()
     _console_wait(min((limit - now_us) / _US_PER_MS / pace, _CONSOLE_SLICE_MS))
     waited_ms = _real_since(start)
     _report_progress()
-    _advance_to(min(limit, now_us + int(waited_ms * pace * _US_PER_MS)))
+    _simlink.idle(now_us, min(limit, now_us + int(waited_ms * pace * _US_PER_MS)), True,
+                  _advance_to)
     _fire_due_events()
 
 

@@ -220,6 +220,6 @@ def report_exit(reason, detail=None):
         "flash_writes": _simcore.flash_writes,
         "rtc_memory": s.get("rtc_memory", ""),
         "next_app": s.get("next_app"),
+        "link_frames": _simcore._simlink.delivered,
     }
-    state.update(_simcore.extras)
     _simcore.report("exit", reason=reason, detail=detail, **state)

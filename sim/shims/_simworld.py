@@ -1,16 +1,10 @@
-# What the virtual board is wired to. Peripheral shims register here and sim models (sensors,
-# the modem) attach to them: a model drives input pins, answers on a UART, or sits on the I2C
-# bus at an address. With nothing attached a pin floats to its pull, a UART stays silent and
-# the I2C bus has no devices, as on a bare board.
+# The virtual board's peripherals as the chip's modules made them: the pins and UARTs the
+# firmware opened, so that what the models on the host send (musket_sim.coupling) reaches
+# them. With nothing on the host side a pin floats to its pull and a UART stays silent, as on
+# a bare board.
 
 pins = {}  # pin number -> machine.Pin
 uarts = {}  # uart id -> machine.UART
-i2c_devices = {}  # (bus id, address) -> model with read(reg, n) / write(reg, data)
-adc_levels = {}  # pin number -> microvolts, set by sensor models
-uart_peers = {}  # uart id -> model with receive(data) called on every firmware write
-pin_watchers = {}  # pin number -> list of callback(level) when the firmware drives the pin
-
-
 driven_levels = {}  # pin number -> level a model drives, kept for pins made later
 
 
@@ -22,24 +16,16 @@ def drive_pin(number, level):
         pin._external(level)
 
 
-def set_adc(number, microvolts):
-    adc_levels[number] = microvolts
+# A test double on the device itself (a fake modem in a driver's unit test) may stand in for
+# the host's model on a UART: it gets the firmware's writes, and answers with uart_feed.
+uart_peers = {}  # uart id -> object with receive(data)
 
 
-def attach_i2c(bus, address, model):
-    i2c_devices[(bus, address)] = model
-
-
-def attach_uart(uart_id, model):
-    uart_peers[uart_id] = model
+def attach_uart(uart_id, peer):
+    uart_peers[uart_id] = peer
 
 
 def uart_feed(uart_id, data):
-    # A model sends bytes to the firmware on a UART.
     uart = uarts.get(uart_id)
     if uart is not None:
-        uart._receive(data)
-
-
-def watch_pin(number, callback):
-    pin_watchers.setdefault(number, []).append(callback)
+        uart._receive(data, 0, len(data))

@@ -1,5 +1,6 @@
 # The firmware's `machine` on the virtual device, following the ESP32 port's API.
 import _simcore
+import _simlink
 import _simworld
 
 PWRON_RESET = _simcore.PWRON_RESET
@@ -96,8 +97,7 @@ class Pin:
     def _set(self, level):
         level = 1 if level else 0
         self._level = level
-        for callback in _simworld.pin_watchers.get(self.id, ()):
-            callback(level)
+        _simlink.pin_set(_simcore.now_us, self.id, level)
 
     def _external(self, level):
         level = 1 if level else 0
@@ -144,6 +144,7 @@ class UART:
         self._make_ring(kwargs.get("rxbuf", self._RX_BUFFER))
         self.overflows = 0
         _simworld.uarts[id] = self
+        _simlink.uart_open(_simcore.now_us, id, baudrate)
 
     def _make_ring(self, size):
         # The driver's receive buffer, made once: on the chip it lives in the IDF driver, and a
@@ -156,22 +157,27 @@ class UART:
         self._baudrate = baudrate
         if "rxbuf" in kwargs and kwargs["rxbuf"] != len(self._ring):
             self._make_ring(kwargs["rxbuf"])
+        _simlink.uart_open(_simcore.now_us, self.id, baudrate)
 
     def deinit(self):
         _simworld.uarts.pop(self.id, None)
+        _simlink.uart_open(_simcore.now_us, self.id, 0)
 
-    def _receive(self, data):
-        # Bytes beyond the receive buffer are lost, as on the real driver.
+    def _receive(self, data, start=0, end=-1):
+        # data[start:end] arrived on the wire (end -1: all of it). Bytes beyond the receive
+        # buffer are lost, as on the real driver.
         ring = self._ring
         size = len(ring)
         room = size - self._count
-        if len(data) > room:
-            self.overflows += len(data) - room
+        n = (len(data) if end < 0 else end) - start
+        if n > room:
+            self.overflows += n - room
+            n = room
         tail = (self._head + self._count) % size
-        for i in range(min(len(data), room)):
+        for i in range(start, start + n):
             ring[tail] = data[i]
             tail = tail + 1 if tail + 1 < size else 0
-        self._count += min(len(data), room)
+        self._count += n
         _simcore.notify_ready(self)
 
     def _sim_ready(self, mask):
@@ -220,10 +226,13 @@ class UART:
     def write(self, buf):
         if isinstance(buf, str):  # the ESP32 port takes text too
             buf = buf.encode()
+        n = len(buf)
         peer = _simworld.uart_peers.get(self.id)
         if peer is not None:
             peer.receive(bytes(buf))
-        return len(buf)
+        else:
+            _simlink.uart_write(_simcore.now_us, self.id, buf, n)
+        return n
 
     def flush(self):
         pass
@@ -236,36 +245,35 @@ class UART:
 
 
 class I2C:
+    # The bus's devices are models on the host: every transfer asks them (_simlink).
     def __init__(self, id=0, *, scl=None, sda=None, freq=400000, timeout=50000):
         self.id = id
 
-    def _device(self, addr):
-        model = _simworld.i2c_devices.get((self.id, addr))
-        if model is None:
-            raise OSError(19)  # ENODEV: no ACK, as the ESP32 port reports it
-        return model
-
     def scan(self):
-        return sorted(a for (bus, a) in _simworld.i2c_devices if bus == self.id)
+        return _simlink.i2c_scan(_simcore.now_us, self.id)
 
     def readfrom(self, addr, nbytes, stop=True):
-        return bytes(self._device(addr).read(None, nbytes))
+        buf = bytearray(nbytes)
+        self.readfrom_into(addr, buf)
+        return bytes(buf)
 
     def readfrom_into(self, addr, buf, stop=True):
-        buf[:] = self.readfrom(addr, len(buf))
+        _simlink.i2c_read(_simcore.now_us, self.id, addr, None, buf)
 
     def writeto(self, addr, buf, stop=True):
-        self._device(addr).write(None, bytes(buf))
+        _simlink.i2c_write(_simcore.now_us, self.id, addr, None, buf)
         return 1
 
     def readfrom_mem(self, addr, memaddr, nbytes, *, addrsize=8):
-        return bytes(self._device(addr).read(memaddr, nbytes))
+        buf = bytearray(nbytes)
+        self.readfrom_mem_into(addr, memaddr, buf)
+        return bytes(buf)
 
     def readfrom_mem_into(self, addr, memaddr, buf, *, addrsize=8):
-        buf[:] = self.readfrom_mem(addr, memaddr, len(buf))
+        _simlink.i2c_read(_simcore.now_us, self.id, addr, memaddr, buf)
 
     def writeto_mem(self, addr, memaddr, buf, *, addrsize=8):
-        self._device(addr).write(memaddr, bytes(buf))
+        _simlink.i2c_write(_simcore.now_us, self.id, addr, memaddr, buf)
 
 
 class SoftI2C(I2C):
@@ -292,7 +300,7 @@ class ADC:
         pass
 
     def read_uv(self):
-        return _simworld.adc_levels.get(self._pin, 0)
+        return _simlink.adc_read(_simcore.now_us, self._pin)
 
     def read_u16(self):
         uv = min(self.read_uv(), self._FULL_SCALE_UV)

@@ -1,8 +1,7 @@
-# The usage script of the sensor model: when brews and dispenses happen, as a pure function
-# of the usage scenario, the seed and the day. Shared by the device-side model
-# (_simsensors.py) and the host (musket_sim.usage), which derives the counts a run must
-# produce from the same events. Generated lazily, one event at a time: the device model
-# holds no list, so it takes nothing from the firmware's heap share.
+# What the appliance does: when brews and dispenses happen, as a pure function of the usage
+# scenario, the seed and the day. Played by the sensor model (sensors.py) and read by
+# musket_sim.usage, which derives the counts a run must produce from the same events.
+# Generated lazily, one event at a time, so a year costs no more than a day.
 #
 # Channels: "current" yields ("brew" | "blip", start_s, seconds, amps); "flow" yields
 # ("dispense" | "drip", start_s, seconds, pulses). Events on one channel never overlap and

@@ -1,4 +1,4 @@
-"""SIMCom's SIM7000 series for the modem model (_simmodem.py), scenario family "sim7000".
+"""SIMCom's SIM7000 series for the modem model (modem.py), scenario family "sim7000".
 
 The SIM7000E/G (firmware with the TCP/IP application toolkit, "SIM7000 Series AT Command
 Manual" V1.04) speaks the SIM7080's dialect, sockets included (AT+CAOPEN/CASEND/CARECV/
@@ -10,8 +10,7 @@ CACLOSE, +CADATAIND, +CASTATE), but its bearer commands in an older form, withou
   AT+CNCFG=<ip_type>,<apn>[,<user>,<password>[,<auth>]]
 The network ending the bearer gives "+APP PDP: DEACTIVE".
 """
-import _simcore
-from _simmodem import _DEFER, _L_OPEN, _US_PER_MS, Sim7080, _arg, _arg_int, _CmdError
+from musket_sim.models.modem import _DEFER, _L_OPEN, _US_PER_MS, Sim7080, _arg, _arg_int, _CmdError
 
 
 class Sim7000(Sim7080):
@@ -31,7 +30,6 @@ class Sim7000(Sim7080):
             raise _CmdError(None)
         _arg_int(a, 0, None, 0, 2)
         self.nv["cncfg"] = _arg(a, 1, "")
-        self.save()
         return []
 
     def _at_cnact(self, kind, a):
@@ -46,7 +44,6 @@ class Sim7000(Sim7080):
                 raise _CmdError(3)
             self._drop_links()
             self.pdp_ip = None
-            self.save()
             self._reply((), "OK")
             self._urc("+APP PDP: DEACTIVE", self._delay() + 200 * _US_PER_MS)
             return _DEFER
@@ -64,7 +61,7 @@ class Sim7000(Sim7080):
                 self._urc("+APP PDP: ACTIVE")
             else:
                 self._urc("+APP PDP: DEACTIVE")
-        _simcore.at(_simcore.now_us + self._delay() + self.PDP_MS * _US_PER_MS, attach)
+        self.world.at(self.world.now_us + self._delay() + self.PDP_MS * _US_PER_MS, attach)
         return _DEFER
 
     def _urcs_data_lost(self):

@@ -1,8 +1,8 @@
 """A cellular modem on the virtual board's modem UART.
 
-Runs inside the device process under both interpreters (MicroPython subset). One model, four AT
+Runs in the host runner's process, coupled to the device's UART and pins. One model, four AT
 dialects (SIM7080G "sim7080", SIM7600/A7670 "sim7600", Quectel BG95/BG96 "bg95", and the SIM7080's
-older sibling SIM7000 "sim7000" in _simmodem_sim7000.py), a radio and
+older sibling SIM7000 "sim7000" in modem_sim7000.py), a radio and
 network driven by a scenario, and TCP sockets carried to real sockets on the host.
 
 Power and pins (from the board): asserting PWRKEY for at least pwrkey_on_ms switches the modem
@@ -15,10 +15,9 @@ modem_power line, when the board has one, must be active for the modem to have a
 (its falling edge cuts it at once). Power loss loses every volatile thing (sockets, PDP,
 registration, ATE/CMEE); PDP context definitions (CGDCONT, CNCFG, QICSGP) are kept, as in the
 modem's NV.
-An ESP32 reset, watchdog or deep sleep does not touch the modem: its volatile state is carried
-to the next boot in "modem-state.json" in the device's work folder (its real sockets cannot be:
-they are gone, silently); a power-on boot, or a board with a modem_power line (the enable line
-falls while the ESP32 resets), starts with the modem off.
+An ESP32 reset, watchdog or deep sleep does not touch the modem: it runs on the host, beside the
+device (musket_sim.coupling), and keeps its state, sockets included; a power-on boot, or a
+board with a modem_power line (the enable line falls while the ESP32 resets), finds it off.
 
 UART: every reply and URC is framed "\\r\\n<line>\\r\\n" and reaches the firmware at the wire
 speed of the board's baud rate, in chunks of 64 bytes, so the firmware's rxbuf fills as it
@@ -113,13 +112,15 @@ Byte counting (counted in extras["modem"], reported per boot in RunResult.modem)
   last 50), power_cycles (power-ons this boot), reboots (RESET line, AT+CRESET, AT+CFUN=1,1).
 """
 import binascii
-import json
+import select
 import socket
-import _simcore
-import _simworld
-import machine
+import time
 
-_bselect = _simcore._bselect
+from musket_sim.models.world import NET_WAIT_MS, Rng
+
+_PWRON_RESET = 1  # machine.PWRON_RESET: the board was powered up
+
+_bselect = select
 _POLLIN = _bselect.POLLIN
 _POLLOUT = _bselect.POLLOUT
 _POLLERR = _bselect.POLLERR
@@ -155,7 +156,6 @@ _RESET_MIN_MS = 100  # shortest RESET pulse the model takes
 _DATA_LOSS_S = 8  # coverage gone this long: PDP context and sockets are lost
 _SOCKETS_KEPT = 50  # per-socket figures kept in the report
 _REBOOT_MS = 300  # from AT+CRESET / AT+CFUN=1,1 to the restart
-_STATE_FILE = "modem-state.json"
 
 _OFF = 0
 _BOOTING = 1
@@ -379,7 +379,8 @@ class Modem:
     PDP_MS = 1000  # data attach time
     CODES = {}  # open outcome -> the family's result code
 
-    def __init__(self, scenario, board, settings):
+    def __init__(self, world, scenario, board, settings):
+        self.world = world
         m = board["modem"]
         pins = board["pins"]
         self.uart_id = m["uart"]
@@ -416,7 +417,7 @@ class Modem:
         self.push_all = bool(sc.get("push"))
         self.events = sc.get("events") or []
         self.sim_present = sc.get("sim_present", True)
-        ids = _simcore.Rng(settings.get("seed", 0) * 7 + 12345)
+        ids = Rng(settings.get("seed", 0) * 7 + 12345)
         body = "894901" + _digits(ids, 12)
         self.slot_iccid = sc.get("iccid") or body + _luhn(body)
         self.slot_iccid_first = self.slot_iccid
@@ -425,7 +426,7 @@ class Modem:
         self.scenario_imsi = sc.get("imsi")
         self.tac = "%04X" % (0x1000 + ids.below(0xE000))
         self.cell = 0x100000 + ids.below(0xE00000)
-        self.rng = _simcore.rng
+        self.rng = world.rng
         # the world, as the scenario's events leave it
         self.w_coverage = True
         self.w_deny = False
@@ -478,9 +479,6 @@ class Modem:
         self.by_fd = {}
         self.poller = _bselect.poll()
         self.nreal = 0
-        self.next_event = 0
-        self.state_file = None
-        self.state_len = 0
         self.contexts = {1: sc.get("stale_context") or ""}
         self.nv = {}  # family NV settings (CNCFG APNs)
         self.figures = {
@@ -497,7 +495,7 @@ class Modem:
     def _imsi_for(self, iccid):
         if self.scenario_imsi and iccid == self.slot_iccid_first:
             return self.scenario_imsi
-        r = _simcore.Rng(int(iccid.rstrip("F")[-12:-1], 16) + 77)  # hex digits too
+        r = Rng(int(iccid.rstrip("F")[-12:-1], 16) + 77)  # hex digits too
         return (self.plmn + _digits(r, 10))[:15]
 
     def _volatile_reset(self):
@@ -523,120 +521,60 @@ class Modem:
     # -- setup -----------------------------------------------------------------------------
 
     def start(self, settings):
-        _simworld.attach_uart(self.uart_id, self)
-        _simworld.watch_pin(self.pwrkey["pin"], self._on_pwrkey)
+        w = self.world
+        w.attach_uart(self.uart_id, self)
+        w.watch_pin(self.pwrkey["pin"], self._on_pwrkey)
         if self.reset_pin:
-            _simworld.watch_pin(self.reset_pin["pin"], self._on_reset)
+            w.watch_pin(self.reset_pin["pin"], self._on_reset)
         if self.power_pin:
-            _simworld.watch_pin(self.power_pin["pin"], self._on_supply)
-        # STATUS exists before the firmware looks at it, so that it reads the modem's level.
-        machine.Pin(self.status["pin"], machine.Pin.IN)
+            w.watch_pin(self.power_pin["pin"], self._on_supply)
+        # STATUS has its level before the firmware looks at it.
         self._drive_status(False)
-        self._open_state(settings)
-        self._schedule_events(settings)
-        _simcore.extras["modem"] = self.figures
-        _simcore.add_poller(self)
+        self._schedule_events()
+        w.figures["modem"] = self.figures
+        w.add_poller(self)
+        w.boot_hooks.append(self._esp32_boots)
+        w.close_hooks.append(self._drop_links)
 
     def _level(self, ctl, active):
         high = ctl["active"] == "high"
         return (1 if high else 0) if active else (0 if high else 1)
 
     def _drive_status(self, active):
-        _simworld.drive_pin(self.status["pin"], self._level(self.status, active))
+        self.world.drive_pin(self.status["pin"], self._level(self.status, active))
 
-    # -- state carried across ESP32 resets -------------------------------------------------
+    # -- the ESP32 resets, the modem stays -------------------------------------------------
 
-    def _open_state(self, settings):
-        saved = None
-        self.state_len = 0
-        try:
-            self.state_file = open(_STATE_FILE, "r+b")
-            saved = json.loads(self.state_file.read() or b"null")
-        except (OSError, ValueError):
-            try:
-                self.state_file = open(_STATE_FILE, "w+b")
-            except OSError:
-                self.state_file = None  # a read-only work folder: nothing carried over
-        if not saved:
-            return
-        self.contexts = {}
-        for k, v in saved.get("contexts", {}).items():
-            self.contexts[int(k)] = v
-        self.nv = saved.get("nv", {})
-        self.next_event = saved.get("next_event", 0)
-        keep = settings.get("reset_cause", 1) != _simcore.PWRON_RESET and self.supply
-        if not keep or not saved.get("on"):
-            return
-        self.state = _ON
-        self.hung = saved.get("hung", False)
-        self.iccid = saved.get("iccid", self.iccid)
-        self.imsi = self._imsi_for(self.iccid)
-        self.echo = saved.get("echo", True)
-        self.cmee = saved.get("cmee", self.CMEE_DEFAULT)
-        self.reg_n = saved.get("reg_n", self.reg_n)
-        self.cfun = saved.get("cfun", 1)
-        self.stat = saved.get("stat", 0)
-        self.pdp_ip = saved.get("pdp")
-        self._family_restore(saved.get("family", {}))
-        self._drive_status(True)
-
-    def _family_state(self):
-        return {}
-
-    def _family_restore(self, saved):
-        pass
-
-    def save(self):
-        on = self.state in (_ON, _BOOTING)
-        d = {"contexts": {}, "nv": self.nv, "next_event": self.next_event, "on": on}
-        for k in self.contexts:
-            d["contexts"][str(k)] = self.contexts[k]
-        if on:
-            d.update({"hung": self.hung, "iccid": self.iccid, "echo": self.echo,
-                      "cmee": self.cmee, "reg_n": self.reg_n, "cfun": self.cfun,
-                      "stat": self.stat, "pdp": self.pdp_ip, "family": self._family_state()})
-        f = self.state_file
-        if f is None:
-            return
-        text = json.dumps(d).encode()
-        n = len(text)
-        if n < self.state_len:
-            text += b" " * (self.state_len - n)  # no truncate on MicroPython: pad instead
-        self.state_len = max(n, self.state_len)
-        f.seek(0)
-        f.write(text)
-        f.flush()
+    def _esp32_boots(self, reset_cause):
+        # A reset, watchdog or deep sleep of the ESP32 does not touch the modem. A power-on
+        # boot finds it off (the power was gone), and so does a board with a modem_power line,
+        # whose enable falls while the ESP32 resets.
+        if reset_cause == _PWRON_RESET or self.power_pin:
+            if self.power_pin:
+                self.supply = False
+            if self.state != _OFF:
+                self._dead()
+            self.iccid = self.slot_iccid
+            self.imsi = self._imsi_for(self.iccid)
 
     # -- scenario events -------------------------------------------------------------------
 
-    def _schedule_events(self, settings):
+    def _schedule_events(self):
         events = self.events
-        base = settings.get("run_start_us", 0)
-        now = _simcore.now_us
+        now = self.world.now_us
         for i in range(len(events)):
             ev = events[i]
-            due = base + int(ev["at"] * _US_PER_S)
+            due = int(ev["at"] * _US_PER_S)
             if due <= now:
-                # Before this boot: the world is as the event left it; the modem, if it stayed
-                # on through an ESP32 reset, meets what it has not met yet.
+                # Before the models started: the world is as the event left it.
                 self._world(ev, False)
-                if i >= self.next_event:
-                    self._modem_event(ev)
-                    self.next_event = i + 1
             else:
-                _simcore.at(due, self._event_cb(i, ev))
-        if self.state == _OFF:
-            self.iccid = self.slot_iccid
-            self.imsi = self._imsi_for(self.iccid)
-        else:
-            self._reg_update()
+                self.world.at(due, self._event_cb(i, ev))
 
     def _event_cb(self, i, ev):
         def fire():
             self._world(ev, True)
             self._modem_event(ev)
-            self.next_event = i + 1
-            self.save()
         return fire
 
     def _world(self, ev, live):
@@ -687,17 +625,17 @@ class Modem:
         def fire():
             if self.gen == gen:
                 fn()
-        _simcore.at(_simcore.now_us + int(delay_us), fire)
+        self.world.at(self.world.now_us + int(delay_us), fire)
 
     def _on_pwrkey(self, level):
         pressed = level == self._level(self.pwrkey, True)
         if pressed:
             if self.press_us < 0:
-                self.press_us = _simcore.now_us
+                self.press_us = self.world.now_us
             return
         if self.press_us < 0:
             return
-        held_ms = (_simcore.now_us - self.press_us) // _US_PER_MS
+        held_ms = (self.world.now_us - self.press_us) // _US_PER_MS
         self.press_us = -1
         if not self.supply:
             return
@@ -709,11 +647,11 @@ class Modem:
     def _on_reset(self, level):
         if level == self._level(self.reset_pin, True):
             if self.reset_us < 0:
-                self.reset_us = _simcore.now_us
+                self.reset_us = self.world.now_us
             return
         if self.reset_us < 0:
             return
-        held_ms = (_simcore.now_us - self.reset_us) // _US_PER_MS
+        held_ms = (self.world.now_us - self.reset_us) // _US_PER_MS
         self.reset_us = -1
         if held_ms >= _RESET_MIN_MS and self.state != _OFF:
             self._reboot()
@@ -738,7 +676,6 @@ class Modem:
         self.hung = False
         self._volatile_reset()
         self._later(self.boot_us, self._booted)
-        self.save()
 
     def _booted(self):
         self.state = _ON
@@ -746,7 +683,6 @@ class Modem:
         for ms, line in (self.BOOT_URCS if self.sim_present else self.NO_SIM_URCS):
             self._urc(line, ms * _US_PER_MS)
         self._reg_update()
-        self.save()
 
     def _power_down(self, urc, delay_us=0):
         # The power-down procedure: the family's goodbye, then STATUS falls power_off_s later.
@@ -767,7 +703,6 @@ class Modem:
         self.stat = 0
         self.pdp_ip = None
         self._drive_status(False)
-        self.save()
 
     def _reboot(self):
         self.figures["reboots"] += 1
@@ -778,8 +713,8 @@ class Modem:
     # -- UART ------------------------------------------------------------------------------
 
     def _garbled(self):
-        uart = _simworld.uarts.get(self.uart_id)
-        return uart is not None and getattr(uart, "_baudrate", self.baud) != self.baud
+        baud = self.world.uart_baud(self.uart_id)
+        return baud is not None and baud != self.baud
 
     def _new_life(self):
         # A power change or a hang: work scheduled in the old life is void, and what waits for
@@ -801,7 +736,7 @@ class Modem:
         # already on the wire, at the wire speed. The bytes are copied into the transmit queue.
         if self.state == _OFF or (self.hung and not noise):
             return
-        due = _simcore.now_us + delay_us
+        due = self.world.now_us + delay_us
         if due < self.tx_free:
             due = self.tx_free
         start = (self.tx_head + self.tx_len) % _UART_TX_BUFFER
@@ -853,14 +788,14 @@ class Modem:
     def _pump_later(self, due):
         if self.pump_at < 0 or due < self.pump_at:
             self.pump_at = due
-            _simcore.at(due, self.pump_cb)
+            self.world.at(due, self.pump_cb)
 
     def _pump(self):
         # Delivers every chunk whose wire time is over, in chunks of _UART_CHUNK bytes.
         self.pump_at = -1
         while self.seg_count:
             due = self._head_due()
-            if due > _simcore.now_us:
+            if due > self.world.now_us:
                 self._pump_later(due)
                 return
             i = self.seg_first
@@ -879,7 +814,7 @@ class Modem:
             if self._garbled():
                 data = self.rng.bytes(k)
             self.figures["uart_tx"] += k
-            _simworld.uart_feed(self.uart_id, data)
+            self.world.uart_feed(self.uart_id, data)
 
     def _urc(self, line, delay_us=0):
         self._send_out((line,), None, delay_us)
@@ -1009,11 +944,9 @@ class Modem:
             i = j
             if c == "E" and v in (0, 1):
                 self.echo = v == 1
-                self.save()
             elif c == "Z" or c == "&F":
                 self.echo = True
                 self.cmee = self.CMEE_DEFAULT
-                self.save()
             elif c == "I":
                 out.extend(self._ati())
             elif c in ("&W", "&D", "&C") or (c == "V" and v == 1) or (c == "Q" and v == 0):
@@ -1037,7 +970,7 @@ class Modem:
                 self.data_got = 0
                 self.data_done = done
         self._emit(prompt, self._delay())
-        _simcore.at(self.tx_free, ready)
+        self.world.at(self.tx_free, ready)
 
     # -- 27.007 commands -------------------------------------------------------------------
 
@@ -1047,7 +980,6 @@ class Modem:
         if kind != "=":
             raise _CmdError(None)
         self.cmee = _arg_int(a, 0, 0, 0, 2)
-        self.save()
         return []
 
     def _need_sim(self):
@@ -1107,7 +1039,6 @@ class Modem:
         if kind != "=":
             raise _CmdError(None)
         self.reg_n[name] = _arg_int(a, 0, 0, 0, 5 if name == "+CEREG" else 2)
-        self.save()
         return []
 
     def _at_creg(self, kind, a):
@@ -1160,7 +1091,6 @@ class Modem:
             return _DEFER
         self.cfun = fun
         self._reg_update()
-        self.save()
         return []
 
     def _at_cgdcont(self, kind, a):
@@ -1176,7 +1106,6 @@ class Modem:
             if _arg(a, 1).upper() not in ("IP", "IPV6", "IPV4V6"):
                 raise _CmdError(50)
             self.contexts[cid] = _arg(a, 2, "")
-        self.save()
         return []
 
     def _at_cgact(self, kind, a):
@@ -1191,7 +1120,6 @@ class Modem:
             if self.pdp_ip:
                 self._drop_links()
                 self.pdp_ip = None
-                self.save()
             return []
         if self.pdp_ip:
             return []
@@ -1210,8 +1138,8 @@ class Modem:
             raise _CmdError(3)
         t = 0
         if self._registered():
-            t = _simcore.epoch_seconds()
-        g = _simcore._btime
+            t = self.world.epoch_seconds()
+        g = time
         tm = (g.gmtime if hasattr(g, "gmtime") else g.localtime)(t)
         return ['+CCLK: "%02d/%02d/%02d,%02d:%02d:%02d+00"' % (tm[0] % 100, tm[1], tm[2], tm[3],
                                                               tm[4], tm[5])]
@@ -1237,7 +1165,6 @@ class Modem:
         for name in ("+CREG", "+CGREG", "+CEREG"):
             if self.reg_n[name]:
                 self._urc(self._reg_line(name, True))
-        self.save()
 
     def _reg_target(self):
         if self.w_deny:
@@ -1306,7 +1233,6 @@ class Modem:
         r = self.rng
         self.pdp_ip = "10.%d.%d.%d" % (r.below(256), r.below(256), 1 + r.below(254))
         self.pdp_cid = cid
-        self.save()
 
     def _lose_data(self):
         # The network ends the data session: the family says so, sockets and PDP are gone.
@@ -1315,7 +1241,6 @@ class Modem:
         self._urcs_data_lost()
         self._drop_links()
         self.pdp_ip = None
-        self.save()
 
     def _urcs_data_lost(self):
         pass
@@ -1420,7 +1345,7 @@ class Modem:
         link.sent += n
         _ring_put(link.up, (link.up_head + link.up_len) % len(link.up), data, n)
         link.up_len += n
-        due = max(_simcore.now_us + self.latency_us, link.up_due)
+        due = max(self.world.now_us + self.latency_us, link.up_due)
         link.up_due = due
 
         def arrive():
@@ -1428,7 +1353,7 @@ class Modem:
                 link.up_ready += n
                 self._flush(link)
                 link.expect = True
-        _simcore.at(due, arrive)
+        self.world.at(due, arrive)
 
     def _flush(self, link):
         while link.up_ready and link.sock is not None:
@@ -1505,14 +1430,14 @@ class Modem:
     def _peer_closed(self, link):
         # The host socket ended: after the data before it, the close reaches the modem.
         self._release(link)
-        due = max(_simcore.now_us + self.latency_us, link.down_due)
+        due = max(self.world.now_us + self.latency_us, link.down_due)
 
         def arrive():
             if link.state == _L_OPEN and self.links.get(link.id) is link:
                 link.state = _L_CLOSED
                 self._count(link, up=CLOSE_BYTES, down=CLOSE_BYTES)
                 self._urc_closed(link)
-        _simcore.at(due, arrive)
+        self.world.at(due, arrive)
 
     def _pull(self, link):
         room = self.RX_BUFFER - link.rx_len - link.inflight
@@ -1532,7 +1457,7 @@ class Modem:
             return
         link.inflight += n
         link.heads += 1
-        due = max(_simcore.now_us + self.latency_us, link.down_due)
+        due = max(self.world.now_us + self.latency_us, link.down_due)
         link.down_due = due
 
         def arrive():
@@ -1551,9 +1476,9 @@ class Modem:
             if not link.notified:
                 link.notified = True
                 self._urc_data(link)
-        _simcore.at(due, arrive)
+        self.world.at(due, arrive)
 
-    # The poller interface of _simcore.
+    # The poller interface of the world (musket_sim.models.world).
 
     def poll(self):
         if not self.nreal or self.state != _ON or self.hung:
@@ -1581,7 +1506,7 @@ class Modem:
             if link.expect and link.sock is not None:
                 link.expect = False
                 socks.append(link.sock)
-        wait_ms = _simcore._NET_WAIT_MS
+        wait_ms = NET_WAIT_MS
         rounds = _GRACE_ROUNDS
         while socks and rounds:
             p = _bselect.poll()
@@ -1633,7 +1558,7 @@ class Modem:
                 link.state = _L_CLOSED
                 self._count(link, up=CLOSE_BYTES, down=CLOSE_BYTES)
                 self._urc_closed(link)
-        _simcore.at(_simcore.now_us + self._rtt(), done)
+        self.world.at(self.world.now_us + self._rtt(), done)
 
 
 class Sim7080(Modem):
@@ -1688,7 +1613,6 @@ class Sim7080(Modem):
         idx = _arg_int(a, 0, None, 0, 3)
         _arg_int(a, 1, 1, 0, 2)
         self.nv["cncfg%d" % idx] = _arg(a, 2, "")
-        self.save()
         return []
 
     def _at_cnact(self, kind, a):
@@ -1710,7 +1634,6 @@ class Sim7080(Modem):
                 raise _CmdError(3)
             self._drop_links()
             self.pdp_ip = None
-            self.save()
             self._reply((), "OK")
             self._urc("+APP PDP: 0,DEACTIVE", self._delay() + 200 * _US_PER_MS)
             return _DEFER
@@ -1727,7 +1650,7 @@ class Sim7080(Modem):
                 self._urc("+APP PDP: 0,ACTIVE")
             else:
                 self._urc("+APP PDP: 0,DEACTIVE")
-        _simcore.at(_simcore.now_us + self._delay() + self.PDP_MS * _US_PER_MS, attach)
+        self.world.at(self.world.now_us + self._delay() + self.PDP_MS * _US_PER_MS, attach)
         return _DEFER
 
     def _at_cacid(self, kind, a):
@@ -1904,7 +1827,7 @@ class Sim7600(Modem):
                 self._urc("+NETOPEN: 0")
             else:
                 self._urc("+NETOPEN: 1")
-        _simcore.at(_simcore.now_us + self._delay() + self.PDP_MS * _US_PER_MS, attach)
+        self.world.at(self.world.now_us + self._delay() + self.PDP_MS * _US_PER_MS, attach)
         return _DEFER
 
     def _at_netclose(self, kind, a):
@@ -1914,7 +1837,6 @@ class Sim7600(Modem):
         self._drop_links()
         self.netopen = False
         self.pdp_ip = None
-        self.save()
         self._reply((), "OK")
         self._urc("+NETCLOSE: 0", self._delay() + 300 * _US_PER_MS)
         return _DEFER
@@ -1933,7 +1855,6 @@ class Sim7600(Modem):
         mode = _arg_int(a, 0, None, 0, 4)
         if mode in (0, 1):
             self.rx_mode = mode
-            self.save()
             return []
         if mode == 3:
             raise _CmdError(4)  # hex reads are not modelled
@@ -2088,7 +2009,6 @@ class Bg95(Modem):
             return ['+QICSGP: 1,"%s","","",0' % self.contexts.get(ctx, "")]
         _arg_int(a, 1, 1, 1, 3)
         self.contexts[ctx] = _arg(a, 2, "")
-        self.save()
         return []
 
     def _at_qiact(self, kind, a):
@@ -2111,7 +2031,7 @@ class Bg95(Modem):
                 self._reply((), "OK", 0)
             else:
                 self._reply((), "ERROR", 0)
-        _simcore.at(_simcore.now_us + self._delay() + self.PDP_MS * _US_PER_MS, attach)
+        self.world.at(self.world.now_us + self._delay() + self.PDP_MS * _US_PER_MS, attach)
         return _DEFER
 
     def _at_qideact(self, kind, a):
@@ -2120,7 +2040,6 @@ class Bg95(Modem):
         _arg_int(a, 0, None, 1, 15)
         self._drop_links()
         self.pdp_ip = None
-        self.save()
         return []
 
     def _at_qiopen(self, kind, a):
@@ -2228,14 +2147,14 @@ class Bg95(Modem):
 FAMILIES = {"sim7080": Sim7080, "sim7600": Sim7600, "bg95": Bg95}
 
 
-def install(settings):
-    # Called by _simcore.install_models() before the firmware starts.
+def install(world, settings):
+    # The modem on the board, attached to its world before the device's first boot.
     scenario = settings.get("modem") or {}
     board = settings["board_device"]
     family = scenario.get("family") or board["modem"]["family"]
     if family == "sim7000":  # an older SIMCom module, modelled apart
-        from _simmodem_sim7000 import Sim7000
+        from musket_sim.models.modem_sim7000 import Sim7000
         FAMILIES[family] = Sim7000
-    modem = FAMILIES[family](scenario, board, settings)
+    modem = FAMILIES[family](world, scenario, board, settings)
     modem.start(settings)
     return modem

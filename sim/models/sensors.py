@@ -1,18 +1,18 @@
 # The sensor model: the board's surroundings for its sensors, following a usage script
-# (_simusage.py) on the virtual clock. An SHT4x on the I2C bus (temperature with a daily swing,
-# humidity, noise, CRC'd replies), the current sensor's ADC level (brews and short blips over
-# a noisy zero), the supply divider, and flow-meter pulses on the pulse pin in bursts.
+# (appliance.py) on the virtual clock, in the host runner's process (musket_sim.coupling).
+# An SHT4x on the I2C bus (temperature with a daily swing, humidity, noise, CRC'd replies),
+# the current sensor's ADC level (brews and short blips over a noisy zero), the supply divider, and flow-meter pulses on the pulse pin in bursts.
 # Faults from the scenario: I2C NACK, bad CRC, a stuck value, a disconnected wire.
 #
-# ADC levels are computed when the firmware reads them (a mapping with a get() that looks at
-# the clock), so noise costs nothing between reads; pulses are scheduled in 250 ms chunks.
-import _simcore
-import _simworld
-import _simusage
+# ADC levels are computed when the firmware reads them, so noise costs nothing between reads;
+# pulses are scheduled in 250 ms chunks. The appliance outlives the controller: a reset of the
+# ESP32 leaves the use under way going on; a power cut stops it.
+from musket_sim.models import appliance
 
 _US = 1000000
 _CHUNK_S = 0.25
 _NEVER = ("none", 1e12, 0, 0.0)  # a channel with nothing scheduled
+_PWRON_RESET = 1  # machine.PWRON_RESET: the board was powered up
 _NOISE_UV = 3000  # ADC noise, peak: a few LSB of the ESP32's 12-bit ADC
 
 
@@ -25,8 +25,6 @@ def _crc8(b0, b1):
     return crc
 
 
-def _now_s():
-    return _simcore.now_us / _US
 
 
 class Sht4x:
@@ -35,17 +33,17 @@ class Sht4x:
         self.last = None
 
     def write(self, reg, data):
-        if _simusage.fault_at(self.world.usage, "sht", _now_s()) == "nack":
+        if appliance.fault_at(self.world.usage, "sht", self.world.now_s()) == "nack":
             raise OSError(19)
 
     def read(self, reg, n):
-        fault = _simusage.fault_at(self.world.usage, "sht", _now_s())
+        fault = appliance.fault_at(self.world.usage, "sht", self.world.now_s())
         if fault == "nack":
             raise OSError(19)
         if fault == "stuck" and self.last is not None:
             return self.last
         u = self.world.usage
-        day_frac = (_now_s() % 86400) / 86400
+        day_frac = (self.world.now_s() % 86400) / 86400
         # A daily swing: coolest at 04:00, warmest at 16:00 (a triangle, no math module).
         swing = 1 - 4 * abs(((day_frac + 1 - 16 / 24) % 1) - 0.5)
         t = u["temp_c"] + 2.5 * swing + self.world.noise(0.05)
@@ -63,30 +61,14 @@ class Sht4x:
         return self.last
 
 
-class Levels:
-    # Stands in for _simworld.adc_levels: pin -> microvolts, worked out at each read.
-    def __init__(self, world, old):
-        self.world = world
-        self.fixed = dict(old)
-
-    def __setitem__(self, pin, uv):
-        self.fixed[pin] = uv
-
-    def get(self, pin, default=0):
-        w = self.world
-        if pin == w.current_pin:
-            return w.current_uv()
-        if pin == w.supply_pin:
-            return w.supply_uv()
-        return self.fixed.get(pin, default)
-
-
 class World:
-    def __init__(self, settings):
+    # The sensors' surroundings; `wires` is the board's (musket_sim.models.world.World).
+    def __init__(self, wires, settings):
+        self.wires = wires
         board = settings["board_device"]
         self.usage = settings["usage"]
         self.seed = settings.get("seed", 0)
-        self.rng = _simusage.Rng(self.seed * 31 + settings.get("boot", 0))
+        self.rng = appliance.Rng(self.seed * 31)
         pins = board.get("pins", {})
         self.current_pin = pins.get("current_adc")
         self.supply_pin = pins.get("supply_adc")
@@ -98,21 +80,38 @@ class World:
             elif s["kind"] == "adc_supply":
                 self.supply_spec = s
             elif s["kind"] in ("sht4x", "sht3x"):
-                _simworld.attach_i2c(board["i2c"]["id"], s["address"], Sht4x(self))
-        now = _now_s()
-        self.brews = _simusage.events(self.usage, self.seed, "current", now)
-        self.brew = next(self.brews, _NEVER)
+                wires.attach_i2c(board["i2c"]["id"], s["address"], Sht4x(self))
+        if self.current_pin is not None:
+            wires.set_adc(self.current_pin, self.current_uv)
+        if self.supply_pin is not None:
+            wires.set_adc(self.supply_pin, self.supply_uv)
         self.stuck = {}
-        _simworld.adc_levels = Levels(self, _simworld.adc_levels)
+        self.flow_gen = 0  # bumps when the power is cut: pulses scheduled before are void
+        self._start_uses()
+        wires.boot_hooks.append(self._esp32_boots)
+
+    def now_s(self):
+        return self.wires.now_us / _US
+
+    def _start_uses(self):
+        # Uses start from now on; one under way when the power came back is not played.
+        now = self.now_s()
+        self.brews = appliance.events(self.usage, self.seed, "current", now)
+        self.brew = next(self.brews, _NEVER)
         if self.flow_pin is not None:
-            self.flows = _simusage.events(self.usage, self.seed, "flow", now)
+            self.flow_gen += 1
+            self.flows = appliance.events(self.usage, self.seed, "flow", now)
             self._schedule_flow(next(self.flows, None))
+
+    def _esp32_boots(self, reset_cause):
+        if reset_cause == _PWRON_RESET:
+            self._start_uses()
 
     def noise(self, peak):
         return (self.rng.next() % 2001 - 1000) * peak / 1000
 
     def _analog(self, name, uv):
-        fault = _simusage.fault_at(self.usage, name, _now_s())
+        fault = appliance.fault_at(self.usage, name, self.now_s())
         if fault == "disconnected":
             return 0
         if fault == "stuck":
@@ -121,7 +120,7 @@ class World:
         return int(uv)
 
     def current_uv(self):
-        now = _now_s()
+        now = self.now_s()
         while now >= self.brew[1] + self.brew[2]:
             self.brew = next(self.brews, _NEVER)
         amps = self.brew[3] if now >= self.brew[1] else 0.0
@@ -141,22 +140,21 @@ class World:
         _, start, seconds, pulses = ev
         chunks = max(1, int(seconds / _CHUNK_S))
         self.flow = (start, chunks, pulses)
-        _simcore.at(int(start * _US), self._chunk_cb(0))
+        self.wires.at(int(start * _US), self._chunk_cb(0, self.flow_gen))
 
-    def _chunk_cb(self, i):
+    def _chunk_cb(self, i, gen):
         def fire():
+            if gen != self.flow_gen:
+                return
             start, chunks, pulses = self.flow
-            n = (i + 1) * pulses // chunks - i * pulses // chunks
-            for _ in range(n):
-                _simworld.drive_pin(self.flow_pin, 1)
-                _simworld.drive_pin(self.flow_pin, 0)
+            self.wires.pulse_pin(self.flow_pin, (i + 1) * pulses // chunks - i * pulses // chunks)
             if i + 1 < chunks:
-                _simcore.at(int((start + (i + 1) * _CHUNK_S) * _US), self._chunk_cb(i + 1))
+                self.wires.at(int((start + (i + 1) * _CHUNK_S) * _US), self._chunk_cb(i + 1, gen))
             else:
                 self._schedule_flow(next(self.flows, None))
         return fire
 
 
-def install(settings):
-    # Called by _simcore.install_models() before the firmware starts.
-    return World(settings)
+def install(wires, settings):
+    # The sensors' surroundings, attached to the board before the device's first boot.
+    return World(wires, settings)

@@ -1,0 +1,30 @@
+# The frames between the virtual device and the models on the host (musket_sim.coupling).
+# Read by both ends: this module is the one place the format is written down.
+#
+# A frame is its type (one byte), the length of what follows (two bytes, little-endian) and
+# that many bytes. Numbers inside are little-endian: times 8 bytes (virtual microseconds),
+# ids and levels 1, registers and counts 2, values 4. Every frame from the device starts with
+# the device's clock, which the models' clock follows.
+
+HEADER = 3
+MAX_PAYLOAD = 4096  # longest frame the device takes in; longer deliveries are split
+NO_REGISTER = 0xFFFF  # an I2C transfer without a memory address
+
+# device -> host
+HELLO = 0x68  # "h" now, reset cause: a boot starts; answered with deliveries, then TIME
+IDLE = 0x69  # "i" now, target, commit: answered with deliveries, then TIME
+UART_WRITE = 0x77  # "w" now, uart, data
+UART_OPEN = 0x6F  # "o" now, uart, baud
+PIN_SET = 0x70  # "p" now, pin, level: answered with TIME (now) and what the models did
+I2C_READ = 0x72  # "r" now, bus, address, register, count: answered with REPLY
+I2C_WRITE = 0x78  # "x" now, bus, address, register, data: answered with REPLY
+I2C_SCAN = 0x73  # "s" now, bus: answered with REPLY (the addresses)
+ADC_READ = 0x61  # "a" now, pin: answered with REPLY (microvolts, 4 bytes)
+
+# host -> device
+UART_DATA = 0x55  # "U" uart, data
+PIN_LEVEL = 0x50  # "P" pin, level
+PIN_PULSES = 0x4E  # "N" pin, count (2 bytes): short high pulses on a pin resting low
+TIME = 0x54  # "T" the clock the device moves to, and whether the models sent it anything
+REPLY = 0x52  # "R" status (0 ok, else an errno), data
+FAILURE = 0x46  # "F" text: the models failed; the run stops and says why
