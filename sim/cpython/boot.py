@@ -159,7 +159,6 @@ def main() -> None:
         "os": _firmware_os(),
     }
     shims.update(mp_modules.make_modules(settings.get("heap_bytes", 0)))
-    _simcore.install_models()
     fs_entry = _simcore.find_partition("vfs")
     lfs_os.mount(_simcore.FlashPartition(fs_entry["offset"], fs_entry["size"]))
     importer = FirmwareImporter(shims)

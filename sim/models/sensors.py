@@ -1,7 +1,8 @@
 # The sensor model: the board's surroundings for its sensors, following a usage script
 # (appliance.py) on the virtual clock, in the host runner's process (musket_sim.coupling).
 # An SHT4x on the I2C bus (temperature with a daily swing, humidity, noise, CRC'd replies),
-# the current sensor's ADC level (brews and short blips over a noisy zero), the supply divider, and flow-meter pulses on the pulse pin in bursts.
+# the current sensor's ADC level (brews and short blips over a noisy zero), the supply
+# divider, and flow-meter pulses on the pulse pin in bursts.
 # Faults from the scenario: I2C NACK, bad CRC, a stuck value, a disconnected wire.
 #
 # ADC levels are computed when the firmware reads them, so noise costs nothing between reads;
