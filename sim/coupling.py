@@ -130,12 +130,11 @@ class Coupling:
             target = int.from_bytes(body[8:16], "little")
             world.poll_real()
             if body[16]:
-                return self._time(world.run_until(target))
-            due = world.next_due()
-            if world.outbox:
-                return _frame(W.TIME, now.to_bytes(8, "little") + b"\0\0")
-            t = target if due is None else max(now, min(due, target))
-            return _frame(W.TIME, t.to_bytes(8, "little") + b"\0\0")
+                # The device moves to the time given: that is its clock from now on.
+                self.device_us = world.run_until(target)
+                return self._time(self.device_us)
+            t = max(now, min(world.quiet_until(), target))
+            return _frame(W.TIME, t.to_bytes(8, "little") + b"\0\0" + t.to_bytes(8, "little"))
         if kind == W.UART_WRITE:
             world.firmware_wrote(body[8], body[9:])
             return b""
@@ -159,8 +158,10 @@ class Coupling:
         if kind == W.I2C_SCAN:
             return _frame(W.REPLY, b"\0" + bytes(world.i2c_scan(body[8])))
         if kind == W.ADC_READ:
-            uv = max(0, min(int(world.adc_read(body[8])), 0xFFFFFFFF))
-            return _frame(W.REPLY, b"\0" + uv.to_bytes(4, "little"))
+            uv, until, noisy = world.adc_read(body[8])
+            uv = max(0, min(int(uv), 0xFFFFFFFF))
+            return _frame(W.REPLY, b"\0" + uv.to_bytes(4, "little") + until.to_bytes(8, "little")
+                          + (b"\1" if noisy else b"\0"))
         raise ModelFailure(f"the device sent an unknown frame type {kind}")
 
     def _i2c(self, kind: int, body: bytes) -> bytes:
@@ -198,7 +199,8 @@ class Coupling:
                     k = min(count, 0xFFFF)
                     frames.append(_frame(W.PIN_PULSES, bytes([what]) + k.to_bytes(2, "little")))
                     count -= k
-        head = _frame(W.TIME, t.to_bytes(8, "little") + len(frames).to_bytes(2, "little"))
+        head = _frame(W.TIME, t.to_bytes(8, "little") + len(frames).to_bytes(2, "little")
+                      + self.world.quiet_until().to_bytes(8, "little"))
         return head + b"".join(frames)
 
 

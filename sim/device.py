@@ -121,6 +121,9 @@ class RunResult:
     # What the modem model counted over the run (bytes over the air, per socket): one entry,
     # none without a modem.
     modem: list[dict] = field(default_factory=list)
+    # What the simulator's own modules hold in the device's interpreter heap, beside the
+    # firmware's share (MicroPython; None under CPython).
+    sim_heap_bytes: int | None = None
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -144,6 +147,7 @@ class _Run:
     errors: list[str] = field(default_factory=list)
     boots: list[BootRecord] = field(default_factory=list)
     heap_peak: int = 0
+    sim_heap: int = 0
     flash_writes: int = 0
     reset_cause: int = PWRON_RESET
     stalled: int = 0
@@ -161,7 +165,9 @@ class VirtualDevice:
     def __init__(self, board: Board | str, workdir: Path | str | None = None, *,
                  interpreter: str = "micropython", heap: int | None = None, seed: int = 0,
                  ota: bool = False, epoch: int = DEFAULT_EPOCH,
-                 modem: dict | None = None, usage: dict | None = None) -> None:
+                 modem: dict | None = None, usage: dict | None = None,
+                 models: list[Callable[[World, dict], object]] | None = None,
+                 sim_modules: list[Path] | None = None) -> None:
         if interpreter not in INTERPRETERS:
             raise SimError(f"unknown interpreter {interpreter!r} (expected one of: "
                            f"{', '.join(INTERPRETERS)})")
@@ -186,6 +192,12 @@ class VirtualDevice:
         # The sensor model's usage scenario (see musket_sim.usage); None: nothing is wired to
         # the sensors, as on a bare board.
         self.usage = usage
+        # More of the board's surroundings: each is called as `install(world, settings)` at the
+        # start of every run, beside the modem and sensor models (musket_sim.models.world).
+        self.models = list(models or [])
+        # More of the simulator on the device's side (.py files imported there before the
+        # firmware starts, on the sim's side of the heap): for fidelity checks of the heap.
+        self.sim_modules = [Path(p).resolve() for p in sim_modules or []]
         self.console: ConsolePty | None = None
         # The ROM loader while the device waits in download mode (serve_loader).
         self.loader: LoaderServer | None = None
@@ -326,8 +338,11 @@ class VirtualDevice:
     def _command(self, settings_path: Path) -> tuple[list[str], dict[str, str]]:
         env = dict(os.environ)
         if self.interpreter == "micropython":
-            env["MICROPYPATH"] = f"{SHIMS_DIR}:.frozen"
+            extra = "".join(f"{d}:" for d in self._sim_module_dirs())
+            env["MICROPYPATH"] = f"{SHIMS_DIR}:{extra}.frozen"
             heap = self.heap + SIM_HEAP_RESERVE + SIM_NAME_POOL_RESERVE
+            # Room to compile and hold more of the simulator, if a run adds some.
+            heap += sum(64 * 1024 + 16 * p.stat().st_size for p in self.sim_modules)
             rom_size = self._romfs_image_size()
             heap += rom_size  # read into memory, as if mapped
             cmd = [micropython_binary(), "-X", f"heapsize={heap}", str(MP_BOOT),
@@ -336,6 +351,9 @@ class VirtualDevice:
             env["PYTHONDONTWRITEBYTECODE"] = "1"
             cmd = [sys.executable, "-X", "utf8", str(CPYTHON_BOOT), settings_path.name]
         return cmd, env
+
+    def _sim_module_dirs(self) -> list[str]:
+        return sorted({str(p.parent) for p in self.sim_modules})
 
     def open_console(self) -> str:
         """Puts the device's console on a pty; returns its path."""
@@ -399,6 +417,7 @@ class VirtualDevice:
             console_log=str(self.console_log),
             script_output=run.script_output.decode("utf-8", "replace"), boot_log=run.boots,
             modem=[modem_figures] if modem_figures else [],
+            sim_heap_bytes=run.sim_heap if self.interpreter == "micropython" else None,
         )
 
     def _boot_stage(self, run: _Run) -> bool:
@@ -436,6 +455,8 @@ class VirtualDevice:
             modem_model.install(world, world.settings)
         if self.usage is not None:
             sensor_model.install(world, world.settings)
+        for install in self.models:
+            install(world, world.settings)
         return world
 
     def _boot_settings(self, run: _Run, coupling: Coupling) -> dict:
@@ -453,6 +474,7 @@ class VirtualDevice:
             "cut_chance": run.cut_chance, "running_app": self.running_app,
             "script": run.script_path.name if run.script_path else None,
             "link": coupling.name,
+            "preload": [p.stem for p in self.sim_modules], "sim_path": self._sim_module_dirs(),
         }
 
     def usage_settings(self) -> dict | None:
@@ -483,6 +505,7 @@ class VirtualDevice:
             run.reason = exit_event["reason"]
             self.virtual_us = max(self.virtual_us, exit_event["virtual_us"])
             run.heap_peak = max(run.heap_peak, exit_event.get("heap_peak") or 0)
+            run.sim_heap = max(run.sim_heap, exit_event.get("sim_heap_bytes") or 0)
             run.flash_writes += exit_event.get("flash_writes") or 0
             # esp32.Partition.set_boot() takes effect at the next boot, as on the chip.
             if exit_event.get("next_app") and run.reason not in _FINAL:

@@ -142,6 +142,7 @@ class FirmwareImporter:
 
 def main() -> None:
     settings = _simcore.load_settings(sys.argv[1])
+    sys.path.extend(settings.get("sim_path", []))
     _simcore.console_attached = settings.get("console", False)
     sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), write_through=True,
                                   encoding="utf-8", errors="replace")

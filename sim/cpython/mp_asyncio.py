@@ -32,7 +32,8 @@ class _VirtualSelector(selectors.DefaultSelector):
         ready = super().select(0)
         if ready or timeout == 0:
             return ready
-        _simcore.idle(-1 if timeout is None else timeout * 1000)
+        # In whole microseconds, rounded up: a timer due within one must still be reached.
+        _simcore.idle(-1 if timeout is None else int(-(-timeout * 1000000 // 1)))
         _simcore.check_interrupt()
         return super().select(0)
 

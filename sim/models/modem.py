@@ -1480,6 +1480,10 @@ class Modem:
 
     # The poller interface of the world (musket_sim.models.world).
 
+    def live(self):
+        # Real sockets are open: the device must ask at every step, something may arrive.
+        return self.nreal > 0
+
     def poll(self):
         if not self.nreal or self.state != _ON or self.hung:
             return

@@ -5,16 +5,17 @@
 # divider, and flow-meter pulses on the pulse pin in bursts.
 # Faults from the scenario: I2C NACK, bad CRC, a stuck value, a disconnected wire.
 #
-# ADC levels are computed when the firmware reads them, so noise costs nothing between reads;
+# ADC levels are worked out when the firmware reads them, with the time they hold until;
 # pulses are scheduled in 250 ms chunks. The appliance outlives the controller: a reset of the
 # ESP32 leaves the use under way going on; a power cut stops it.
 from musket_sim.models import appliance
+from musket_sim.models.world import QUIET_FOREVER
 
 _US = 1000000
 _CHUNK_S = 0.25
 _NEVER = ("none", 1e12, 0, 0.0)  # a channel with nothing scheduled
 _PWRON_RESET = 1  # machine.PWRON_RESET: the board was powered up
-_NOISE_UV = 3000  # ADC noise, peak: a few LSB of the ESP32's 12-bit ADC
+_FOREVER_S = 1e12
 
 
 def _crc8(b0, b1):
@@ -111,27 +112,40 @@ class World:
     def noise(self, peak):
         return (self.rng.next() % 2001 - 1000) * peak / 1000
 
-    def _analog(self, name, uv):
-        fault = appliance.fault_at(self.usage, name, self.now_s())
+    # ADC inputs: the level at the pin and until when it holds (virtual us), so the device
+    # converts it again without asking until then; the chip's ADC adds its own noise unless
+    # the level is one a fault holds exactly (a dead or frozen sensor reads the same).
+
+    def _analog(self, name, uv, until_s):
+        now = self.now_s()
+        for f in self.usage["faults"]:
+            if f["sensor"] == name:
+                for edge in (f["at"], f["at"] + f["for"]):
+                    if now < edge < until_s:
+                        until_s = edge
+        until = int(until_s * _US) if until_s < _FOREVER_S else QUIET_FOREVER
+        fault = appliance.fault_at(self.usage, name, now)
         if fault == "disconnected":
-            return 0
+            return 0, until, False
         if fault == "stuck":
-            return self.stuck.setdefault(name, int(uv))
+            return self.stuck.setdefault(name, int(uv)), until, False
         self.stuck.pop(name, None)
-        return int(uv)
+        return int(uv), until, True
 
     def current_uv(self):
         now = self.now_s()
         while now >= self.brew[1] + self.brew[2]:
             self.brew = next(self.brews, _NEVER)
-        amps = self.brew[3] if now >= self.brew[1] else 0.0
+        started = now >= self.brew[1]
+        amps = self.brew[3] if started else 0.0
         spec = self.current_spec
         v = spec["zero_volts"] + amps * spec["volts_per_amp"]
-        return self._analog("current", v * _US + self.noise(_NOISE_UV))
+        edge = self.brew[1] + self.brew[2] if started else self.brew[1]
+        return self._analog("current", v * _US, edge)
 
     def supply_uv(self):
         v = self.usage["supply_v"] / self.supply_spec["divider_ratio"]
-        return self._analog("supply", v * _US + self.noise(_NOISE_UV))
+        return self._analog("supply", v * _US, _FOREVER_S)
 
     # -- flow pulses -------------------------------------------------------------------
 

@@ -28,6 +28,7 @@ US_PER_MS = 1000
 US_PER_S = 1_000_000
 # Longest real wait for a reply a model expects from a real server before the clock moves on.
 NET_WAIT_MS = 200
+QUIET_FOREVER = 1 << 60  # no work scheduled at all (a small int on the device, too)
 
 # Deliveries to the device, in the order they were made.
 UART_DATA = "uart"
@@ -59,6 +60,9 @@ class Rng:
 
 
 class Poller(Protocol):
+    def live(self) -> bool:
+        """Whether the model has real I/O open now (anything may arrive at any step)."""
+
     def poll(self) -> None:
         """Takes in whatever the model's real sockets have, without waiting."""
 
@@ -85,7 +89,9 @@ class World:
         self.pin_watchers: dict[int, list[Callable[[int], None]]] = {}
         self.driven_levels: dict[int, int] = {}
         self.i2c_devices: dict[tuple[int, int], Any] = {}
-        self.adc_sources: dict[int, int | Callable[[], int]] = {}
+        # pin -> a level (microvolts, held forever, read exactly), or a callable returning
+        # (microvolts, held until (virtual us), whether the chip's ADC noise applies).
+        self.adc_sources: dict[int, int | Callable[[], tuple[int, int, bool]]] = {}
         self.pollers: list[Poller] = []
         # Figures models keep for the run's report, by model ("modem": {...}).
         self.figures: dict[str, dict] = {}
@@ -105,6 +111,13 @@ class World:
 
     def next_due(self) -> int | None:
         return self._events[0][0] if self._events else None
+
+    def quiet_until(self) -> int:
+        """Until when the models have nothing for the device, unless it sends them something:
+        the next scheduled work, or now while a model has real I/O open."""
+        if self.outbox or any(p.live() for p in self.pollers):
+            return self.now_us
+        return self._events[0][0] if self._events else QUIET_FOREVER
 
     def run_until(self, target_us: int) -> int:
         """Fires the models' work up to `target_us`, stopping at the first instant that sends
@@ -163,9 +176,9 @@ class World:
     def i2c_scan(self, bus: int) -> list[int]:
         return sorted(a for (b, a) in self.i2c_devices if b == bus)
 
-    def adc_read(self, pin: int) -> int:
+    def adc_read(self, pin: int) -> tuple[int, int, bool]:
         source = self.adc_sources.get(pin, 0)
-        return source() if callable(source) else source
+        return source() if callable(source) else (source, QUIET_FOREVER, False)
 
     # -- wires: models call these ------------------------------------------------------------
 
@@ -196,7 +209,7 @@ class World:
     def attach_i2c(self, bus: int, address: int, model: Any) -> None:
         self.i2c_devices[(bus, address)] = model
 
-    def set_adc(self, pin: int, source: int | Callable[[], int]) -> None:
+    def set_adc(self, pin: int, source: int | Callable[[], tuple[int, int, bool]]) -> None:
         self.adc_sources[pin] = source
 
     def close(self) -> None:

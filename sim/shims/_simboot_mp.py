@@ -35,8 +35,12 @@ _LFS_LOOKAHEAD = 32
 
 
 def _release_firmware_heap():
-    global _ballast, _firmware_heap
+    global _firmware_heap
     gc.collect()
+    # What the sim itself holds in the interpreter's heap, beside the firmware's share: its
+    # modules, buffers and the pool of names grown ahead of the firmware's.
+    held = gc.mem_alloc() - len(_firmware_heap) - (len(_rom_image) if _rom_image else 0)
+    _simcore.sim_heap_bytes = held
     # Pieces are chained (each with the chain so far) rather than kept in a list, which would
     # have to grow while the heap runs out: so the ballast takes every last free block.
     chain = None
@@ -46,7 +50,8 @@ def _release_firmware_heap():
             chain = (bytearray(piece), chain)
         except MemoryError:
             piece //= 2
-    _ballast = chain
+    _simcore.sim_reserve = chain
+    _end_name_chunk()
     _firmware_heap = None
     gc.collect()
     _simcore.heap_baseline = gc.mem_alloc()
@@ -54,7 +59,6 @@ def _release_firmware_heap():
 
 _BALLAST_PIECE = 64 * 1024
 _BALLAST_MIN_PIECE = 16
-_ballast = None
 
 # Names (qstrs) live in pools that double in size as names are interned; the sim's names and
 # the firmware's share them. Whether the firmware's next name lands in a free slot or makes a
@@ -88,6 +92,39 @@ def _pregrow_name_pool():
         if grown >= _FIRMWARE_NAMES * _BYTES_PER_POOL_ENTRY:
             break
     gc.enable()
+
+
+# The table of loaded modules is shared the same way: it grows (a new table, in one piece) when
+# it fills, at a point that depends on how many modules the sim loaded. So it is grown here to
+# leave room for this many of the firmware's modules; MicroPython keeps a table's size when
+# entries are removed.
+_FIRMWARE_MODULES = 96
+
+
+def _pregrow_module_table():
+    table = sys.modules
+    names = ["_simm%d" % i for i in range(_FIRMWARE_MODULES)]
+    for name in names:
+        table[name] = None
+    for name in names:
+        del table[name]
+
+
+# The characters of names live apart from the pools, in chunks that grow in place. The
+# firmware's first names would fill whatever room the sim's last chunk has left, a number that
+# depends on the sim's own names. So once the ballast holds the sim's side, names are interned
+# until one finds no room at all: MicroPython then lets go of its last chunk, and the
+# firmware's names start a chunk of their own in the firmware's share.
+_CHUNK_ENDERS = ["_simend%03d" % _i for _i in range(128)]
+_NAME_SINK = _NameSink()
+
+
+def _end_name_chunk():
+    for name in _CHUNK_ENDERS:
+        try:
+            getattr(_NAME_SINK, name, None)
+        except MemoryError:
+            return
 
 
 _ROMFS_MAGIC = b"\xd2\xcd\x31"
@@ -152,9 +189,11 @@ def main():
         # As the ESP32 port does with a romfs partition: code there runs in place.
         vfs.mount(rom, "/rom")
         sys.path[:] = ["", ".frozen", "/rom", "/rom/lib", "/lib"]
-    _pregrow_name_pool()
-    _release_firmware_heap()
+    # Everything the sim needs to run the firmware is made before the firmware's share is.
     runner = _simrun.Runner(_run_source, _file_exists, _print_exception)
+    _pregrow_name_pool()
+    _pregrow_module_table()
+    _release_firmware_heap()
     runner.boot(script_source)
 
 

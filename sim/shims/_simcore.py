@@ -105,7 +105,7 @@ def load_settings(path):
     # the root (on MicroPython the littlefs partition replaces it before the firmware runs).
     flash_file()
     _stdin_poll.register(sys.stdin, _bselect.POLLIN)
-    _simlink.connect(settings["link"])
+    _simlink.connect(settings["link"], settings.get("seed", 0) * 1000003 + settings.get("boot", 0))
     _simlink.hello(now_us, settings.get("reset_cause", PWRON_RESET), _advance_to)
     return settings
 
@@ -126,6 +126,10 @@ span_end_us = 0
 speed = None  # None: as fast as possible; a number: virtual seconds per wall second
 heap_peak = 0  # most heap the firmware held at once, above what the sim itself holds
 heap_baseline = 0
+sim_heap_bytes = 0  # what the sim's own modules hold in the interpreter's heap (MicroPython)
+# The rest of the sim's side of the heap, held so that the firmware cannot take it; let go when
+# the boot ends, for the exit report (see _simrun.report_exit).
+sim_reserve = None
 _events = []  # (due_us, seq, callback), kept sorted; the sim world schedules through `at`
 _event_seq = 0
 _wdt_timeout_us = 0
@@ -197,7 +201,8 @@ def wdt_feed():
         _wdt_deadline_us = now_us + _wdt_timeout_us
 
 
-_HEAP_SAMPLE_US = 10 * _US_PER_S  # a collection per sample costs time: at most one per 10 s
+# A collection costs more than all else the sim does in a step: at most one a virtual minute.
+_HEAP_SAMPLE_US = 60 * _US_PER_S
 _next_heap_sample = 0
 
 
@@ -206,10 +211,14 @@ def _sample_heap():
     if now_us < _next_heap_sample:
         return
     _next_heap_sample = now_us + _HEAP_SAMPLE_US
-    # Collecting first makes the figure live data, not garbage awaiting collection; idle
-    # points are where the firmware's steady state shows.
+    # The figure is live data, not garbage awaiting collection; idle points are where the
+    # firmware's steady state shows. What is allocated bounds what is live, so a collection
+    # is needed only when the allocated bytes pass the peak so far: the firmware's own
+    # collections stay as they would be on the chip, and a day costs few of them.
     if IS_MICROPYTHON:
         import gc
+        if gc.mem_alloc() - heap_baseline <= heap_peak:
+            return
         gc.collect()
         used = gc.mem_alloc() - heap_baseline
         if used > heap_peak:
@@ -253,18 +262,14 @@ def _ignore(t):
     pass
 
 
-def idle(timeout_ms):
-    # The firmware has nothing to do for timeout_ms (negative: until something happens).
+def idle(timeout_us):
+    # The firmware has nothing to do for timeout_us, whole microseconds (negative: until
+    # something happens). Integers only: a float here would be an allocation at every step.
     # Advances virtual time to the earliest of the timeout, the next scheduled event and the
     # models' next work, waiting in real time only when the clock is paced (a console is
     # attached); the host holds the clock while a model awaits a reply from a real server.
     _sample_heap()
-    if timeout_ms < 0:
-        target = span_end_us
-    else:
-        # Rounded up: a timer due a fraction of a microsecond from now must still be reached.
-        target = now_us + int(-(-timeout_ms * _US_PER_MS // 1))
-    target = _limit(target)
+    target = _limit(span_end_us if timeout_us < 0 else now_us + timeout_us)
     if speed:
         # Paced: wait in real time, a slice at most, so the host hears progress and console
         # input is seen as soon as it arrives.
@@ -335,7 +340,7 @@ def sleep_us(us):
     # A blocking sleep in the firmware: no other task runs, time still passes.
     end = now_us + us
     while now_us < end:
-        idle((end - now_us) / _US_PER_MS)
+        idle(end - now_us)
 
 
 # ---- console ---------------------------------------------------------------------------

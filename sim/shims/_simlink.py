@@ -21,11 +21,15 @@ _sock = None
 _send = None
 _recv_into = None
 delivered = 0  # frames of deliveries taken in since boot
+# Until when the models have nothing for the device, as the host last said; 0 once the device
+# sent them something since (they may have work now).
+quiet_until = 0
 
 
-def connect(name):
+def connect(name, seed):
     # `name`: the host's socket, in the abstract namespace (no file to clean up).
     global _sock, _send, _recv_into
+    _noise[0] = (seed * 2654435761 + 12345) & 0xFFFFFFFF or 1
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     if _MP:
         import struct
@@ -108,12 +112,13 @@ def _reply():
 def _take_time(advance):
     # Reads TIME, moves the clock there (advance(t) may end the boot: a reset or the span's
     # end at that instant), then takes in the deliveries the models made at that time.
-    global delivered
+    global delivered, quiet_until
     kind, n = _read_frame()
     if kind != W.TIME:
         raise _simexit.SimFailure("the host sent frame %d where the time was due" % kind)
     t = _get(_payload, 0, 8)
     count = _get(_payload, 8, 2)
+    quiet_until = _get(_payload, 10, 8)
     advance(t)
     for _ in range(count):
         kind, n = _read_frame()
@@ -145,6 +150,11 @@ def idle(now, target, commit, advance):
     # commit: the device moves its clock; the host runs the models up to the first instant
     # they send something (or the target) and the device follows. Otherwise the host only
     # says when the models' next work is due (a paced device waits in real time first).
+    # Before the time the host said the models are quiet, the device need not ask.
+    if target < quiet_until:
+        if commit:
+            advance(target)
+        return target
     at = _frame(W.IDLE, now, 9)
     _put(11, target, 8)
     _out[19] = 1 if commit else 0
@@ -153,6 +163,8 @@ def idle(now, target, commit, advance):
 
 
 def uart_write(now, uart_id, data, n):
+    global quiet_until
+    quiet_until = 0
     at = _frame(W.UART_WRITE, now, 1, n)
     _out[11] = uart_id
     _write(at)
@@ -164,6 +176,8 @@ def uart_write(now, uart_id, data, n):
 
 
 def uart_open(now, uart_id, baud):
+    global quiet_until
+    quiet_until = 0
     at = _frame(W.UART_OPEN, now, 5)
     _out[11] = uart_id
     _put(12, baud, 4)
@@ -205,6 +219,8 @@ def i2c_read(now, bus, address, register, buf):
 
 
 def i2c_write(now, bus, address, register, data):
+    global quiet_until
+    quiet_until = 0
     n = len(data)
     at = _frame(W.I2C_WRITE, now, 4, n)
     _i2c_fixed(bus, address, register)
@@ -227,9 +243,36 @@ def i2c_scan(now, bus):
     return [_payload[i] for i in range(1, n)]
 
 
+# ADC inputs: the level the models put on each pin and until when it holds, so a conversion
+# asks the host only when the level may have changed; the conversion's own noise is the
+# chip's (a few LSB of the ESP32's 12-bit ADC), drawn here without allocating.
+_ADC_PINS = 64
+_adc_level = [0] * _ADC_PINS
+_adc_until = [0] * _ADC_PINS
+_adc_noisy = [0] * _ADC_PINS
+_ADC_NOISE_UV = 3  # per step of the noise's 2001 steps: +-3 mV at most
+_noise = [2463534242]
+
+
+def _adc_noise():
+    x = _noise[0]
+    x ^= (x << 13) & 0xFFFFFFFF
+    x ^= x >> 17
+    x ^= (x << 5) & 0xFFFFFFFF
+    _noise[0] = x
+    return (x % 2001 - 1000) * _ADC_NOISE_UV
+
+
 def adc_read(now, pin):
-    at = _frame(W.ADC_READ, now, 1)
-    _out[11] = pin
-    _write(at)
-    _reply()
-    return _get(_payload, 1, 4)
+    if now >= _adc_until[pin]:
+        at = _frame(W.ADC_READ, now, 1)
+        _out[11] = pin
+        _write(at)
+        _reply()
+        _adc_level[pin] = _get(_payload, 1, 4)
+        _adc_until[pin] = _get(_payload, 5, 8)
+        _adc_noisy[pin] = _payload[13]
+    uv = _adc_level[pin]
+    if _adc_noisy[pin]:
+        uv += _adc_noise()
+    return uv if uv > 0 else 0

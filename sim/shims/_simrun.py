@@ -213,13 +213,18 @@ class Runner:
 
 
 def report_exit(reason, detail=None):
-    # The last word of a boot to the host runner: why it ended, and what carries over.
+    # The last word of a boot to the host runner: why it ended, and what carries over. The
+    # firmware is done, so the sim's reserve goes first: the report is made there, never from
+    # what the firmware left.
+    _simcore.sim_reserve = None
+    import gc
+    gc.collect()
     s = _simcore.settings
     state = {
         "heap_peak": _simcore.heap_peak,
         "flash_writes": _simcore.flash_writes,
         "rtc_memory": s.get("rtc_memory", ""),
         "next_app": s.get("next_app"),
-        "link_frames": _simcore._simlink.delivered,
+        "sim_heap_bytes": _simcore.sim_heap_bytes,
     }
     _simcore.report("exit", reason=reason, detail=detail, **state)

@@ -10,7 +10,8 @@ HEADER = 3
 MAX_PAYLOAD = 4096  # longest frame the device takes in; longer deliveries are split
 NO_REGISTER = 0xFFFF  # an I2C transfer without a memory address
 
-# device -> host
+# device -> host. A read (I2C_READ, ADC_READ, I2C_SCAN) leaves the models' schedule as it was,
+# so it does not end the quiet time the host announced (see TIME).
 HELLO = 0x68  # "h" now, reset cause: a boot starts; answered with deliveries, then TIME
 IDLE = 0x69  # "i" now, target, commit: answered with deliveries, then TIME
 UART_WRITE = 0x77  # "w" now, uart, data
@@ -19,12 +20,17 @@ PIN_SET = 0x70  # "p" now, pin, level: answered with TIME (now) and what the mod
 I2C_READ = 0x72  # "r" now, bus, address, register, count: answered with REPLY
 I2C_WRITE = 0x78  # "x" now, bus, address, register, data: answered with REPLY
 I2C_SCAN = 0x73  # "s" now, bus: answered with REPLY (the addresses)
-ADC_READ = 0x61  # "a" now, pin: answered with REPLY (microvolts, 4 bytes)
+# "a" now, pin: answered with REPLY: the level at the pin (microvolts, 4 bytes), until when it
+# holds (8 bytes) and whether the chip's conversion noise applies to it (1 byte)
+ADC_READ = 0x61
 
 # host -> device
 UART_DATA = 0x55  # "U" uart, data
 PIN_LEVEL = 0x50  # "P" pin, level
 PIN_PULSES = 0x4E  # "N" pin, count (2 bytes): short high pulses on a pin resting low
-TIME = 0x54  # "T" the clock the device moves to, and whether the models sent it anything
+# "T" the clock the device moves to, the count of delivery frames that follow, and until when
+# the models have nothing for the device unless it sends them something (it need not ask
+# before then)
+TIME = 0x54
 REPLY = 0x52  # "R" status (0 ok, else an errno), data
 FAILURE = 0x46  # "F" text: the models failed; the run stops and says why

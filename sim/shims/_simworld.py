@@ -19,6 +19,11 @@ def drive_pin(number, level):
 # A test double on the device itself (a fake modem in a driver's unit test) may stand in for
 # the host's model on a UART: it gets the firmware's writes, and answers with uart_feed.
 uart_peers = {}  # uart id -> object with receive(data)
+pin_watchers = {}  # pin number -> callbacks(level) when the firmware drives the pin
+
+
+def watch_pin(number, callback):
+    pin_watchers.setdefault(number, []).append(callback)
 
 
 def attach_uart(uart_id, peer):

@@ -34,7 +34,7 @@ def lightsleep(time_ms=0):
 
 
 def idle():
-    _simcore.idle(1)
+    _simcore.idle(1000)
 
 
 def unique_id():
@@ -97,6 +97,8 @@ class Pin:
     def _set(self, level):
         level = 1 if level else 0
         self._level = level
+        for callback in _simworld.pin_watchers.get(self.id, ()):
+            callback(level)
         _simlink.pin_set(_simcore.now_us, self.id, level)
 
     def _external(self, level):

@@ -16,6 +16,7 @@ class poll:
         self._real = _b.poll()
         self._real_count = 0
         self._virtual = {}  # id(obj) -> [obj, mask]
+        self._out = []
 
     def register(self, obj, eventmask=POLLIN | POLLOUT):
         if hasattr(obj, "_sim_ready"):
@@ -37,7 +38,10 @@ class poll:
             self._real_count -= 1
 
     def _ready_now(self):
-        out = []
+        # The list is the poller's own, emptied and filled again: asyncio asks at every step
+        # and the chip's poll allocates nothing for it either.
+        out = self._out
+        out.clear()
         for obj, mask in self._virtual.values():
             events = obj._sim_ready(mask)
             if events:
@@ -53,10 +57,10 @@ class poll:
             return ready
         if timeout is None:
             timeout = -1
-        end = _simcore.now_us + timeout * 1000 if timeout >= 0 else -1
+        end = _simcore.now_us + int(timeout) * 1000 if timeout >= 0 else -1
         while True:
             if end >= 0:
-                _simcore.idle((end - _simcore.now_us) / 1000)
+                _simcore.idle(end - _simcore.now_us)
             else:
                 _simcore.idle(-1)
             _simcore.check_interrupt()
@@ -65,4 +69,4 @@ class poll:
                 return ready
 
     def ipoll(self, timeout=-1, flags=0):
-        return iter(self.poll(timeout))
+        return self.poll(timeout)

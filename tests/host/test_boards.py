@@ -348,10 +348,10 @@ def test_invalid_board_names_the_field(tmp_path, board, old, new, field, words):
     ('heap = "lots"', "micropython.heap: cannot read string 'lots' as a size"),
 ], ids=["missing", "too-small", "unreadable"])
 def test_the_heap_is_declared_and_sane(tmp_path, new, expected):
-    message = load_error(write_variant(tmp_path, "esp32-a7670", 'heap = "96K"', new))
+    message = load_error(write_variant(tmp_path, "esp32-a7670", "heap = 111936", new))
     assert expected in message
 
 
 def test_every_shipped_board_declares_its_heap():
     for board in SHIPPED:
-        assert load_board(board).heap == 96 * 1024
+        assert load_board(board).heap == 111936  # the ESP32 port's GC heap on the chip

@@ -17,12 +17,6 @@ from musket import broker, system
 SERVICE_USER = "fleet"
 SERVICE_PASSWORD = "fleet-pass-for-tests"
 DEVICES = {"dev-a": "pw-a-7Kq2", "dev-b": "pw-b-9Zx4"}
-# Under MicroPython the whole application with the uplink does not yet fit the default 64K
-# share: the heap ends in pieces (about 10K free, none of it 500 bytes in one piece) and an
-# allocation fails within hours. Measured: a day with or without TLS runs at 80K; the
-# commands test (the command module and the config schema on top) needs 96K (docs/uplink.md,
-# Heap). So the tests give 96K until the layers below make room.
-UPLINK_HEAP = 96 * 1024
 
 
 def _free_port() -> int:

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import UPLINK_HEAP
-
 CHECKS = Path(__file__).parent / "checks" / "uplink_checks.py"
 NAMES = ["authorised_by_topic", "reply_survives_a_cut_link", "reply_survives_a_reboot",
          "config_applies_live_or_after_reboot", "queue_drops_readings_and_counts_them",
@@ -19,7 +17,7 @@ NAMES = ["authorised_by_topic", "reply_survives_a_cut_link", "reply_survives_a_r
 
 
 def test_uplink_unit_checks(make_device):
-    device = make_device(heap=UPLINK_HEAP)  # the checks' brokers and records come on top
+    device = make_device()  # the checks' brokers and records come on top
     result = device.run(3600, script=CHECKS.read_text())
     lines = result.script_output.splitlines()
     passed = [ln.split()[1] for ln in lines if ln.startswith("PASS")]

@@ -24,7 +24,6 @@ from conftest import (
     DEVICES,
     SERVICE_PASSWORD,
     SERVICE_USER,
-    UPLINK_HEAP,
     Mosquitto,
     _free_port,
     device_files,
@@ -370,7 +369,7 @@ def test_the_firmware_works_with_the_exported_configuration_and_its_command_limi
                          topics=(f"d/{FIRMWARE_ID}/r", f"d/{FIRMWARE_ID}/s"))
         files = device_files(FIRMWARE_ID, server.port, "pw-fw-5Hn1", mqtt_tls=1)
         files["ca.pem"] = pki.ca.read_bytes()
-        device = make_device(heap=UPLINK_HEAP, modem=load_scenario("good"), files=files)
+        device = make_device(modem=load_scenario("good"), files=files)
         first = device.run(600, script=device_script())  # its session and subscription
         assert pump([service], lambda: service.messages), first.script_output[-2000:]
         assert f"Received SUBSCRIBE from {FIRMWARE_ID}" in server.log()

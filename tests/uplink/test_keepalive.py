@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 
-from conftest import UPLINK_HEAP, device_files
+from conftest import device_files
 
 from musket_sim.scenario import load_scenario
 
@@ -18,7 +18,7 @@ PROFILE = {"report_interval_s": 600, "batch_size": 8, "keepalive_s": 120}
 
 def test_waiting_readings_go_instead_of_a_ping_and_an_idle_session_pings(
         make_device, mosquitto):
-    device = make_device(heap=UPLINK_HEAP, modem=load_scenario("good"),
+    device = make_device(modem=load_scenario("good"),
                          files=device_files("dev-a", mosquitto.port, **PROFILE))
     result = device.run(2 * HOUR)
     assert not result.errors, result.errors

@@ -22,7 +22,6 @@ from conftest import (
     DEVICES,
     SERVICE_PASSWORD,
     SERVICE_USER,
-    UPLINK_HEAP,
     Mosquitto,
     Subscriber,
     device_files,
@@ -229,7 +228,7 @@ def test_mbedtls_memory_is_outside_the_micropython_heap(tls_broker, pki, tmp_pat
 
 def test_device_publishes_over_tls_and_the_subscriber_decodes_it(
         make_device, tls_broker, tls_subscriber, pki):
-    device = make_device(heap=UPLINK_HEAP, modem=load_scenario("good"),
+    device = make_device(modem=load_scenario("good"),
                          files=tls_device_files(tls_broker.port, pki.ca.read_bytes()))
     result = device.run(2 * HOUR, script=device_script(event_every_s=900,
                                                        events_until_s=2 * HOUR))
@@ -248,7 +247,7 @@ def test_device_publishes_over_tls_and_the_subscriber_decodes_it(
 
 def test_a_broker_certificate_from_another_ca_is_refused_and_nothing_is_lost(
         make_device, tls_broker, tls_subscriber, pki):
-    device = make_device(heap=UPLINK_HEAP, modem=load_scenario("good"),
+    device = make_device(modem=load_scenario("good"),
                          files=tls_device_files(tls_broker.port, pki.other_ca.read_bytes()))
     refused = device.run(HOUR, script=device_script(event_every_s=600, events_until_s=HOUR))
     log = device.console_log.read_text()

@@ -8,7 +8,7 @@ import threading
 import time
 
 import pytest
-from conftest import UPLINK_HEAP, device_files
+from conftest import device_files
 from device_script import device_script
 
 from musket import broker
@@ -41,7 +41,7 @@ def _restart_when(sub, mosquitto, leaf_topic, count, done):
 def test_a_day_of_outages_delivers_every_counter_event_once_in_order(
         make_device, mosquitto, subscriber):
     sub = subscriber(persistent=True)
-    device = make_device(heap=UPLINK_HEAP, modem=load_scenario(DAY_SCENARIO),
+    device = make_device(modem=load_scenario(DAY_SCENARIO),
                          files=device_files("dev-a", mosquitto.port))
     restarted = threading.Event()
     watcher = threading.Thread(target=_restart_when,
