@@ -135,6 +135,8 @@ class Coupling:
                 return self._time(self.device_us)
             t = max(now, min(world.quiet_until(), target))
             return _frame(W.TIME, t.to_bytes(8, "little") + b"\0\0" + t.to_bytes(8, "little"))
+        if kind == W.ADVANCED:
+            return b""
         if kind == W.UART_WRITE:
             world.firmware_wrote(body[8], body[9:])
             return b""

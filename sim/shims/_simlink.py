@@ -154,6 +154,8 @@ def idle(now, target, commit, advance):
     if target < quiet_until:
         if commit:
             advance(target)
+            # Told, not asked: the host keeps the device's clock, should the process die.
+            _write(_frame(W.ADVANCED, target, 0))
         return target
     at = _frame(W.IDLE, now, 9)
     _put(11, target, 8)

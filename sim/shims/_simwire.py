@@ -14,6 +14,7 @@ NO_REGISTER = 0xFFFF  # an I2C transfer without a memory address
 # so it does not end the quiet time the host announced (see TIME).
 HELLO = 0x68  # "h" now, reset cause: a boot starts; answered with deliveries, then TIME
 IDLE = 0x69  # "i" now, target, commit: answered with deliveries, then TIME
+ADVANCED = 0x63  # "c" now: the device moved its clock on its own, in the models' quiet time
 UART_WRITE = 0x77  # "w" now, uart, data
 UART_OPEN = 0x6F  # "o" now, uart, baud
 PIN_SET = 0x70  # "p" now, pin, level: answered with TIME (now) and what the models did
