@@ -97,8 +97,7 @@ class Modem(Power, AtLine, Network, Sockets, TcpIp):
         self.state = OFF
         self.hung = False
         self.gen = 0  # bumps at every power change: scheduled work of an old life is void
-        self.press_us = -1
-        self.reset_us = -1
+        self.held_since = {"pwrkey": -1, "reset": -1}  # when a pulsed line went active (us)
         self._init_uart()
         self._init_links()
         self.contexts = {1: sc.get("stale_context") or ""}

@@ -111,9 +111,7 @@ class Bg95(Modem):
     def _at_qird(self, kind, a):
         if kind != "=":
             raise CmdError(None)
-        link = self.links.get(self._link_arg(a))
-        if link is None:
-            raise CmdError(None)
+        link = self._link(self._link_arg(a))
         n = arg_int(a, 1, self.MAX_READ, 0, self.MAX_READ)
         if n == 0:
             return ["+QIRD: %d,%d,%d" % (link.received, link.read, link.rx_len)]

@@ -62,17 +62,23 @@ class Power:
                 fn()
         self.world.at(self.world.now_us + int(delay_us), fire)
 
+    def _released_after(self, key, ctl, level):
+        # Follows a control line the firmware pulses: at its release, how long (ms) it was held
+        # active; None otherwise.
+        since = self.held_since
+        if level == self._level(ctl, True):
+            if since[key] < 0:
+                since[key] = self.world.now_us
+            return None
+        if since[key] < 0:
+            return None
+        held_ms = (self.world.now_us - since[key]) // US_PER_MS
+        since[key] = -1
+        return held_ms
+
     def _on_pwrkey(self, level):
-        pressed = level == self._level(self.pwrkey, True)
-        if pressed:
-            if self.press_us < 0:
-                self.press_us = self.world.now_us
-            return
-        if self.press_us < 0:
-            return
-        held_ms = (self.world.now_us - self.press_us) // US_PER_MS
-        self.press_us = -1
-        if not self.supply:
+        held_ms = self._released_after("pwrkey", self.pwrkey, level)
+        if held_ms is None or not self.supply:
             return
         if self.state == OFF and held_ms >= self.on_ms:
             self._power_on()
@@ -80,15 +86,8 @@ class Power:
             self._power_down(True)
 
     def _on_reset(self, level):
-        if level == self._level(self.reset_pin, True):
-            if self.reset_us < 0:
-                self.reset_us = self.world.now_us
-            return
-        if self.reset_us < 0:
-            return
-        held_ms = (self.world.now_us - self.reset_us) // US_PER_MS
-        self.reset_us = -1
-        if held_ms >= _RESET_MIN_MS and self.state != OFF:
+        held_ms = self._released_after("reset", self.reset_pin, level)
+        if held_ms is not None and held_ms >= _RESET_MIN_MS and self.state != OFF:
             self._reboot()
 
     def _on_supply(self, level):

@@ -44,6 +44,7 @@ class Sim7080(Modem):
         data_urc="+CADATAIND: %d", closed_urc="+CASTATE: %d,0", no_link=3,
         read_head="\r\n+CARECV: %(n)d,", read_empty="+CARECV: 0")
     PDP_URC = "+APP PDP: 0,%s"  # the bearer's state, ACTIVE or DEACTIVE, after AT+CNACT
+    APN_NV = "cncfg0"  # the NV entry of the APN AT+CNCFG set for AT+CNACT
 
     def _at_ccid(self, kind, a):
         self._need_sim()
@@ -60,7 +61,7 @@ class Sim7080(Modem):
             -113 + 2 * self.rssi, self.sinr)]
 
     def _apn(self):
-        cfg = self.nv.get("cncfg0")
+        cfg = self.nv.get(self.APN_NV)
         return cfg if cfg is not None else self.contexts.get(1, "")
 
     def _at_cncfg(self, kind, a):
@@ -146,10 +147,7 @@ class Sim7080(Modem):
             raise CmdError(None)
         cid = self._link_arg(a)
         n = arg_int(a, 1, None, 1, self.MAX_READ)
-        link = self.links.get(cid)
-        if link is None:
-            raise CmdError(3)
-        return self._read_reply(link, n)
+        return self._read_reply(self._link(cid), n)
 
     def _at_castate(self, kind, a):
         if kind != "?":
@@ -176,18 +174,15 @@ class Sim7000(Sim7080):
     REVISION = "Revision:1351B04SIM7000G"
     IMEI_TAC = "86920003"
     PDP_URC = "+APP PDP: %s"
-
-    def _apn(self):
-        cfg = self.nv.get("cncfg")
-        return cfg if cfg is not None else self.contexts.get(1, "")
+    APN_NV = "cncfg"
 
     def _at_cncfg(self, kind, a):
         if kind == "?":
-            return ['+CNCFG: 1,"%s","",""' % (self.nv.get("cncfg") or "")]
+            return ['+CNCFG: 1,"%s","",""' % (self.nv.get(self.APN_NV) or "")]
         if kind != "=":
             raise CmdError(None)
         arg_int(a, 0, None, 0, 2)
-        self.nv["cncfg"] = arg(a, 1, "")
+        self.nv[self.APN_NV] = arg(a, 1, "")
         return []
 
     def _at_cnact(self, kind, a):

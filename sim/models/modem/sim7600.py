@@ -114,9 +114,7 @@ class Sim7600(Modem):
             return []
         if mode == 3:
             raise CmdError(4)  # hex reads are not modelled
-        link = self.links.get(self._link_arg(a, 1))
-        if link is None:
-            raise CmdError(None)
+        link = self._link(self._link_arg(a, 1))
         if mode == 4:
             return ["+CIPRXGET: 4,%d,%d" % (link.id, link.rx_len)]
         return self._read_reply(link, arg_int(a, 2, self.MAX_READ, 1, self.MAX_READ))

@@ -52,6 +52,13 @@ class Sockets:
             raise CmdError(50)
         return lid
 
+    def _link(self, lid):
+        # The socket lid, or the family's error for a socket that is not there.
+        link = self.links.get(lid)
+        if link is None:
+            raise CmdError(self.SOCKETS.no_link)
+        return link
+
     def _open_socket(self, lid, host, port, code, push=None):
         # The open of socket lid to host:port, unless the family refused it already (code, its
         # result). The outcome is the family's result line a round trip later; push(), when
@@ -101,8 +108,7 @@ class Sockets:
         link = self.links.get(lid)
         n = arg_int(a, 1, None, 0 if d.sent_query else 1, self.MAX_SEND)
         if n == 0:
-            if link is None:
-                raise CmdError(d.no_link)
+            link = self._link(lid)
             return [d.sent_query % (link.sent, link.sent)]
         if link is None or link.state != L_OPEN or not self._up_room(link, n):
             if d.send_refused:
@@ -125,11 +131,10 @@ class Sockets:
         d = self.SOCKETS
         if kind != "=":
             raise CmdError(None)
-        link = self.links.get(self._link_arg(a))
-        if link is None:
-            if d.close_absent_ok:
-                return []
-            raise CmdError(d.no_link)
+        lid = self._link_arg(a)
+        if lid not in self.links and d.close_absent_ok:
+            return []
+        link = self._link(lid)
         self._close(link)
         if not d.close_urc:
             return []
