@@ -58,7 +58,7 @@ SHORT_NAT = {"keepalive_s": 3300}  # under a 60-min NAT idle timeout
 # Both brokers answer without Nagle's delay. With it, Mosquitto's second write after a TLS
 # handshake (the second session ticket and the CONNACK) waits about 40 ms on loopback for the
 # ACK of the first; the modem model waits only 4 x 10 ms of real time for what a peer sends
-# behind its first answer (sim/shims/_simmodem.py), so the device's 30 s CONNACK timeout could
+# behind its first answer (sim/models/modem/tcpip.py), so the device's 30 s CONNACK timeout could
 # pass in virtual time and the day would carry extra sessions, more or fewer with the machine's
 # load (measured: 1 to 21 sessions in a TLS day). A broker for small messages would set it.
 BROKER_LINES = "set_tcp_nodelay true\n"

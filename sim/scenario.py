@@ -1,7 +1,7 @@
 """Scenarios for the modem model: what the radio and the network do to a virtual device.
 
 A scenario is a plain JSON-able dict handed to `VirtualDevice(..., modem=scenario)`; the model
-(sim/shims/_simmodem.py, whose docstring describes every field) reads it inside the device.
+(sim/models/modem/, whose package docstring describes every field) reads it beside the device.
 `load_scenario` reads one from a JSON or TOML file, a dict, or the name of a ready scenario in
 `SCENARIOS`, checks every field and fills the defaults, so that a mistake is reported here, with
 the field named, rather than as a modem that silently behaves differently:
@@ -25,7 +25,7 @@ FAMILIES = ("sim7080", "sim7600", "bg95", "sim7000")
 RATS = ("lte-m", "nb-iot", "lte")
 
 # Fields whose default depends on the family, the board or the device seed stay None here and
-# are settled by the model on the device (see _simmodem.py).
+# are settled by the model (see sim/models/modem/base.py).
 DEFAULTS: dict[str, Any] = {
     "family": None,
     "sim_present": True,

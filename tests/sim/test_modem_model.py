@@ -1,4 +1,4 @@
-"""The modem model (sim/models/modem.py) on a virtual device, under both interpreters.
+"""The modem model (sim/models/modem/) on a virtual device, under both interpreters.
 
 Scripts run on the device in place of the firmware and speak raw AT over the board's modem UART
 with the board's pins from /board.json, so these tests do not depend on the firmware's AT
