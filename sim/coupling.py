@@ -22,7 +22,7 @@ import threading
 import traceback
 from types import ModuleType
 
-from musket_sim.models.world import PIN_LEVEL, UART_DATA, World
+from musket_sim.models.world import PIN_LEVEL, QUIET_FOREVER, UART_DATA, World
 
 _WIRE_PATH = os.path.join(os.path.dirname(__file__), "shims", "_simwire.py")
 
@@ -133,8 +133,12 @@ class Coupling:
                 # The device moves to the time given: that is its clock from now on.
                 self.device_us = world.run_until(target)
                 return self._time(self.device_us)
-            t = max(now, min(world.quiet_until(), target))
-            return _frame(W.TIME, t.to_bytes(8, "little") + b"\0\0" + t.to_bytes(8, "little"))
+            # Only how long a paced device may wait: until the models' next work is due.
+            due = world.next_due()
+            t = now if world.outbox else max(now, min(QUIET_FOREVER if due is None else due,
+                                                      target))
+            return _frame(W.TIME, t.to_bytes(8, "little") + b"\0\0"
+                          + world.quiet_until().to_bytes(8, "little"))
         if kind == W.ADVANCED:
             return b""
         if kind == W.UART_WRITE:
