@@ -2,7 +2,7 @@
 
 The device process holds the firmware and the chip's modules; the models of what the board is
 wired to (musket_sim.models) live here, in the runner's process, in a `World`. One Unix socket
-joins them for a boot (frames in sim/shims/_simwire.py). The synchronisation is conservative:
+joins them for a boot (frames in sim/chip/_simwire.py). The synchronisation is conservative:
 the models never run ahead of the device's clock. Before the device lets its clock pass it
 sends IDLE with the time it wants to reach; the models run up to the first instant at which
 they send the device something, and the device moves to that instant and takes it in (or to
@@ -24,7 +24,7 @@ from types import ModuleType
 
 from musket_sim.models.world import PIN_LEVEL, QUIET_FOREVER, UART_DATA, World
 
-_WIRE_PATH = os.path.join(os.path.dirname(__file__), "shims", "_simwire.py")
+_WIRE_PATH = os.path.join(os.path.dirname(__file__), "chip", "_simwire.py")
 
 
 def _load_wire() -> ModuleType:

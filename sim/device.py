@@ -1,7 +1,7 @@
 """A virtual device: one flash image, one interpreter process per boot, a console, a clock.
 
 The host side of the simulator. Each boot starts the chosen interpreter on the device-side
-boot script (sim/shims/_simboot_mp.py or sim/cpython/boot.py) with a settings file; the device
+boot script (sim/chip/_simboot_mp.py or sim/chip/cpython/boot.py) with a settings file; the device
 reports back on stderr in "@sim {json}" lines and exits when its boot ends (span end, reset,
 power cut, deep sleep, watchdog). Virtual time, RTC memory and the reset cause carry over from
 one boot to the next here.
@@ -34,9 +34,9 @@ from musket_sim.models.world import World
 from musket_sim.rom_loader import LoaderServer, SessionLog, device_mac
 
 SIM_DIR = Path(__file__).resolve().parent
-SHIMS_DIR = SIM_DIR / "shims"
-MP_BOOT = SHIMS_DIR / "_simboot_mp.py"
-CPYTHON_BOOT = SIM_DIR / "cpython" / "boot.py"
+CHIP_DIR = SIM_DIR / "chip"  # the device side: the chip's modules, its clock, flash and link
+MP_BOOT = CHIP_DIR / "_simboot_mp.py"
+CPYTHON_BOOT = CHIP_DIR / "cpython" / "boot.py"
 INTERPRETERS = ("micropython", "cpython")
 # Heap for the sim's own modules on top of the firmware's share (see _simboot_mp.py).
 SIM_HEAP_RESERVE = 160 * 1024
@@ -189,8 +189,8 @@ class VirtualDevice:
         self.running_app = "ota_0" if ota else "factory"
         # The modem model's scenario (see musket_sim.scenario); None: no modem on the board.
         self.modem = modem
-        # The sensor model's usage scenario (see musket_sim.usage); None: nothing is wired to
-        # the sensors, as on a bare board.
+        # The sensor model's usage scenario (see musket_sim.usage_scenario); None: nothing is
+        # wired to the sensors, as on a bare board.
         self.usage = usage
         # More of the board's surroundings: each is called as `install(world, settings)` at the
         # start of every run, beside the modem and sensor models (musket_sim.models.world).
@@ -339,7 +339,7 @@ class VirtualDevice:
         env = dict(os.environ)
         if self.interpreter == "micropython":
             extra = "".join(f"{d}:" for d in self._sim_module_dirs())
-            env["MICROPYPATH"] = f"{SHIMS_DIR}:{extra}.frozen"
+            env["MICROPYPATH"] = f"{CHIP_DIR}:{extra}.frozen"
             heap = self.heap + SIM_HEAP_RESERVE + SIM_NAME_POOL_RESERVE
             # Room to compile and hold more of the simulator, if a run adds some.
             heap += sum(64 * 1024 + 16 * p.stat().st_size for p in self.sim_modules)
@@ -460,7 +460,7 @@ class VirtualDevice:
         return world
 
     def _boot_settings(self, run: _Run, coupling: Coupling) -> dict:
-        """What the device-side boot script needs to know (sim/shims/_simcore.py)."""
+        """What the device-side boot script needs to know (sim/chip/_simcore.py)."""
         return {
             "image": self.image.name, "partitions": run.partitions or self.partitions,
             "virtual_us": self.virtual_us, "span_end_us": run.span_end_us, "speed": run.speed,

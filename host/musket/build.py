@@ -279,7 +279,7 @@ def _device_records(device: DeviceData) -> dict[str, bytes]:
     records = {CA_PATH: device.ca_pem.encode()} if device.ca_pem else {}
     if not device.config and not device.secrets:
         return records
-    from musket_sim.cpython import plain
+    from musket_sim.chip.cpython import plain
 
     with tempfile.TemporaryDirectory() as folder:
         result = subprocess.run(

@@ -144,7 +144,7 @@ def sim_run(board, span, interpreter, heap, seed, ota, workdir, fresh, with_cons
     """
     from musket_sim import VirtualDevice
     from musket_sim.scenario import load_scenario
-    from musket_sim.usage import load_usage
+    from musket_sim.usage_scenario import load_usage
 
     modem = None if scenario == "none" else load_scenario(scenario)
     device = VirtualDevice(board, workdir, interpreter=interpreter, heap=heap, seed=seed,

@@ -50,7 +50,7 @@ def run(workdir: Path | None = None, console: Console | None = None) -> dict:
     """Runs the demo; returns the figures it printed (for tests and scripts)."""
     from musket_sim import VirtualDevice
     from musket_sim.scenario import load_scenario
-    from musket_sim.usage import expected_counts, load_usage
+    from musket_sim.usage_scenario import expected_counts, load_usage
 
     console = console or Console()
     workdir = Path(workdir or tempfile.mkdtemp(prefix="musket-demo-"))

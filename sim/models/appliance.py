@@ -1,6 +1,6 @@
 # What the appliance does: when brews and dispenses happen, as a pure function of the usage
 # scenario, the seed and the day. Played by the sensor model (sensors.py) and read by
-# musket_sim.usage, which derives the counts a run must produce from the same events.
+# musket_sim.usage_scenario, which derives the counts a run must produce from the same events.
 # Generated lazily, one event at a time, so a year costs no more than a day.
 #
 # Channels: "current" yields ("brew" | "blip", start_s, seconds, amps); "flow" yields

@@ -2,7 +2,7 @@
 
 MicroPython interns every name (module, function, attribute) in pools that double in size. The
 virtual device grows the pool on its own side of the heap before the firmware starts, with room
-for a fixed number of firmware names (sim/shims/_simboot_mp.py), so that the firmware's heap
+for a fixed number of firmware names (sim/chip/_simboot_mp.py), so that the firmware's heap
 share never takes a pool of thousands of entries in one piece. This checks that importing every
 firmware module interns fewer names than that room.
 """
@@ -11,13 +11,13 @@ import re
 
 from musket.firmware import firmware_sources
 from musket_sim import VirtualDevice
-from musket_sim.device import SHIMS_DIR
+from musket_sim.device import CHIP_DIR
 
 QSTR_INFO = re.compile(r"n_pool=(\d+), n_qstr=(\d+)")
 
 
 def room_for_firmware_names() -> int:
-    source = (SHIMS_DIR / "_simboot_mp.py").read_text(encoding="utf-8")
+    source = (CHIP_DIR / "_simboot_mp.py").read_text(encoding="utf-8")
     found = re.search(r"^_FIRMWARE_NAMES = (\d+)", source, re.M)
     assert found, "_FIRMWARE_NAMES not found in _simboot_mp.py"
     return int(found.group(1))

@@ -1,6 +1,6 @@
 """The simulator's device-side shims keep the signatures of the modules they stand in for.
 
-Firmware that runs in the simulator calls sim/shims/machine.py where the device calls the ESP32
+Firmware that runs in the simulator calls sim/chip/machine.py where the device calls the ESP32
 port's `machine`. If a shim grows a function the port lacks, renames a parameter or reorders
 positional ones, firmware can pass in the simulator and fail on a board. Each shim is read with
 `ast` and compared with the port's stubs (micropython-esp32-stubs, which the firmware's type
@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 import pytest
 
-SHIMS = Path(__file__).resolve().parents[2] / "sim" / "shims"
+SHIMS = Path(__file__).resolve().parents[2] / "sim" / "chip"
 MODULES = ["machine", "esp32", "network", "time", "select"]
 STUB_PACKAGES = ["micropython-esp32-stubs", "micropython-stdlib-stubs"]
 
@@ -196,5 +196,5 @@ def test_shim_matches_esp32_port(module):
     assert stub_path(module), "no stub for %s in %s" % (module, ", ".join(STUB_PACKAGES))
     problems = mismatches(module)
     if problems:
-        pytest.fail("sim/shims/%s.py differs from the ESP32 port's %s:\n  %s"
+        pytest.fail("sim/chip/%s.py differs from the ESP32 port's %s:\n  %s"
                     % (module, module, "\n  ".join(problems)), pytrace=False)

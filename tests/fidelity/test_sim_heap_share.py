@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from musket_sim import VirtualDevice
 from musket_sim.scenario import load_scenario
-from musket_sim.usage import load_usage
+from musket_sim.usage_scenario import load_usage
 
 BOARD = "esp32-sim7080g"  # the reference board, at its own heap
 GC_BLOCK = 32

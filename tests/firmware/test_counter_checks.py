@@ -8,7 +8,7 @@ import sys
 import pytest
 from test_store_config_interpreters import CHECKS, FIRMWARE, TIMEOUT_S, tool
 
-from musket_sim.cpython import plain
+from musket_sim.chip.cpython import plain
 
 EXPECTED = ["power_cut_day", "api_basics", "rollover_keeps_undelivered", "rules_parse",
             "sht_crc", "sht_faults", "analog_sensors"]

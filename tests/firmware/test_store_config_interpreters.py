@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from musket_sim.cpython import plain
+from musket_sim.chip.cpython import plain
 
 REPO = Path(__file__).resolve().parents[2]
 FIRMWARE = REPO / "firmware"

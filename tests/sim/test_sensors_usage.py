@@ -1,6 +1,6 @@
 """The application on a virtual device with the sensor model: brews and dispenses from the
 usage script become counts and service events, sensor faults show in status and stop no
-counting. Expected values come from the script's own events (musket_sim.usage)."""
+counting. Expected values come from the script's own events (musket_sim.usage_scenario)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 
 from musket_sim import VirtualDevice
 from musket_sim.scenario import load_scenario
-from musket_sim.usage import expected_counts, load_usage
+from musket_sim.usage_scenario import expected_counts, load_usage
 
 BOARD = "esp32-sim7080g"
 RULES = "brews/200:reorder-beans;litres@1000:replace-filter;litres/250:descale"

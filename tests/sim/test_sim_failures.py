@@ -13,7 +13,7 @@ from test_sensors_usage import READ, _record
 
 from musket_sim import VirtualDevice
 from musket_sim.scenario import load_scenario
-from musket_sim.usage import expected_counts, load_usage
+from musket_sim.usage_scenario import expected_counts, load_usage
 
 BOARD = "esp32-sim7080g"
 US = 1_000_000
@@ -75,8 +75,8 @@ def test_an_interpreter_that_dies_is_reported_and_its_time_kept(tmp_path, interp
     assert result.virtual_seconds == pytest.approx(100, abs=0.01)
 
 
-# The second brew of the café's day runs from 25,581 s for 40 s (musket_sim.usage, seed 0). The
-# application's loop is stalled 3 s into it; the watchdog (5 s) resets the chip.
+# The second brew of the café's day runs from 25,581 s for 40 s (musket_sim.usage_scenario,
+# seed 0). The application's loop is stalled 3 s into it; the watchdog (5 s) resets the chip.
 STALL_AT_S = 25584
 STALLING_MAIN = """
 import asyncio, time

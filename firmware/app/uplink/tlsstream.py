@@ -6,7 +6,7 @@
 # input it says "would block" (None) instead of waiting, and this class awaits the modem
 # socket for it: no call blocks the loop during an outage, and the modem model counts the
 # encrypted bytes, as the air would. Under CPython the sim provides a `tls` with the same
-# behaviour over CPython's ssl (sim/cpython/mp_tls.py): one API on both interpreters.
+# behaviour over CPython's ssl (sim/chip/cpython/mp_tls.py): one API on both interpreters.
 #
 # The handshake runs inside the first write (the MQTT CONNECT), bounded by HANDSHAKE_MS, so
 # the client's Finished and the CONNECT leave in one modem send, and the credentials in the

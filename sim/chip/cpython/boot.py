@@ -20,7 +20,7 @@ import time  # noqa: F401
 import types
 
 _HERE = _host_os.path.dirname(_host_os.path.abspath(__file__))
-_SHIMS = _host_os.path.join(_HERE, "..", "shims")
+_SHIMS = _host_os.path.dirname(_HERE)  # the chip's modules, shared with MicroPython
 sys.path.insert(0, _HERE)
 sys.path.append(_SHIMS)  # after the standard library, so that `time` and `select` stay real
 

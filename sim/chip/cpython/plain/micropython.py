@@ -3,8 +3,8 @@
 The firmware writes `from micropython import const` as it would on the device; under plain
 CPython (host tools that use the firmware's own code, test runners of device-side checks)
 this module answers instead. The virtual device's CPython side builds its `micropython` from
-this one (sim/cpython/mp_modules.py), adding `schedule` on the virtual clock. Put this folder
-on the path with `musket_sim.cpython.plain.pythonpath()`.
+this one (sim/chip/cpython/mp_modules.py), adding `schedule` on the virtual clock. Put this folder
+on the path with `musket_sim.chip.cpython.plain.pythonpath()`.
 """
 
 
