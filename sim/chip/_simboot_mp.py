@@ -16,6 +16,7 @@ _firmware_heap = bytearray(int(sys.argv[2])) if len(sys.argv) > 2 else None
 _rom_image = bytearray(int(sys.argv[3])) if len(sys.argv) > 3 and sys.argv[3] != "0" else None
 
 import _simcore
+import _simflash
 import _simworld  # noqa: F401 - imported before the host filesystem goes away
 import _simrun
 import time  # noqa: F401
@@ -132,10 +133,10 @@ _ROMFS_MAGIC = b"\xd2\xcd\x31"
 
 def _romfs():
     # The romfs partition's image, read into memory (on the chip it is memory-mapped flash).
-    entry = _simcore.find_partition("romfs")
+    entry = _simflash.find_partition("romfs")
     if entry is None or _rom_image is None:
         return None
-    f = _simcore.flash_file()
+    f = _simflash.image()
     f.seek(entry["offset"])
     f.readinto(_rom_image)
     if _rom_image[:3] != _ROMFS_MAGIC:
@@ -168,8 +169,8 @@ def main():
             script_source = f.read()
     for name in settings.get("preload", []):
         __import__(name)
-    fs_entry = _simcore.find_partition("vfs")
-    bdev = _simcore.FlashPartition(fs_entry["offset"], fs_entry["size"])
+    fs_entry = _simflash.find_partition("vfs")
+    bdev = _simflash.FlashPartition(fs_entry["offset"], fs_entry["size"])
     try:
         fs = vfs.VfsLfs2(bdev, readsize=_LFS_READ_SIZE, progsize=_LFS_PROG_SIZE,
                          lookahead=_LFS_LOOKAHEAD)

@@ -8,6 +8,7 @@
 #   - the link to the host runner (a JSON settings file in, "@sim {json}" lines out on stderr).
 import sys
 import json
+import _simflash
 import _simlink
 from _simexit import (  # noqa: F401 - the chip's modules raise these through the core
     DeepSleep,
@@ -101,9 +102,7 @@ def load_settings(path):
     speed = settings.get("speed")
     # `random` is the interpreter's own; seeding it here makes jitter and backoff repeatable.
     _builtin("random").seed(settings.get("seed", 0) * 1000003 + settings.get("boot", 0))
-    # Opened now, by a path relative to the work folder, while the host's filesystem is still
-    # the root (on MicroPython the littlefs partition replaces it before the firmware runs).
-    flash_file()
+    _simflash.start(settings, rng, _cut_rng)
     _stdin_poll.register(sys.stdin, _bselect.POLLIN)
     _simlink.connect(settings["link"], settings.get("seed", 0) * 1000003 + settings.get("boot", 0))
     _simlink.hello(now_us, settings.get("reset_cause", PWRON_RESET), _advance_to)
@@ -235,7 +234,7 @@ def _report_progress():
     global _last_tick_report
     if _real_since(_last_tick_report) >= _TICK_REPORT_MS:
         _last_tick_report = _real_ms()
-        report("tick", heap_peak=heap_peak, flash_writes=flash_writes)
+        report("tick", heap_peak=heap_peak, flash_writes=_simflash.writes)
 
 
 def _advance_to(target_us):
@@ -379,131 +378,3 @@ def check_interrupt():
             console_pending[:] = data[i + 1:]
             raise KeyboardInterrupt()
         console_pending.extend(data)
-
-
-# ---- flash -----------------------------------------------------------------------------
-
-BLOCK_SIZE = 4096
-_IOCTL_INIT = 1
-_IOCTL_DEINIT = 2
-_IOCTL_SYNC = 3
-_IOCTL_BLOCK_COUNT = 4
-_IOCTL_BLOCK_SIZE = 5
-_IOCTL_BLOCK_ERASE = 6
-
-flash_writes = 0  # programs and erases since boot
-flash_dead = False
-_flash_file = None
-
-
-def flash_file():
-    global _flash_file
-    if _flash_file is None:
-        _flash_file = open(settings["image"], "r+b")
-    return _flash_file
-
-
-def _count_write():
-    # Every program or erase is one write; the host may ask for power to fail at one of them.
-    global flash_writes
-    if flash_dead:
-        raise PowerCut()
-    flash_writes += 1
-    if flash_writes == settings.get("cut_at_write", -1):
-        return True
-    chance = settings.get("cut_chance", 0)
-    # Drawn from a stream of its own so that cuts do not shift with other uses of the seed.
-    return bool(chance) and _cut_rng.below(1000000) < chance * 1000000
-
-
-def _cut():
-    global flash_dead
-    flash_dead = True
-    flash_file().flush()
-    raise PowerCut()
-
-
-# Scratch space for flash operations, allocated once at import, before the firmware's heap
-# share is fixed, so that flash I/O never takes heap from the firmware.
-_ERASED = b"\xff" * BLOCK_SIZE
-_scratch = bytearray(BLOCK_SIZE)
-
-
-class FlashPartition:
-    # A block device over one partition of the image, with NOR flash semantics: programming
-    # only clears bits, erasing sets a whole block to 0xFF. Serves VfsLfs2 on MicroPython,
-    # littlefs-python on CPython, and esp32.Partition under both.
-
-    def __init__(self, offset, size):
-        self.offset = offset
-        self.size = size
-        self.block_count = size // BLOCK_SIZE
-
-    def readblocks(self, block, buf, offset=0):
-        if flash_dead:
-            raise PowerCut()
-        f = flash_file()
-        f.seek(self.offset + block * BLOCK_SIZE + offset)
-        f.readinto(buf)
-
-    def _program(self, addr, data):
-        # NOR flash: new = old AND data. A write counted as the cut point is torn: a random
-        # prefix reaches flash, then power fails.
-        torn = _count_write()
-        n = len(data)
-        if torn:
-            n = rng.below(n)
-        f = flash_file()
-        done = 0
-        while done < n:
-            chunk = min(n - done, BLOCK_SIZE)
-            view = memoryview(_scratch)[:chunk]
-            f.seek(self.offset + addr + done)
-            f.readinto(view)
-            for i in range(chunk):
-                view[i] &= data[done + i]
-            f.seek(self.offset + addr + done)
-            f.write(view)
-            done += chunk
-        if torn:
-            _cut()
-
-    def erase(self, block):
-        torn = _count_write()
-        n = rng.below(BLOCK_SIZE) if torn else BLOCK_SIZE
-        f = flash_file()
-        f.seek(self.offset + block * BLOCK_SIZE)
-        f.write(memoryview(_ERASED)[:n])
-        if torn:
-            _cut()
-
-    def writeblocks(self, block, buf, offset=None):
-        if offset is None:
-            # The simple interface erases whole blocks before programming them.
-            for i in range((len(buf) + BLOCK_SIZE - 1) // BLOCK_SIZE):
-                self.erase(block + i)
-            offset = 0
-        self._program(block * BLOCK_SIZE + offset, buf)
-
-    def ioctl(self, op, arg):
-        if op == _IOCTL_BLOCK_COUNT:
-            return self.block_count
-        if op == _IOCTL_BLOCK_SIZE:
-            return BLOCK_SIZE
-        if op == _IOCTL_BLOCK_ERASE:
-            self.erase(arg)
-            return 0
-        if op == _IOCTL_SYNC:
-            flash_file().flush()
-        return 0
-
-
-def partition_table():
-    return settings.get("partitions", [])
-
-
-def find_partition(name):
-    for p in partition_table():
-        if p["name"] == name:
-            return p
-    return None

@@ -2,6 +2,7 @@
 # boot.py, then main.py, then the REPL on the console (UART0), including the raw REPL and
 # raw-paste mode that mpremote speaks. Interpreter differences come in as three callables.
 import _simcore
+import _simflash
 
 MODE_APP = "app"  # boot.py, main.py, then the REPL: a power-on
 MODE_RAW = "raw"  # boot.py, then the raw REPL: a soft reset asked for from the raw REPL
@@ -222,7 +223,7 @@ def report_exit(reason, detail=None):
     s = _simcore.settings
     state = {
         "heap_peak": _simcore.heap_peak,
-        "flash_writes": _simcore.flash_writes,
+        "flash_writes": _simflash.writes,
         "rtc_memory": s.get("rtc_memory", ""),
         "next_app": s.get("next_app"),
         "sim_heap_bytes": _simcore.sim_heap_bytes,

@@ -1,6 +1,7 @@
 # The firmware's `esp32` on the virtual device: partitions of the virtual flash image, and NVS.
 import json
 import _simcore
+import _simflash
 
 HEAP_DATA = 4
 HEAP_EXEC = 1
@@ -14,7 +15,7 @@ _SUBTYPES = {
 }
 
 
-class Partition(_simcore.FlashPartition):
+class Partition(_simflash.FlashPartition):
     BOOT = 0
     RUNNING = 1
     TYPE_APP = 0
@@ -23,7 +24,7 @@ class Partition(_simcore.FlashPartition):
     def __init__(self, id, block_size=4096):
         if id == Partition.BOOT or id == Partition.RUNNING:
             id = _simcore.settings.get("running_app", "factory")
-        entry = _simcore.find_partition(id)
+        entry = _simflash.find_partition(id)
         if entry is None:
             raise ValueError("partition not found")
         super().__init__(entry["offset"], entry["size"])
@@ -32,7 +33,7 @@ class Partition(_simcore.FlashPartition):
     @staticmethod
     def find(type=TYPE_APP, subtype=0xFF, label=None, block_size=4096):
         found = []
-        for entry in _simcore.partition_table():
+        for entry in _simflash.partition_table():
             if _TYPES[entry["type"]] != type:
                 continue
             if subtype != 0xFF and _SUBTYPES.get(entry["subtype"], -1) != subtype:
@@ -53,7 +54,7 @@ class Partition(_simcore.FlashPartition):
 
     def get_next_update(self):
         running = _simcore.settings.get("running_app", "factory")
-        for entry in _simcore.partition_table():
+        for entry in _simflash.partition_table():
             if entry["subtype"].startswith("ota_") and entry["name"] != running:
                 return Partition(entry["name"])
         raise OSError(2)
@@ -75,10 +76,10 @@ class NVS:
 
     @staticmethod
     def _part():
-        entry = _simcore.find_partition("nvs")
+        entry = _simflash.find_partition("nvs")
         if entry is None:
             raise OSError(2)
-        return _simcore.FlashPartition(entry["offset"], entry["size"])
+        return _simflash.FlashPartition(entry["offset"], entry["size"])
 
     @classmethod
     def _load(cls):

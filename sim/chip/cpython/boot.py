@@ -25,6 +25,7 @@ sys.path.insert(0, _HERE)
 sys.path.append(_SHIMS)  # after the standard library, so that `time` and `select` stay real
 
 import _simcore  # noqa: E402
+import _simflash  # noqa: E402
 import _simrun  # noqa: E402
 import lfs_os  # noqa: E402
 import mp_asyncio  # noqa: E402
@@ -160,8 +161,8 @@ def main() -> None:
         "os": _firmware_os(),
     }
     shims.update(mp_modules.make_modules(settings.get("heap_bytes", 0)))
-    fs_entry = _simcore.find_partition("vfs")
-    lfs_os.mount(_simcore.FlashPartition(fs_entry["offset"], fs_entry["size"]))
+    fs_entry = _simflash.find_partition("vfs")
+    lfs_os.mount(_simflash.FlashPartition(fs_entry["offset"], fs_entry["size"]))
     importer = FirmwareImporter(shims)
     # The firmware's sys.modules is its own module table, as on the device: popping a module
     # from it unloads it (the next import reads the file again), and lookups find app modules.

@@ -13,6 +13,7 @@ import io
 import littlefs
 
 import _simcore
+import _simflash
 
 LFS_READ_SIZE = 32
 LFS_PROG_SIZE = 32
@@ -32,7 +33,7 @@ class FlashContext(littlefs.UserContext):
     I/O error here and re-raised at the next call from the firmware (see _checked).
     """
 
-    def __init__(self, part: _simcore.FlashPartition) -> None:
+    def __init__(self, part: _simflash.FlashPartition) -> None:
         self.part = part
         self.buffer = bytearray()  # unused: the image file is the storage
 
@@ -59,8 +60,8 @@ class FlashContext(littlefs.UserContext):
         return 0
 
     def sync(self, cfg):
-        if not _simcore.flash_dead:
-            _simcore.flash_file().flush()
+        if not _simflash.dead:
+            _simflash.image().flush()
         return 0
 
 
@@ -68,10 +69,10 @@ _fs: littlefs.LittleFS | None = None
 _cwd = "/"
 
 
-def mount(part: _simcore.FlashPartition) -> None:
+def mount(part: _simflash.FlashPartition) -> None:
     global _fs
     kwargs = dict(
-        block_size=_simcore.BLOCK_SIZE, block_count=part.block_count, read_size=LFS_READ_SIZE,
+        block_size=_simflash.BLOCK_SIZE, block_count=part.block_count, read_size=LFS_READ_SIZE,
         prog_size=LFS_PROG_SIZE, lookahead_size=LFS_LOOKAHEAD, cache_size=LFS_CACHE,
         block_cycles=LFS_BLOCK_CYCLES,
     )
@@ -87,7 +88,7 @@ def mount(part: _simcore.FlashPartition) -> None:
 
 
 def _check_dead() -> None:
-    if _simcore.flash_dead:
+    if _simflash.dead:
         raise _simcore.PowerCut()
 
 
@@ -150,7 +151,7 @@ def statvfs(path: str = "/"):
     used = _checked(lambda: _fs.used_block_count)  # a property: reading it walks the fs
     total = _fs.block_count
     free = total - used
-    return (_simcore.BLOCK_SIZE, _simcore.BLOCK_SIZE, total, free, free, 0, 0, 0, 0, 255)
+    return (_simflash.BLOCK_SIZE, _simflash.BLOCK_SIZE, total, free, free, 0, 0, 0, 0, 255)
 
 
 def mkdir(path: str) -> None:
