@@ -18,10 +18,10 @@ import pytest
 
 from musket_sim import VirtualDevice, bootrom
 from musket_sim.esp_formats import BOOTLOADER_OFFSETS, stand_in_image
-from musket_sim.rom_loader import (
+from musket_sim.rom_chips import CHIPS, ESP32
+from musket_sim.rom_flash import FlashFile
+from musket_sim.rom_protocol import (
     CHECKSUM_SEED,
-    CHIPS,
-    ESP32,
     FLASH_BEGIN,
     FLASH_DATA,
     FLASH_DEFL_BEGIN,
@@ -31,11 +31,10 @@ from musket_sim.rom_loader import (
     MEM_DATA,
     MEM_END,
     OHAI,
-    FlashFile,
-    LoaderSession,
     SlipReader,
     slip_encode,
 )
+from musket_sim.rom_session import LoaderSession
 
 
 @dataclass(frozen=True)
@@ -389,7 +388,7 @@ def test_the_rom_looks_for_the_bootloader_at_its_own_offset(chip, tmp_path):
 
 
 def test_the_stub_acknowledges_a_block_before_it_writes_it(tmp_path):
-    from musket_sim.rom_loader import FLASH_DEFL_END, READ_REG
+    from musket_sim.rom_protocol import FLASH_DEFL_END, READ_REG
 
     session, link = _session("esp32", tmp_path)
     entry = _STUB_ENTRIES["esp32"]
