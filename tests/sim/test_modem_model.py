@@ -12,6 +12,7 @@ import json
 import re
 import socket
 import threading
+import time
 
 import pytest
 
@@ -594,6 +595,9 @@ show("MAPPED", cmd('AT+CAOPEN=3,0,"TCP","broker.example.com",1'))
     assert out["NAME"] == ok("+CAOPEN: 1,20")
     assert out["REFUSED"] == ok("+CAOPEN: 2,23")
     assert out["MAPPED"] == ok("+CAOPEN: 3,0")
+    deadline = time.monotonic() + 2  # the server's thread takes the connection in its time
+    while echo_server.connections < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert echo_server.connections == 1  # only the mapped name connected
     figures = result.modem[0]
     refused = [s for s in figures["sockets"] if s["port"] != echo_server.port]
