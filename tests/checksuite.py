@@ -23,11 +23,14 @@ from pathlib import Path
 import pytest
 
 from musket.firmware import compile_mpy
+from musket_sim import VirtualDevice
 from musket_sim.cpython import plain
+from musket_sim.device import INTERPRETERS
 
 TESTS = Path(__file__).resolve().parent
 RUNNER = TESTS / "device" / "checkrun.py"
 FIRMWARE = TESTS.parent / "firmware"
+DEFAULT_BOARD = "esp32-sim7080g"
 MARK = "@check"
 DONE = MARK + "-done"
 PREFIX = "check_"
@@ -98,11 +101,15 @@ Runner = Callable[[str, Path], SuiteRun]
 
 
 class Suite:
-    """A check module run once per interpreter per test session."""
+    """A check module run once per interpreter per test session; `micropython_only`: more
+    check names that only the MicroPython run reports."""
 
-    def __init__(self, module: Path, runner: Runner, names: Sequence[str] | None = None):
+    def __init__(self, module: Path, runner: Runner, micropython_only: Sequence[str] = ()):
         self.module = module
-        self.names = list(names) if names is not None else check_names(module)
+        self.names = check_names(module)
+        self.items = [(interpreter, name) for interpreter in INTERPRETERS
+                      for name in self.names + (list(micropython_only)
+                                                if interpreter == "micropython" else [])]
         self._runner = runner
         self._runs: dict[str, SuiteRun] = {}
         # Every item of the suite goes to the same xdist worker (--dist loadgroup), so the
@@ -114,6 +121,22 @@ class Suite:
             scratch = tmp_path_factory.mktemp(f"{self.module.stem}-{interpreter}")
             self._runs[interpreter] = self._runner(interpreter, scratch)
         return self._runs[interpreter]
+
+    def tests(self):
+        """The suite's pytest functions, for a test module to name: one item per check per
+        interpreter, and one per interpreter for the run as a whole."""
+
+        @self.group
+        @pytest.mark.parametrize(("interpreter", "check"), self.items)
+        def test_check(interpreter, check, tmp_path_factory):
+            self.run(interpreter, tmp_path_factory).assert_passed(check)
+
+        @self.group
+        @pytest.mark.parametrize("interpreter", INTERPRETERS)
+        def test_run_is_clean(interpreter, tmp_path_factory):
+            self.run(interpreter, tmp_path_factory).assert_clean()
+
+        return test_check, test_run_is_clean
 
 
 def script(module: Path, label: str = "", skip: Sequence[str] = ()) -> str:
@@ -135,13 +158,25 @@ def modules(interpreter: str, paths: Sequence[Path], cache: Path) -> dict[str, b
     return files
 
 
-def run_on_device(device, module: Path, span_s: float) -> SuiteRun:
-    """Runs the suite on a virtual device whose flash holds the module (see `modules`)."""
-    result = device.run(span_s, script=script(module))
-    problem = "; ".join(result.errors)
-    if result.exit_reason != "done":
-        problem = ("the device's run ended with %s; " % result.exit_reason + problem).rstrip("; ")
-    return SuiteRun.parse(result.script_output, problem)
+def on_device(module: Path, span_s: float, board: str = DEFAULT_BOARD,
+              helpers: Sequence[Path] = (), **device: object) -> Runner:
+    """A runner for a suite that runs on a virtual device (`device`: VirtualDevice's options)
+    for at most `span_s` virtual seconds, its flash holding the suite and `helpers` (see
+    `modules`)."""
+
+    def run(interpreter: str, scratch: Path) -> SuiteRun:
+        dev = VirtualDevice(board, scratch / "device", interpreter=interpreter, **device)
+        try:
+            dev.create_flash(modules(interpreter, [module, *helpers], scratch / "mpy-cache"))
+            result = dev.run(span_s, script=script(module))
+        finally:
+            dev.close()
+        problem = "; ".join(result.errors)
+        if result.exit_reason != "done":
+            problem = ("the run ended with %s; %s" % (result.exit_reason, problem)).rstrip("; ")
+        return SuiteRun.parse(result.script_output, problem)
+
+    return run
 
 
 def tool(name: str) -> Path:

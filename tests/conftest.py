@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from checksuite import DEFAULT_BOARD
 
 from musket_sim import VirtualDevice
 from musket_sim.device import INTERPRETERS
-
-DEFAULT_BOARD = "esp32-sim7080g"
 
 
 @pytest.fixture(params=INTERPRETERS)

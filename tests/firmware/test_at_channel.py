@@ -5,18 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from checksuite import Suite, on_device
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 CHECKS = Path(__file__).parent / "checks" / "at_checks.py"
+SUITE = Suite(CHECKS, on_device(CHECKS, 600))
 
-
-def test_at_channel_checks(make_device):
-    device = make_device()
-    result = device.run(600, script=CHECKS.read_text())
-    assert result.errors == [], result.errors + [result.script_output]
-    passed = [ln.split()[1] for ln in result.script_output.splitlines() if ln.startswith("PASS")]
-    assert len(passed) == 15, result.script_output
+test_at_channel, test_at_channel_run_is_clean = SUITE.tests()
 
 
 FUZZ = """

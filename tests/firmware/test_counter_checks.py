@@ -5,10 +5,7 @@ bytes."""
 
 from pathlib import Path
 
-import pytest
 from checksuite import Suite, run_bare, script
-
-from musket_sim.device import INTERPRETERS
 
 CHECKS = Path(__file__).resolve().parent / "checks"
 COUNTER = CHECKS / "counter_checks.py"
@@ -24,15 +21,4 @@ def _run(interpreter, scratch):
 
 SUITE = Suite(COUNTER, _run)
 
-
-@SUITE.group
-@pytest.mark.parametrize("check", SUITE.names)
-@pytest.mark.parametrize("interpreter", INTERPRETERS)
-def test_counter(interpreter, check, tmp_path_factory):
-    SUITE.run(interpreter, tmp_path_factory).assert_passed(check)
-
-
-@SUITE.group
-@pytest.mark.parametrize("interpreter", INTERPRETERS)
-def test_run_is_clean(interpreter, tmp_path_factory):
-    SUITE.run(interpreter, tmp_path_factory).assert_clean()
+test_counter, test_counter_run_is_clean = SUITE.tests()

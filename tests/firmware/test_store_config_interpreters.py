@@ -10,10 +10,7 @@ MicroPython's `micropython` module comes on the path with the firmware.
 from pathlib import Path
 from textwrap import indent
 
-import pytest
 from checksuite import Suite, check_names, run_bare, script
-
-from musket_sim.device import INTERPRETERS
 
 CHECKS = Path(__file__).resolve().parent / "checks"
 HEAP = "64K"  # an ESP32 without PSRAM leaves MicroPython about this much
@@ -37,29 +34,8 @@ def _run_config(interpreter, scratch):
     return run_bare(interpreter, [CONFIG], script(CONFIG), scratch, HEAP)
 
 
-STORE_SUITE = Suite(STORE, _run_store, check_names(STORE) + [LITTLEFS + n for n in ON_LITTLEFS])
+STORE_SUITE = Suite(STORE, _run_store, micropython_only=[LITTLEFS + n for n in ON_LITTLEFS])
 CONFIG_SUITE = Suite(CONFIG, _run_config)
 
-
-def _items(suite):
-    return [(interpreter, name) for interpreter in INTERPRETERS for name in suite.names
-            if interpreter == "micropython" or not name.startswith(LITTLEFS)]
-
-
-@STORE_SUITE.group
-@pytest.mark.parametrize(("interpreter", "check"), _items(STORE_SUITE))
-def test_store(interpreter, check, tmp_path_factory):
-    STORE_SUITE.run(interpreter, tmp_path_factory).assert_passed(check)
-
-
-@CONFIG_SUITE.group
-@pytest.mark.parametrize(("interpreter", "check"), _items(CONFIG_SUITE))
-def test_config(interpreter, check, tmp_path_factory):
-    CONFIG_SUITE.run(interpreter, tmp_path_factory).assert_passed(check)
-
-
-@pytest.mark.parametrize("interpreter", INTERPRETERS)
-@pytest.mark.parametrize("suite", [STORE_SUITE, CONFIG_SUITE], ids=["store", "config"])
-def test_runs_are_clean(suite, interpreter, tmp_path_factory):
-    """Each suite's run as a whole ends cleanly, with nothing on stderr (no warnings)."""
-    suite.run(interpreter, tmp_path_factory).assert_clean()
+test_store, test_store_run_is_clean = STORE_SUITE.tests()
+test_config, test_config_run_is_clean = CONFIG_SUITE.tests()

@@ -10,18 +10,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from checksuite import Suite, on_device
+
 CHECKS = Path(__file__).parent / "checks" / "uplink_checks.py"
-NAMES = ["authorised_by_topic", "reply_survives_a_cut_link", "reply_survives_a_reboot",
-         "config_applies_live_or_after_reboot", "queue_drops_readings_and_counts_them",
-         "events_are_never_dropped"]
+SUITE = Suite(CHECKS, on_device(CHECKS, 3600))
 
-
-def test_uplink_unit_checks(make_device):
-    device = make_device()  # the checks' brokers and records come on top
-    result = device.run(3600, script=CHECKS.read_text())
-    lines = result.script_output.splitlines()
-    passed = [ln.split()[1] for ln in lines if ln.startswith("PASS")]
-    assert passed == NAMES, result.script_output + "\n".join(result.errors)
+test_uplink_unit, test_uplink_unit_run_is_clean = SUITE.tests()
 
 
 UNLOAD_SCRIPT = """
