@@ -147,10 +147,10 @@ def script(module: Path, label: str = "", skip: Sequence[str] = ()) -> str:
 
 
 def modules(interpreter: str, paths: Sequence[Path], cache: Path) -> dict[str, bytes]:
-    """The runner and `paths` as files for the device's top folder: bytecode (mpy-cross) for
-    MicroPython, as the firmware is packed, source for CPython."""
+    """`paths` as files for the device's top folder: bytecode (mpy-cross) for MicroPython, as
+    the firmware is packed, source for CPython."""
     files = {}
-    for path in (RUNNER, *paths):
+    for path in paths:
         if interpreter == "micropython":
             files[path.stem + ".mpy"] = compile_mpy(path, path.name, cache)
         else:
@@ -167,7 +167,8 @@ def on_device(module: Path, span_s: float, board: str = DEFAULT_BOARD,
     def run(interpreter: str, scratch: Path) -> SuiteRun:
         dev = VirtualDevice(board, scratch / "device", interpreter=interpreter, **device)
         try:
-            dev.create_flash(modules(interpreter, [module, *helpers], scratch / "mpy-cache"))
+            dev.create_flash(modules(interpreter, [RUNNER, module, *helpers],
+                                     scratch / "mpy-cache"))
             result = dev.run(span_s, script=script(module))
         finally:
             dev.close()
@@ -205,7 +206,7 @@ def run_bare(interpreter: str, paths: Sequence[Path], program: str, scratch: Pat
     else:
         build = scratch / "mpy"
         build.mkdir()
-        for name, data in modules(interpreter, paths, scratch / "mpy-cache").items():
+        for name, data in modules(interpreter, [RUNNER, *paths], scratch / "mpy-cache").items():
             (build / name).write_bytes(data)
         env["MICROPYPATH"] = f"{build}:{FIRMWARE}:.frozen"
         argv = [str(tool("micropython")), "-X", f"heapsize={heap}", "-c", program]

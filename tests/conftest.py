@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from checksuite import DEFAULT_BOARD
+from checksuite import DEFAULT_BOARD, modules
 
 from musket_sim import VirtualDevice
 from musket_sim.device import INTERPRETERS
@@ -21,8 +21,12 @@ def make_device(tmp_path, interpreter):
     """Makes virtual devices with fresh flash images under the test's temporary folder."""
     made = []
 
-    def make(board: str = DEFAULT_BOARD, name: str = "dev", **kwargs) -> VirtualDevice:
-        files = kwargs.pop("files", None)
+    def make(board: str = DEFAULT_BOARD, name: str = "dev", device_modules=(),
+             **kwargs) -> VirtualDevice:
+        """`device_modules`: paths of device-side test modules to put on the flash, compiled
+        for the interpreter as the firmware is (see checksuite.modules)."""
+        files = dict(kwargs.pop("files", None) or {})
+        files.update(modules(interpreter, device_modules, tmp_path / ".mpy-cache"))
         device = VirtualDevice(board, tmp_path / name, interpreter=interpreter, **kwargs)
         device.create_flash(files)
         made.append(device)

@@ -14,7 +14,6 @@ import json
 from pathlib import Path
 
 import pytest
-from checksuite import modules
 
 FAMILIES = ["sim7080", "sim7600", "bg95"]
 BOARDS = {"sim7080": "esp32-sim7080g", "sim7600": "esp32-a7670", "bg95": "esp32s3-bg95"}
@@ -45,10 +44,8 @@ def run(make_device, family, table, step, args=()):
     checks/) against the fake answering from `table`; returns the requests the driver sent
     and the values the step showed."""
     module, function = step.split(".")
-    device = make_device(BOARDS[family])
-    device.create_flash(modules(device.interpreter, [CHECKS / "modemfake.py",
-                                                     CHECKS / (module + ".py")],
-                                device.workdir.parent / ".mpy-cache"))
+    device = make_device(BOARDS[family], device_modules=[CHECKS / "modemfake.py",
+                                                         CHECKS / (module + ".py")])
     script = SCRIPT.format(module=module, table=render(table), step=function, args=tuple(args))
     result = device.run(3600, script=script)
     out = result.script_output

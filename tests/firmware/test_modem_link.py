@@ -11,7 +11,6 @@ import threading
 from pathlib import Path
 
 import pytest
-from checksuite import modules
 
 from musket_sim.scenario import SCENARIOS, load_scenario
 
@@ -55,10 +54,8 @@ def _run(make_device, echo_server, step, scenario, board="esp32-sim7080g", span=
          args=()):
     """Runs `step` of checks/link_steps.py on a device whose modem plays `scenario`; returns
     the run, the values it printed by tag, and the manager's status at the end."""
-    device = make_device(board=board, modem=load_scenario(scenario))
-    device.create_flash(modules(device.interpreter, [CHECKS / "linkstack.py",
-                                                     CHECKS / "link_steps.py"],
-                                device.workdir.parent / ".mpy-cache"))
+    device = make_device(board=board, modem=load_scenario(scenario),
+                         device_modules=[CHECKS / "linkstack.py", CHECKS / "link_steps.py"])
     result = device.run(span, script=SCRIPT.format(port=echo_server, step=step,
                                                    args=tuple(args)))
     out = {}
