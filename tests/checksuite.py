@@ -146,6 +146,13 @@ def script(module: Path, label: str = "", skip: Sequence[str] = ()) -> str:
         m=module.stem, label=label, skip=tuple(skip))
 
 
+def call(step: str, *args: object) -> str:
+    """The script that calls `step` ("module.function", a module on the device's flash)
+    with `args` (literals)."""
+    module, function = step.split(".")
+    return "import {m}\n{m}.{f}(*{args!r})\n".format(m=module, f=function, args=args)
+
+
 def modules(interpreter: str, paths: Sequence[Path], cache: Path) -> dict[str, bytes]:
     """`paths` as files for the device's top folder: bytecode (mpy-cross) for MicroPython, as
     the firmware is packed, source for CPython."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from checksuite import Suite, on_device
+from checksuite import Suite, call, on_device
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -29,7 +29,7 @@ modem_bytes = st.one_of(
 @given(chunks=st.lists(modem_bytes, max_size=6))
 def test_fuzzed_modem_output_never_breaks_the_channel(make_device, chunks):
     device = make_device(device_modules=[FUZZ])
-    result = device.run(600, script="import at_fuzz\nat_fuzz.run(%r)\n" % (chunks,))
+    result = device.run(600, script=call("at_fuzz.run", chunks))
     assert result.errors == [], result.errors
     line = [ln for ln in result.script_output.splitlines() if ln.startswith("FUZZ")]
     assert line and line[0].endswith("True True"), result.script_output

@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 import pytest
+from checksuite import call
 
 FIXTURES = json.loads((Path(__file__).parent / "fixtures" / "at_replies.json").read_text())
 GROUPS = ["common", "sim7080", "sim7600", "bg95"]
@@ -29,8 +30,7 @@ def test_parsers_read_every_manual_reply(make_device, family):
     cases_file = "\n".join(json.dumps(c) for c in cases).encode() + b"\n"
     device = make_device(BOARDS.get(family, "esp32-sim7080g"), device_modules=[PARSERS],
                          files={"cases.jsonl": cases_file})
-    result = device.run(60, script="import reply_parsers\nreply_parsers.run(%r, %r)\n"
-                        % (family, "cases.jsonl"))
+    result = device.run(60, script=call("reply_parsers.run", family, "cases.jsonl"))
     out = result.script_output
     assert result.errors == [], out
     failures = [line for line in out.splitlines() if line.startswith("FAIL")]

@@ -15,6 +15,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from checksuite import call
 
 from musket_sim.scenario import SCENARIOS, ScenarioError, load_scenario, luhn_digit
 
@@ -25,7 +26,6 @@ SEG, SYN, RST, CLOSE = 52, 60, 40, 104  # the model's documented TCP/IP overhead
 # (checks/model_flows.py) and the scenario steps (checks/model_steps.py), on the flash.
 CHECKS = Path(__file__).parent / "checks"
 DEVICE_MODULES = [CHECKS / "atscript.py", CHECKS / "model_flows.py", CHECKS / "model_steps.py"]
-SCRIPT = "import {module}\n{module}.{function}(*{args!r})\n"
 
 BOOT_URCS = {
     "sim7080": b"\r\nRDY\r\n\r\n+CFUN: 1\r\n\r\n+CPIN: READY\r\n\r\nSMS Ready\r\n",
@@ -108,11 +108,9 @@ def run_script(make_device, family: str, step: str, scenario: dict | None = None
                span: float = 600, args: tuple = ()) -> tuple[dict, object]:
     """Runs `step` ("module.function" in checks/) with `args` on a device with the family's
     board; returns the shown values by key, and the run result."""
-    module, function = step.split(".")
     device = make_device(BOARDS[family], modem=load_scenario(scenario or {}),
                          device_modules=DEVICE_MODULES)
-    result = device.run(span, script=SCRIPT.format(module=module, function=function,
-                                                   args=tuple(args)))
+    result = device.run(span, script=call(step, *args))
     shown = {}
     for line in result.script_output.splitlines():
         k, _, value = line.partition(" ")
@@ -454,10 +452,8 @@ def test_modem_state_outlives_an_esp32_reset(make_device):
     # ESP32; boot 2 (main.py) finds the modem still powered and still hung: only PWRKEY helps.
     device = make_device(BOARDS["sim7080"], modem=load_scenario({"events": [
         {"at": 25, "hang": True}]}), device_modules=DEVICE_MODULES,
-        files={"main.py": b"import model_steps\nmodel_steps.after_reset()\n"})
-    result = device.run(200, script=SCRIPT.format(module="model_steps",
-                                                  function="reset_while_hung", args=()),
-                        max_boots=2)
+        files={"main.py": call("model_steps.after_reset").encode()})
+    result = device.run(200, script=call("model_steps.reset_while_hung"), max_boots=2)
     log = device.console_log.read_text()
     shown = dict(line.split(" ", 1) for line in log.splitlines() if line.startswith("B2_"))
     assert "B1_AT b'\\r\\nOK\\r\\n'" in result.script_output
