@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from checksuite import Suite, on_device
+from checksuite import Suite, call, on_device
 
 CHECKS = Path(__file__).parent / "checks" / "uplink_checks.py"
 SUITE = Suite(CHECKS, on_device(CHECKS, 3600))
@@ -18,27 +18,14 @@ SUITE = Suite(CHECKS, on_device(CHECKS, 3600))
 test_uplink_unit, test_uplink_unit_run_is_clean = SUITE.tests()
 
 
-UNLOAD_SCRIPT = """
-import sys
-import app
-from app import config
-first = config
-from app import unload
-unload("config")
-gone = "app.config" not in sys.modules and not hasattr(app, "config")
-from app import config
-print("UNLOAD", gone, config is not first, sys.modules.get("app.config") is config)
-sys.modules.pop("app.config")
-from app import config as again
-print("KEPT", again is config)
-"""
+UNLOAD = Path(__file__).parent / "checks" / "unload_steps.py"
 
 
 def test_unloaded_modules_load_again_as_on_the_device(make_device):
     # The uplink lets its command module and the config schema go after each command; both
     # interpreters must then load them again from the file (the sim's CPython importer once
     # kept them and failed `from app import config`).
-    result = make_device().run(10, script=UNLOAD_SCRIPT)
+    result = make_device(device_modules=[UNLOAD]).run(10, script=call("unload_steps.run"))
     lines = result.script_output.splitlines()
     assert "UNLOAD True True True" in lines, result.script_output + "\n".join(result.errors)
     # Dropped from sys.modules only, a submodule stays its package's attribute, on both.
