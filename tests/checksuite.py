@@ -150,7 +150,8 @@ def call(step: str, *args: object) -> str:
     """The script that calls `step` ("module.function", a module on the device's flash)
     with `args` (literals)."""
     module, function = step.split(".")
-    return "import {m}\n{m}.{f}(*{args!r})\n".format(m=module, f=function, args=args)
+    return "import {m}\n{m}.{f}({args})\n".format(
+        m=module, f=function, args=", ".join(repr(a) for a in args))
 
 
 def modules(interpreter: str, paths: Sequence[Path], cache: Path) -> dict[str, bytes]:
@@ -208,7 +209,8 @@ def run_bare(interpreter: str, paths: Sequence[Path], program: str, scratch: Pat
     work = scratch / "files"
     work.mkdir()
     if interpreter == "cpython":
-        env["PYTHONPATH"] = plain.pythonpath(FIRMWARE, *{p.parent for p in (RUNNER, *paths)})
+        folders = dict.fromkeys(p.parent for p in (RUNNER, *paths))
+        env["PYTHONPATH"] = plain.pythonpath(FIRMWARE, *folders)
         argv = [sys.executable, "-c", program]
     else:
         build = scratch / "mpy"

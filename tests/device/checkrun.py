@@ -27,7 +27,7 @@ def trace(e):
     if hasattr(sys, "print_exception"):
         sys.print_exception(e, buf)
     else:
-        import traceback
+        import traceback  # type: ignore[import-not-found]  # CPython's, for CPython only
 
         buf.write("".join(traceback.format_exception(type(e), e, e.__traceback__)))
     return buf.getvalue()

@@ -104,7 +104,7 @@ def _thresholds(rule, mark, total):
 
 def day_ops():
     """A day of use: brews, dispenses, the uplink's acks, one reset with a reason."""
-    ops = []
+    ops = []  # type: list
     for i in range(400):
         if i % 3 == 0:
             ops.append(("use", "litres", 0.25 + (i % 7) * 0.33))
@@ -177,7 +177,7 @@ def check_power_cut_day():
             tick += 1
             cutter = _Cutter(at if tick % EVERY == 0 else 0, PowerCut)
             store.os = counter.os = cutter
-            store.open = cutter.open
+            store.open = cutter.open  # type: ignore[attr-defined]  # the check's fault-injection seam
             trial = list(delivered)
             try:
                 run_op(c, op, trial)
@@ -187,7 +187,7 @@ def check_power_cut_day():
             finally:
                 cutter.at = 0
                 store.os = counter.os = os
-                store.open = open
+                store.open = open  # type: ignore[attr-defined]  # the check's fault-injection seam
             if done:
                 c.close()
                 break
@@ -265,7 +265,7 @@ class _NoWait:
         pass
 
 
-sht.time = _NoWait
+sht.time = _NoWait  # type: ignore[attr-defined]  # the driver's clock, stood in for
 
 
 class FakeI2C:

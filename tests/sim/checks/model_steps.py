@@ -124,12 +124,13 @@ def uart_rxbuf(port):
         send("AT+CASEND=0,1000", b"x" * 1000, b"OK\r\n")
         pump(3000, b"+CADATAIND: 0\r\n")
         take()
-        before = uart.overflows
+        before = uart.overflows  # type: ignore[attr-defined]  # the sim's count of lost bytes
         uart.write(b"AT+CARECV=0,1000\r\n")
         if attempt == "ASLEEP":
             time.sleep_ms(300)
         pump(1000, b"\r\nOK\r\n")
-        show(attempt, (len(take()), uart.overflows - before))
+        taken = len(take())
+        show(attempt, (taken, uart.overflows - before))  # type: ignore[attr-defined]
 
 
 def denial_cause():
