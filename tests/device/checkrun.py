@@ -1,4 +1,4 @@
-"""Runs named checks of a check module on the device, one result line per check.
+"""Runs the checks of a check module on the device, one result line per check.
 
 A check is a module-level function named ``check_<name>``; it fails by raising (or by
 returning False) and passes otherwise. A coroutine function runs under asyncio. A module
@@ -61,9 +61,9 @@ def run(module, label="", skip=()):
     hook = getattr(module, "run_check", None)
     for name in names(module, skip):
         gc.collect()
+        fn = getattr(module, PREFIX + name)
         try:
-            if (hook(getattr(module, PREFIX + name)) if hook
-                    else call(getattr(module, PREFIX + name))) is False:
+            if (hook(fn) if hook else call(fn)) is False:
                 raise AssertionError("the check returned False")
             print(MARK, label + name, "pass")
         except Exception as e:  # noqa: BLE001 - a failing check is reported, the next one runs

@@ -48,23 +48,25 @@ async def open_failures(modem, fake, ch):
             show("BAD", oserror(e))
 
 
-async def send_fail(modem, fake, ch):
+async def _open_and_write_hello(modem):
+    """Opens a socket and writes to it, showing how the write fails and how long it took as
+    "FAIL"; returns the socket."""
     sock = await modem.open_socket("broker.example", 1883, 30000)
     t0 = ms()
     try:
         await sock.write(b"hello")
     except OSError as e:
         show("FAIL", oserror(e) + [ms() - t0])
+    return sock
+
+
+async def send_fail(modem, fake, ch):
+    sock = await _open_and_write_hello(modem)
     show("RETRY", await sock.write(b"hello"))
 
 
 async def prompt_error(modem, fake, ch):
-    sock = await modem.open_socket("broker.example", 1883, 30000)
-    t0 = ms()
-    try:
-        await sock.write(b"hello")
-    except OSError as e:
-        show("FAIL", oserror(e) + [ms() - t0])
+    await _open_and_write_hello(modem)
     show("NEXT", await ch.command("AT+CSQ"))
 
 
