@@ -17,7 +17,7 @@ def interpreter(request) -> str:
 
 
 @pytest.fixture
-def make_device(tmp_path, interpreter):
+def make_device(tmp_path, tmp_path_factory, interpreter):
     """Makes virtual devices with fresh flash images under the test's temporary folder."""
     made = []
 
@@ -26,7 +26,9 @@ def make_device(tmp_path, interpreter):
         """`device_modules`: paths of device-side test modules to put on the flash, compiled
         for the interpreter as the firmware is (see checksuite.modules)."""
         files = dict(kwargs.pop("files", None) or {})
-        files.update(modules(interpreter, device_modules, tmp_path / ".mpy-cache"))
+        # Compiled once per worker: its base folder is its own under xdist.
+        cache = tmp_path_factory.getbasetemp() / ".mpy-cache-tests"
+        files.update(modules(interpreter, device_modules, cache))
         device = VirtualDevice(board, tmp_path / name, interpreter=interpreter, **kwargs)
         device.create_flash(files)
         made.append(device)
