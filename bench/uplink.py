@@ -33,6 +33,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "uplink"))  # the broker runner and device script
+sys.path.insert(1, str(ROOT / "tests"))  # checksuite, which packs device-side test modules
 
 from _wire import (  # noqa: E402
     PARTS,
@@ -44,8 +45,9 @@ from _wire import (  # noqa: E402
     split_plain,
     split_tls,
 )
+from checksuite import modules  # noqa: E402
 from conftest import DEVICES, SERVICE_PASSWORD, SERVICE_USER, Mosquitto, device_files  # noqa: E402
-from device_script import device_script  # noqa: E402
+from device_script import APP, device_script  # noqa: E402
 from test_tls import make_test_pki  # noqa: E402
 
 from musket_sim import VirtualDevice  # noqa: E402
@@ -90,6 +92,7 @@ def device_day(workdir: Path, port: int, config: dict, ca_pem: bytes | None = No
     device = VirtualDevice("esp32-sim7080g", workdir, interpreter="cpython",
                            modem=load_scenario("good"))
     files = device_files("dev-a", relay.port, **config)
+    files.update(modules(device.interpreter, [APP], workdir / ".mpy-cache"))
     script = device_script(EVENT_EVERY_S, DAY_S)
     keylog = workdir / "tls-keys.log"
     if ca_pem is not None:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from checksuite import DEFAULT_BOARD, modules
 
 from musket_sim import VirtualDevice
 from musket_sim.device import INTERPRETERS
-
-DEFAULT_BOARD = "esp32-sim7080g"
 
 
 @pytest.fixture(params=INTERPRETERS)
@@ -18,12 +17,18 @@ def interpreter(request) -> str:
 
 
 @pytest.fixture
-def make_device(tmp_path, interpreter):
+def make_device(tmp_path, tmp_path_factory, interpreter):
     """Makes virtual devices with fresh flash images under the test's temporary folder."""
     made = []
 
-    def make(board: str = DEFAULT_BOARD, name: str = "dev", **kwargs) -> VirtualDevice:
-        files = kwargs.pop("files", None)
+    def make(board: str = DEFAULT_BOARD, name: str = "dev", device_modules=(),
+             **kwargs) -> VirtualDevice:
+        """`device_modules`: paths of device-side test modules to put on the flash, compiled
+        for the interpreter as the firmware is (see checksuite.modules)."""
+        files = dict(kwargs.pop("files", None) or {})
+        # Compiled once per worker: its base folder is its own under xdist.
+        cache = tmp_path_factory.getbasetemp() / ".mpy-cache-tests"
+        files.update(modules(interpreter, device_modules, cache))
         device = VirtualDevice(board, tmp_path / name, interpreter=interpreter, **kwargs)
         device.create_flash(files)
         made.append(device)

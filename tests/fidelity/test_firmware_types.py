@@ -52,12 +52,35 @@ def build_typeshed(root):
     return root
 
 
-def test_firmware_calls_only_esp32_port_apis(tmp_path):
+def mypy(tmp_path, config, *args, mypypath=None):
     env = dict(os.environ, MUSKET_MPY_TYPESHED=str(build_typeshed(tmp_path / "typeshed")))
     env.pop("MYPYPATH", None)
-    result = subprocess.run(
-        [sys.executable, "-m", "mypy", "--config-file", "firmware/mypy.ini", "firmware"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
-    )
+    if mypypath:
+        env["MYPYPATH"] = mypypath
+    result = subprocess.run([sys.executable, "-m", "mypy", "--config-file", str(config), *args],
+                            cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, "mypy found calls the ESP32 port does not support:\n%s%s" % (
         result.stdout, result.stderr)
+
+
+def test_firmware_calls_only_esp32_port_apis(tmp_path):
+    mypy(tmp_path, "firmware/mypy.ini", "firmware")
+
+
+# Device-side test code: the check suites, fakes and steps that run on the virtual device.
+DEVICE_TEST_CODE = ["tests/device", "tests/firmware/checks", "tests/uplink/checks",
+                    "tests/sim/checks"]
+# What the sim's device side adds to the port, for the fakes that attach to its peripherals.
+SIM_MODULES = "\n[mypy-_simcore,_simworld]\nignore_missing_imports = True\n"
+
+
+def test_device_side_test_code_calls_only_esp32_port_apis(tmp_path):
+    """The same check, with the firmware's settings, over the test code that runs on the
+    device: what it calls must exist on the port too, or MicroPython would fail where the
+    CPython run passes."""
+    config = tmp_path / "mypy.ini"
+    config.write_text((REPO / "firmware" / "mypy.ini").read_text() + SIM_MODULES)
+    files = [str(p.relative_to(REPO)) for folder in DEVICE_TEST_CODE
+             for p in sorted((REPO / folder).glob("*.py"))]
+    mypy(tmp_path, config, "--cache-dir", ".mypy_cache/device-tests", *files,
+         mypypath="firmware")

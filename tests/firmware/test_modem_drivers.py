@@ -10,124 +10,20 @@ from __future__ import annotations
 
 import ast
 import errno
-import functools
 import json
-import os
-import tempfile
-import textwrap
 from pathlib import Path
 
 import pytest
-
-from musket.firmware import compile_mpy
 
 FAMILIES = ["sim7080", "sim7600", "bg95"]
 BOARDS = {"sim7080": "esp32-sim7080g", "sim7600": "esp32-a7670", "bg95": "esp32s3-bg95"}
 CME = json.loads((Path(__file__).parent / "fixtures" / "at_replies.json").read_text())["cme"]
 
-# The fake modem and the harness, a module on the device's flash (compiled with mpy-cross for
-# MicroPython, so compiling it costs the 64K heap nothing); each test's script imports it.
-HELPER = r"""
-import asyncio, json, machine, sys, time, _simcore, _simworld
-from app.modem.at import ATChannel
-from app.modem import driver_class
-
-
-class Fake:
-    # table: request bytes -> a reply, or a list of replies used in turn (the last repeats).
-    # A reply is bytes, sent 1 ms later, or a tuple of (delay_ms, bytes). hooks: request ->
-    # callable run when the request arrives (a modem that powers down, say).
-    def __init__(self, uart_id, table, hooks):
-        self.uart_id = uart_id
-        self.table = table
-        self.hooks = hooks
-        self.sent = []
-
-    def receive(self, data):
-        data = bytes(data)
-        self.sent.append(data)
-        if data in self.hooks:
-            self.hooks[data]()
-        reply = self.table.get(data)
-        if isinstance(reply, list):
-            reply = reply.pop(0) if len(reply) > 1 else reply[0]
-        if isinstance(reply, bytes):
-            reply = ((1, reply),)
-        for ms, chunk in reply or ():
-            self.later(ms, chunk)
-
-    def later(self, ms, chunk):
-        _simcore.at(_simcore.now_us + ms * 1000, lambda: _simworld.uart_feed(self.uart_id, chunk))
-
-
-BOARD = json.load(open("/board.json"))
-
-
-class Log:
-    # What the drivers log, kept for the test to show (app.log.Log's interface, less heap).
-    def __init__(self):
-        self.lines = []
-
-    def _add(self, tag, message):
-        self.lines.append(message)
-
-    debug = info = warning = error = _add
-
-    def exception(self, tag, message, exc):
-        self.lines.append(message)
-
-
-def show(tag, value):
-    print(tag, json.dumps(value))
-
-
-def failure(e):
-    return [type(e).__name__, str(e), getattr(e, "code", None)]
-
-
-def oserror(e):
-    # A socket's failure: OSError (CPython makes a subclass of it by errno), errno, message.
-    return ["OSError" if isinstance(e, OSError) else type(e).__name__, e.errno, str(e)]
-
-
-def ms():
-    return time.ticks_ms()
-
-
-def run(table, hooks, body):
-    async def main():
-        fake = Fake(BOARD["modem"]["uart"], table, hooks)
-        _simworld.attach_uart(fake.uart_id, fake)
-        log = Log()
-        ch = ATChannel(machine.UART(fake.uart_id, BOARD["modem"]["baudrate"]), log)
-        ch.start()
-        modem = driver_class(BOARD["modem"]["family"])(ch, BOARD, log)
-        try:
-            await body(modem, fake, ch)
-        finally:
-            print("SENT", repr(fake.sent))
-            ch.stop()
-    asyncio.run(main())
-"""
-
-SCRIPT = """
-import asyncio, errno, _simcore, _simworld
-from modemfake import BOARD, failure, ms, oserror, run, show
-from app.modem.at import ATError, ATTimeout
-from app.modem.replies import ModemError
-"""
-
-
-@functools.cache
-def helper_files(interpreter: str) -> dict[str, bytes]:
-    """modemfake as each interpreter loads it: bytecode for MicroPython, source for CPython."""
-    if interpreter == "cpython":
-        return {"modemfake.py": HELPER.encode()}
-    folder = Path(tempfile.gettempdir()) / "musket-modemfake"  # content-addressed cache
-    folder.mkdir(exist_ok=True)
-    source = folder / ("modemfake-%d.py" % os.getpid())
-    source.write_text(HELPER)
-    return {"modemfake.mpy": compile_mpy(source, "modemfake.py", folder)}
+# The fake modem and the harness (checks/modemfake.py) and the steps each test runs on the
+# device (checks/driver_*.py): modules on the device's flash, compiled with mpy-cross for
+# MicroPython as the firmware is, so compiling them costs the 64K heap nothing.
+CHECKS = Path(__file__).parent / "checks"
+SCRIPT = "from modemfake import run\nimport {module}\nrun({table}, {module}.{step}, {args!r})\n"
 
 
 OK = b"\r\nOK\r\n"
@@ -143,13 +39,14 @@ def render(table: dict) -> str:
     return "{" + ", ".join("%r: %r" % (k, v) for k, v in table.items()) + "}"
 
 
-def run(make_device, family, table, body, hooks="{}"):
-    """Runs `body` (an `async def body(modem, fake, ch)`) against the fake; returns the
-    requests the driver sent and the values the body showed."""
-    device = make_device(BOARDS[family])
-    device.create_flash(helper_files(device.interpreter))
-    script = (SCRIPT + "TABLE = " + render(table) + "\nHOOKS = " + hooks + "\n"
-              + textwrap.dedent(body) + "\nrun(TABLE, HOOKS, body)\n")
+def run(make_device, family, table, step, args=()):
+    """Runs `step` ("module.function", an `async def step(modem, fake, ch, *args)` in
+    checks/) against the fake answering from `table`; returns the requests the driver sent
+    and the values the step showed."""
+    module, function = step.split(".")
+    device = make_device(BOARDS[family], device_modules=[CHECKS / "modemfake.py",
+                                                         CHECKS / (module + ".py")])
+    script = SCRIPT.format(module=module, table=render(table), step=function, args=tuple(args))
     result = device.run(3600, script=script)
     out = result.script_output
     assert result.errors == [], out
@@ -193,11 +90,7 @@ def identity_table(family):
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_identity_reads_and_normalises(make_device, family):
-    sent, shown = run(make_device, family, identity_table(family), """
-        async def body(modem, fake, ch):
-            show("ID", await modem.identity())
-            show("STATUS", [modem.status["identity"], modem.status["sim"]])
-    """)
+    sent, shown = run(make_device, family, identity_table(family), "driver_reads.identity")
     assert sent == [CPIN, ICCID[family][0], b"AT+CGSN\r", b"AT+CIMI\r", b"AT+CGMR\r"]
     expected = {"iccid": ICCID[family][2], "imei": "352099001761481", "imsi": "460001234567890",
                 "revision": REVISION[family][1]}
@@ -222,15 +115,7 @@ def test_identity_takes_hex_iccids_and_checks_luhn_on_decimal_ones(make_device, 
                   b"\r\n+CME ERROR: SIM not inserted\r\n"]
     table[CPIN] = [info("+CPIN: READY"), info("+CPIN: READY"), info("+CPIN: READY"),
                    b"\r\n+CME ERROR: SIM not inserted\r\n"]
-    sent, shown = run(make_device, family, table, """
-        async def body(modem, fake, ch):
-            show("HEX", (await modem.identity())["iccid"])
-            for tag in ("LUHN", "GONE", "NOSIM"):
-                try:
-                    await modem.identity()
-                except ModemError as e:
-                    show(tag, failure(e) + [modem.status["sim"]])
-    """)
+    sent, shown = run(make_device, family, table, "driver_reads.identity_faults")
     assert shown["HEX"] == HEX_ICCIDS[family][1]
     assert shown["LUHN"][1] == "iccid: 8949019237115905560 fails its Luhn check"
     assert shown["GONE"][2] == "SIM not inserted"  # the ICCID read refused
@@ -271,11 +156,7 @@ SIGNAL = {
 def test_signal_with_and_without_service(make_device, family):
     extra, commands, lte = SIGNAL[family]
     table = {b"AT+CSQ\r": [info("+CSQ: 18,99"), info("+CSQ: 99,99")], **extra}
-    sent, shown = run(make_device, family, table, """
-        async def body(modem, fake, ch):
-            show("SERVICE", await modem.signal())
-            show("NONE", await modem.signal())
-    """)
+    sent, shown = run(make_device, family, table, "driver_reads.signal_twice")
     assert sent == commands + commands
     got = shown["SERVICE"]
     assert got.pop("rssi_dbm") == -77 and got.pop("ber") is None
@@ -301,16 +182,7 @@ REGISTRATION = {
 @pytest.mark.parametrize("family", FAMILIES)
 def test_registration_reads_and_urcs(make_device, family):
     table, commands, expected = REGISTRATION[family]
-    sent, shown = run(make_device, family, table, """
-        async def body(modem, fake, ch):
-            modem.link_event = asyncio.Event()
-            reg = await modem.registration()
-            show("REG", reg)
-            show("URC_BEFORE", modem.link_event.is_set())
-            fake.later(10, b'\\r\\n+CEREG: 3,"1A2B","01A2D001",7,0,15\\r\\n')
-            await asyncio.wait_for_ms(modem.link_event.wait(), 1000)
-            show("URC", modem.status["registration"])
-    """)
+    sent, shown = run(make_device, family, table, "driver_reads.registration_and_urc")
     assert sent == commands
     assert {k: shown["REG"][k] for k in expected} == expected
     assert shown["REG"]["registered"] is True
@@ -326,15 +198,7 @@ def test_set_apn_clears_stale_contexts(make_device, family):
     settled = info('+CGDCONT: 1,"IP","iot.example","0.0.0.0",0,0,0,0')
     table = {b"AT+CGDCONT?\r": [listing, settled], b"AT+CGDCONT=2\r": OK,
              b'AT+CGDCONT=1,"IP","iot.example"\r': OK, PDP_CONFIG[family]: OK}
-    sent, shown = run(make_device, family, table, """
-        async def body(modem, fake, ch):
-            await modem.set_apn("iot.example")
-            await modem.set_apn("iot.example")
-            try:
-                await modem.set_apn('bad"apn')
-            except ModemError as e:
-                show("BAD", failure(e))
-    """)
+    sent, shown = run(make_device, family, table, "driver_reads.set_apn")
     assert sent == [b"AT+CGDCONT?\r", b"AT+CGDCONT=2\r", b'AT+CGDCONT=1,"IP","iot.example"\r',
                     PDP_CONFIG[family],
                     b"AT+CGDCONT?\r", PDP_CONFIG[family]]
@@ -366,13 +230,7 @@ def test_attach_brings_the_bearer_up(make_device, family):
     table, commands = ATTACH[family]
     table = {b"AT+CEREG?\r": info("+CEREG: 0,1"), COPS: info('+COPS: 0,0,"MusketNet",7'),
              **table}
-    sent, shown = run(make_device, family, table, """
-        async def body(modem, fake, ch):
-            t0 = ms()
-            await modem.attach()
-            show("UP", [modem.status["bearer"], ms() - t0 >= 800, modem.status["ip"],
-                        modem.status["operator"]])
-    """)
+    sent, shown = run(make_device, family, table, "driver_bearer.attach")
     assert sent == [b"AT+CEREG?\r", COPS] + commands
     assert shown["UP"] == [True, True, "10.185.48.73", "MusketNet"]
 
@@ -382,11 +240,7 @@ def test_sim7600_attach_takes_already_opened_as_success(make_device):
              b"AT+NETOPEN?\r": info("+NETOPEN: 0"),
              b"AT+NETOPEN\r": b"\r\n+IP ERROR: Network is already opened\r\n" + ERROR,
              b"AT+IPADDR\r": info("+IPADDR: 10.0.0.7")}
-    sent, shown = run(make_device, "sim7600", table, """
-        async def body(modem, fake, ch):
-            await modem.attach()
-            show("UP", [modem.status["bearer"], modem.status["ip"]])
-    """)
+    sent, shown = run(make_device, "sim7600", table, "driver_bearer.attach_once")
     assert sent == [b"AT+CEREG?\r", COPS, b"AT+NETOPEN?\r", b"AT+NETOPEN\r", b"AT+IPADDR\r"]
     assert shown["UP"] == [True, "10.0.0.7"]
 
@@ -402,18 +256,7 @@ def test_attach_refused_on_denied_or_sms_only_networks_and_timeouts(make_device,
                     info("+CEER: No cause information available")],
              **ATTACH[family][0],
              activate: OK if family != "bg95" else b""}  # no result, ever
-    sent, shown = run(make_device, family, table, """
-        async def body(modem, fake, ch):
-            for tag in ("DENIED", "SMS", "TIMEOUT"):
-                t0 = ms()
-                try:
-                    await modem.attach()
-                    show(tag, "attached")
-                except (ModemError, ATError) as e:
-                    show(tag, failure(e) + [ms() - t0, modem.status["bearer"]])
-                show(tag + "_CEER", modem.status["ceer"])
-            show("AFTER", await modem.registration())
-    """)
+    sent, shown = run(make_device, family, table, "driver_bearer.attach_refused")
     assert shown["DENIED"][0] == "ModemError"
     assert "denied" in shown["DENIED"][1] and shown["DENIED"][2] == 15
     assert shown["DENIED_CEER"] == "No suitable cells in tracking area"
@@ -468,31 +311,7 @@ SOCKET = {
 @pytest.mark.parametrize("family", FAMILIES)
 def test_socket_open_send_receive_close(make_device, family):
     table, commands, closed_urc = SOCKET[family]
-    sent, shown = run(make_device, family, table, """
-        async def body(modem, fake, ch):
-            modem.MAX_SEND = 4  # two send commands for five bytes
-            sock = await modem.open_socket("broker.example", 1883, 30000)
-            show("WROTE", await sock.write(b"hello"))
-            buf = bytearray(3)
-            got = b""
-            for _ in range(2):  # 3 + 2 bytes from one read command
-                n = await sock.read_into(buf)
-                got += bytes(buf[:n])
-            show("READ", got.decode())
-            fake.later(20, CLOSED_URC)
-            show("EOF", [await sock.read_into(buf), sock.closed])
-            try:
-                await sock.write(b"late")
-            except OSError as e:
-                show("LATE", oserror(e))
-            await sock.close()
-            try:
-                await sock.read_into(buf)
-            except OSError as e:
-                show("AFTER_CLOSE", oserror(e))
-            again = await modem.open_socket("broker.example", 1883, 30000)
-            show("REUSED", [again is sock, again.closed])
-    """.replace("CLOSED_URC", repr(closed_urc)))
+    sent, shown = run(make_device, family, table, "driver_sockets.round_trip", (closed_urc,))
     assert sent == commands + commands[:1]
     assert shown["WROTE"] == 5
     assert shown["READ"] == "world"
@@ -510,24 +329,8 @@ def test_socket_open_failures_are_clear(make_device, family):
             "sim7600": OK + b"\r\n+CIPOPEN: 0,11\r\n",
             "bg95": OK + b"\r\n+QIOPEN: 0,565\r\n"}[family]
     code = {"sim7080": 20, "sim7600": 11, "bg95": 565}[family]
-    sent, shown = run(make_device, family, {opener: [fail, table[opener]]}, """
-        async def body(modem, fake, ch):
-            try:
-                await modem.open_socket("broker.example", 1883, 30000)
-            except OSError as e:
-                show("FAIL", oserror(e))
-            sock = await modem.open_socket("broker.example", 1883, 30000)
-            show("LINK", sock.link)
-            try:
-                await modem.open_socket("broker.example", 1883, 30000)
-            except OSError as e:
-                show("ALL_HELD", oserror(e))
-            for host, port in (('bad"host', 1883), ("broker.example", 0)):
-                try:
-                    await modem.open_socket(host, port, 30000)
-                except OSError as e:
-                    show("BAD", oserror(e))
-    """)
+    sent, shown = run(make_device, family, {opener: [fail, table[opener]]},
+                      "driver_sockets.open_failures")
     assert sent == [opener, opener]
     kind, number, message = shown["FAIL"]
     assert (kind, number) == ("OSError", errno.ECONNREFUSED)
@@ -545,21 +348,7 @@ def test_errors_garbage_and_timeouts_end_cleanly(make_device, family):
     table = {cmd: replies, b"AT+CGSN\r": [b"", info("352099001761481")], b"AT\r": OK,
              b"AT+CIMI\r": info("460001234567890"), b"AT+CGMR\r": REVISION[family][0],
              CPIN: info("+CPIN: READY")}
-    sent, shown = run(make_device, family, table, """
-        async def body(modem, fake, ch):
-            for i in range(NCME + 2):
-                try:
-                    await modem.identity()
-                    show("E%d" % i, "no error")
-                except ModemError as e:
-                    show("E%d" % i, failure(e))
-            t0 = ms()
-            try:
-                await modem.identity()
-            except ATTimeout as e:
-                show("TIMEOUT", failure(e) + [ms() - t0])
-            show("ID", await modem.identity())
-    """.replace("NCME", str(len(CME))))
+    sent, shown = run(make_device, family, table, "driver_reads.errors_and_timeouts", (len(CME),))
     for i, c in enumerate(CME):
         kind, message, code = shown["E%d" % i]
         assert kind == "ModemError" and code == c["code"]
@@ -577,50 +366,6 @@ def test_errors_garbage_and_timeouts_end_cleanly(make_device, family):
     assert tail[:5] == [b"AT+CGSN\r", b"AT\r", CPIN, cmd, b"AT+CGSN\r"]
 
 
-POWER_BODY = """
-    async def body(modem, fake, ch):
-        pins = BOARD["pins"]
-        status, pwrkey = pins["status"], pins["pwrkey"]
-        on = 0 if status["active"] == "low" else 1
-        press = 0 if pwrkey["active"] == "low" else 1
-        _simworld.drive_pin(status["pin"], 1 - on)  # the modem is off
-        pulses = []
-        t = [0]
-
-        def set_status(level):
-            _simworld.drive_pin(status["pin"], level)
-
-        def on_pwrkey(level):
-            if level == press:
-                t[0] = _simcore.now_us
-                return
-            pulses.append((_simcore.now_us - t[0]) // 1000)
-            # PWRKEY toggles the modem: it boots (STATUS in 2 s) or shuts down (1 s)
-            booting = modem.is_powered() is False
-            _simcore.at(_simcore.now_us + (2000000 if booting else 1000000),
-                        lambda: set_status(on if booting else 1 - on))
-        _simworld.watch_pin(pwrkey["pin"], on_pwrkey)
-        HOOKS[b"AT+CPOF\\r"] = HOOKS[b"AT+QPOWD\\r"] = lambda: _simcore.at(
-            _simcore.now_us + 1500000, lambda: set_status(1 - on))
-        supply = []
-        if pins.get("modem_power"):
-            _simworld.watch_pin(pins["modem_power"]["pin"], supply.append)
-        resets = []
-        if pins.get("reset"):
-            r = pins["reset"]
-            _simworld.watch_pin(r["pin"], lambda level: resets.append((level, _simcore.now_us)))
-        t0 = ms()
-        await modem.power_on()
-        show("ON", [pulses, modem.is_powered(), ms() - t0])
-        await modem.power_on()  # already on: no pulse, which would switch it off
-        show("AGAIN", pulses)
-        await modem.power_off()
-        show("OFF", [pulses, modem.is_powered(), supply])
-        if pins.get("reset"):
-            await modem.power_on()
-            await modem.hard_reset()
-            show("RESET", [(resets[-1][1] - resets[-2][1]) // 1000, resets[-1][0]])
-"""
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -628,8 +373,7 @@ def test_power_on_and_off_through_the_boards_pins(make_device, family):
     table = {b"AT\r": OK, b"ATE0\r": OK, b"AT+CMEE=2\r": OK, b"AT+CIPRXGET=1\r": OK,
              b"AT+CEREG=3\r": OK,
              b"AT+CPOF\r": OK, b"AT+QPOWD\r": OK + b"\r\nPOWERED DOWN\r\n"}
-    sent, shown = run(make_device, family, table, POWER_BODY,
-                      hooks="{b'AT+CPOF\\r': None, b'AT+QPOWD\\r': None}")
+    sent, shown = run(make_device, family, table, "driver_power.power_through_pins")
     from musket.boards import load_board
     timing = load_board(BOARDS[family]).modem
     sync = [b"AT\r", b"ATE0\r", b"AT+CMEE=2\r"] + INIT[family] + [b"AT+CEREG=3\r"]
@@ -656,11 +400,7 @@ def test_sync_asks_for_registration_urcs_with_the_reject_cause(make_device):
     table = {b"AT\r": OK, b"ATE0\r": OK, b"AT+CMEE=2\r": OK,
              b"AT+CEREG=3\r": [b"\r\n+CME ERROR: incorrect parameters\r\n", OK],
              b"AT+CEREG=2\r": OK}
-    sent, _ = run(make_device, "sim7080", table, """
-        async def body(modem, fake, ch):
-            await modem.sync()
-            await modem.sync()
-    """)
+    sent, _ = run(make_device, "sim7080", table, "driver_power.sync_twice")
     sync = [b"AT\r", b"ATE0\r", b"AT+CMEE=2\r"]
     assert sent == sync + [b"AT+CEREG=3\r", b"AT+CEREG=2\r"] + sync + [b"AT+CEREG=3\r"]
 
@@ -671,16 +411,7 @@ def test_bg95_send_fail_is_a_clear_error(make_device):
     table = {b'AT+QIOPEN=1,0,"TCP","broker.example",1883,0,0\r': OK + b"\r\n+QIOPEN: 0,0\r\n",
              b"AT+QISEND=0,5\r": b"\r\n> ", b"hello": [b"\r\nSEND FAIL\r\n",
                                                    b"\r\nSEND OK\r\n"], b"AT\r": OK}
-    sent, shown = run(make_device, "bg95", table, """
-        async def body(modem, fake, ch):
-            sock = await modem.open_socket("broker.example", 1883, 30000)
-            t0 = ms()
-            try:
-                await sock.write(b"hello")
-            except OSError as e:
-                show("FAIL", oserror(e) + [ms() - t0])
-            show("RETRY", await sock.write(b"hello"))
-    """)
+    sent, shown = run(make_device, "bg95", table, "driver_sockets.send_fail")
     kind, number, message, elapsed = shown["FAIL"]
     assert (kind, number) == ("OSError", errno.EIO) and "SEND FAIL" in message
     assert elapsed < 100
@@ -706,16 +437,7 @@ def test_an_error_in_place_of_the_prompt_ends_the_send_at_once(make_device, fami
     send, refusal, words = PROMPT_ERRORS[family]
     table = {commands[0]: table[commands[0]], send: refusal,
              b"AT+CSQ\r": info("+CSQ: 18,99")}
-    sent, shown = run(make_device, family, table, """
-        async def body(modem, fake, ch):
-            sock = await modem.open_socket("broker.example", 1883, 30000)
-            t0 = ms()
-            try:
-                await sock.write(b"hello")
-            except OSError as e:
-                show("FAIL", oserror(e) + [ms() - t0])
-            show("NEXT", await ch.command("AT+CSQ"))
-    """)
+    sent, shown = run(make_device, family, table, "driver_sockets.prompt_error")
     kind, number, message, elapsed = shown["FAIL"]
     assert (kind, number) == ("OSError", errno.EIO)
     assert words in message
@@ -738,18 +460,7 @@ CLOSED_ON_OPEN = {
 def test_a_socket_closed_as_it_opens_stays_closed(make_device, family):
     table, commands, _ = SOCKET[family]
     table = {commands[0]: CLOSED_ON_OPEN[family], commands[-1]: table[commands[-1]]}
-    sent, shown = run(make_device, family, table, """
-        async def body(modem, fake, ch):
-            sock = await modem.open_socket("broker.example", 1883, 30000)
-            await asyncio.sleep_ms(50)
-            show("CLOSED", sock.closed)
-            show("READ", await sock.read_into(bytearray(8)))
-            try:
-                await sock.write(b"hello")
-            except OSError as e:
-                show("WRITE", oserror(e))
-            await sock.close()
-    """)
+    sent, shown = run(make_device, family, table, "driver_sockets.closed_on_open")
     assert shown["CLOSED"] is True
     assert shown["READ"] == 0
     assert shown["WRITE"][:2] == ["OSError", errno.ECONNRESET]
@@ -762,30 +473,7 @@ def test_quectel_direct_push_goes_straight_into_the_socket(make_device):
     opener = b'AT+QIOPEN=1,0,"TCP","broker.example",1883,0,0\r'
     table = {opener: OK + b"\r\n+QIOPEN: 0,0\r\n", b"AT+CSQ\r": info("+CSQ: 18,99"),
              b"AT+QICLOSE=0\r": OK}
-    sent, shown = run(make_device, "bg95", table, """
-        async def body(modem, fake, ch):
-            sock = await modem.open_socket("broker.example", 1883, 30000)
-            fake.later(5, b'\\r\\n+QIURC: "recv",0,13\\r\\nhel')
-            fake.later(15, b'lo\\r\\nOK\\r\\n\\r\\n')
-            fake.later(25, b'\\r\\n+QIURC: "recv",0,5\\r\\nworld')
-            buf = bytearray(64)
-            got = b""
-            while len(got) < 18:
-                n = await sock.read_into(buf)
-                got += bytes(buf[:n])
-            show("GOT", got.decode())
-            show("NEXT", await ch.command("AT+CSQ"))
-            fake.later(5, b'\\r\\n+QIURC: "recv",0,600\\r\\n')
-            for i in range(6):  # at the wire's pace: the UART's buffer holds 256 bytes
-                fake.later(10 + 10 * i, b"x" * 100)
-            got = 0
-            try:
-                while True:
-                    got += await sock.read_into(buf)
-            except OSError as e:
-                show("OVERFLOW", [got] + oserror(e))
-            await sock.close()
-    """)
+    sent, shown = run(make_device, "bg95", table, "driver_sockets.direct_push")
     assert shown["GOT"] == "hello\r\nOK\r\n\r\nworld"
     assert shown["NEXT"] == ["+CSQ: 18,99"]
     got, kind, number, message = shown["OVERFLOW"]
@@ -803,17 +491,7 @@ def test_sim7000_bearer_forms(make_device):
              b"AT+CNACT?\r": [info('+CNACT: 0,"0.0.0.0"'), info('+CNACT: 1,"10.45.6.7"')],
              b'AT+CNACT=1,"iot.example"\r': ((1, OK), (300, b"\r\n+APP PDP: ACTIVE\r\n")),
              b"AT+CNACT=0\r": ((1, OK), (200, b"\r\n+APP PDP: DEACTIVE\r\n"))}
-    sent, shown = run(make_device, "sim7080", table, """
-        async def body(modem, fake, ch):
-            modem.link_event = asyncio.Event()
-            await modem.set_apn("iot.example")
-            await modem.attach()
-            show("UP", [modem.status["bearer"], modem.status["ip"]])
-            fake.later(10, b"\\r\\n+APP PDP: DEACTIVE\\r\\n")
-            await asyncio.wait_for_ms(modem.link_event.wait(), 1000)
-            show("LOST", [modem.status["bearer"], modem.status["ip"], modem.lost])
-            await modem.detach()
-    """)
+    sent, shown = run(make_device, "sim7080", table, "driver_bearer.sim7000_bearer")
     assert sent == [b"AT+CGDCONT?\r", b'AT+CNCFG=0,1,"iot.example"\r', b"AT+CEREG?\r", COPS,
                     b"AT+CNACT?\r", b'AT+CNACT=1,"iot.example"\r', b"AT+CNACT?\r",
                     b"AT+CNACT=0\r"]
@@ -829,28 +507,7 @@ def test_the_modems_own_restart_and_sim_urcs_show_in_status(make_device, family)
     table = {commands[0]: table[commands[0]], b"AT\r": OK, b"ATE0\r": OK,
              b"AT+CMEE=2\r": OK, b"AT+CIPRXGET=1\r": OK, b"AT+CEREG=3\r": OK}
     boot = {"sim7080": "SMS Ready", "sim7600": "*ATREADY: 1", "bg95": "RDY"}[family]
-    sent, shown = run(make_device, family, table, """
-        async def body(modem, fake, ch):
-            modem.link_event = asyncio.Event()
-            await modem.power_on()
-            fake.later(100, b"\\r\\nRDY\\r\\n\\r\\n+CPIN: READY\\r\\n")
-            await asyncio.sleep_ms(500)
-            show("EXPECTED", [modem.status["resets"], modem.status["boot"],
-                              modem.status["sim"], modem.link_event.is_set()])
-            modem.status["bearer"] = True
-            sock = await modem.open_socket("broker.example", 1883, 30000)
-            await asyncio.sleep(40)
-            fake.later(10, b"\\r\\nRDY\\r\\n\\r\\n+CPIN: NOT READY\\r\\n")
-            fake.later(2000, b"\\r\\n" + BOOT.encode() + b"\\r\\n")
-            await asyncio.wait_for_ms(modem.link_event.wait(), 1000)
-            await asyncio.sleep_ms(3000)
-            show("RESTARTED", [modem.status["resets"], modem.status["boot"],
-                               modem.status["sim"], modem.status["bearer"], modem.lost])
-            try:
-                await sock.write(b"x")
-            except OSError as e:
-                show("SOCKET", oserror(e))
-    """.replace("BOOT", repr(boot)))
+    sent, shown = run(make_device, family, table, "driver_power.restart_urcs", (boot,))
     assert shown["EXPECTED"] == [0, "RDY", "READY", False]
     assert shown["RESTARTED"] == [1, boot, "NOT READY", False,
                                   "modem restarted by itself: RDY"]

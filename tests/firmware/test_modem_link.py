@@ -8,6 +8,7 @@ import errno
 import json
 import socket
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -15,54 +16,10 @@ from musket_sim.scenario import SCENARIOS, load_scenario
 
 BOARDS = {"sim7080": "esp32-sim7080g", "sim7600": "esp32-a7670", "bg95": "esp32s3-bg95"}
 
-STACK = """
-import asyncio, json, time
-from app import board as board_mod, log as log_mod
-from app.modem import open_modem
-from app.modem.manager import ConnectionManager
-
-PORT = {port}
-T0 = time.ticks_ms()
-
-
-def ms():
-    # Milliseconds since boot; the scenario's event times count from there on a fresh device.
-    return time.ticks_diff(time.ticks_ms(), T0)
-
-
-def now_s():
-    return ms() // 1000
-
-
-async def exchange(mgr, payload):
-    sock = await mgr.open_socket("127.0.0.1", PORT)
-    await sock.write(payload)
-    buf = bytearray(64)
-    got = b""
-    while len(got) < len(payload):
-        n = await sock.read_into(buf)
-        if n == 0:
-            break
-        got += bytes(buf[:n])
-    await sock.close()
-    return got
-
-
-async def until(seconds):
-    while now_s() < seconds:
-        await asyncio.sleep(10)
-
-
-async def main():
-    log = log_mod.Log(echo=False)
-    driver = open_modem(board_mod.load(), log)
-    mgr = ConnectionManager(driver, log, apn="")
-    asyncio.create_task(mgr.run())
-{body}
-    print("STATUS", json.dumps(mgr.status))
-
-asyncio.run(main())
-"""
+# The modem layer as the firmware builds it, a connection manager running, and the steps the
+# tests run on top: modules on the device's flash (checks/linkstack.py, checks/link_steps.py).
+CHECKS = Path(__file__).parent / "checks"
+SCRIPT = "import linkstack, link_steps\nlinkstack.run({port}, link_steps.{step}, {args!r})\n"
 
 
 @pytest.fixture(scope="module")
@@ -93,9 +50,14 @@ def _echo(conn):
             conn.sendall(data)
 
 
-def _run(make_device, echo_server, body, scenario, board="esp32-sim7080g", span=7200):
-    device = make_device(board=board, modem=load_scenario(scenario))
-    result = device.run(span, script=STACK.format(port=echo_server, body=body))
+def _run(make_device, echo_server, step, scenario, board="esp32-sim7080g", span=7200,
+         args=()):
+    """Runs `step` of checks/link_steps.py on a device whose modem plays `scenario`; returns
+    the run, the values it printed by tag, and the manager's status at the end."""
+    device = make_device(board=board, modem=load_scenario(scenario),
+                         device_modules=[CHECKS / "linkstack.py", CHECKS / "link_steps.py"])
+    result = device.run(span, script=SCRIPT.format(port=echo_server, step=step,
+                                                   args=tuple(args)))
     out = {}
     for line in result.script_output.splitlines():
         key, _, rest = line.partition(" ")
@@ -107,11 +69,8 @@ def _run(make_device, echo_server, body, scenario, board="esp32-sim7080g", span=
 @pytest.mark.parametrize("family", sorted(BOARDS))
 def test_each_family_registers_and_exchanges_bytes_with_a_real_server(
         make_device, echo_server, family):
-    body = """
-    await mgr.wait_connected(600000)
-    print("ECHO", await exchange(mgr, b"hello from the field"))
-"""
-    result, out, status = _run(make_device, echo_server, body, "good", BOARDS[family])
+    result, out, status = _run(make_device, echo_server, "echo", "good", BOARDS[family],
+                               args=(b"hello from the field",))
     assert out["ECHO"] == ["b'hello from the field'"]
     assert status["state"] == "connected" and status["identity"]["iccid"].startswith("89")
     assert len(status["identity"]["imei"]) == 15
@@ -126,20 +85,7 @@ def test_each_family_registers_and_exchanges_bytes_with_a_real_server(
 
 
 def test_thirty_minutes_without_coverage_then_recovery(make_device, echo_server):
-    body = """
-    await mgr.wait_connected(600000)
-    print("UP", now_s())
-    seen = []
-    while now_s() < 3000:
-        state = mgr.status["state"]
-        if not seen or seen[-1][1] != state:
-            seen.append((now_s(), state))
-        await asyncio.sleep(10)
-    print("STATES", json.dumps(seen))
-    await mgr.wait_connected(600000)
-    print("ECHO", await exchange(mgr, b"back"))
-"""
-    _, out, status = _run(make_device, echo_server, body, "no-coverage-30m")
+    _, out, status = _run(make_device, echo_server, "outage_and_recovery", "no-coverage-30m")
     states = json.loads(out["STATES"][0])
     down = [t for t, s in states if s != "connected" and 300 <= t]
     up_again = [t for t, s in states if s == "connected" and t > 2100]
@@ -153,11 +99,7 @@ def test_thirty_minutes_without_coverage_then_recovery(make_device, echo_server)
 @pytest.mark.parametrize("scenario,reason", [("denied", "denied"), ("sms-only", "SMS only")])
 def test_a_network_that_refuses_data_is_reported_and_retried(
         make_device, echo_server, scenario, reason):
-    body = """
-    await until(1800)
-    print("CONNECTED", mgr.connected.is_set())
-"""
-    _, out, status = _run(make_device, echo_server, body, scenario)
+    _, out, status = _run(make_device, echo_server, "connected_at_1800", scenario)
     assert out["CONNECTED"] == ["False"]
     assert reason in status["last_error"], status
     assert status["attempts"] >= 3  # it keeps trying, with backoff, not in a tight loop
@@ -165,13 +107,7 @@ def test_a_network_that_refuses_data_is_reported_and_retried(
 
 
 def test_a_hung_modem_is_recovered_by_a_power_cycle(make_device, echo_server):
-    body = """
-    await mgr.wait_connected(600000)
-    await until(1500)
-    await mgr.wait_connected(600000)
-    print("ECHO", await exchange(mgr, b"alive"))
-"""
-    _, out, status = _run(make_device, echo_server, body, "hang")
+    _, out, status = _run(make_device, echo_server, "echo_after_1500", "hang")
     rungs = [rung for _, rung in status["escalations"]]
     assert "power_cycle" in rungs, status
     # The cheaper rungs came first and did not help: the model answers nothing until power
@@ -184,29 +120,7 @@ def test_a_data_drop_mid_transfer_ends_the_socket_and_the_link_comes_back(
         make_device, echo_server):
     # The bearer-lost URC reaches the manager at once: it leaves "connected" within a second
     # of virtual time, not at its next minute's check. The socket says ECONNRESET.
-    body = """
-    await mgr.wait_connected(600000)
-    sock = await mgr.open_socket("127.0.0.1", PORT)
-    await sock.write(b"before")
-    buf = bytearray(16)
-    print("FIRST", bytes(buf[:await sock.read_into(buf)]))
-    while ms() < 599000:
-        await asyncio.sleep_ms(500)
-    print("BEFORE", mgr.status["state"])
-    while mgr.status["state"] == "connected" and ms() < 700000:
-        await asyncio.sleep_ms(50)
-    print("ACTED_MS", ms() - 600000, mgr.status["state"])
-    try:
-        await sock.write(b"after")
-        print("AFTER_DROP", "written")
-    except OSError as e:
-        print("AFTER_DROP", "OSError", e.errno)
-    await sock.close()
-    await until(800)
-    await mgr.wait_connected(600000)
-    print("ECHO", await exchange(mgr, b"again"))
-"""
-    _, out, status = _run(make_device, echo_server, body, "drop")
+    _, out, status = _run(make_device, echo_server, "data_drop", "drop")
     assert out["FIRST"] == ["b'before'"]
     assert out["BEFORE"] == ["connected"]
     acted_ms, state = out["ACTED_MS"][0].split()
@@ -217,15 +131,8 @@ def test_a_data_drop_mid_transfer_ends_the_socket_and_the_link_comes_back(
 
 
 def test_a_sim_swap_shows_as_a_new_iccid_after_the_next_power_on(make_device, echo_server):
-    body = """
-    await mgr.wait_connected(600000)
-    print("ICCID", mgr.status["identity"]["iccid"])
-    await until(3700)
-    await driver.power_cycle()
-    print("ICCID", (await driver.identity())["iccid"])
-"""
     new_iccid = SCENARIOS["sim-swap"]["events"][0]["sim_swap"]
-    _, out, _ = _run(make_device, echo_server, body, "sim-swap")
+    _, out, _ = _run(make_device, echo_server, "sim_swap", "sim-swap")
     assert len(out["ICCID"]) == 2 and out["ICCID"][0] != new_iccid
     assert out["ICCID"][1] == new_iccid
 
@@ -268,16 +175,7 @@ def test_a_dead_modem_costs_one_board_reset_not_a_reset_loop(make_device):
 
 
 def test_radio_off_parks_the_modem_until_asked_back(make_device, echo_server):
-    body = """
-    await mgr.wait_connected(600000)
-    mgr.radio(False)
-    await asyncio.sleep(60)
-    print("PARKED", mgr.status["state"], mgr.connected.is_set())
-    mgr.radio(True)
-    await mgr.wait_connected(600000)
-    print("ECHO", await exchange(mgr, b"on air"))
-"""
-    _, out, status = _run(make_device, echo_server, body, "good")
+    _, out, status = _run(make_device, echo_server, "radio_off", "good")
     assert out["PARKED"] == ["radio_off False"]
     assert out["ECHO"] == ["b'on air'"] and status["state"] == "connected"
 
@@ -289,24 +187,8 @@ def test_radio_off_parks_the_modem_until_asked_back(make_device, echo_server):
 def test_a_send_refused_in_place_of_the_prompt_fails_at_once(make_device, echo_server, family):
     # silent-close: at 600 s the modem loses its sockets without a URC; the next send gets
     # the family's error instead of a ">" prompt, and ends at once, not after its timeout.
-    body = """
-    await mgr.wait_connected(600000)
-    sock = await mgr.open_socket("127.0.0.1", PORT)
-    while ms() < 601000:
-        await asyncio.sleep(1)
-    t0 = ms()
-    try:
-        await sock.write(b"after")
-        print("REFUSED", "written")
-    except OSError as e:
-        print("REFUSED", e.errno, ms() - t0, str(e))
-    try:
-        await sock.close()
-    except OSError as e:
-        print("CLOSE", e.errno)
-    print("ECHO", await exchange(mgr, b"again"))
-"""
-    _, out, status = _run(make_device, echo_server, body, "silent-close", BOARDS[family])
+    _, out, status = _run(make_device, echo_server, "send_refused", "silent-close",
+                          BOARDS[family])
     number, elapsed, message = out["REFUSED"][0].split(" ", 2)
     assert int(number) == errno.EIO and int(elapsed) < 100, out["REFUSED"]
     assert {"sim7080": "+CME ERROR: operation not allowed", "sim7600": "+CIPERROR: 4",
@@ -316,24 +198,15 @@ def test_a_send_refused_in_place_of_the_prompt_fails_at_once(make_device, echo_s
 
 @pytest.mark.parametrize("family", ["sim7080", "bg95"])
 def test_an_iccid_with_hex_digits_and_padding(make_device, echo_server, family):
-    body = """
-    await mgr.wait_connected(600000)
-    print("ECHO", await exchange(mgr, b"hex"))
-"""
-    _, out, status = _run(make_device, echo_server, body, "hex-iccid", BOARDS[family])
+    _, out, status = _run(make_device, echo_server, "echo", "hex-iccid", BOARDS[family],
+                          args=(b"hex",))
     assert status["identity"]["iccid"] == "89860070090A6019125"
     assert out["ECHO"] == ["b'hex'"]
 
 
 def test_a_sim7000_on_a_sim7080_board(make_device, echo_server):
     # The SIM7080 driver meets the SIM7000's older bearer forms and speaks them back.
-    body = """
-    await mgr.wait_connected(600000)
-    print("ECHO", await exchange(mgr, b"seven thousand"))
-    await driver.detach()
-    print("DETACHED", mgr.status["bearer"], mgr.status["ip"])
-"""
-    result, out, status = _run(make_device, echo_server, body, "sim7000")
+    result, out, status = _run(make_device, echo_server, "sim7000_detach", "sim7000")
     assert out["ECHO"] == ["b'seven thousand'"]
     assert status["ip"] is None and out["DETACHED"] == ["False None"]
     assert result.modem[-1]["family"] == "sim7000"
@@ -341,21 +214,7 @@ def test_a_sim7000_on_a_sim7080_board(make_device, echo_server):
 
 
 def test_a_connection_the_network_closes_as_it_opens_stays_closed(make_device, echo_server):
-    body = """
-    await mgr.wait_connected(600000)
-    while ms() < 601000:
-        await asyncio.sleep(1)
-    sock = await mgr.open_socket("127.0.0.1", PORT)
-    await asyncio.sleep_ms(100)
-    print("OPENED", sock.closed, await sock.read_into(bytearray(8)))
-    try:
-        await sock.write(b"x")
-    except OSError as e:
-        print("WRITE", e.errno)
-    await sock.close()
-    print("ECHO", await exchange(mgr, b"next one"))
-"""
-    _, out, _ = _run(make_device, echo_server, body, "close-on-open")
+    _, out, _ = _run(make_device, echo_server, "closed_on_open", "close-on-open")
     assert out["OPENED"] == ["True 0"]
     assert out["WRITE"] == [str(errno.ECONNRESET)]
     assert out["ECHO"] == ["b'next one'"]
@@ -363,19 +222,8 @@ def test_a_connection_the_network_closes_as_it_opens_stays_closed(make_device, e
 
 def test_quectel_direct_push_carries_the_data(make_device, echo_server):
     # quectel-push: the modem pushes what arrives; the driver never reads with AT+QIRD.
-    body = """
-    await mgr.wait_connected(600000)
-    reads = []
-    recv = driver.recv
-
-    async def counted(sock, buf):
-        reads.append(1)
-        return await recv(sock, buf)
-    driver.recv = counted
-    print("ECHO", await exchange(mgr, b"pushed to the device"))
-    print("READS", len(reads))
-"""
-    result, out, _ = _run(make_device, echo_server, body, "quectel-push", BOARDS["bg95"])
+    result, out, _ = _run(make_device, echo_server, "direct_push", "quectel-push",
+                          BOARDS["bg95"])
     assert out["ECHO"] == ["b'pushed to the device'"]
     assert out["READS"] == ["0"]
     assert result.modem[-1]["sockets"][-1]["payload_down"] == 20
@@ -383,18 +231,8 @@ def test_quectel_direct_push_carries_the_data(make_device, echo_server):
 
 @pytest.mark.parametrize("family", sorted(BOARDS))
 def test_a_modem_that_restarts_by_itself_is_noticed_at_once(make_device, echo_server, family):
-    body = """
-    await mgr.wait_connected(600000)
-    while ms() < 599000:
-        await asyncio.sleep_ms(500)
-    while mgr.status["state"] == "connected" and ms() < 700000:
-        await asyncio.sleep_ms(50)
-    print("ACTED_MS", ms() - 600000)
-    await asyncio.sleep(30)
-    await mgr.wait_connected(600000)
-    print("ECHO", await exchange(mgr, b"after the restart"))
-"""
-    _, out, status = _run(make_device, echo_server, body, "modem-reset", BOARDS[family])
+    _, out, status = _run(make_device, echo_server, "modem_restart", "modem-reset",
+                          BOARDS[family])
     # Nothing tells of the restart before the modem's boot URCs, which the model sends once
     # booted (at most 0.9 x the board's boot_ms); the manager acts within a second of them.
     from musket.boards import load_board
@@ -406,10 +244,7 @@ def test_a_modem_that_restarts_by_itself_is_noticed_at_once(make_device, echo_se
 
 
 def test_a_denial_shows_its_cause_and_the_modems_words(make_device, echo_server):
-    body = """
-    await until(120)
-"""
-    _, _, status = _run(make_device, echo_server, body, "denied")
+    _, _, status = _run(make_device, echo_server, "idle_two_minutes", "denied")
     assert status["registration"]["state"] == "denied"
     assert status["registration"]["cause"] == 11  # from +CEREG under AT+CEREG=3
     assert status["ceer"] == "PLMN not allowed"
@@ -417,10 +252,7 @@ def test_a_denial_shows_its_cause_and_the_modems_words(make_device, echo_server)
 
 
 def test_no_sim_is_said_plainly(make_device, echo_server):
-    body = """
-    await until(120)
-"""
-    _, _, status = _run(make_device, echo_server, body, "no-sim")
+    _, _, status = _run(make_device, echo_server, "idle_two_minutes", "no-sim")
     assert status["sim"] == "SIM not inserted"
     assert status["last_error"] == "sim: SIM not inserted"
     assert status["identity"] is None and status["state"] == "backoff"

@@ -4,39 +4,19 @@ new one, never garbage, never an error."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+from checksuite import call
 
 OLD = b"old:" + bytes(range(256)) * 2  # several littlefs program units, so a write can tear
 NEW = b"new:" + bytes(range(255, -1, -1)) * 2
 
-WRITE = """
-from app import store
-store.write_record("value.rec", {value!r})
-print("WROTE")
-"""
-
-READ = """
-from app import store
-try:
-    value = store.read_record("value.rec")
-    print("VALUE", "old" if value == {old!r} else "new" if value == {new!r} else repr(value))
-except store.StoreError as e:
-    print("ERROR", e)
-"""
-
-APPEND = """
-from app import store
-j = store.Journal("events.log", 4096)
-for i in range(3):
-    j.append(b"event-%d" % (j.last_seq + 1))
-print("APPENDED", j.last_seq)
-"""
-
-LIST = """
-from app import store
-j = store.Journal("events.log", 4096)
-print("EVENTS", [p.decode() for _, p in j.records()])
-"""
+# The update and the reads run on the device (checks/store_steps.py).
+STEPS = [Path(__file__).parent / "checks" / "store_steps.py"]
+READ = call("store_steps.read_record", OLD, NEW)
+APPEND = call("store_steps.append_three")
+LIST = call("store_steps.list_events")
 
 
 def _script_line(result, prefix: str) -> str:
@@ -55,29 +35,29 @@ def _cut_points(device, script: str) -> int:
 
 
 def test_store_record_reads_old_or_new_after_a_cut_at_every_write(make_device):
-    device = make_device()
-    first = device.run(60, script=WRITE.format(value=OLD))
+    device = make_device(device_modules=STEPS)
+    first = device.run(60, script=call("store_steps.write_record", OLD))
     assert _script_line(first, "WROTE") and not first.errors
     baseline = device.image.read_bytes()
-    update = WRITE.format(value=NEW)
+    update = call("store_steps.write_record", NEW)
     writes = _cut_points(device, update)
     assert writes >= 3, "an update is a temp file, its data and a rename: several writes"
     for cut in range(1, writes + 1):
         device.image.write_bytes(baseline)
         cut_run = device.run(60, script=update, cut_at_write=cut, max_boots=1)
         assert cut_run.exit_reason == "power_cut", (cut, cut_run.boot_log)
-        after = device.run(60, script=READ.format(old=OLD, new=NEW))
+        after = device.run(60, script=READ)
         line = _script_line(after, "VALUE")
         assert line in ("VALUE old", "VALUE new"), f"cut at write {cut}/{writes}: {line}"
     # Uncut, the same update reads back new: the cuts above were what kept the old value.
     device.image.write_bytes(baseline)
     device.run(60, script=update)
-    assert _script_line(device.run(60, script=READ.format(old=OLD, new=NEW)),
+    assert _script_line(device.run(60, script=READ),
                         "VALUE") == "VALUE new"
 
 
 def test_journal_keeps_every_committed_event_after_a_cut_at_every_write(make_device):
-    device = make_device()
+    device = make_device(device_modules=STEPS)
     baseline = device.image.read_bytes()
     writes = _cut_points(device, APPEND)
     counts = []
@@ -95,8 +75,8 @@ def test_journal_keeps_every_committed_event_after_a_cut_at_every_write(make_dev
 
 @pytest.mark.parametrize("cut", [1, 2])
 def test_a_cut_ends_the_boot_and_the_next_boot_runs_the_application(make_device, cut):
-    device = make_device()
-    result = device.run(3600, script=WRITE.format(value=NEW), cut_at_write=cut)
+    device = make_device(device_modules=STEPS)
+    result = device.run(3600, script=call("store_steps.write_record", NEW), cut_at_write=cut)
     reasons = [b.reason for b in result.boot_log]
     assert reasons[0] == "power_cut"
     assert result.boot_log[1].reset_cause == 1  # PWRON_RESET

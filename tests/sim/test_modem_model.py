@@ -13,206 +13,20 @@ import re
 import socket
 import threading
 import time
+from pathlib import Path
 
 import pytest
+from checksuite import call
 
 from musket_sim.scenario import SCENARIOS, ScenarioError, load_scenario, luhn_digit
 
 BOARDS = {"sim7080": "esp32-sim7080g", "sim7600": "esp32-a7670", "bg95": "esp32s3-bg95"}
 SEG, SYN, RST, CLOSE = 52, 60, 40, 104  # the model's documented TCP/IP overheads
 
-PRELUDE = r'''
-import json, time, machine
-B = json.load(open("/board.json"))
-M = B["modem"]
-P = B["pins"]
-
-
-def level(name, on):
-    high = P[name]["active"] == "high"
-    return (1 if high else 0) if on else (0 if high else 1)
-
-
-if "modem_power" in P:
-    supply = machine.Pin(P["modem_power"]["pin"], machine.Pin.OUT,
-                         value=level("modem_power", True))
-key = machine.Pin(P["pwrkey"]["pin"], machine.Pin.OUT, value=level("pwrkey", False))
-status = machine.Pin(P["status"]["pin"], machine.Pin.IN)
-uart = machine.UART(M["uart"], baudrate=M["baudrate"], tx=P["modem_tx"], rx=P["modem_rx"],
-                    rxbuf=4096)
-got = bytearray()
-t_start = time.ticks_ms()
-
-
-def now():
-    return time.ticks_diff(time.ticks_ms(), t_start)
-
-
-def press(ms):
-    key.value(level("pwrkey", True))
-    time.sleep_ms(ms)
-    key.value(level("pwrkey", False))
-
-
-def running():
-    return status.value() == level("status", True)
-
-
-def pump(ms, until=None):
-    # Collects what the modem sends for up to ms, or until `until` has arrived.
-    t0 = time.ticks_ms()
-    while True:
-        d = uart.read()
-        if d:
-            got.extend(d)
-        if until is not None and until in got:
-            return True
-        if time.ticks_diff(time.ticks_ms(), t0) >= ms:
-            return False
-        time.sleep_ms(10)
-
-
-def take():
-    out = bytes(got)
-    got[:] = b""
-    return out
-
-
-def cmd(line, ms=3000, until=None):
-    # Sends a command line; returns what came back until the final result (or `until`).
-    take()
-    uart.write((line + "\r\n").encode())
-    t0 = time.ticks_ms()
-    while time.ticks_diff(time.ticks_ms(), t0) < ms:
-        pump(10)
-        if until is not None:
-            if until in got:
-                break
-        elif b"OK\r\n" in got or b"ERROR\r\n" in got:
-            break
-    return take()
-
-
-def send(line, data, final):
-    # A send command: waits for the prompt, writes the raw bytes, waits for `final`.
-    take()
-    uart.write((line + "\r\n").encode())
-    pump(2000, b"> ")
-    head = take()
-    uart.write(data)
-    pump(3000, final)
-    return head + take()
-
-
-def show(k, value):
-    print(k, repr(value))
-'''
-
-# The family flows: boot, identities, signal, registration after register_s, a TCP echo through
-# the family's send/receive commands, then the server closes. Keys are printed in order.
-FLOW_START = r'''
-show("STATUS_OFF", running())
-press(100)  # far shorter than any on time: nothing happens
-pump(M["boot_ms"] + 2000)
-show("SHORT_PULSE", (take(), running()))
-press(M["pwrkey_on_ms"])
-pump(20000, b"RDY\r\n")
-t_rdy = now()
-pump(20000, BOOT_LAST)
-show("BOOT", take())
-show("STATUS_ON", running())
-show("AT", cmd("AT"))
-show("ATE0", cmd("ATE0"))
-show("CGSN", cmd("AT+CGSN"))
-show("CIMI", cmd("AT+CIMI"))
-show("ICCID", cmd(ICCID_CMD))
-show("CGMR", cmd("AT+CGMR"))
-show("CSQ", cmd("AT+CSQ"))
-show("CEREG_SEARCHING", cmd("AT+CEREG?"))
-cmd("AT+CEREG=2")
-pump(20000, b"+CEREG: 1,")
-show("REG_URC", take())
-show("REG_MS", now() - t_rdy)
-show("CEREG", cmd("AT+CEREG?"))
-show("COPS", cmd("AT+COPS?"))
-'''
-
-FLOWS = {
-    "sim7080": r'''
-show("SIGNAL", cmd("AT+CPSI?"))
-cmd('AT+CNCFG=0,1,"iot.musket"')
-show("PDP", cmd("AT+CNACT=0,1", until=b"+APP PDP: 0,ACTIVE\r\n"))
-show("PDP_Q", cmd("AT+CNACT?"))
-show("OPEN", cmd('AT+CAOPEN=0,0,"TCP","127.0.0.1",%(port)d'))
-show("SEND", send("AT+CASEND=0,11", b"hello world", b"OK\r\n"))
-pump(3000, b"+CADATAIND: 0\r\n")
-show("DATA_URC", take())
-show("READ", cmd("AT+CARECV=0,100"))
-show("READ_EMPTY", cmd("AT+CARECV=0,100"))
-show("SEND2", send("AT+CASEND=0,5", b"CLOSE", b"OK\r\n"))
-pump(3000, b"+CASTATE: 0,0\r\n")
-show("CLOSED_URC", take())
-show("READ2", cmd("AT+CARECV=0,100"))
-show("CLOSE", cmd("AT+CACLOSE=0"))
-show("OFF", cmd("AT+CPOWD=1", until=b"NORMAL POWER DOWN\r\n"))
-pump(8000)
-show("STATUS_DOWN", running())
-''',
-    "sim7600": r'''
-show("SIGNAL", cmd("AT+CPSI?"))
-cmd("AT+CIPRXGET=1")
-show("PDP", cmd("AT+NETOPEN", until=b"+NETOPEN: 0\r\n"))
-show("PDP_Q", cmd("AT+NETOPEN"))
-show("OPEN", cmd('AT+CIPOPEN=0,"TCP","127.0.0.1",%(port)d', until=b"+CIPOPEN: 0,0\r\n"))
-show("SEND", send("AT+CIPSEND=0,11", b"hello world", b"+CIPSEND: 0,11,11\r\n"))
-pump(3000, b"+CIPRXGET: 1,0\r\n")
-show("DATA_URC", take())
-show("READ", cmd("AT+CIPRXGET=2,0,5"))
-show("READ_REST", cmd("AT+CIPRXGET=2,0,100"))
-show("SEND2", send("AT+CIPSEND=0,5", b"CLOSE", b"+CIPSEND: 0,5,5\r\n"))
-pump(3000, b"+IPCLOSE: 0,1\r\n")
-show("CLOSED_URC", take())
-show("READ2", cmd("AT+CIPRXGET=2,0,100"))
-show("CLOSE", cmd("AT+CIPCLOSE=0", until=b"+CIPCLOSE: 0,0\r\n"))
-rst = machine.Pin(P["reset"]["pin"], machine.Pin.OUT, value=level("reset", False))
-rst.value(level("reset", True))
-time.sleep_ms(200)
-rst.value(level("reset", False))
-show("RESET_STATUS", running())
-pump(20000, b"PB DONE\r\n")
-show("RESET_BOOT", take())
-show("RESET_AT", cmd("AT"))
-supply.value(level("modem_power", False))
-show("STATUS_DOWN", running())
-''',
-    "bg95": r'''
-show("SIGNAL", cmd("AT+QCSQ"))
-show("NWINFO", cmd("AT+QNWINFO"))
-cmd('AT+QICSGP=1,1,"iot.musket","","",1')
-show("PDP", cmd("AT+QIACT=1"))
-show("PDP_Q", cmd("AT+QIACT?"))
-show("OPEN", cmd('AT+QIOPEN=1,0,"TCP","127.0.0.1",%(port)d,0,0', until=b"+QIOPEN: 0,0\r\n"))
-show("SEND", send("AT+QISEND=0,11", b"hello world", b"SEND OK\r\n"))
-pump(3000, b'+QIURC: "recv",0\r\n')
-show("DATA_URC", take())
-show("READ", cmd("AT+QIRD=0,1500"))
-show("READ_EMPTY", cmd("AT+QIRD=0,1500"))
-show("SEND2", send("AT+QISEND=0,5", b"CLOSE", b"SEND OK\r\n"))
-pump(3000, b'+QIURC: "closed",0\r\n')
-show("CLOSED_URC", take())
-show("READ2", cmd("AT+QIRD=0,1500"))
-show("CLOSE", cmd("AT+QICLOSE=0"))
-show("OFF", cmd("AT+QPOWD", until=b"POWERED DOWN\r\n"))
-pump(3000)
-show("STATUS_DOWN", running())
-''',
-}
-
-FAMILY_CONSTANTS = {
-    "sim7080": {"BOOT_LAST": b"SMS Ready\r\n", "ICCID_CMD": "AT+CCID"},
-    "sim7600": {"BOOT_LAST": b"PB DONE\r\n", "ICCID_CMD": "AT+CICCID"},
-    "bg95": {"BOOT_LAST": b"APP RDY\r\n", "ICCID_CMD": "AT+QCCID"},
-}
+# The device side: raw AT helpers (checks/atscript.py), each family's flow
+# (checks/model_flows.py) and the scenario steps (checks/model_steps.py), on the flash.
+CHECKS = Path(__file__).parent / "checks"
+DEVICE_MODULES = [CHECKS / "atscript.py", CHECKS / "model_flows.py", CHECKS / "model_steps.py"]
 
 BOOT_URCS = {
     "sim7080": b"\r\nRDY\r\n\r\n+CFUN: 1\r\n\r\n+CPIN: READY\r\n\r\nSMS Ready\r\n",
@@ -291,14 +105,13 @@ def closed_port() -> int:
     return port
 
 
-def run_script(make_device, family: str, body: str, scenario: dict | None = None,
-               span: float = 600, **values) -> tuple[dict, object]:
-    """Runs PRELUDE + body on a device with the family's board; returns the shown values by
-    key, and the run result."""
-    consts = dict(FAMILY_CONSTANTS[family])
-    header = "".join(f"{k} = {v!r}\n" for k, v in consts.items())
-    device = make_device(BOARDS[family], modem=load_scenario(scenario or {}))
-    result = device.run(span, script=PRELUDE + header + (body % values if values else body))
+def run_script(make_device, family: str, step: str, scenario: dict | None = None,
+               span: float = 600, args: tuple = ()) -> tuple[dict, object]:
+    """Runs `step` ("module.function" in checks/) with `args` on a device with the family's
+    board; returns the shown values by key, and the run result."""
+    device = make_device(BOARDS[family], modem=load_scenario(scenario or {}),
+                         device_modules=DEVICE_MODULES)
+    result = device.run(span, script=call(step, *args))
     shown = {}
     for line in result.script_output.splitlines():
         k, _, value = line.partition(" ")
@@ -325,8 +138,8 @@ def ok(*lines: str) -> bytes:
 
 @pytest.mark.parametrize("family", sorted(BOARDS))
 def test_family_boots_registers_and_carries_tcp(make_device, echo_server, family):
-    body = FLOW_START + FLOWS[family]
-    out, result = run_script(make_device, family, body, {"register_s": 5}, port=echo_server.port)
+    out, result = run_script(make_device, family, "model_flows.flow",
+                             {"register_s": 5}, args=(echo_server.port,))
 
     assert out["STATUS_OFF"] is False
     assert out["SHORT_PULSE"] == (b"", False)
@@ -423,35 +236,11 @@ def test_family_boots_registers_and_carries_tcp(make_device, echo_server, family
 
 # -- scenario behaviours ---------------------------------------------------------------------
 
-BOOT_AND_REGISTER = r'''
-press(M["pwrkey_on_ms"])
-pump(20000, BOOT_LAST)
-cmd("ATE0")
-cmd("AT+CEREG=2")
-pump(30000, b"+CEREG: 1,")
-take()
-'''
-
-
 def test_coverage_loss_drops_sockets_then_registration_returns(make_device, echo_server):
-    body = BOOT_AND_REGISTER + r'''
-cmd("AT+CNACT=0,1", until=b"ACTIVE\r\n")
-show("OPEN", cmd('AT+CAOPEN=0,0,"TCP","127.0.0.1",%(port)d'))
-pump(60000, b"+CEREG: 2\r\n")
-show("LOST_MS", now())
-show("LOST", take())
-show("CSQ", cmd("AT+CSQ"))
-pump(30000, b"+APP PDP: 0,DEACTIVE\r\n")
-show("DATA_LOST_MS", now())
-show("DATA_LOST", take())
-show("SEND", cmd("AT+CASEND=0,5"))
-pump(60000, b"+CEREG: 1,")
-show("BACK_MS", now())
-show("CNACT", cmd("AT+CNACT=0,1", until=b"ACTIVE\r\n"))
-'''
     scenario = {"register_s": 6, "events": [{"at": 40, "coverage": False},
                                             {"at": 70, "coverage": True}]}
-    out, _ = run_script(make_device, "sim7080", body, scenario, port=echo_server.port)
+    out, _ = run_script(make_device, "sim7080", "model_steps.coverage_loss",
+                        scenario, args=(echo_server.port,))
     assert out["OPEN"] == ok("+CAOPEN: 0,0")
     assert out["LOST"] == b"\r\n+CEREG: 2\r\n"
     assert 40000 <= out["LOST_MS"] <= 40100
@@ -465,15 +254,8 @@ show("CNACT", cmd("AT+CNACT=0,1", until=b"ACTIVE\r\n"))
 
 
 def test_denied_registration_until_cleared(make_device):
-    body = BOOT_AND_REGISTER.replace('pump(30000, b"+CEREG: 1,")', 'pump(8000)') + r'''
-show("DENIED", cmd("AT+CEREG?"))
-show("QIACT", cmd("AT+QIACT=1"))
-pump(60000, b"+CEREG: 1,")
-show("CLEARED_MS", now())
-show("QIACT2", cmd("AT+QIACT=1"))
-'''
     scenario = {"register_s": 5, "events": [{"at": 0, "deny": True}, {"at": 30, "deny": False}]}
-    out, _ = run_script(make_device, "bg95", body, scenario)
+    out, _ = run_script(make_device, "bg95", "model_steps.denied_until_cleared", scenario)
     assert out["DENIED"] == ok("+CEREG: 2,3")
     assert out["QIACT"] == b"\r\nERROR\r\n"
     assert 35000 <= out["CLEARED_MS"] <= 35100  # searching again from the moment it clears
@@ -481,31 +263,15 @@ show("QIACT2", cmd("AT+QIACT=1"))
 
 
 def test_sms_only_looks_attached_but_data_attach_fails(make_device):
-    body = BOOT_AND_REGISTER.replace("+CEREG: 1,", "+CEREG: 6,") + r'''
-show("CREG", cmd("AT+CREG?"))
-show("NETOPEN", cmd("AT+NETOPEN", until=b"+NETOPEN: ") + (pump(100) or take()))
-'''
-    out, _ = run_script(make_device, "sim7600", body, {"events": [{"at": 0, "sms_only": True}]})
+    out, _ = run_script(make_device, "sim7600", "model_steps.sms_only",
+                        {"events": [{"at": 0, "sms_only": True}]})
     assert out["CREG"] == ok("+CREG: 0,6")
     assert out["NETOPEN"] == b"\r\nOK\r\n\r\n+NETOPEN: 1\r\n"
 
 
 def test_hang_lasts_until_pwrkey_power_cycle(make_device):
-    body = BOOT_AND_REGISTER + r'''
-time.sleep(30)
-show("HUNG", cmd("AT", ms=2000))
-show("HUNG_STATUS", running())
-press(M["pwrkey_on_ms"])  # an on pulse does not switch a running modem off
-show("STILL_HUNG", cmd("AT", ms=2000))
-press(M["pwrkey_off_ms"])
-pump(M["power_off_ms"])
-show("OFF_STATUS", running())
-press(M["pwrkey_on_ms"])
-pump(20000, BOOT_LAST)
-show("REBOOTED", take())
-show("AT", cmd("AT"))
-'''
-    out, result = run_script(make_device, "sim7080", body, {"events": [{"at": 20, "hang": True}]})
+    out, result = run_script(make_device, "sim7080", "model_steps.hang_until_power_cycle",
+                             {"events": [{"at": 20, "hang": True}]})
     assert out["HUNG"] == b""
     assert out["HUNG_STATUS"] is True
     assert out["STILL_HUNG"] == b""
@@ -516,19 +282,9 @@ show("AT", cmd("AT"))
 
 
 def test_drop_data_closes_sockets_and_pdp_but_stays_registered(make_device, echo_server):
-    body = BOOT_AND_REGISTER + r'''
-cmd('AT+QICSGP=1,1,"","","",1')
-cmd("AT+QIACT=1")
-show("OPEN", cmd('AT+QIOPEN=1,0,"TCP","localhost",%(port)d,0,0', until=b"+QIOPEN: 0,"))
-pump(60000, b"pdpdeact")
-show("DROP_MS", now())
-show("DROP", take())
-show("CEREG", cmd("AT+CEREG?"))
-show("QIACT", cmd("AT+QIACT?"))
-show("QISEND", cmd("AT+QISEND=0,5"))
-'''
-    out, _ = run_script(make_device, "bg95", body, {"events": [{"at": 40, "drop_data": True}]},
-                        port=echo_server.port)
+    out, _ = run_script(make_device, "bg95", "model_steps.drop_data",
+                        {"events": [{"at": 40, "drop_data": True}]},
+                        args=(echo_server.port,))
     assert out["OPEN"] == b"\r\nOK\r\n\r\n+QIOPEN: 0,0\r\n"
     assert out["DROP"] == b'\r\n+QIURC: "pdpdeact",1\r\n'
     assert 40000 <= out["DROP_MS"] <= 40100
@@ -539,19 +295,10 @@ show("QISEND", cmd("AT+QISEND=0,5"))
 
 
 def test_garbage_and_slow_replies(make_device):
-    body = r'''
-press(M["pwrkey_on_ms"])
-pump(20000, BOOT_LAST)
-take()
-pump(15000)
-show("NOISE", take())
-t0 = now()
-show("SLOW", cmd("AT+CSQ"))
-show("SLOW_MS", now() - t0)
-'''
     scenario = {"events": [{"at": 20, "garbage": "hex:00ff0d0a"}, {"at": 21, "garbage": "NOISE"},
                            {"at": 22, "garbage_bytes": 16}, {"at": 25, "slow_ms": 700}]}
-    out, result = run_script(make_device, "sim7600", body, scenario)
+    out, result = run_script(make_device, "sim7600", "model_steps.garbage_and_slow_replies",
+                             scenario)
     assert out["NOISE"][:9] == b"\x00\xff\r\nNOISE"
     assert len(out["NOISE"]) == 9 + 16
     assert out["SLOW"] == b"AT+CSQ\r\r\n+CSQ: 20,99\r\n\r\nOK\r\n"
@@ -560,20 +307,8 @@ show("SLOW_MS", now() - t0)
 
 def test_sim_swap_is_seen_after_a_power_cycle(make_device):
     new = "8949017000000000001"
-    body = BOOT_AND_REGISTER + r'''
-show("BEFORE", cmd("AT+QCCID"))
-show("IMSI_BEFORE", cmd("AT+CIMI"))
-time.sleep(20)
-show("STILL", cmd("AT+QCCID"))
-cmd("AT+QPOWD", until=b"POWERED DOWN\r\n")
-pump(3000)
-press(M["pwrkey_on_ms"])
-pump(20000, BOOT_LAST)
-cmd("ATE0")
-show("AFTER", cmd("AT+QCCID"))
-show("IMSI_AFTER", cmd("AT+CIMI"))
-'''
-    out, _ = run_script(make_device, "bg95", body, {"events": [{"at": 15, "sim_swap": new}]})
+    out, _ = run_script(make_device, "bg95", "model_steps.sim_swap",
+                        {"events": [{"at": 15, "sim_swap": new}]})
     assert out["BEFORE"] == out["STILL"]
     assert out["BEFORE"] != ok("+QCCID: " + new + "F")
     assert out["AFTER"] == ok("+QCCID: " + new + "F")
@@ -581,16 +316,9 @@ show("IMSI_AFTER", cmd("AT+CIMI"))
 
 
 def test_only_loopback_hosts_are_reached(make_device, echo_server):
-    body = BOOT_AND_REGISTER + r'''
-cmd("AT+CNACT=0,1", until=b"ACTIVE\r\n")
-show("OFF_MACHINE", cmd('AT+CAOPEN=0,0,"TCP","10.0.0.1",%(port)d'))
-show("NAME", cmd('AT+CAOPEN=1,0,"TCP","example.com",%(port)d'))
-show("REFUSED", cmd('AT+CAOPEN=2,0,"TCP","127.0.0.1",%(closed)d'))
-show("MAPPED", cmd('AT+CAOPEN=3,0,"TCP","broker.example.com",1'))
-'''
     scenario = {"hosts": {"broker.example.com": "127.0.0.1:%d" % echo_server.port}}
-    out, result = run_script(make_device, "sim7080", body, scenario, port=echo_server.port,
-                             closed=closed_port())
+    out, result = run_script(make_device, "sim7080", "model_steps.loopback_only", scenario,
+                             args=(echo_server.port, closed_port()))
     assert out["OFF_MACHINE"] == ok("+CAOPEN: 0,27")
     assert out["NAME"] == ok("+CAOPEN: 1,20")
     assert out["REFUSED"] == ok("+CAOPEN: 2,23")
@@ -608,22 +336,7 @@ show("MAPPED", cmd('AT+CAOPEN=3,0,"TCP","broker.example.com",1'))
 def test_uart_rxbuf_limits_what_the_firmware_can_take_in(make_device, echo_server):
     # The modem sends at the wire speed of the baud rate: a firmware that keeps reading gets a
     # 1 KB read through the ESP32's default 256-byte rxbuf; one that looks away loses bytes.
-    body = BOOT_AND_REGISTER + r'''
-cmd("AT+CNACT=0,1", until=b"ACTIVE\r\n")
-cmd('AT+CAOPEN=0,0,"TCP","127.0.0.1",%(port)d')
-uart.init(baudrate=M["baudrate"], rxbuf=256)
-for attempt in ("READING", "ASLEEP"):
-    send("AT+CASEND=0,1000", b"x" * 1000, b"OK\r\n")
-    pump(3000, b"+CADATAIND: 0\r\n")
-    take()
-    before = uart.overflows
-    uart.write(b"AT+CARECV=0,1000\r\n")
-    if attempt == "ASLEEP":
-        time.sleep_ms(300)
-    pump(1000, b"\r\nOK\r\n")
-    show(attempt, (len(take()), uart.overflows - before))
-'''
-    out, _ = run_script(make_device, "sim7080", body, port=echo_server.port)
+    out, _ = run_script(make_device, "sim7080", "model_steps.uart_rxbuf", args=(echo_server.port,))
     reply = len(b"\r\n+CARECV: 1000,") + 1000 + len(b"\r\n\r\nOK\r\n")
     assert out["READING"] == (reply, 0)
     assert out["ASLEEP"] == (256, reply - 256)
@@ -632,16 +345,8 @@ for attempt in ("READING", "ASLEEP"):
 def test_denied_registration_carries_its_cause_and_ceer_says_why(make_device):
     # Under AT+CEREG=3 a denial carries <cause_type> 0 and the EMM reject cause; AT+CEER words
     # it. Location-only (n=2) lines stay as they were.
-    body = BOOT_AND_REGISTER.replace('cmd("AT+CEREG=2")', 'cmd("AT+CEREG=3")') + r"""
-pump(20000, b"+CEREG: 3,")
-show("URC", take())
-show("READ", cmd("AT+CEREG?"))
-show("CEER", cmd("AT+CEER"))
-cmd("AT+CEREG=2")
-show("N2", cmd("AT+CEREG?"))
-"""
     scenario = {"register_s": 2, "events": [{"at": 20, "deny": True, "reject_cause": 11}]}
-    out, _ = run_script(make_device, "bg95", body, scenario)
+    out, _ = run_script(make_device, "bg95", "model_steps.denial_cause", scenario)
     cell = rb'"[0-9A-F]{4}","[0-9A-F]{7}",7'
     assert re.fullmatch(rb"\r\n\+CEREG: 3," + cell + rb",0,11\r\n", out["URC"])
     assert re.fullmatch(rb"\r\n\+CEREG: 3,3," + cell + rb",0,11\r\n\r\nOK\r\n", out["READ"])
@@ -664,19 +369,9 @@ REFUSED_SENDS = {
 @pytest.mark.parametrize("family", sorted(BOARDS))
 def test_sockets_lost_without_a_word_refuse_the_next_send(make_device, echo_server, family):
     opener, bearer, bearer_up, send, refusal = REFUSED_SENDS[family]
-    body = BOOT_AND_REGISTER + r"""
-cmd("AT+CMEE=2")
-cmd(BEARER, until=BEARER_UP)
-pump(200)
-cmd(OPENER, until=b",0\r\n")
-show("OPEN_MS", now())
-pump(65000 - now(), b"never")
-show("QUIET", take())
-show("REFUSED", cmd(SEND))
-""".replace("OPENER", repr(opener % {"port": echo_server.port})).replace(
-        "BEARER_UP", repr(bearer_up)).replace("BEARER", repr(bearer)).replace(
-        "SEND", repr(send))
-    out, _ = run_script(make_device, family, body, {"events": [{"at": 60, "drop_sockets": True}]})
+    out, _ = run_script(make_device, family, "model_steps.refused_send",
+                        {"events": [{"at": 60, "drop_sockets": True}]},
+                        args=(opener % {"port": echo_server.port}, bearer, bearer_up, send))
     assert out["OPEN_MS"] < 60000
     assert out["QUIET"] == b"", "no URC says the sockets went"
     assert out["REFUSED"] == refusal
@@ -684,19 +379,9 @@ show("REFUSED", cmd(SEND))
 
 
 def test_a_connection_closed_as_it_opens(make_device, echo_server):
-    body = BOOT_AND_REGISTER + r"""
-cmd("AT+CNACT=0,1", until=b"ACTIVE\r\n")
-show("FIRST", cmd('AT+CAOPEN=0,0,"TCP","127.0.0.1",%(port)d', until=b"+CASTATE"))
-pump(100)
-show("FIRST_TAIL", take())
-show("SEND", cmd("AT+CASEND=0,5"))
-show("CLOSE", cmd("AT+CACLOSE=0"))
-show("SECOND", cmd('AT+CAOPEN=1,0,"TCP","127.0.0.1",%(port)d'))
-pump(200)
-show("SECOND_TAIL", take())
-"""
     scenario = {"events": [{"at": 1, "close_after_open": True}]}
-    out, result = run_script(make_device, "sim7080", body, scenario, port=echo_server.port)
+    out, result = run_script(make_device, "sim7080", "model_steps.closed_as_it_opens",
+                             scenario, args=(echo_server.port,))
     assert out["FIRST"] == ok("+CAOPEN: 0,0") + b"\r\n+CASTATE: 0,0\r\n"
     assert out["FIRST_TAIL"] == b""
     assert out["SEND"] == b"\r\nERROR\r\n"
@@ -708,15 +393,7 @@ show("SECOND_TAIL", take())
 
 
 def test_a_modem_that_restarts_by_itself(make_device):
-    body = BOOT_AND_REGISTER + r"""
-pump(40000, b"RDY\r\n")
-show("RESTART_MS", now())
-pump(20000, BOOT_LAST)
-show("BOOT", take())
-show("AT", cmd("AT"))
-show("CEREG", cmd("AT+CEREG?"))
-"""
-    out, result = run_script(make_device, "sim7080", body,
+    out, result = run_script(make_device, "sim7080", "model_steps.restart_by_itself",
                              {"events": [{"at": 30, "modem_reset": True}]})
     assert 30000 <= out["RESTART_MS"] <= 30000 + 5000
     assert out["BOOT"] == BOOT_URCS["sim7080"]
@@ -726,32 +403,17 @@ show("CEREG", cmd("AT+CEREG?"))
 
 
 def test_quectel_push_scenario_pushes_what_arrives(make_device, echo_server):
-    body = BOOT_AND_REGISTER + r"""
-cmd('AT+QICSGP=1,1,"","","",1')
-cmd("AT+QIACT=1")
-cmd('AT+QIOPEN=1,0,"TCP","127.0.0.1",%(port)d,0,0', until=b"+QIOPEN: 0,0\r\n")
-show("SEND", send("AT+QISEND=0,11", b"hello world", b"SEND OK\r\n"))
-pump(3000, b"hello world")
-show("PUSHED", take())
-show("QIRD", cmd("AT+QIRD=0,1500"))
-"""
-    out, _ = run_script(make_device, "bg95", body, {"push": True}, port=echo_server.port)
+    out, _ = run_script(make_device, "bg95", "model_steps.quectel_push",
+                        {"push": True}, args=(echo_server.port,))
     assert out["SEND"] == b"\r\n> \r\nSEND OK\r\n"
     assert out["PUSHED"] == b'\r\n+QIURC: "recv",0,11\r\nhello world'
     assert out["QIRD"] == ok("+QIRD: 0")
 
 
 def test_sim7000_answers_the_bearer_commands_in_their_older_form(make_device, echo_server):
-    body = BOOT_AND_REGISTER + r"""
-show("CGMR", cmd("AT+CGMR"))
-show("DOWN", cmd("AT+CNACT?"))
-show("UP", cmd('AT+CNACT=1,"iot.musket"', until=b"+APP PDP: ACTIVE\r\n"))
-show("READ", cmd("AT+CNACT?"))
-show("OPEN", cmd('AT+CAOPEN=0,0,"TCP","127.0.0.1",%(port)d'))
-show("OFF", cmd("AT+CNACT=0", until=b"DEACTIVE\r\n"))
-"""
-    out, result = run_script(make_device, "sim7080", body, {"family": "sim7000"},
-                             port=echo_server.port)
+    out, result = run_script(make_device, "sim7080", "model_steps.sim7000_bearer",
+                             {"family": "sim7000"},
+                             args=(echo_server.port,))
     assert out["CGMR"] == ok("Revision:1351B04SIM7000G")
     assert out["DOWN"] == ok('+CNACT: 0,"0.0.0.0"')
     assert out["UP"] == b"\r\nOK\r\n\r\n+APP PDP: ACTIVE\r\n"
@@ -763,31 +425,15 @@ show("OFF", cmd("AT+CNACT=0", until=b"DEACTIVE\r\n"))
 
 
 def test_an_iccid_as_the_sim_reports_it(make_device):
-    body = BOOT_AND_REGISTER + r"""
-show("CCID", cmd("AT+CCID"))
-show("CIMI", cmd("AT+CIMI"))
-"""
-    out, _ = run_script(make_device, "sim7080", body, {"iccid": "89860070090A6019125F"})
+    out, _ = run_script(make_device, "sim7080", "model_steps.iccid_as_reported",
+                        {"iccid": "89860070090A6019125F"})
     assert out["CCID"] == ok("89860070090A6019125F")
     assert re.fullmatch(rb"\r\n26201\d{10}\r\n\r\nOK\r\n", out["CIMI"])
 
 
 def test_no_sim_and_error_formats(make_device):
-    body = r'''
-press(M["pwrkey_on_ms"])
-pump(20000, b"+CPIN: NOT INSERTED\r\n")
-show("BOOT", take())
-cmd("ATE0")
-show("CMEE0", cmd("AT+CPIN?"))
-cmd("AT+CMEE=1")
-show("CMEE1", cmd("AT+CPIN?"))
-show("CHAIN", cmd("AT+CMEE=2;+CCID"))
-show("UNKNOWN", cmd("AT+FROBNICATE"))
-show("BAD_PARAM", cmd("AT+CEREG=9"))
-pump(15000)
-show("CEREG", cmd("AT+CEREG?"))
-'''
-    out, _ = run_script(make_device, "sim7080", body, {"sim_present": False})
+    out, _ = run_script(make_device, "sim7080", "model_steps.no_sim_and_errors",
+                        {"sim_present": False})
     assert out["BOOT"] == b"\r\nRDY\r\n\r\n+CFUN: 1\r\n\r\n+CPIN: NOT INSERTED\r\n"
     assert out["CMEE0"] == b"\r\nERROR\r\n"
     assert out["CMEE1"] == b"\r\n+CME ERROR: 10\r\n"
@@ -798,14 +444,7 @@ show("CEREG", cmd("AT+CEREG?"))
 
 
 def test_stale_context_apn_fails_data_attach_until_fixed(make_device):
-    body = BOOT_AND_REGISTER + r'''
-show("CGDCONT", cmd("AT+CGDCONT?"))
-show("WRONG", cmd("AT+NETOPEN", until=b"+NETOPEN: ") + (pump(100) or take()))
-cmd('AT+CGDCONT=1,"IP","iot.musket"')
-show("RIGHT", cmd("AT+NETOPEN", until=b"+NETOPEN: 0\r\n"))
-show("ADDR", cmd("AT+CGPADDR"))
-'''
-    out, _ = run_script(make_device, "sim7600", body, SCENARIOS["stale-apn"])
+    out, _ = run_script(make_device, "sim7600", "model_steps.stale_apn", SCENARIOS["stale-apn"])
     assert out["CGDCONT"] == ok('+CGDCONT: 1,"IP","internet.old","0.0.0.0",0,0,0,0')
     assert out["WRONG"] == b"\r\nOK\r\n\r\n+NETOPEN: 1\r\n"
     assert out["RIGHT"] == b"\r\nOK\r\n\r\n+NETOPEN: 0\r\n"
@@ -815,27 +454,10 @@ show("ADDR", cmd("AT+CGPADDR"))
 def test_modem_state_outlives_an_esp32_reset(make_device):
     # Boot 1 (the script) switches the modem on, turns echo off, waits for the hang, resets the
     # ESP32; boot 2 (main.py) finds the modem still powered and still hung: only PWRKEY helps.
-    second = PRELUDE + r'''
-BOOT_LAST = b"SMS Ready\r\n"
-show("B2_STATUS", running())
-show("B2_AT", cmd("AT", ms=2000))
-press(M["pwrkey_off_ms"])
-pump(M["power_off_ms"])
-press(M["pwrkey_on_ms"])
-pump(20000, BOOT_LAST)
-take()
-show("B2_FRESH", cmd("AT"))
-'''
-    first = BOOT_AND_REGISTER + r'''
-show("B1_AT", cmd("AT"))
-time.sleep(30)
-machine.reset()
-'''
     device = make_device(BOARDS["sim7080"], modem=load_scenario({"events": [
-        {"at": 25, "hang": True}]}))
-    device.create_flash({"main.py": second.encode()})  # make_device(files=) is not forwarded
-    result = device.run(200, script=PRELUDE + "BOOT_LAST = b'SMS Ready\\r\\n'\n" + first,
-                        max_boots=2)
+        {"at": 25, "hang": True}]}), device_modules=DEVICE_MODULES,
+        files={"main.py": call("model_steps.after_reset").encode()})
+    result = device.run(200, script=call("model_steps.reset_while_hung"), max_boots=2)
     log = device.console_log.read_text()
     shown = dict(line.split(" ", 1) for line in log.splitlines() if line.startswith("B2_"))
     assert "B1_AT b'\\r\\nOK\\r\\n'" in result.script_output

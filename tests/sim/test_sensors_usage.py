@@ -7,8 +7,10 @@ from __future__ import annotations
 import binascii
 import json
 import struct
+from pathlib import Path
 
 import pytest
+from checksuite import call, modules
 
 from musket_sim import VirtualDevice
 from musket_sim.scenario import load_scenario
@@ -16,17 +18,7 @@ from musket_sim.usage_scenario import expected_counts, load_usage
 
 BOARD = "esp32-sim7080g"
 RULES = "brews/200:reorder-beans;litres@1000:replace-filter;litres/250:descale"
-READ = """
-from app import counter
-c = counter.Counters([])
-print("STATE", c.snapshot())
-out, seq = [], 0
-while seq < c.last_seq:
-    page = c.events_after(seq, 20)
-    out += [e[2:] for e in page if e[2] != "use"]
-    seq = page[-1][0]
-print("EVENTS", out)
-"""
+COUNTER_STATE = Path(__file__).parent / "checks" / "counter_state.py"  # read after a run
 
 
 def _record(obj: dict) -> bytes:
@@ -39,9 +31,10 @@ def _run(tmp_path, interpreter: str, usage: str, days: float, rules: str = RULES
          modem: bool = False):
     device = VirtualDevice(BOARD, tmp_path / "dev", interpreter=interpreter,
                            usage=load_usage(usage), modem=load_scenario("good") if modem else None)
-    device.create_flash({"config.json": _record({"service_rules": rules})})
+    device.create_flash({"config.json": _record({"service_rules": rules}),
+                         **modules(interpreter, [COUNTER_STATE], tmp_path / ".mpy-cache")})
     result = device.run(days * 86400)
-    state = device.run(60, script=READ)
+    state = device.run(60, script=call("counter_state.show"))
     lines = {ln.split(" ", 1)[0]: eval(ln.split(" ", 1)[1])  # dict and list literals
              for ln in state.script_output.splitlines() if ln.startswith(("STATE", "EVENTS"))}
     return device, result, lines

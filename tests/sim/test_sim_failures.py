@@ -8,8 +8,11 @@ controller: a brew under way when the ESP32's watchdog resets it goes on, and is
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
-from test_sensors_usage import READ, _record
+from checksuite import call, modules
+from test_sensors_usage import COUNTER_STATE, _record
 
 from musket_sim import VirtualDevice
 from musket_sim.scenario import load_scenario
@@ -18,6 +21,11 @@ from musket_sim.usage_scenario import expected_counts, load_usage
 BOARD = "esp32-sim7080g"
 US = 1_000_000
 FAILS_AT_S = 9 * 3600  # two hours into the café's day
+STEPS = Path(__file__).parent / "checks" / "sim_failures.py"  # what the device runs
+
+
+def _device_modules(interpreter: str, tmp_path) -> dict[str, bytes]:
+    return modules(interpreter, [STEPS, COUNTER_STATE], tmp_path / ".mpy-cache")
 
 
 def _failing_model(world, settings):
@@ -27,7 +35,7 @@ def _failing_model(world, settings):
 
 
 def _counts(device: VirtualDevice) -> dict:
-    state = device.run(60, script=READ)
+    state = device.run(60, script=call("counter_state.show"))
     line = next(ln for ln in state.script_output.splitlines() if ln.startswith("STATE "))
     return eval(line.split(" ", 1)[1])  # a dict literal
 
@@ -36,6 +44,7 @@ def _counts(device: VirtualDevice) -> dict:
 def test_a_model_that_fails_ends_the_run_as_the_simulators_failure(tmp_path, interpreter):
     device = VirtualDevice(BOARD, tmp_path, interpreter=interpreter, usage=load_usage("day"),
                            modem=load_scenario("good"), models=[_failing_model])
+    device.create_flash(_device_modules(interpreter, tmp_path))
     result = device.run(12 * 3600)
     assert result.exit_reason == "sim_failure"
     assert result.boots == 1, result.boot_log  # not played on as a reboot
@@ -49,24 +58,13 @@ def test_a_model_that_fails_ends_the_run_as_the_simulators_failure(tmp_path, int
     assert certain - 1 <= counts["brews"] <= certain + maybe + 1  # one may be under way
 
 
-KILL = """
-import sys, time
-time.sleep(100)
-if sys.implementation.name == "micropython":
-    import os
-    os.system("kill -9 $PPID")
-else:
-    import signal
-    signal.raise_signal(signal.SIGKILL)
-time.sleep(1)
-print("NOT REACHED")
-"""
 
 
 @pytest.mark.parametrize("interpreter", ["micropython", "cpython"])
 def test_an_interpreter_that_dies_is_reported_and_its_time_kept(tmp_path, interpreter):
     device = VirtualDevice(BOARD, tmp_path, interpreter=interpreter)
-    result = device.run(3600, script=KILL)
+    device.create_flash(_device_modules(interpreter, tmp_path))
+    result = device.run(3600, script=call("sim_failures.die_after", 100))
     assert result.exit_reason == "crash"
     assert result.boots == 1
     assert "the interpreter died" in result.errors[0]
@@ -78,24 +76,6 @@ def test_an_interpreter_that_dies_is_reported_and_its_time_kept(tmp_path, interp
 # The second brew of the café's day runs from 25,581 s for 40 s (musket_sim.usage_scenario,
 # seed 0). The application's loop is stalled 3 s into it; the watchdog (5 s) resets the chip.
 STALL_AT_S = 25584
-STALLING_MAIN = """
-import asyncio, time
-from app import main
-
-async def stall():
-    await asyncio.sleep(%d)
-    open("stalled", "w").close()
-    time.sleep(60)  # blocks every task: the watchdog resets the chip
-
-async def run():
-    try:
-        open("stalled").close()
-    except OSError:
-        asyncio.create_task(stall())
-    await main.App().main()
-
-asyncio.run(run())
-""" % STALL_AT_S
 
 
 @pytest.mark.parametrize("interpreter", ["micropython", "cpython"])
@@ -103,8 +83,9 @@ def test_a_brew_under_way_at_a_watchdog_reset_is_counted_once(tmp_path, interpre
     span_s = 26000
     device = VirtualDevice(BOARD, tmp_path, interpreter=interpreter, usage=load_usage("day"),
                            modem=load_scenario("good"))
-    device.create_flash({"main.py": STALLING_MAIN.encode(),
-                         "config.json": _record({"wdt_timeout_ms": 5000})})
+    device.create_flash({"main.py": call("sim_failures.stalling_app", STALL_AT_S).encode(),
+                         "config.json": _record({"wdt_timeout_ms": 5000}),
+                         **_device_modules(interpreter, tmp_path)})
     result = device.run(span_s)
     reasons = [(b.reason, round(b.end_virtual_us / US)) for b in result.boot_log]
     assert reasons[0][0] == "wdt" and STALL_AT_S < reasons[0][1] < STALL_AT_S + 10, reasons

@@ -14,7 +14,7 @@ import threading
 import time
 
 from conftest import device_files
-from device_script import device_script
+from device_script import APP, device_script
 
 from musket import broker
 from musket_sim.scenario import load_scenario
@@ -144,7 +144,7 @@ def test_a_misbehaving_broker_ends_in_clear_errors_and_loses_no_event(
     sub = subscriber()
     flaky = FlakyBroker(mosquitto.port, [b for b, _ in MISBEHAVIOURS])
     try:
-        device = make_device(modem=load_scenario("good"),
+        device = make_device(device_modules=[APP], modem=load_scenario("good"),
                              files=device_files("dev-a", flaky.port))
         first = device.run(600, script=device_script(event_every_s=30, events_until_s=600))
         # Events committed near the end wait for the next report: a boot flushes them.
@@ -177,7 +177,7 @@ def test_a_lost_first_connack_still_ends_subscribed(make_device, mosquitto, subs
     sub = subscriber()
     flaky = FlakyBroker(mosquitto.port, ["lose-connack"])
     try:
-        device = make_device(modem=load_scenario("good"),
+        device = make_device(device_modules=[APP], modem=load_scenario("good"),
                              files=device_files("dev-a", flaky.port))
         first = device.run(600, script=device_script())
         log = device.console_log.read_text()

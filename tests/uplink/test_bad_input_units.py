@@ -10,41 +10,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from checksuite import Suite, call, on_device
+
 CHECKS = Path(__file__).parent / "checks" / "uplink_checks.py"
-NAMES = ["authorised_by_topic", "reply_survives_a_cut_link", "reply_survives_a_reboot",
-         "config_applies_live_or_after_reboot", "queue_drops_readings_and_counts_them",
-         "events_are_never_dropped"]
+SUITE = Suite(CHECKS, on_device(CHECKS, 3600))
+
+test_uplink_unit, test_uplink_unit_run_is_clean = SUITE.tests()
 
 
-def test_uplink_unit_checks(make_device):
-    device = make_device()  # the checks' brokers and records come on top
-    result = device.run(3600, script=CHECKS.read_text())
-    lines = result.script_output.splitlines()
-    passed = [ln.split()[1] for ln in lines if ln.startswith("PASS")]
-    assert passed == NAMES, result.script_output + "\n".join(result.errors)
-
-
-UNLOAD_SCRIPT = """
-import sys
-import app
-from app import config
-first = config
-from app import unload
-unload("config")
-gone = "app.config" not in sys.modules and not hasattr(app, "config")
-from app import config
-print("UNLOAD", gone, config is not first, sys.modules.get("app.config") is config)
-sys.modules.pop("app.config")
-from app import config as again
-print("KEPT", again is config)
-"""
+UNLOAD = Path(__file__).parent / "checks" / "unload_steps.py"
 
 
 def test_unloaded_modules_load_again_as_on_the_device(make_device):
     # The uplink lets its command module and the config schema go after each command; both
     # interpreters must then load them again from the file (the sim's CPython importer once
     # kept them and failed `from app import config`).
-    result = make_device().run(10, script=UNLOAD_SCRIPT)
+    result = make_device(device_modules=[UNLOAD]).run(10, script=call("unload_steps.run"))
     lines = result.script_output.splitlines()
     assert "UNLOAD True True True" in lines, result.script_output + "\n".join(result.errors)
     # Dropped from sys.modules only, a submodule stays its package's attribute, on both.

@@ -28,7 +28,7 @@ from conftest import (
     _free_port,
     device_files,
 )
-from device_script import device_script
+from device_script import APP, device_script
 from test_tls import TlsFiles, make_test_pki
 
 from musket import broker
@@ -369,7 +369,8 @@ def test_the_firmware_works_with_the_exported_configuration_and_its_command_limi
                          topics=(f"d/{FIRMWARE_ID}/r", f"d/{FIRMWARE_ID}/s"))
         files = device_files(FIRMWARE_ID, server.port, "pw-fw-5Hn1", mqtt_tls=1)
         files["ca.pem"] = pki.ca.read_bytes()
-        device = make_device(modem=load_scenario("good"), files=files)
+        device = make_device(device_modules=[APP], modem=load_scenario("good"),
+                             files=files)
         first = device.run(600, script=device_script())  # its session and subscription
         assert pump([service], lambda: service.messages), first.script_output[-2000:]
         assert f"Received SUBSCRIBE from {FIRMWARE_ID}" in server.log()

@@ -12,7 +12,7 @@ import time
 
 import pytest
 from conftest import device_files
-from device_script import device_script
+from device_script import APP, device_script
 
 from musket_sim.scenario import load_scenario
 
@@ -60,7 +60,7 @@ def _burst_when_online(sub, online_seen: int, sent: dict, stop: threading.Event)
 def test_a_burst_of_commands_is_answered_once_without_losing_the_session(
         make_device, mosquitto, subscriber):
     sub = subscriber()
-    device = make_device(modem=load_scenario("good"),
+    device = make_device(device_modules=[APP], modem=load_scenario("good"),
                          files=device_files("dev-a", mosquitto.port))
     # The first boot makes the session and its subscription, which the broker keeps.
     first = device.run(300, script=device_script())

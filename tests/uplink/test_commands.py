@@ -7,7 +7,7 @@ import json
 import time
 
 from conftest import device_files
-from device_script import device_script
+from device_script import APP, device_script
 
 from musket_sim.scenario import load_scenario
 
@@ -30,7 +30,7 @@ COMMANDS = [
 
 def test_commands_are_checked_answered_and_run_once(make_device, mosquitto, subscriber):
     sub = subscriber()
-    device = make_device(modem=load_scenario("good"),
+    device = make_device(device_modules=[APP], modem=load_scenario("good"),
                          files=device_files("dev-a", mosquitto.port))
     first = device.run(600, script=device_script())  # makes the session and its subscription
     assert sub.on("d/dev-a/s"), first.script_output[-2000:]

@@ -1,17 +1,14 @@
 """The MQTT client's exact bytes and its answers to a broker that refuses, sends garbage or
-cuts a packet short, over a fake stream, under both interpreters."""
+cuts a packet short, over a fake stream (checks/mqtt_checks.py on a virtual device), one item
+per check under each interpreter."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from checksuite import Suite, on_device
+
 CHECKS = Path(__file__).parent / "checks" / "mqtt_checks.py"
+SUITE = Suite(CHECKS, on_device(CHECKS, 60))
 
-
-def test_mqtt_client_checks(make_device):
-    device = make_device()
-    result = device.run(60, script=CHECKS.read_text())
-    lines = result.script_output.splitlines()
-    assert [ln for ln in lines if ln.startswith("FAIL")] == [], result.script_output
-    assert len([ln for ln in lines if ln.startswith("PASS")]) == 5, (
-        result.script_output + "\n".join(result.errors))
+test_mqtt_client, test_mqtt_client_run_is_clean = SUITE.tests()

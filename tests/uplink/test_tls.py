@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from checksuite import call
 from conftest import (
     DEVICES,
     SERVICE_PASSWORD,
@@ -26,7 +27,7 @@ from conftest import (
     Subscriber,
     device_files,
 )
-from device_script import device_script
+from device_script import APP, device_script
 
 from musket import broker
 from musket_sim.device import micropython_binary
@@ -37,53 +38,7 @@ FIRMWARE = Path(__file__).resolve().parents[2] / "firmware"
 
 # A TLS handshake with app.uplink.tlsstream under the real MicroPython, straight over a socket,
 # with only `free` bytes of the MicroPython heap left (the rest taken by ballast).
-_HANDSHAKE_IN_A_SMALL_HEAP = """
-import asyncio, gc, sys
-from app.uplink.tlsstream import TLSStream, load_ca
-
-class Sock:
-    closed = False
-    def __init__(self, r, w):
-        self.r, self.w = r, w
-    async def write(self, data):
-        self.w.write(data)
-        await self.w.drain()
-    async def read_into(self, buf):
-        return await self.r.readinto(buf)
-    async def close(self):
-        self.w.close()
-
-async def main(port, ca, free):
-    r, w = await asyncio.open_connection("127.0.0.1", port)
-    ca = load_ca(ca)
-    gc.collect()
-    room = bytearray(free)  # kept in one piece, as the sim keeps the firmware's share
-    ballast = [None] * 2048  # a flat list: a deep chain would slow every collection
-    piece = 4096
-    i = 0
-    while piece >= 16 and i < len(ballast):
-        try:
-            ballast[i] = bytearray(piece)
-            i += 1
-        except MemoryError:
-            piece //= 2
-    room = None
-    gc.collect()
-    print("free", gc.mem_free())
-    t = TLSStream(Sock(r, w), ca, "localhost")
-    await t.write(bytes.fromhex("100c00044d5154540402003c0000"))  # CONNECT, no password
-    buf = bytearray(4)
-    n = 0
-    while n < 4:
-        got = await t.read_into(memoryview(buf)[n:])
-        if not got:
-            raise OSError("the broker closed the connection")
-        n += got
-    print("connack", bytes(buf).hex())
-    await t.close()
-
-asyncio.run(main(int(sys.argv[1]), sys.argv[2], int(sys.argv[3])))
-"""
+_HANDSHAKE_IN_A_SMALL_HEAP = Path(__file__).parent / "checks" / "tls_handshake.py"
 # mbedTLS peaks near 29 KB during a handshake; tlsstream's objects need about 7 KB of heap.
 _SMALL_HEAP_FREE = 12 * 1024
 
@@ -209,14 +164,13 @@ def test_the_plain_port_is_closed_so_only_tls_gets_through(tls_broker):
     client.disconnect()
 
 
-def test_mbedtls_memory_is_outside_the_micropython_heap(tls_broker, pki, tmp_path):
+def test_mbedtls_memory_is_outside_the_micropython_heap(tls_broker, pki):
     # Why the sim gives the firmware no TLS allowance (sim/device.py): were mbedTLS's buffers
     # in the MicroPython heap, as they are in some builds, this handshake would not fit.
-    script = tmp_path / "handshake.py"
-    script.write_text(_HANDSHAKE_IN_A_SMALL_HEAP)
     env = dict(os.environ, MICROPYPATH=f".frozen:{FIRMWARE}")
     result = subprocess.run(
-        [micropython_binary(), "-X", "heapsize=256K", str(script), str(tls_broker.port),
+        [micropython_binary(), "-X", "heapsize=256K", str(_HANDSHAKE_IN_A_SMALL_HEAP),
+         str(tls_broker.port),
          str(pki.ca), str(_SMALL_HEAP_FREE)],
         env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -228,7 +182,7 @@ def test_mbedtls_memory_is_outside_the_micropython_heap(tls_broker, pki, tmp_pat
 
 def test_device_publishes_over_tls_and_the_subscriber_decodes_it(
         make_device, tls_broker, tls_subscriber, pki):
-    device = make_device(modem=load_scenario("good"),
+    device = make_device(device_modules=[APP], modem=load_scenario("good"),
                          files=tls_device_files(tls_broker.port, pki.ca.read_bytes()))
     result = device.run(2 * HOUR, script=device_script(event_every_s=900,
                                                        events_until_s=2 * HOUR))
@@ -247,7 +201,7 @@ def test_device_publishes_over_tls_and_the_subscriber_decodes_it(
 
 def test_a_broker_certificate_from_another_ca_is_refused_and_nothing_is_lost(
         make_device, tls_broker, tls_subscriber, pki):
-    device = make_device(modem=load_scenario("good"),
+    device = make_device(device_modules=[APP], modem=load_scenario("good"),
                          files=tls_device_files(tls_broker.port, pki.other_ca.read_bytes()))
     refused = device.run(HOUR, script=device_script(event_every_s=600, events_until_s=HOUR))
     log = device.console_log.read_text()
@@ -268,7 +222,7 @@ def test_a_broker_certificate_from_another_ca_is_refused_and_nothing_is_lost(
     assert len(committed) >= 4, refused.script_output[-2000:]
 
     # Provisioned again with the right CA: every event kept through the refusals arrives.
-    fix = "with open('/ca.pem', 'wb') as f:\n    f.write(%r)\n" % pki.ca.read_bytes()
+    fix = call("app_with_events.write_file", "/ca.pem", pki.ca.read_bytes())
     # Events stop half-way, so the last one goes out at a report inside the run.
     recovered = device.run(HOUR, script=fix + device_script(event_every_s=600,
                                                             events_until_s=HOUR // 2))

@@ -9,7 +9,7 @@ import time
 
 import pytest
 from conftest import device_files
-from device_script import device_script
+from device_script import APP, device_script
 
 from musket import broker
 from musket_sim.scenario import load_scenario
@@ -41,7 +41,7 @@ def _restart_when(sub, mosquitto, leaf_topic, count, done):
 def test_a_day_of_outages_delivers_every_counter_event_once_in_order(
         make_device, mosquitto, subscriber):
     sub = subscriber(persistent=True)
-    device = make_device(modem=load_scenario(DAY_SCENARIO),
+    device = make_device(device_modules=[APP], modem=load_scenario(DAY_SCENARIO),
                          files=device_files("dev-a", mosquitto.port))
     restarted = threading.Event()
     watcher = threading.Thread(target=_restart_when,

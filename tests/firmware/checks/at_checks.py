@@ -233,23 +233,16 @@ async def check_unexpected_lines_counted(modem, at):
     expect(at.unexpected == before + 2, str(at.unexpected))
 
 
-CHECKS = [
-    check_ok_with_info, check_cme_error, check_urc_inside_reply,
-    check_expect_prefix_shared_with_urc, check_echo_dropped, check_timeout_then_resync,
-    check_prompt_and_payload, check_error_in_place_of_the_prompt, check_family_error_results,
-    check_data_same_line, check_data_header_line, check_raw_data_after_a_urc,
-    check_oversized_data_is_bounded, check_garbage_and_overlong, check_unexpected_lines_counted,
-]
+def run_check(fn):
+    """Each check gets a fresh fake modem and AT channel (see tests/device/checkrun.py)."""
+    asyncio.run(_on_a_fresh_channel(fn))
 
 
-async def main():
-    for check in CHECKS:
-        modem = FakeModem()
-        at = ATChannel(machine.UART(UART_ID, 115200, rxbuf=1024))
-        at.start()
-        await check(modem, at)
+async def _on_a_fresh_channel(fn):
+    modem = FakeModem()
+    at = ATChannel(machine.UART(UART_ID, 115200, rxbuf=1024))
+    at.start()
+    try:
+        await fn(modem, at)
+    finally:
         at.stop()
-        print("PASS", check.__name__)
-
-
-asyncio.run(main())

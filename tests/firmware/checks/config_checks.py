@@ -1,11 +1,9 @@
 """Checks for app.config that run unchanged under MicroPython and CPython.
 
-Usage: config_checks.py SCRATCH_DIR. Prints ``PASS <name>`` per check and raises on the first
-failure.
+Each ``check_<name>`` runs in an empty working folder (tests/device/checkrun.py runs them).
 """
 
 import os
-import sys
 
 from app import config, store
 from app.errors import FirmwareError
@@ -39,12 +37,11 @@ def raw_write(path, data):
         f.write(data)
 
 
-def run(checks):
-    for fn in checks:
-        for name in os.listdir():
-            os.remove(name)
-        fn()
-        print(f"PASS {fn.__name__}")
+def run_check(fn):
+    """Each check starts in an empty folder (see tests/device/checkrun.py)."""
+    for name in os.listdir():
+        os.remove(name)
+    fn()
 
 # (key, bad value, text the problem must contain)
 BAD_VALUES = (
@@ -63,7 +60,7 @@ BAD_VALUES = (
 )
 
 
-def defaults():
+def check_defaults():
     expect(sorted(config.DEFAULTS) == sorted(config.SCHEMA), "a default for every schema key")
     want = {"report_interval_s": 900, "keepalive_s": 7440, "batch_size": 8,
             "mqtt_host": "", "mqtt_port": 1883, "mqtt_tls": 0, "telemetry_json": 0,
@@ -80,7 +77,7 @@ def defaults():
            "load returns a copy, never DEFAULTS itself")
 
 
-def save_and_load():
+def check_save_and_load():
     cfg, _ = config.load(PATH)
     cfg["apn"] = "iot.example"
     cfg["report_interval_s"] = 3600
@@ -93,7 +90,7 @@ def save_and_load():
     expect(store.read_json(PATH) == {}, "all defaults store an empty object")
 
 
-def invalid_values():
+def check_invalid_values():
     for key, value, text in BAD_VALUES:
         good = {"heartbeat_s": 600} if key == "batch_size" else {"batch_size": 16}
         changes = dict(good)
@@ -110,7 +107,7 @@ def invalid_values():
     expect(ok == {} and len(problems) == len(bad), "every problem reported, not the first")
 
 
-def invalid_stored():
+def check_invalid_stored():
     store.write_json(PATH, {"batch_size": 0, "log_level": "debug", "colour": "red",
                             "keepalive_s": 600})
     cfg, problems = config.load(PATH)
@@ -125,7 +122,7 @@ def invalid_stored():
     expect(cfg == config.DEFAULTS and "expected an object" in problems[0], "not an object")
 
 
-def damaged_file():
+def check_damaged_file():
     for content in (b"", b"{\"batch_size\": 4}", b"MSKR\x01\x00\x09\x00"):
         raw_write(PATH, content)
         cfg, problems = config.load(PATH)
@@ -136,7 +133,7 @@ def damaged_file():
     expect(cfg == config.DEFAULTS and "JSON" in problems[0], f"bad JSON: {problems}")
 
 
-def save_rejects_invalid():
+def check_save_rejects_invalid():
     config.save(PATH, {"batch_size": 4})
     before = raw_read(PATH)
     bad = dict(config.DEFAULTS)
@@ -149,7 +146,7 @@ def save_rejects_invalid():
     expect(sorted(os.listdir()) == [PATH], "no .tmp left")
 
 
-def owners():
+def check_owners():
     # Who applies a change at once (the running part a command hands the key to); None: the
     # key is read at boot only, and a change applies after a reboot.
     want = {"report_interval_s": "readings", "keepalive_s": "uplink", "batch_size": "uplink",
@@ -158,12 +155,3 @@ def owners():
     for key in config.SCHEMA:
         expect(config.owner(key) == want.get(key), "%s: owner %r" % (key, config.owner(key)))
 
-
-def main():
-    os.chdir(sys.argv[1])
-    run([defaults, save_and_load, invalid_values, invalid_stored, damaged_file,
-         save_rejects_invalid, owners])
-
-
-if __name__ == "__main__":
-    main()

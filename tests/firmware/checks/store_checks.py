@@ -1,24 +1,16 @@
 """Checks for app.store that run unchanged under MicroPython and CPython.
 
-Usage: store_checks.py SCRATCH_DIR. Prints ``PASS <name>`` per check and raises on the first
-failure. Under MicroPython the checks run a second time on a littlefs filesystem in RAM
-(``PASS littlefs:<name>``), the filesystem the device uses.
+Each ``check_<name>`` runs in an empty working folder (tests/device/checkrun.py runs them).
+Under MicroPython they run a second time on a littlefs filesystem in RAM (`use_littlefs`),
+the filesystem the device uses.
 """
 
 import binascii
 import os
 import struct
-import sys
 
 from app import store
 from app.store import Journal, StoreError
-
-CHECKS = []
-
-
-def check(fn):
-    CHECKS.append(fn)
-    return fn
 
 
 def expect(cond, what):
@@ -59,18 +51,16 @@ def clean():
         os.remove(name)
 
 
-def run(checks, prefix=""):
-    for fn in checks:
-        clean()
-        fn()
-        print(f"PASS {prefix}{fn.__name__}")
+def run_check(fn):
+    """Each check starts in an empty folder (see tests/device/checkrun.py)."""
+    clean()
+    fn()
 
 
 # --- record files -------------------------------------------------------------------------
 
 
-@check
-def record_roundtrip():
+def check_record_roundtrip():
     expect(store.read_record("r.bin") is None, "missing record reads as None")
     store.write_record("r.bin", b"hello")
     crc = binascii.crc32(b"hello") & 0xFFFFFFFF
@@ -84,8 +74,7 @@ def record_roundtrip():
     expect(sorted(os.listdir()) == ["r.bin"], "no .tmp left after a write")
 
 
-@check
-def record_corrupt():
+def check_record_corrupt():
     store.write_record("r.bin", b"payload")
     good = raw_read("r.bin")
     for i in range(len(good)):  # every single damaged byte is caught
@@ -108,8 +97,7 @@ def record_corrupt():
     expect("magic" in raises(StoreError, store.read_record, "r.bin"), "not a record file")
 
 
-@check
-def record_stray_tmp():
+def check_record_stray_tmp():
     store.write_record("r.bin", b"old")
     raw_write("r.bin.tmp", b"MSKR\x01half-written by a cut")
     expect(store.read_record("r.bin") == b"old", "a stray .tmp does not hide the record")
@@ -120,8 +108,7 @@ def record_stray_tmp():
     expect(store.read_record("r.bin") == b"new", "the next write lands")
 
 
-@check
-def record_json():
+def check_record_json():
     expect(store.read_json("c.json", {"d": 1}) == {"d": 1}, "missing file gives the default")
     expect(store.read_json("c.json") is None, "default default is None")
     obj = {"a": 1, "b": [1, "two", None, True], "c": {"d": 2.5}}
@@ -150,8 +137,7 @@ def counted(j):
     return total
 
 
-@check
-def journal_basic():
+def check_journal_basic():
     j = Journal("j.log", 4096)
     expect(j.last_seq == 0 and j.size() == 0, "empty journal")
     expect(list(j.records()) == [] and j.snapshot() is None, "nothing recorded yet")
@@ -168,8 +154,7 @@ def journal_basic():
     j.close()
 
 
-@check
-def journal_torn_tail():
+def check_journal_torn_tail():
     j = Journal("j.log", 4096)
     for payload in (b"10", b"20", b"30"):
         j.append(payload)
@@ -190,8 +175,7 @@ def journal_torn_tail():
         j.close()
 
 
-@check
-def journal_garbage_tail():
+def check_journal_garbage_tail():
     j = Journal("j.log", 4096)
     j.append(b"1")
     j.append(b"2")
@@ -216,8 +200,7 @@ def journal_garbage_tail():
     j.close()
 
 
-@check
-def journal_compact():
+def check_journal_compact():
     j = Journal("j.log", 4096)
     for _ in range(5):
         j.append(b"1")
@@ -236,8 +219,7 @@ def journal_compact():
     j.close()
 
 
-@check
-def journal_compact_cuts():
+def check_journal_compact_cuts():
     j = Journal("j.log", 4096)
     for _ in range(3):
         j.append(b"1")
@@ -263,8 +245,7 @@ def journal_compact_cuts():
     expect(counted(Journal("j.log", 4096)) == 4, "completed compaction")
 
 
-@check
-def journal_full():
+def check_journal_full():
     j = Journal("j.log", 64)
     expect(j.fits(54) and not j.fits(55), "fits() counts the record overhead")
     n = 0
@@ -279,8 +260,7 @@ def journal_full():
     j.close()
 
 
-@check
-def journal_bad_snapshot():
+def check_journal_bad_snapshot():
     j = Journal("j.log", 4096)
     j.append(b"1")
     j.compact(b"1")
@@ -367,7 +347,7 @@ def every_cut(setup, action, verify, fail=PowerCut):
         args = setup()
         cutter = Cutter(at, fail)
         store.os = cutter
-        store.open = cutter.open
+        store.open = cutter.open  # type: ignore[attr-defined]  # the check's fault-injection seam
         try:
             action(*args)
             completed = True
@@ -376,15 +356,14 @@ def every_cut(setup, action, verify, fail=PowerCut):
         finally:
             cutter.at = 0  # files the action left open stop failing
             store.os = os
-            store.open = open
+            store.open = open  # type: ignore[attr-defined]  # the check's fault-injection seam
         verify(completed, args)
         if completed:
             return
         at += 1
 
 
-@check
-def power_cut_write_record():
+def check_power_cut_write_record():
     def setup():
         store.write_record("r.bin", b"old")
         return ("r.bin", b"new")
@@ -417,8 +396,7 @@ def reopened_count():
     return total
 
 
-@check
-def power_cut_append():
+def check_power_cut_append():
     def verify(completed, _):
         total = reopened_count()
         expect(total == 4 if completed else total in (3, 4), "count %d" % total)
@@ -426,16 +404,14 @@ def power_cut_append():
     every_cut(lambda: (journal_with(2, compacted=1), b"1"), Journal.append, verify)
 
 
-@check
-def power_cut_compact():
+def check_power_cut_compact():
     def verify(completed, _):
         expect(reopened_count() == 5, "compaction neither loses nor doubles a count")
 
     every_cut(lambda: (journal_with(3, compacted=2), b"5"), Journal.compact, verify)
 
 
-@check
-def power_cut_open_repair():
+def check_power_cut_open_repair():
     def setup():
         journal_with(3)
         raw_write("j.log", raw_read("j.log")[:-3])  # torn last append
@@ -456,16 +432,14 @@ def still_counts(j, total):
     expect(counted(Journal("j.log", 4096)) == total + 1, "reopened after a flash error")
 
 
-@check
-def flash_error_append():
+def check_flash_error_append():
     def verify(completed, args):
         still_counts(args[0], 4 if completed else 3)
 
     every_cut(lambda: (journal_with(2, compacted=1), b"1"), Journal.append, verify, OSError)
 
 
-@check
-def flash_error_compact():
+def check_flash_error_compact():
     def verify(completed, args):
         still_counts(args[0], 5)
 
@@ -508,22 +482,14 @@ def mount_littlefs(where):
     return True
 
 
-FAULT_CHECKS = ("power_cut_", "flash_error_")
-
-
-def main():
-    scratch = sys.argv[1]
-    littlefs = mount_littlefs("/lfs")
-    os.chdir(scratch)
-    run(CHECKS)
-    if littlefs:
-        # The fault-injection checks abandon littlefs files mid-operation, which the
-        # MicroPython unix port's littlefs does not always survive in-process; block-level
-        # power cuts on littlefs are covered by tests/firmware/test_power_cut_store.py, which
-        # ends the device process at the cut as real power loss would.
-        os.chdir("/lfs")
-        run([c for c in CHECKS if not c.__name__.startswith(FAULT_CHECKS)], "littlefs:")
-
-
-if __name__ == "__main__":
-    main()
+def use_littlefs():
+    """Go on in a fresh littlefs in RAM, the filesystem the device uses; False if this
+    interpreter has none. The fault-injection checks (power_cut_*, flash_error_*) abandon
+    littlefs files mid-operation, which the MicroPython unix port's littlefs does not always
+    survive in-process, so they stay off it; block-level power cuts on littlefs are covered by
+    tests/firmware/test_power_cut_store.py, which ends the device process at the cut as real
+    power loss would."""
+    if not mount_littlefs("/lfs"):
+        return False
+    os.chdir("/lfs")
+    return True

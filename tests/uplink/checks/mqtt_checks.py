@@ -36,7 +36,7 @@ def client():
                       bytearray(128))
 
 
-async def connect_bytes():
+async def check_connect_bytes():
     c = client()
     s = FakeStream(b"\x20\x02\x01\x00")
     present = await c.connect(s, 300, False, ("d/dev-a/s", "0", True))
@@ -48,7 +48,7 @@ async def connect_bytes():
     return present is True and bytes(s.sent) == want
 
 
-async def refused():
+async def check_refused():
     c = client()
     try:
         await c.connect(FakeStream(b"\x20\x02\x00\x04"), 300)
@@ -57,7 +57,7 @@ async def refused():
     return False
 
 
-async def garbage():
+async def check_garbage():
     c = client()
     await c.connect(FakeStream(b"\x20\x02\x00\x00\xf7\x01\x02"), 300)
     try:
@@ -67,7 +67,7 @@ async def garbage():
     return False
 
 
-async def cut_mid_packet():
+async def check_cut_mid_packet():
     c = client()
     await c.connect(FakeStream(b"\x20\x02\x00\x00\x30\x20\x00\x03abc"), 300)
     try:
@@ -77,7 +77,7 @@ async def cut_mid_packet():
     return False
 
 
-async def puback_and_oversized_command():
+async def check_puback_and_oversized_command():
     c = client()
     got = []
 
@@ -95,10 +95,3 @@ async def puback_and_oversized_command():
     return (got == [("d/dev-a/c", None, 195), ("d/dev-a/c", b"{}\x00", 3)]
             and acks == b"\x40\x02\x00\x07\x40\x02\x00\x08" and c.oversized == 1)
 
-
-async def main():
-    for check in (connect_bytes, refused, garbage, cut_mid_packet, puback_and_oversized_command):
-        ok = await check()
-        print("PASS" if ok else "FAIL", check.__name__)
-
-asyncio.run(main())

@@ -5,7 +5,6 @@
 # is reported as applying after a reboot, and a full readings queue drops readings, never
 # events.
 import asyncio
-import gc
 import json
 import os
 import struct
@@ -224,7 +223,7 @@ def counter_cmd(cid, value):
         cid.encode(), value)
 
 
-async def authorised_by_topic():
+async def check_authorised_by_topic():
     clean()
     counters = FakeCounters()
     broker = Broker([publish("d/dev-b/c", counter_cmd("x1", 7), 1),
@@ -245,7 +244,7 @@ async def authorised_by_topic():
     return ok
 
 
-async def reply_survives_a_cut_link():
+async def check_reply_survives_a_cut_link():
     clean()
     counters = FakeCounters()
     first = Broker([publish("d/dev-a/c", counter_cmd("c1", 5), 1)], cut_on="d/dev-a/r")
@@ -263,7 +262,7 @@ async def reply_survives_a_cut_link():
     return ok
 
 
-async def reply_survives_a_reboot():
+async def check_reply_survives_a_reboot():
     clean()
     counters = FakeCounters()  # the counters' flash: it outlives the reboot
     first = Broker([publish("d/dev-a/c", counter_cmd("c2", 9), 1)], cut_on="d/dev-a/r")
@@ -285,7 +284,7 @@ async def reply_survives_a_reboot():
     return ok
 
 
-async def config_applies_live_or_after_reboot():
+async def check_config_applies_live_or_after_reboot():
     # A key a running part owns takes effect at once, and the reply says "applied"; one read
     # only at boot is stored and reported as "after_reboot". Here: readings every minute
     # instead of every 15 from the next one on (the readings queue), telemetry as JSON (the
@@ -325,7 +324,7 @@ async def config_applies_live_or_after_reboot():
     return ok
 
 
-async def queue_drops_readings_and_counts_them():
+async def check_queue_drops_readings_and_counts_them():
     clean()
     q = ReadingQueue(path="/tq", max_bytes=600)
     pushed = 200
@@ -346,7 +345,7 @@ async def queue_drops_readings_and_counts_them():
     return ok
 
 
-async def events_are_never_dropped():
+async def check_events_are_never_dropped():
     clean()
     counters = Counters(directory="/qcnt")
     start = counters.last_seq
@@ -365,19 +364,3 @@ async def events_are_never_dropped():
         print("events", len(events), q.dropped, eseq, rseq)
     return ok
 
-
-async def main():
-    for check in (authorised_by_topic, reply_survives_a_cut_link, reply_survives_a_reboot,
-                  config_applies_live_or_after_reboot, queue_drops_readings_and_counts_them,
-                  events_are_never_dropped):
-        gc.collect()
-        try:
-            ok = await check()
-        except Exception as e:  # noqa: BLE001 - a check that raises has failed; say how
-            import sys
-
-            sys.print_exception(e)
-            ok = False
-        print("PASS" if ok else "FAIL", check.__name__)
-
-asyncio.run(main())
