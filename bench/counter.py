@@ -11,10 +11,10 @@ from musket_sim import VirtualDevice
 
 EVENTS = 600
 SCRIPT = """
-import _simcore
+import _simcore, _simflash
 from app import counter
 counts = [0, 0]
-FP = _simcore.FlashPartition
+FP = _simflash.FlashPartition
 prog, erase = FP._program, FP.erase
 def _p(self, addr, data):
     counts[0] += len(data)
