@@ -37,6 +37,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "uplink"))  # the test CA and broker certificate
+sys.path.insert(1, str(ROOT / "tests"))  # checksuite, which the uplink tests' modules import
 
 from conftest import _free_port  # noqa: E402
 from test_tls import make_test_pki  # noqa: E402

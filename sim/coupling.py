@@ -20,6 +20,7 @@ import os
 import socket
 import threading
 import traceback
+from pathlib import Path
 from types import ModuleType
 
 from musket_sim.models.world import PIN_LEVEL, QUIET_FOREVER, UART_DATA, World
@@ -49,9 +50,12 @@ class Coupling:
 
     _serial = 0
 
-    def __init__(self, world: World) -> None:
+    def __init__(self, world: World, clock_path: Path) -> None:
         Coupling._serial += 1
         self.world = world
+        # The device's clock as it last moved on its own (see _simwire), for a boot that dies.
+        self.clock_path = clock_path
+        clock_path.write_bytes(world.now_us.to_bytes(8, "little"))
         self.name = f"musket-sim-{os.getpid()}-{Coupling._serial}-{id(self):x}"
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.listener.bind("\0" + self.name)
@@ -61,6 +65,14 @@ class Coupling:
         self.failure: str | None = None
         self.connected = False
         self._thread: threading.Thread | None = None
+
+    def device_clock(self) -> int:
+        """How far the device's clock got: its last frame, or its last step on its own."""
+        try:
+            stepped = int.from_bytes(self.clock_path.read_bytes()[:8], "little")
+        except OSError:
+            stepped = 0
+        return max(self.device_us, stepped)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self.serve, name=self.name, daemon=True)
@@ -139,8 +151,6 @@ class Coupling:
                                                       target))
             return _frame(W.TIME, t.to_bytes(8, "little") + b"\0\0"
                           + world.quiet_until().to_bytes(8, "little"))
-        if kind == W.ADVANCED:
-            return b""
         if kind == W.UART_WRITE:
             world.firmware_wrote(body[8], body[9:])
             return b""

@@ -63,6 +63,7 @@ US_PER_S = 1_000_000
 # The device process runs in the work folder and names its files relative to it, so that the
 # folder's path cannot change what the device allocates (MicroPython's heap figures).
 _SETTINGS_FILE = "boot-settings.json"
+_CLOCK_FILE = "clock.bin"
 
 
 class SimError(BadInput):
@@ -251,7 +252,7 @@ class VirtualDevice:
         while True:
             if run.mode != "raw" and not self._boot_stage(run):
                 break
-            coupling = Coupling(run.world)
+            coupling = Coupling(run.world, self.workdir / _CLOCK_FILE)
             settings_path = self.workdir / _SETTINGS_FILE
             settings_path.write_text(json.dumps(self._boot_settings(run, coupling)))
             coupling.start()
@@ -335,7 +336,7 @@ class VirtualDevice:
             "cut_at_write": (run.cut_at_write - run.flash_writes) if run.cut_at_write else -1,
             "cut_chance": run.cut_chance, "running_app": self.running_app,
             "script": run.script_path.name if run.script_path else None,
-            "link": coupling.name,
+            "link": coupling.name, "clock": _CLOCK_FILE,
             "preload": [p.stem for p in self.sim_modules], "sim_path": self._sim_module_dirs(),
         }
 
@@ -355,7 +356,7 @@ class VirtualDevice:
             run.script_output.extend(output)
         # The clock as the device last told the models: a boot that died without its exit
         # report still had its time pass, and time never runs backwards.
-        self.virtual_us = max(self.virtual_us, coupling.device_us)
+        self.virtual_us = max(self.virtual_us, coupling.device_clock())
         if coupling.failure:
             run.errors.append(f"boot {boot_no}: the simulator failed: {coupling.failure}")
         if exit_event is None:

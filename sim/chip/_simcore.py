@@ -104,7 +104,8 @@ def load_settings(path):
     _builtin("random").seed(settings.get("seed", 0) * 1000003 + settings.get("boot", 0))
     _simflash.start(settings, rng, _cut_rng)
     _stdin_poll.register(sys.stdin, _bselect.POLLIN)
-    _simlink.connect(settings["link"], settings.get("seed", 0) * 1000003 + settings.get("boot", 0))
+    _simlink.connect(settings["link"], settings.get("seed", 0) * 1000003 + settings.get("boot", 0),
+                     settings["clock"])
     _simlink.hello(now_us, settings.get("reset_cause", PWRON_RESET), _advance_to)
     return settings
 

@@ -26,9 +26,24 @@ delivered = 0  # frames of deliveries taken in since boot
 quiet_until = 0
 
 
-def connect(name, seed):
-    # `name`: the host's socket, in the abstract namespace (no file to clean up).
-    global _sock, _send, _recv_into
+_clock = bytearray(8)
+_clock_file = None
+
+
+def _tell_clock(t):
+    # The clock file (see _simwire): written in place, nothing allocated.
+    for i in range(8):
+        _clock[i] = t & 0xFF
+        t >>= 8
+    _clock_file.seek(0)
+    _clock_file.write(_clock)
+
+
+def connect(name, seed, clock_path):
+    # `name`: the host's socket, in the abstract namespace (no file to clean up); the clock
+    # file is opened now, while the host's filesystem is still the root.
+    global _sock, _send, _recv_into, _clock_file
+    _clock_file = open(clock_path, "r+b") if _MP else open(clock_path, "r+b", buffering=0)
     _noise[0] = (seed * 2654435761 + 12345) & 0xFFFFFFFF or 1
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     if _MP:
@@ -154,8 +169,7 @@ def idle(now, target, commit, advance):
     if target < quiet_until:
         if commit:
             advance(target)
-            # Told, not asked: the host keeps the device's clock, should the process die.
-            _write(_frame(W.ADVANCED, target, 0))
+            _tell_clock(target)
         return target
     at = _frame(W.IDLE, now, 9)
     _put(11, target, 8)

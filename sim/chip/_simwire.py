@@ -1,6 +1,10 @@
 # The frames between the virtual device and the models on the host (musket_sim.coupling).
 # Read by both ends: this module is the one place the format is written down.
 #
+# Beside the socket, the clock file: 8 bytes, the device's clock as it last moved, written in
+# place at every step the device takes on its own, so that the host knows how far a boot got
+# even when its process dies without a word (and no frame is spent on it).
+#
 # A frame is its type (one byte), the length of what follows (two bytes, little-endian) and
 # that many bytes. Numbers inside are little-endian: times 8 bytes (virtual microseconds),
 # ids and levels 1, registers and counts 2, values 4. Every frame from the device starts with
@@ -14,7 +18,6 @@ NO_REGISTER = 0xFFFF  # an I2C transfer without a memory address
 # so it does not end the quiet time the host announced (see TIME).
 HELLO = 0x68  # "h" now, reset cause: a boot starts; answered with deliveries, then TIME
 IDLE = 0x69  # "i" now, target, commit: answered with deliveries, then TIME
-ADVANCED = 0x63  # "c" now: the device moved its clock on its own, in the models' quiet time
 UART_WRITE = 0x77  # "w" now, uart, data
 UART_OPEN = 0x6F  # "o" now, uart, baud
 PIN_SET = 0x70  # "p" now, pin, level: answered with TIME (now) and what the models did
