@@ -153,7 +153,7 @@ class Coupling:
                           + world.quiet_until().to_bytes(8, "little"))
         if kind == W.UART_WRITE:
             world.firmware_wrote(body[8], body[9:])
-            return b""
+            return _frame(W.QUIET, world.quiet_until().to_bytes(8, "little"))
         if kind == W.PIN_SET:
             world.firmware_drove(body[8], body[9])
             return self._time(now)
@@ -186,9 +186,9 @@ class Coupling:
         if register == W.NO_REGISTER:
             register = None
         model = self.world.i2c_device(bus, address)
+        if model is None:  # ENODEV: no ACK, as the ESP32 port reports it; nobody there at all
+            return _frame(W.REPLY, bytes([19, W.NO_DEVICE]))
         try:
-            if model is None:
-                raise OSError(19)  # ENODEV: no ACK, as the ESP32 port reports it
             if kind == W.I2C_READ:
                 n = int.from_bytes(body[12:14], "little")
                 return _frame(W.REPLY, b"\0" + bytes(model.read(register, n))[:n])

@@ -24,6 +24,9 @@ delivered = 0  # frames of deliveries taken in since boot
 # Until when the models have nothing for the device, as the host last said; 0 once the device
 # sent them something since (they may have work now).
 quiet_until = 0
+_quiet_due = 0  # UART writes whose QUIET answer is still to be read
+_quiet_stale = False  # something else went to the models after those writes
+_i2c_absent = bytearray(128)  # addresses with no device on the bus (bus 0; others ask)
 
 
 _clock = bytearray(8)
@@ -104,8 +107,7 @@ def _write(n):
         _send(bytes(_out[:n]))
 
 
-def _read_frame():
-    # -> (kind, length); the frame's bytes are in _payload.
+def _read_any():
     if _recv_into(_head, W.HEADER) != W.HEADER:
         raise _simexit.HostGone()
     kind = _head[0]
@@ -114,7 +116,35 @@ def _read_frame():
         raise _simexit.HostGone()
     if kind == W.FAILURE:
         raise _simexit.SimFailure(bytes(_payload[:n]).decode("utf-8", "replace"))
+    if kind == W.QUIET:
+        _take_quiet()
     return kind, n
+
+
+def _take_quiet():
+    # The answer to the last UART write holds only if nothing else went to the models since.
+    global quiet_until, _quiet_due, _quiet_stale
+    _quiet_due -= 1
+    if not _quiet_due:
+        if not _quiet_stale:
+            quiet_until = _get(_payload, 0, 8)
+        _quiet_stale = False
+
+
+def _read_frame():
+    # -> (kind, length) of the next frame that is not a QUIET; its bytes are in _payload.
+    while True:
+        kind, n = _read_any()
+        if kind != W.QUIET:
+            return kind, n
+
+
+def _settle_quiet():
+    # Reads the QUIET answers to the UART writes made since the device last heard the host.
+    while _quiet_due:
+        kind, n = _read_any()
+        if kind != W.QUIET:
+            raise _simexit.SimFailure("the host sent frame %d where QUIET was due" % kind)
 
 
 def _reply():
@@ -166,6 +196,8 @@ def idle(now, target, commit, advance):
     # they send something (or the target) and the device follows. Otherwise the host only
     # says when the models' next work is due (a paced device waits in real time first).
     # Before the time the host said the models are quiet, the device need not ask.
+    if _quiet_due:
+        _settle_quiet()
     if target < quiet_until:
         if commit:
             advance(target)
@@ -179,8 +211,9 @@ def idle(now, target, commit, advance):
 
 
 def uart_write(now, uart_id, data, n):
-    global quiet_until
+    global quiet_until, _quiet_due
     quiet_until = 0
+    _quiet_due += 1
     at = _frame(W.UART_WRITE, now, 1, n)
     _out[11] = uart_id
     _write(at)
@@ -191,9 +224,16 @@ def uart_write(now, uart_id, data, n):
             _send(bytes(data[:n]))
 
 
-def uart_open(now, uart_id, baud):
-    global quiet_until
+def _dirty():
+    # The models may have new work: ask before the clock passes.
+    global quiet_until, _quiet_stale
     quiet_until = 0
+    if _quiet_due:
+        _quiet_stale = True
+
+
+def uart_open(now, uart_id, baud):
+    _dirty()
     at = _frame(W.UART_OPEN, now, 5)
     _out[11] = uart_id
     _put(12, baud, 4)
@@ -220,23 +260,37 @@ def _i2c_fixed(bus, address, register):
     _put(13, W.NO_REGISTER if register is None else register, 2)
 
 
+def _no_device(bus, address):
+    # The address answered ENODEV before with no device on the bus at all: no need to ask.
+    if bus == 0 and _i2c_absent[address & 0x7F]:
+        raise OSError(19)
+
+
+def _check_status(bus, address, got):
+    status = _payload[0]
+    if status:
+        if status == 19 and got > 1 and _payload[1] == W.NO_DEVICE and bus == 0:
+            _i2c_absent[address & 0x7F] = 1
+        raise OSError(status)
+
+
 def i2c_read(now, bus, address, register, buf):
     # Fills buf from the device at `address`; raises OSError as the chip's driver does.
+    _no_device(bus, address)
     n = len(buf)
     at = _frame(W.I2C_READ, now, 6)
     _i2c_fixed(bus, address, register)
     _put(15, n, 2)
     _write(at)
     got = _reply()
-    if _payload[0]:
-        raise OSError(_payload[0])
+    _check_status(bus, address, got)
     for i in range(min(n, got - 1)):
         buf[i] = _payload[1 + i]
 
 
 def i2c_write(now, bus, address, register, data):
-    global quiet_until
-    quiet_until = 0
+    _no_device(bus, address)
+    _dirty()
     n = len(data)
     at = _frame(W.I2C_WRITE, now, 4, n)
     _i2c_fixed(bus, address, register)
@@ -246,9 +300,7 @@ def i2c_write(now, bus, address, register, data):
             _send(data, n)
         else:
             _send(bytes(data))
-    _reply()
-    if _payload[0]:
-        raise OSError(_payload[0])
+    _check_status(bus, address, _reply())
 
 
 def i2c_scan(now, bus):

@@ -18,7 +18,7 @@ NO_REGISTER = 0xFFFF  # an I2C transfer without a memory address
 # so it does not end the quiet time the host announced (see TIME).
 HELLO = 0x68  # "h" now, reset cause: a boot starts; answered with deliveries, then TIME
 IDLE = 0x69  # "i" now, target, commit: answered with deliveries, then TIME
-UART_WRITE = 0x77  # "w" now, uart, data
+UART_WRITE = 0x77  # "w" now, uart, data: answered with QUIET, which the device reads later
 UART_OPEN = 0x6F  # "o" now, uart, baud
 PIN_SET = 0x70  # "p" now, pin, level: answered with TIME (now) and what the models did
 I2C_READ = 0x72  # "r" now, bus, address, register, count: answered with REPLY
@@ -36,5 +36,11 @@ PIN_PULSES = 0x4E  # "N" pin, count (2 bytes): short high pulses on a pin restin
 # the models have nothing for the device unless it sends them something (it need not ask
 # before then)
 TIME = 0x54
-REPLY = 0x52  # "R" status (0 ok, else an errno), data
+# "R" status (0 ok, else an errno), data; for an I2C address with no device on the bus at all,
+# status 19 (ENODEV) and the byte NO_DEVICE, which the device may keep for the rest of the boot
+REPLY = 0x52
+NO_DEVICE = 0xFF
+# "Q" until when the models are quiet now (as in TIME): the answer to a UART write, sent at
+# once and read by the device when it next needs to know, so a write costs no round trip
+QUIET = 0x51
 FAILURE = 0x46  # "F" text: the models failed; the run stops and says why
