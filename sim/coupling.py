@@ -63,7 +63,6 @@ class Coupling:
         self.listener.settimeout(_ACCEPT_TIMEOUT_S)
         self.device_us = world.now_us  # the device's clock, as its last frame gave it
         self.failure: str | None = None
-        self.connected = False
         self._thread: threading.Thread | None = None
 
     def device_clock(self) -> int:
@@ -94,7 +93,6 @@ class Coupling:
             conn, _ = self.listener.accept()
         except OSError:
             return  # the device died before it connected; the runner reports that
-        self.connected = True
         conn.settimeout(None)
         with conn:
             reader = conn.makefile("rb")
@@ -158,11 +156,7 @@ class Coupling:
             world.firmware_drove(body[8], body[9])
             return self._time(now)
         if kind == W.UART_OPEN:
-            baud = int.from_bytes(body[9:13], "little")
-            if baud:
-                world.firmware_opened_uart(body[8], baud)
-            else:
-                world.uart_bauds.pop(body[8], None)
+            world.firmware_opened_uart(body[8], int.from_bytes(body[9:13], "little"))
             return b""
         if kind == W.HELLO:
             world.device_boots(body[8])

@@ -258,10 +258,6 @@ def _console_wait(wall_ms):
     return bool(_stdin_poll.poll(max(0, int(wall_ms))))
 
 
-def _ignore(t):
-    pass
-
-
 def idle(timeout_us):
     # The firmware has nothing to do for timeout_us, whole microseconds (negative: until
     # something happens). Integers only: a float here would be an allocation at every step.
@@ -273,7 +269,7 @@ def idle(timeout_us):
     if speed:
         # Paced: wait in real time, a slice at most, so the host hears progress and console
         # input is seen as soon as it arrives.
-        target = _simlink.idle(now_us, target, False, _ignore)
+        target = _simlink.idle(now_us, target, False, _simlink.stay)
         start = _real_ms()
         wall_ms = (target - now_us) / _US_PER_MS / speed
         clipped = wall_ms > _CONSOLE_SLICE_MS
@@ -313,7 +309,7 @@ def wait_console():
         idle(-1)
         return
     pace = speed or 1
-    limit = _simlink.idle(now_us, _limit(span_end_us), False, _ignore)
+    limit = _simlink.idle(now_us, _limit(span_end_us), False, _simlink.stay)
     start = _real_ms()
     _console_wait(min((limit - now_us) / _US_PER_MS / pace, _CONSOLE_SLICE_MS))
     waited_ms = _real_since(start)

@@ -20,7 +20,6 @@ _payload = bytearray(W.MAX_PAYLOAD)
 _sock = None
 _send = None
 _recv_into = None
-delivered = 0  # frames of deliveries taken in since boot
 # Until when the models have nothing for the device, as the host last said; 0 once the device
 # sent them something since (they may have work now).
 quiet_until = 0
@@ -157,7 +156,7 @@ def _reply():
 def _take_time(advance):
     # Reads TIME, moves the clock there (advance(t) may end the boot: a reset or the span's
     # end at that instant), then takes in the deliveries the models made at that time.
-    global delivered, quiet_until
+    global quiet_until
     kind, n = _read_frame()
     if kind != W.TIME:
         raise _simexit.SimFailure("the host sent frame %d where the time was due" % kind)
@@ -167,7 +166,6 @@ def _take_time(advance):
     advance(t)
     for _ in range(count):
         kind, n = _read_frame()
-        delivered += 1
         if kind == W.UART_DATA:
             uart = _simworld.uarts.get(_payload[0])
             if uart is not None:
@@ -240,7 +238,8 @@ def uart_open(now, uart_id, baud):
     _write(at)
 
 
-def _stay(t):
+def stay(t):
+    # For a caller that takes the time the host gives without moving its clock there.
     pass
 
 
@@ -251,7 +250,7 @@ def pin_set(now, pin, level):
     _out[11] = pin
     _out[12] = level
     _write(at)
-    _take_time(_stay)
+    _take_time(stay)
 
 
 def _i2c_fixed(bus, address, register):

@@ -164,7 +164,11 @@ class World:
             peer.receive(data)
 
     def firmware_opened_uart(self, uart_id: int, baud: int) -> None:
-        self.uart_bauds[uart_id] = baud
+        # baud 0: the firmware closed it (UART.deinit)
+        if baud:
+            self.uart_bauds[uart_id] = baud
+        else:
+            self.uart_bauds.pop(uart_id, None)
 
     def firmware_drove(self, pin: int, level: int) -> None:
         for callback in self.pin_watchers.get(pin, ()):
