@@ -184,8 +184,9 @@ def test_device_publishes_over_tls_and_the_subscriber_decodes_it(
         make_device, tls_broker, tls_subscriber, pki):
     device = make_device(device_modules=[APP], modem=load_scenario("good"),
                          files=tls_device_files(tls_broker.port, pki.ca.read_bytes()))
-    result = device.run(2 * HOUR, script=device_script(event_every_s=900,
-                                                       events_until_s=2 * HOUR))
+    # Events go out with the next report (every 15 min): the run goes on past the last one's.
+    result = device.run(2 * HOUR + 1800, script=device_script(event_every_s=900,
+                                                              events_until_s=2 * HOUR))
     committed = committed_seqs(result.script_output)
     assert len(committed) >= 5, result.script_output[-2000:]
     stream = wait_for_events(tls_subscriber, committed)
