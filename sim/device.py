@@ -211,7 +211,8 @@ class VirtualDevice:
             cmd = [micropython_binary(), "-X", f"heapsize={heap}", str(MP_BOOT),
                    settings_path.name, str(self.heap), str(rom_size)]
         else:
-            env["PYTHONDONTWRITEBYTECODE"] = "1"
+            # The simulator's own modules are compiled once, not at every boot.
+            env.pop("PYTHONDONTWRITEBYTECODE", None)
             cmd = [sys.executable, "-X", "utf8", str(CPYTHON_BOOT), settings_path.name]
         return cmd, env
 
