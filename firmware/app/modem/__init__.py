@@ -2,12 +2,7 @@
 # in base.py, and the connection manager (manager.py) that brings the link up and keeps it up.
 # Families are data: the board names one, and only that family's module is imported.
 
-try:
-    from micropython import const
-except ImportError:
-
-    def const(x):
-        return x
+from micropython import const
 
 
 FAMILIES = "sim7080 sim7600 bg95"  # each the module app.modem.<family>; one string is cheapest

@@ -13,12 +13,7 @@ import time
 
 from app.errors import FirmwareError
 
-try:
-    from micropython import const
-except ImportError:
-
-    def const(x):
-        return x
+from micropython import const
 
 
 _LINE_MAX = const(256)  # longest line kept; longer ones are garbage (or data read raw)

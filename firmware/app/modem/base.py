@@ -33,12 +33,7 @@ from app.modem.replies import (ACT_NAMES, ModemError, find, parse_cereg, parse_c
                                parse_cops, parse_csq, parse_id, text)
 from app.modem.tcp import Socket
 
-try:
-    from micropython import const
-except ImportError:
-
-    def const(x):
-        return x
+from micropython import const
 
 
 _SYNC_ATTEMPTS = const(10)  # "AT" probes before the modem counts as silent

@@ -22,12 +22,7 @@ from app import backoff
 from app.modem.at import ATError, ATTimeout
 from app.modem.replies import ModemError
 
-try:
-    from micropython import const
-except ImportError:
-
-    def const(x):
-        return x
+from micropython import const
 
 
 # States and rungs as status shows them; const() so that none is a module global, which costs

@@ -7,12 +7,7 @@ import time
 
 import machine
 
-try:
-    from micropython import const
-except ImportError:
-
-    def const(x):
-        return x
+from micropython import const
 
 
 _POLL_MS = const(50)  # STATUS line polling
