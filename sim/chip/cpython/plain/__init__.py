@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 DIR = Path(__file__).resolve().parent
-FIRMWARE = DIR.parents[2] / "firmware"
+FIRMWARE = DIR.parents[3] / "firmware"
 
 
 def pythonpath(*dirs: Path | str) -> str:
