@@ -12,6 +12,7 @@ import shutil
 import sys
 
 import pytest
+from mutations import edited
 
 from musket import firmware
 from musket.ota import bundle, delta, image
@@ -50,30 +51,13 @@ def test_a_varint_past_five_bytes_is_refused():
         delta.varint(2**35)
 
 
-def mutate(rng: random.Random, data: bytes) -> bytes:
-    out = bytearray(data)
-    for _ in range(rng.randrange(0, 12)):
-        at = rng.randrange(len(out) + 1)
-        kind = rng.randrange(4)
-        if kind == 0:
-            out[at:at + 3] = rng.randbytes(3)
-        elif kind == 1:
-            out[at:at] = rng.randbytes(rng.randrange(1, 100))
-        elif kind == 2:
-            del out[at:at + rng.randrange(1, 300)]
-        else:
-            src = rng.randrange(len(out) + 1)
-            out[at:at] = out[src:src + rng.randrange(1, 500)]
-    return bytes(out)
-
-
 @pytest.mark.parametrize("seed", range(30))
 def test_random_pairs_round_trip(applier, seed):
     rng = random.Random(seed)
     size = rng.choice([0, 1, 17, 1000, 20000])
     alphabet = rng.choice([b"ab", b"abcdefghij\n", bytes(range(256))])
     base = bytes(rng.choice(alphabet) for _ in range(size))
-    new = mutate(rng, base) if base else rng.randbytes(rng.randrange(0, 300))
+    new = edited(base, rng, rng.randrange(12)) if base else rng.randbytes(rng.randrange(0, 300))
     ops = delta.make_delta(base, new)
     assert rebuild(applier, base, ops, len(new)) == new
 

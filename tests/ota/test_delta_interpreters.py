@@ -9,30 +9,13 @@ import random
 from pathlib import Path
 
 from checksuite import Suite, run_bare, script
+from mutations import edited
 
 from musket.ota import bundle, delta, image
 
 CHECKS = Path(__file__).resolve().parent / "checks"
 MODULE = CHECKS / "delta_checks.py"
 HEAP = "111936"  # the ESP32 port's heap without PSRAM (boards/*.toml)
-
-
-def edited(data: bytes, rng: random.Random, edits: int) -> bytes:
-    """`data` with changed, inserted, deleted and moved stretches."""
-    out = bytearray(data)
-    for _ in range(edits):
-        at = rng.randrange(len(out))
-        kind = rng.randrange(4)
-        if kind == 0:
-            out[at:at + 4] = rng.randbytes(4)
-        elif kind == 1:
-            out[at:at] = rng.randbytes(rng.randrange(1, 40))
-        elif kind == 2:
-            del out[at:at + rng.randrange(1, 200)]
-        else:
-            src = rng.randrange(len(out))
-            out[at:at] = out[src:src + rng.randrange(20, 400)]
-    return bytes(out)
 
 
 def fixtures(folder: Path) -> None:

@@ -86,28 +86,24 @@ def _add(ops: bytearray, data: bytes) -> None:
 
 
 def _common_forward(a: bytes, ai: int, b: bytes, bi: int) -> int:
-    """How many bytes a[ai:] and b[bi:] share at their start, compared slice by slice."""
-    limit = min(len(a) - ai, len(b) - bi)
-    n, step = 0, _GALLOP
-    while n < limit:
-        s = min(step, limit - n)
-        if a[ai + n:ai + n + s] == b[bi + n:bi + n + s]:
-            n += s
-            step *= 2
-        elif s == 1:
-            break
-        else:
-            step = s // 2
-    return n
+    """How many bytes a[ai:] and b[bi:] share at their start."""
+    return _gallop(min(len(a) - ai, len(b) - bi),
+                   lambda n, s: a[ai + n:ai + n + s] == b[bi + n:bi + n + s])
 
 
 def _common_backward(a: bytes, ai: int, b: bytes, bi: int, most: int) -> int:
     """How many bytes (at most `most`) a[:ai] and b[:bi] share at their end."""
-    limit = min(ai, bi, most)
+    return _gallop(min(ai, bi, most), lambda n, s: a[ai - n - s:ai - n] == b[bi - n - s:bi - n])
+
+
+def _gallop(limit: int, same) -> int:
+    """The longest n <= limit for which same(0, n) holds, found slice by slice: same(n, s)
+    says whether the s bytes after the first n agree. Steps double while they do, halve when
+    they do not."""
     n, step = 0, _GALLOP
     while n < limit:
         s = min(step, limit - n)
-        if a[ai - n - s:ai - n] == b[bi - n - s:bi - n]:
+        if same(n, s):
             n += s
             step *= 2
         elif s == 1:

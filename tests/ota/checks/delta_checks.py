@@ -169,41 +169,39 @@ def check_well_formed_by_hand():
         BASE[250:260] + b"xyz").digest()).decode(), "copy then add")
 
 
+def refused(ops, image_size, words, base_size=BASE_SIZE):
+    """Applying `ops` raises ValueError saying `words`."""
+    message = raises(run, ops, image_size, base_size)
+    expect(words in message, message)
+
+
 def check_truncated_operations():
     for ops in (b"", b"\x01", b"\x01\x05", b"\x01\x05\x85", b"\x02\x05abc", b"\x02\x03xyz"):
-        message = raises(run, ops, 10)
-        expect("truncated" in message, message)
+        refused(ops, 10, "truncated")
 
 
 def check_copy_outside_the_base():
-    expect("outside the base" in raises(run, b"\x01\xf0\x07\x20\x00", 32), "past the end")
+    refused(b"\x01\xf0\x07\x20\x00", 32, "outside the base")
     # Without the base's size, the base's own end stops it.
-    message = raises(run, b"\x01\xf0\x07\x20\x00", 32, None)
-    expect("outside the base" in message, message)
+    refused(b"\x01\xf0\x07\x20\x00", 32, "outside the base", None)
 
 
 def check_overlong_varint():
-    message = raises(run, b"\x02\x80\x80\x80\x80\x80\x00", 0)
-    expect("varint longer than 5 bytes" in message, message)
+    refused(b"\x02\x80\x80\x80\x80\x80\x00", 0, "varint longer than 5 bytes")
 
 
 def check_output_longer_than_the_image():
-    message = raises(run, b"\x02\x05hello\x00", 4)
-    expect("longer than the image" in message, message)
-    message = raises(run, b"\x01\x00\x0a\x01\x00\x0a\x00", 15)
-    expect("longer than the image" in message, message)
+    refused(b"\x02\x05hello\x00", 4, "longer than the image")
+    refused(b"\x01\x00\x0a\x01\x00\x0a\x00", 15, "longer than the image")
 
 
 def check_bytes_after_the_end():
-    message = raises(run, b"\x02\x02hi\x00\x00", 2)
-    expect("after the end" in message, message)
+    refused(b"\x02\x02hi\x00\x00", 2, "after the end")
 
 
 def check_unknown_operation():
-    message = raises(run, b"\x03\x00", 0)
-    expect("unknown operation 0x03" in message, message)
+    refused(b"\x03\x00", 0, "unknown operation 0x03")
 
 
 def check_output_shorter_than_the_image():
-    message = raises(run, b"\x02\x02hi\x00", 3)
-    expect("rebuilt 2 bytes" in message, message)
+    refused(b"\x02\x02hi\x00", 3, "rebuilt 2 bytes")
