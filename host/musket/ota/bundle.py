@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 
 from musket.errors import BadInput
+from musket.ota.image import INTERPRETERS
 from musket.ota.keys import key_id, raw_public
 
 MAGIC = b"MKOT"
@@ -29,7 +30,6 @@ HEADER_SIZE = HEADER.size  # 80
 SIGNED_PREFIX = b"musket-ota\0"
 WBITS = 12  # the payload's zlib window: 4 KB, what the device can spare to inflate it
 KINDS = ("full", "delta")
-INTERPRETERS = ("micropython", "cpython")
 _VERSION = re.compile(r"(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)")
 
 
