@@ -481,6 +481,12 @@ from musket.cli_registry import provision_cmd, registry_group  # noqa: E402
 main.add_command(provision_cmd)
 main.add_command(registry_group)
 
+# Update keys and bundles, likewise.
+from musket.cli_ota import keys_group, ota_group  # noqa: E402
+
+main.add_command(keys_group)
+main.add_command(ota_group)
+
 
 if __name__ == "__main__":
     main()

@@ -78,6 +78,15 @@ def device_files(interpreter: str, cache_dir: Path, root: Path | None = None) ->
     return files
 
 
+def romfs_files(interpreter: str, cache_dir: Path, root: Path | None = None) -> dict[str, bytes]:
+    """The application's modules as its ROMFS image holds them: bytecode for MicroPython, the
+    same modules' sources for CPython (virtual devices); boot.py and main.py stay apart."""
+    files = device_files(interpreter, cache_dir, root)
+    if interpreter == "micropython":
+        return split_for_romfs(files)[1]
+    return {path: data for path, data in files.items() if path not in RUN_AS_SOURCE}
+
+
 def split_for_romfs(files: dict[str, bytes]) -> tuple[dict[str, bytes], dict[str, bytes]]:
     """(filesystem files, ROMFS files): compiled modules go to the ROMFS partition, where the
     port runs them in place; scripts, data and anything else stay on the filesystem."""
@@ -86,9 +95,9 @@ def split_for_romfs(files: dict[str, bytes]) -> tuple[dict[str, bytes], dict[str
     return rest, rom
 
 
-def build_romfs(files: dict[str, bytes], size: int) -> bytes:
-    """A ROMFS image (MicroPython's VfsRom format, built by mpremote) of `files`, padded with
-    0xFF to the partition `size`."""
+def romfs_image(files: dict[str, bytes]) -> bytes:
+    """A ROMFS image (MicroPython's VfsRom format, built by mpremote) of `files`, unpadded: the
+    image an update carries."""
     from mpremote.romfs import make_romfs
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -97,7 +106,13 @@ def build_romfs(files: dict[str, bytes], size: int) -> bytes:
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(data)
         with contextlib.redirect_stdout(io.StringIO()):  # make_romfs narrates its tree
-            image = make_romfs(tmp, mpy_cross=False)
+            return make_romfs(tmp, mpy_cross=False)
+
+
+def build_romfs(files: dict[str, bytes], size: int) -> bytes:
+    """The ROMFS image of `files` (see `romfs_image`), padded with 0xFF to the partition
+    `size`."""
+    image = romfs_image(files)
     if len(image) > size:
         raise FirmwareError(f"the compiled firmware ({len(image)} bytes) does not fit the "
                             f"ROMFS partition ({size} bytes)")

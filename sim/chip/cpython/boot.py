@@ -3,9 +3,9 @@
     python boot.py <settings.json>
 
 The firmware runs unchanged: its imports of machine, esp32, network, time, select, os,
-asyncio, micropython, gc and tls resolve to the sim's shims, its `open` to the littlefs partition
-of the flash image, and its own modules load from that partition. Nothing else in the process
-sees these substitutions: they live in the builtins of the firmware's modules only.
+asyncio, micropython, gc, tls and deflate resolve to the sim's shims, its `open` to the littlefs
+partition of the flash image, and its own modules load from that partition. Nothing else in the
+process sees these substitutions: they live in the builtins of the firmware's modules only.
 """
 
 from __future__ import annotations

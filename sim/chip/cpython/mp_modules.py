@@ -1,4 +1,5 @@
-"""MicroPython-only modules for firmware running under CPython: micropython, gc, sys, tls."""
+"""MicroPython-only modules for firmware running under CPython: micropython, gc, sys, tls,
+deflate."""
 
 from __future__ import annotations
 
@@ -13,15 +14,20 @@ import types
 import _simcore
 import mp_tls
 
-_PLAIN_MICROPYTHON = _os.path.join(_os.path.dirname(_os.path.abspath(__file__)), "plain",
-                                   "micropython.py")
+_PLAIN = _os.path.join(_os.path.dirname(_os.path.abspath(__file__)), "plain")
+
+
+def _load_plain(name: str) -> types.ModuleType:
+    # A stand-in shared with plain CPython runs of the firmware (plain/<name>.py).
+    spec = importlib.util.spec_from_file_location(name, _os.path.join(_PLAIN, name + ".py"))
+    m = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(m)
+    return m
 
 
 def _make_micropython() -> types.ModuleType:
     # The one stand-in (plain/micropython.py), with `schedule` on the virtual clock.
-    spec = importlib.util.spec_from_file_location("micropython", _PLAIN_MICROPYTHON)
-    m = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(m)
+    m = _load_plain("micropython")
 
     def schedule(func, arg):
         _simcore.at(_simcore.now_us, lambda: func(arg))
@@ -87,4 +93,5 @@ def make_modules(heap_bytes: int) -> dict[str, types.ModuleType]:
         "gc": _make_gc(heap_bytes),
         "sys": _SysProxy("sys"),
         "tls": mp_tls,
+        "deflate": _load_plain("deflate"),
     }

@@ -1,9 +1,10 @@
-"""Firmware modules under plain CPython: the folder that holds the stand-in for MicroPython's
-`micropython` module (micropython.py here), and the path that runs the firmware with it.
+"""Firmware modules under plain CPython: the folder that holds the stand-ins for MicroPython's
+`micropython` and `deflate` modules (micropython.py and deflate.py here), and the path that
+runs the firmware with them.
 
 Every runner that imports firmware modules into a plain CPython process (the device-side
 checks' runners in tests/firmware, `musket build` writing the config through app.config)
-takes its path from here, so the stand-in is defined once."""
+takes its path from here, so each stand-in is defined once."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import os
 from pathlib import Path
 
 DIR = Path(__file__).resolve().parent
-FIRMWARE = DIR.parents[2] / "firmware"
+FIRMWARE = DIR.parents[3] / "firmware"
 
 
 def pythonpath(*dirs: Path | str) -> str:

@@ -1,0 +1,248 @@
+"""`musket keys ...` and `musket ota ...`: thin wrappers over musket.ota (the key store, the
+update bundles). Registered on the main group in cli.py."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+_KEYS_HELP = ("The key store's folder. Default: $MUSKET_KEYS, else ~/.config/musket/keys.")
+
+
+def _keys_option(f):
+    return click.option("--keys", "keys_dir", default=None, metavar="DIR",
+                        type=click.Path(file_okay=False), help=_KEYS_HELP)(f)
+
+
+def _json_option(f):
+    return click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")(f)
+
+
+def _store(keys_dir):
+    from musket.ota.keys import KeyStore
+
+    return KeyStore(keys_dir)
+
+
+def _print_json(data) -> None:
+    click.echo(json.dumps(data, indent=2))
+
+
+def _say(text: str) -> None:
+    Console(soft_wrap=True).print(text, markup=False, highlight=False)
+
+
+@click.group("keys")
+def keys_group() -> None:
+    """The Ed25519 keys that sign update bundles: one active key signs, trusted keys stay
+    trusted by devices, retired keys are dropped. Private keys never leave the store's folder.
+
+    \b
+    Example:
+      musket keys generate
+      musket keys rotate
+    """
+
+
+@keys_group.command("generate")
+@_keys_option
+@_json_option
+def keys_generate(keys_dir, as_json):
+    """Create the store's first key, which becomes the active key.
+
+    \b
+    Example:
+      musket keys generate --keys /secure/musket-keys
+    """
+    store = _store(keys_dir)
+    key = store.generate()
+    if as_json:
+        _print_json(key.describe())
+        return
+    _say(f"key {key.id} created ({key.state}) in {store.folder}")
+
+
+@keys_group.command("list")
+@_keys_option
+@_json_option
+def keys_list(keys_dir, as_json):
+    """List the keys: ID, state, created. --json adds the public keys (never a private one).
+
+    \b
+    Example:
+      musket keys list --json
+    """
+    store = _store(keys_dir)
+    keys = store.keys()
+    if as_json:
+        _print_json([key.describe() for key in keys])
+        return
+    table = Table(title=f"keys in {store.folder}")
+    for column in ("id", "state", "created"):
+        table.add_column(column)
+    for key in keys:
+        table.add_row(key.id, key.state, key.created,
+                      style="bold" if key.state == "active" else None)
+    Console().print(table)
+    if not keys:
+        _say("no keys yet: `musket keys generate` creates the first")
+
+
+@keys_group.command("rotate")
+@_keys_option
+@_json_option
+def keys_rotate(keys_dir, as_json):
+    """Make a new active key; the previous one stays trusted. Devices learn the new key from
+    a bundle signed by a key they trust: build the next one with `--sign-with OLD_ID`.
+
+    \b
+    Example:
+      musket keys rotate
+    """
+    old, new = _store(keys_dir).rotate()
+    if as_json:
+        _print_json({"previous": old.describe(), "active": new.describe()})
+        return
+    _say(f"key {new.id} is now active; {old.id} stays trusted")
+
+
+@keys_group.command("retire")
+@click.argument("key_id")
+@_keys_option
+@_json_option
+def keys_retire(key_id, keys_dir, as_json):
+    """Stop trusting a key: the next bundle's list of trusted keys leaves it out.
+
+    \b
+    Example:
+      musket keys retire 3f9c0a7d5e21b846
+    """
+    key = _store(keys_dir).retire(key_id)
+    if as_json:
+        _print_json(key.describe())
+        return
+    _say(f"key {key.id} is retired")
+
+
+@click.group("ota")
+def ota_group() -> None:
+    """Signed update bundles of the application image, full or delta (docs/ota.md).
+
+    \b
+    Example:
+      musket ota build --version 1.4.0 --board esp32-sim7080g --out app-1.4.0.mkot
+      musket ota inspect app-1.4.0.mkot
+    """
+
+
+@ota_group.command("build")
+@click.option("--version", "version", required=True, help="This release: MAJOR.MINOR.PATCH.")
+@click.option("--board", "boards", multiple=True, required=True,
+              help="A board the image is for (repeat for several; see `musket boards`).")
+@click.option("--interpreter", type=click.Choice(["micropython", "cpython"]),
+              default="micropython", show_default=True,
+              help="micropython: .mpy bytecode; cpython: sources, for virtual devices.")
+@click.option("--min-version", default=None,
+              help="Devices running below this version refuse the bundle.")
+@click.option("--downgrade", is_flag=True, help="A signed downgrade: devices may install a "
+                                                "version lower than theirs.")
+@click.option("--base", "base_file", default=None, type=click.Path(dir_okay=False),
+              help="Make a delta against this image: the previous version's full bundle, or "
+                   "its raw image.")
+@click.option("--firmware", "firmware_dir", default=None, type=click.Path(file_okay=False),
+              help="The firmware tree to build (default: the repository's firmware/).")
+@click.option("--sign-with", default=None, metavar="KEY_ID",
+              help="Sign with this trusted key instead of the active one (after a rotation, "
+                   "until devices trust the new key).")
+@click.option("--out", "out_file", required=True, type=click.Path(dir_okay=False),
+              help="Where to write the bundle.")
+@_keys_option
+@_json_option
+def ota_build(version, boards, interpreter, min_version, downgrade, base_file, firmware_dir,
+              sign_with, out_file, keys_dir, as_json):
+    """Build and sign an update bundle of the application image: full, or a delta against
+    --base.
+
+    \b
+    Examples:
+      musket ota build --version 1.3.0 --board esp32-sim7080g --out app-1.3.0.mkot
+      musket ota build --version 1.4.0 --board esp32-sim7080g --base app-1.3.0.mkot \\
+          --out app-1.4.0-delta.mkot
+    """
+    from musket.ota import release
+
+    store = _store(keys_dir)
+    base = release.load_base(base_file, store) if base_file else None
+    made = release.build_release(
+        store, version=version, boards=list(boards), interpreter=interpreter,
+        min_version=min_version, downgrade=downgrade, base=base,
+        firmware_root=Path(firmware_dir) if firmware_dir else None, sign_with=sign_with)
+    out = Path(out_file)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_bytes(made.data)
+    tmp.replace(out)
+    summary = made.summary()
+    if as_json:
+        _print_json({**summary, "file": str(out)})
+        return
+    table = Table(title=f"{out}", show_header=False)
+    table.add_column("what", style="bold")
+    table.add_column("value")
+    table.add_row("version", summary["version"])
+    table.add_row("kind", summary["kind"] + (f" (from {summary['base'].get('version', 'an image')})"
+                                             if "base" in summary else ""))
+    table.add_row("boards", ", ".join(summary["boards"]) + f" ({summary['interpreter']})")
+    table.add_row("image", f"{summary['image_size']:,} bytes")
+    table.add_row("payload", f"{summary['payload_size']:,} bytes")
+    table.add_row("total", f"{summary['total_size']:,} bytes")
+    table.add_row("key", summary["key_id"])
+    Console().print(table)
+
+
+@ota_group.command("inspect")
+@click.argument("bundle_file", type=click.Path(dir_okay=False, exists=True))
+@_keys_option
+@_json_option
+def ota_inspect(bundle_file, keys_dir, as_json):
+    """Check a bundle (signature by a key of the store, payload, sizes) and show its manifest.
+
+    \b
+    Example:
+      musket ota inspect app-1.4.0.mkot --json
+    """
+    from musket.ota import bundle
+
+    store = _store(keys_dir)
+    found = bundle.read_bundle(Path(bundle_file).read_bytes(), store.public_keys())
+    key = store.get(found.key_id)
+    if found.kind == "full":
+        found.image()  # the image the manifest names
+    if as_json:
+        _print_json({"key_id": key.id, "key_state": key.state, "manifest": found.manifest})
+        return
+    m = found.manifest
+    console = Console(soft_wrap=True)
+    lines = [f"version {m['version']}, {m['kind']}, for {', '.join(m['boards'])} "
+             f"({m['interpreter']})",
+             f"signed by key {key.id} ({key.state}); signature and payload check out"]
+    if "base" in m:
+        lines.append(f"base: {m['base'].get('version', 'an image')}, {m['base']['size']:,} "
+                     f"bytes, sha256 {m['base']['sha256'][:16]}")
+    lines.append(f"image {m['image']['size']:,} bytes, payload {m['payload']['size']:,} bytes, "
+                 f"total {m['total_size']:,} bytes")
+    if "min_version" in m or m.get("downgrade"):
+        lines.append(f"min version {m.get('min_version', '-')}, downgrade "
+                     f"{'yes' if m.get('downgrade') else 'no'}")
+    lines.append(f"trusted keys: {len(m.get('trusted_keys', []))}")
+    for line in lines:
+        console.print(line, markup=False, highlight=False)
+    table = Table(title="files")
+    for column in ("path", "size", "sha256"):
+        table.add_column(column, justify="right" if column == "size" else "left")
+    for entry in m.get("files", []):
+        table.add_row(entry["path"], f"{entry['size']:,}", entry["sha256"][:16])
+    console.print(table)

@@ -1,0 +1,58 @@
+"""The application image an update carries: the ROMFS image (MicroPython's VfsRom format) of
+the firmware's modules, unpadded. For `micropython` it holds their bytecode, exactly what
+`musket build` puts in a board's romfs partition; for `cpython` (virtual devices running under
+CPython) the same modules' sources."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from musket import firmware
+from musket.boards import ROMFS_PARTITION, Board
+from musket.errors import BadInput
+
+INTERPRETERS = ("micropython", "cpython")
+
+
+class ImageError(BadInput):
+    """The application image cannot be made, or does not fit a board."""
+
+
+@dataclass(frozen=True)
+class Image:
+    data: bytes
+    files: dict[str, bytes]  # device path ("app/main.mpy") → its bytes, as the image holds them
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+    def file_entries(self) -> list[dict]:
+        """The manifest's `files`: path, size and SHA-256 of each, in path order."""
+        return [{"path": path, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+                for path, data in sorted(self.files.items())]
+
+
+def application_image(interpreter: str, root: Path | None = None,
+                      cache_dir: Path | None = None) -> Image:
+    """The image of the firmware tree `root` (default: the repository's firmware/)."""
+    if interpreter not in INTERPRETERS:
+        raise ImageError(f"unknown interpreter {interpreter!r} (expected: "
+                         f"{', '.join(INTERPRETERS)})")
+    if root is not None and not Path(root, "app").is_dir():
+        raise ImageError(f"{root}: not a firmware tree (no app/ folder in it)")
+    root = Path(root) if root is not None else None
+    cache = Path(cache_dir) if cache_dir else firmware.firmware_dir().parent / ".mpy-cache"
+    files = firmware.romfs_files(interpreter, cache, root)
+    return Image(firmware.romfs_image(files), files)
+
+
+def check_fits(image: bytes, boards: list[Board]) -> None:
+    """The image fits each board's romfs partition (its OTA layout: the one updates run on)."""
+    for board in boards:
+        room = board.partition(ROMFS_PARTITION, True).size
+        if len(image) > room:
+            raise ImageError(f"the image ({len(image):,} bytes) does not fit {board.name}'s "
+                             f"{ROMFS_PARTITION} partition ({room:,} bytes)")
