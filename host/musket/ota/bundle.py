@@ -200,6 +200,9 @@ def _check_manifest(m: dict, partial: bool = False) -> None:
     need(isinstance(files, list) and all(
         isinstance(f, dict) and isinstance(f.get("path"), str) and _is_blob(f) for f in files),
         "files: expected path, size and sha256 for each")
+    removed = m.get("removed", [])
+    need(isinstance(removed, list) and all(isinstance(p, str) for p in removed),
+         "removed: expected a list of paths")
     keys = m.get("trusted_keys", [])
     need(isinstance(keys, list) and all(
         isinstance(k, str) and re.fullmatch("[0-9a-f]{64}", k) for k in keys),

@@ -19,6 +19,7 @@ class Base:
     data: bytes
     version: str | None = None
     interpreter: str | None = None
+    files: list[dict] | None = None  # its manifest's files, when it came from a full bundle
 
     def describe(self) -> dict:
         entry = {"version": self.version} if self.version else {}
@@ -60,7 +61,8 @@ def load_base(path: Path | str, store: KeyStore) -> Base:
     if old.kind != "full":
         raise bundle.BundleError(f"base {path.name} is a delta bundle",
                                  hint="give the full bundle (or the image) of that version")
-    return Base(old.image(), old.manifest["version"], old.manifest["interpreter"])
+    return Base(old.image(), old.manifest["version"], old.manifest["interpreter"],
+                old.manifest["files"])
 
 
 def build_release(store: KeyStore, *, version: str, boards: list[str],
@@ -93,11 +95,24 @@ def build_release(store: KeyStore, *, version: str, boards: list[str],
         manifest["base"] = base.describe()
         contents = delta.make_delta(base.data, app.data)
     manifest["image"] = {"size": len(app.data), "sha256": app.sha256}
-    manifest["files"] = app.file_entries()
+    files = app.file_entries()
+    if base is not None and base.files is not None:
+        # A delta names only what differs from its base, so that a small fix stays small.
+        manifest["files"], manifest["removed"] = changed_files(base.files, files)
+    else:
+        manifest["files"] = files
     manifest["trusted_keys"] = [k.public_key.hex() for k in store.trusted()]
     data = bundle.build_bundle(manifest, bundle.compress(contents), private)
     made = bundle.read_bundle(data, {key.id: key.public_key})  # as a device would see it
     return Release(data, made.manifest, key.id)
+
+
+def changed_files(base: list[dict], new: list[dict]) -> tuple[list[dict], list[str]]:
+    """(the entries of `new` that are not in `base` as they are, the paths `new` drops)."""
+    before = {f["path"]: f for f in base}
+    paths = {f["path"] for f in new}
+    return ([f for f in new if before.get(f["path"]) != f],
+            sorted(p for p in before if p not in paths))
 
 
 def _check_base(base: Base, version: tuple, interpreter: str, downgrade: bool) -> None:
