@@ -1,1 +1,1 @@
-# Over-the-air updates: bundles, their signatures and the delta.
+# Over-the-air updates: bundles, their signatures, the delta, the install and the trial.
