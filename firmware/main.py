@@ -1,4 +1,14 @@
 # The application: everything lives in the `app` package so that it is compiled to .mpy.
-import app.main
+# First the update's boot stage (otaboot.py): it may install an update, swap images or roll
+# one back, and reset; what it loaded is let go before the application takes the heap.
+import sys
 
-app.main.start()
+import otaboot
+
+on_trial = otaboot.run()["phase"] == otaboot.TRIAL
+del otaboot
+sys.modules.pop("otaboot", None)
+
+import app.main  # noqa: E402
+
+app.main.start(on_trial)

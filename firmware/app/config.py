@@ -59,6 +59,9 @@ SCHEMA = {
     "brew_min_s": (10, int, 1, 3600, None, "usage"),
     "dispense_gap_s": (3, int, 1, 60, None, "usage"),
     "dispense_min_pulses": (20, int, 1, 100000, None, "usage"),
+    # A version an update installed confirms itself when the broker acknowledges a session
+    # within this long after its boot; otherwise the previous version comes back (docs/ota.md).
+    "ota_trial_s": (1800, int, 60, 86400, None, None),
     # Service rules (app/counter.py): "counter/N:action" at every N, "counter@N:action" once
     # at N; ";" between rules.
     "service_rules": ("brews/200:reorder-beans;litres@1000:replace-filter", str, 0, 240, None,

@@ -35,7 +35,8 @@ class App:
     # The supervisor: boot, the watchdog and the status line, and the parts' tasks. It keeps
     # no config: boot() reads it, each part takes its own keys when built, and the parts are
     # the owners of their settings from then on (app.config names the owner of each key).
-    def __init__(self):
+    def __init__(self, on_trial=False):
+        self.on_trial = on_trial  # this version runs on trial after an update (otaboot.py)
         self.log = log_mod.Log()
         self.status = status_mod.Status()
         self.tasks = {}
@@ -227,6 +228,20 @@ class App:
         sensors, counters = self.start_usage(config, board)
         link = self.start_modem(config, board)
         self.start_uplink(config, link, sensors, counters)
+        if self.on_trial:
+            self.start_trial(config, counters)
+
+    def start_trial(self, config, counters):
+        # The version on trial confirms itself once the uplink's broker acknowledged it.
+        from app.ota import trial
+
+        uplink = parts.get("uplink")
+        if uplink is None:
+            self.log.error("ota", "on trial without an uplink: nothing can confirm it")
+            return
+        trial_s = config["ota_trial_s"]
+        self.spawn("trial", lambda: trial.run(uplink.session_up, counters is not None,
+                                              trial_s, self.log))
 
     async def main(self):
         self.spawn("watchdog", self.watchdog)
@@ -235,5 +250,5 @@ class App:
             await asyncio.sleep(3600)
 
 
-def start():
-    asyncio.run(App().main())
+def start(on_trial=False):
+    asyncio.run(App(on_trial).main())

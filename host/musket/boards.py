@@ -60,6 +60,8 @@ PARTITION_SUBTYPES = {
              "romfs"),
 }
 ROMFS_PARTITION = "romfs"  # read-only code image the firmware runs from in place (VfsRom)
+# Where an application update is staged, and the previous version kept after the swap.
+ROMFS_SPARE_PARTITION = "romfs_spare"
 # Partitions each layout must have, with the type and subtype the firmware looks them up by.
 PARTITION_ROLES = {
     "nvs": ("data", "nvs"),
@@ -70,9 +72,11 @@ PARTITION_ROLES = {
     "ota_1": ("app", "ota_1"),
     FILESYSTEM_PARTITION: ("data", "fat"),
     ROMFS_PARTITION: ("data", "romfs"),
+    ROMFS_SPARE_PARTITION: ("data", "romfs"),
 }
 LAYOUT_PARTITIONS = {
-    "plain": ("nvs", "phy_init", "factory", ROMFS_PARTITION, FILESYSTEM_PARTITION),
+    "plain": ("nvs", "phy_init", "factory", ROMFS_PARTITION, ROMFS_SPARE_PARTITION,
+              FILESYSTEM_PARTITION),
     "ota": ("nvs", "otadata", "phy_init", "ota_0", "ota_1", ROMFS_PARTITION,
             FILESYSTEM_PARTITION),
 }

@@ -10,12 +10,16 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 from musket.errors import BadInput
 
 # Scripts the ESP32 port runs by file name; they stay source files on the device.
 RUN_AS_SOURCE = ("boot.py", "main.py")
+# The update's boot stage: compiled, but kept on the filesystem, outside the application
+# image an update swaps (docs/ota.md), since it runs while that image is rewritten.
+OUTSIDE_IMAGE = ("otaboot.py",)
 
 
 class FirmwareError(BadInput):
@@ -55,7 +59,9 @@ def compile_mpy(source: Path, device_path: str, cache_dir: Path) -> bytes:
     if cached.exists():
         return cached.read_bytes()
     cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = cached.with_suffix(".tmp")
+    # Its own temporary name: processes side by side (test workers, parallel builds) may
+    # compile the same module at once, and each renames only its own file.
+    tmp = cached.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
     result = subprocess.run(
         [mpy_cross_path(), "-o", str(tmp), "-s", device_path, str(source)],
         capture_output=True, text=True,
@@ -84,13 +90,16 @@ def romfs_files(interpreter: str, cache_dir: Path, root: Path | None = None) -> 
     files = device_files(interpreter, cache_dir, root)
     if interpreter == "micropython":
         return split_for_romfs(files)[1]
-    return {path: data for path, data in files.items() if path not in RUN_AS_SOURCE}
+    return {path: data for path, data in files.items()
+            if path not in RUN_AS_SOURCE + OUTSIDE_IMAGE}
 
 
 def split_for_romfs(files: dict[str, bytes]) -> tuple[dict[str, bytes], dict[str, bytes]]:
     """(filesystem files, ROMFS files): compiled modules go to the ROMFS partition, where the
     port runs them in place; scripts, data and anything else stay on the filesystem."""
-    rom = {path: data for path, data in files.items() if path.endswith(".mpy")}
+    outside = {path[:-len(".py")] + ".mpy" for path in OUTSIDE_IMAGE}
+    rom = {path: data for path, data in files.items()
+           if path.endswith(".mpy") and path not in outside}
     rest = {path: data for path, data in files.items() if path not in rom}
     return rest, rom
 

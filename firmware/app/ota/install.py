@@ -19,6 +19,7 @@ from app.ota import delta, ed25519
 from micropython import const
 
 MAGIC = b"MKOT"
+ROMFS_MAGIC = b"\xd2\xcd\x31"  # MicroPython's VfsRom
 DOMAIN = b"musket-ota\x00"  # signed before the manifest: a signature for nothing else fits
 _FORMAT = const(1)
 _HEADER = const(80)
@@ -187,6 +188,21 @@ class SlotWriter:
         self.sha.update(view)
         self.written += n
         return n
+
+
+def romfs_size(part, buf):
+    # The length of the ROMFS image at the start of a slot, from its header (magic, then the
+    # length of what follows as a varuint); 0 if the slot holds none.
+    head = memoryview(buf)[:12]
+    part.readblocks(0, head, 0)
+    if bytes(head[:3]) != ROMFS_MAGIC:
+        return 0
+    length = 0
+    for i in range(3, 12):
+        length = (length << 7) | (head[i] & 0x7F)
+        if not head[i] & 0x80:
+            return i + 1 + length
+    return 0
 
 
 def image_digest(part, size, buf):

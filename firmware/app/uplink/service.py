@@ -79,6 +79,7 @@ class Uplink:
         if self.mqtt_tls:
             self._tls_context()
         self._kick = asyncio.Event()
+        self.session_up = asyncio.Event()  # a broker acknowledged a session since boot
         self.reboot = False  # a reboot command: reset once its reply is delivered
         self._inflight = None  # (payload, pid, mseq, last eseq, last rseq)
         # Command replies until the broker acknowledges them: [id or None, payload, pid (0
@@ -210,6 +211,7 @@ class Uplink:
         self.status["state"] = "connected"
         self.status["last_error"] = None
         self.log.info("uplink", "connected (session %s)" % ("kept" if present else "new"))
+        self.session_up.set()
         if self._inflight is not None or self._events_waiting() or self.queue.pending():
             self._flush = True  # a backlog from the outage goes at once
         for entry in self._outbox:

@@ -1,0 +1,38 @@
+# A version on trial (the update's boot stage booted it: otaboot.py) confirms itself only
+# when it works: it booted, its counters opened, and the broker acknowledged a session within
+# ota_trial_s. Otherwise it asks for the previous version back and resets. The boot stage's
+# module is loaded only for that one decision, so it holds no heap while the device runs.
+import asyncio
+
+import machine
+
+
+def _decide(confirm, reason=None):
+    import otaboot
+
+    state = otaboot.load()
+    if state.get("phase") != otaboot.TRIAL:
+        return None
+    if confirm:
+        otaboot.confirm(state)
+    else:
+        otaboot.rollback(state, reason)
+    return state
+
+
+async def run(session_up, counters_ok, trial_s, log):
+    """`session_up`: an event the uplink sets when the broker acknowledged its session."""
+    if not counters_ok:
+        reason = "the counters did not open"
+    else:
+        try:
+            await asyncio.wait_for(session_up.wait(), trial_s)
+            state = _decide(True)
+            if state is not None:
+                log.info("ota", "version %s confirmed" % state["version"])
+            return
+        except asyncio.TimeoutError:
+            reason = "no broker session in %d s" % trial_s
+    log.error("ota", "version on trial rolled back: %s" % reason)
+    if _decide(False, reason) is not None:
+        machine.reset()

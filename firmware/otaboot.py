@@ -1,0 +1,230 @@
+# The update's boot stage: which application image the device runs, decided before the
+# application starts (main.py runs it first). It installs a downloaded bundle into the spare
+# ROMFS partition (app.ota.install), swaps the spare with the "romfs" partition the port runs
+# the application from, counts the boots of a version on trial and swaps back when the trial
+# fails (docs/ota.md, "On the device").
+#
+# It lives on the filesystem, outside the images it swaps: the application's bytecode runs in
+# place from the romfs partition, so no code from there may run while that partition is being
+# rewritten. That is also why it keeps its own state file rather than using app.store: the
+# format is the same idea (a whole file, written to a temporary name and renamed, so that a
+# cut leaves the old state or the new one).
+#
+# The swap exchanges the two partitions block by block through a scratch block (the spare's
+# last): the live block goes to scratch, the spare's to the live one, scratch to the spare's,
+# and the state records each step. A cut at any write is resumed at the next boot from the
+# step recorded; every step only reads blocks that no step since the record has written.
+import binascii
+import json
+import os
+
+import esp32
+import machine
+from micropython import const
+
+STATE = "/ota/state.json"
+KEYS = "/ota/keys.json"
+BUNDLE = "/ota/bundle"
+LIVE = "romfs"
+SPARE = "romfs_spare"
+FACTORY_VERSION = "0.0.0"  # the image flashed on the line, until the first update confirms
+MAX_TRIAL_BOOTS = const(3)  # a version on trial that boots this often unconfirmed is rolled back
+_BLOCK = const(4096)
+_CHUNK = const(1024)  # bytes copied per step of a block copy
+_TRIAL_WDT_MS = const(120000)  # a version on trial that does not feed the watchdog this long
+
+# Phases
+IDLE = "idle"  # running `version`
+INSTALL = "install"  # a complete bundle waits at BUNDLE
+SWAP = "swap"  # swapping: to a version on trial ("forward") or back to the previous one
+TRIAL = "trial"  # the new version runs on trial until it confirms itself
+
+
+def load():
+    try:
+        with open(STATE) as f:
+            state = json.loads(f.read())
+    except (OSError, ValueError):
+        state = None
+    if not isinstance(state, dict) or "phase" not in state:
+        state = {"phase": IDLE, "version": FACTORY_VERSION}
+    return state
+
+
+def save(state):
+    try:
+        os.mkdir("/ota")
+    except OSError:
+        pass  # it exists
+    tmp = STATE + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(json.dumps(state))
+    os.rename(tmp, STATE)
+
+
+def _copy_block(src, src_block, dst, dst_block, buf):
+    dst.ioctl(6, dst_block)  # erase
+    view = memoryview(buf)
+    for at in range(0, _BLOCK, _CHUNK):
+        src.readblocks(src_block, view, at)
+        dst.writeblocks(dst_block, view, at)
+
+
+def _swap(state, buf):
+    # Resumes or runs the swap the state describes, recording each step.
+    live = esp32.Partition(LIVE)
+    spare = esp32.Partition(SPARE)
+    scratch = spare.ioctl(4, 0) - 1
+    swap = state["swap"]
+    while swap["block"] < swap["blocks"]:
+        i = swap["block"]
+        step = swap["step"]
+        if step == 0:
+            _copy_block(live, i, spare, scratch, buf)
+        elif step == 1:
+            _copy_block(spare, i, live, i, buf)
+        else:
+            _copy_block(spare, scratch, spare, i, buf)
+        if step == 2:
+            swap["block"] = i + 1
+            swap["step"] = 0
+        else:
+            swap["step"] = step + 1
+        save(state)
+
+
+def blocks_for(*sizes):
+    # Blocks a swap must exchange so that each image, whole, changes place.
+    return (max(sizes) + _BLOCK - 1) // _BLOCK
+
+
+def start_swap(state, direction, blocks):
+    state["phase"] = SWAP
+    state["swap"] = {"direction": direction, "block": 0, "step": 0, "blocks": blocks}
+    save(state)
+
+
+def _after_swap(state):
+    swap = state.pop("swap")
+    if swap["direction"] == "forward":
+        state["phase"] = TRIAL
+        state["boots"] = 0
+    else:
+        rejected = state.pop("trial")
+        state["phase"] = IDLE
+        state["last"] = {"version": rejected["version"], "result": "rolled_back",
+                         "reason": state.pop("rollback_reason", "trial failed")}
+    save(state)
+
+
+def rollback(state, reason):
+    """The version on trial failed: swap the previous one back (at the next boot)."""
+    state["rollback_reason"] = reason
+    start_swap(state, "back", state["trial"]["blocks"])
+
+
+def confirm(state):
+    """The version on trial works: it becomes the device's version."""
+    trial = state.pop("trial")
+    state.pop("boots", None)
+    state["phase"] = IDLE
+    state["previous"] = state.get("version", FACTORY_VERSION)
+    state["version"] = trial["version"]
+    state["last"] = {"version": trial["version"], "result": "confirmed"}
+    if trial.get("trusted_keys"):
+        # Key rotation: the bundle, signed by a key trusted until now, names the keys to
+        # trust from here on. Written before the state, so a cut between the two leaves the
+        # new keys with the version still on trial, which confirms again.
+        tmp = KEYS + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(json.dumps(trial["trusted_keys"]))
+        os.rename(tmp, KEYS)
+    save(state)
+
+
+def _remove_bundle():
+    try:
+        os.remove(BUNDLE)
+    except OSError:
+        pass  # already gone
+
+
+def _install(state, board, trusted_keys, buf):
+    # Checks the downloaded bundle and writes its image to the spare partition; returns the
+    # number of blocks to swap, or None when the bundle was refused (recorded in the state).
+    from app.ota import install
+
+    live = esp32.Partition(LIVE)
+    spare = esp32.Partition(SPARE)
+    room = (spare.ioctl(4, 0) - 1) * _BLOCK  # less the scratch block
+    running_size = install.romfs_size(live, buf)
+    try:
+        with open(BUNDLE, "rb") as f:
+            manifest, payload_at = install.read_manifest(f, trusted_keys)
+            running = (running_size, install.image_digest(live, running_size, buf))
+            install.check_rules(manifest, board, state.get("version", FACTORY_VERSION),
+                                running, room)
+            install.install(f, manifest, payload_at, live, spare, buf)
+    except install.Rejected as e:
+        state["phase"] = IDLE
+        state["last"] = {"version": None, "result": "rejected", "reason": str(e)}
+        save(state)
+        _remove_bundle()
+        return None
+    except OSError as e:
+        state["phase"] = IDLE
+        state["last"] = {"version": None, "result": "rejected", "reason": "bundle: %s" % e}
+        save(state)
+        _remove_bundle()
+        return None
+    blocks = blocks_for(running_size, manifest["image"]["size"])
+    state["trial"] = {"version": manifest["version"], "blocks": blocks,
+                      "trusted_keys": manifest.get("trusted_keys")}
+    start_swap(state, "forward", blocks)
+    _remove_bundle()
+    return blocks
+
+
+def trusted_keys():
+    # The public keys (32 bytes each) the device takes bundles from: written on the line, and
+    # replaced when a version whose bundle listed others is confirmed.
+    try:
+        with open(KEYS) as f:
+            return [binascii.unhexlify(k) for k in json.loads(f.read())]
+    except (OSError, ValueError, TypeError):
+        return []
+
+
+def _board_name():
+    try:
+        with open("/board.json") as f:
+            return json.loads(f.read()).get("name")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def run():
+    """At every boot, before the application: finishes what an update left to do. Returns the
+    state; resets the device after a swap, so that the port mounts the image now in place."""
+    state = load()
+    buf = None
+    if state["phase"] == INSTALL:
+        buf = bytearray(_CHUNK)
+        _install(state, _board_name(), trusted_keys(), buf)
+    if state["phase"] == SWAP:
+        _swap(state, buf or bytearray(_CHUNK))
+        _after_swap(state)
+        machine.reset()
+    if state["phase"] == TRIAL:
+        state["boots"] = state.get("boots", 0) + 1
+        if state["boots"] > MAX_TRIAL_BOOTS:
+            rollback(state, "%d boots without confirming" % MAX_TRIAL_BOOTS)
+            _swap(state, bytearray(_CHUNK))
+            _after_swap(state)
+            machine.reset()
+        save(state)
+        # A version that fails as it starts would sit at the REPL for ever, and one that hangs
+        # would never boot again: the watchdog resets either, and the boot counts. The
+        # application's own watchdog takes it over once it runs.
+        machine.WDT(timeout=_TRIAL_WDT_MS)
+    return state
