@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 from musket import firmware
+from musket.boards import load_board
 from musket.ota.keys import KeyStore
 
 BOARD = "esp32-sim7080g"
@@ -50,3 +51,45 @@ def state_of(device) -> dict:
 def boot_lines(device) -> list[str]:
     return [line for line in device.console_log.read_text().splitlines()
             if " I boot: boot #" in line]
+
+
+def partition_bytes(device, name: str, size: int) -> bytes:
+    """The first `size` bytes of a partition of the device's flash."""
+    part = load_board(BOARD).partition(name, False)
+    with open(device.image, "rb") as f:
+        f.seek(part.offset)
+        return f.read(size)
+
+
+def writes_of_update(device) -> int:
+    """Flash writes an update waiting on `device` makes up to its trial's first boot (the
+    install and the swap, the reset, the boot that counts the trial). The device's flash is
+    left as it was."""
+    baseline = device.image.read_bytes()
+    first = device.run(60, max_boots=2)
+    device.image.write_bytes(baseline)
+    if [b.reason for b in first.boot_log][:1] != ["reset"]:
+        raise AssertionError(f"the first boot did not end in the swap's reset: {first.boot_log}")
+    return first.flash_writes
+
+
+def cut_update_at(device, baseline: bytes, cut: int, new_image: bytes) -> str | None:
+    """Cuts the power at flash write `cut` of the update waiting in `baseline` and lets the
+    device boot on; None if it ended on the whole new image, on trial, with no boot failing,
+    else what went wrong."""
+    device.image.write_bytes(baseline)
+    result = device.run(120, cut_at_write=cut)
+    if "power_cut" not in [b.reason for b in result.boot_log]:
+        return f"no cut at write {cut}: {result.boot_log}"
+    # A boot of a mixed image would fail as the application imports.
+    if result.errors:
+        return f"cut at write {cut}: {result.errors}"
+    if partition_bytes(device, "romfs", len(new_image)) != new_image:
+        return f"cut at write {cut}: the romfs partition is not the new image"
+    lines = boot_lines(device)
+    if not lines or UPDATED not in lines[-1]:
+        return f"cut at write {cut}: the last boot ran {lines[-1:] or 'nothing'}"
+    state = state_of(device)
+    if state.get("phase") != "trial" or state.get("trial", {}).get("version") != "1.1.0":
+        return f"cut at write {cut}: state {state}"
+    return None
