@@ -5,10 +5,10 @@ import sys
 
 import otaboot
 
-on_trial = otaboot.run()["phase"] == otaboot.TRIAL
+update = otaboot.run()
 del otaboot
 sys.modules.pop("otaboot", None)
 
 import app.main  # noqa: E402
 
-app.main.start(on_trial)
+app.main.start(update)

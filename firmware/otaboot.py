@@ -113,7 +113,8 @@ def _after_swap(state):
         rejected = state.pop("trial")
         state["phase"] = IDLE
         state["last"] = {"version": rejected["version"], "result": "rolled_back",
-                         "reason": state.pop("rollback_reason", "trial failed")}
+                         "reason": state.pop("rollback_reason", "trial failed"),
+                         "campaign": state.pop("campaign", None)}
     save(state)
 
 
@@ -130,7 +131,8 @@ def confirm(state):
     state["phase"] = IDLE
     state["previous"] = state.get("version", FACTORY_VERSION)
     state["version"] = trial["version"]
-    state["last"] = {"version": trial["version"], "result": "confirmed"}
+    state["last"] = {"version": trial["version"], "result": "confirmed",
+                     "campaign": state.pop("campaign", None)}
     if trial.get("trusted_keys"):
         # Key rotation: the bundle, signed by a key trusted until now, names the keys to
         # trust from here on. Written before the state, so a cut between the two leaves the
@@ -147,6 +149,15 @@ def _remove_bundle():
         os.remove(BUNDLE)
     except OSError:
         pass  # already gone
+
+
+def _reject(state, reason):
+    state["phase"] = IDLE
+    state["last"] = {"version": None, "result": "rejected", "reason": reason,
+                     "campaign": state.pop("campaign", None)}
+    save(state)
+    _remove_bundle()
+    return None
 
 
 def _install(state, board, trusted_keys, buf):
@@ -166,17 +177,9 @@ def _install(state, board, trusted_keys, buf):
                                 running, room)
             install.install(f, manifest, payload_at, live, spare, buf)
     except install.Rejected as e:
-        state["phase"] = IDLE
-        state["last"] = {"version": None, "result": "rejected", "reason": str(e)}
-        save(state)
-        _remove_bundle()
-        return None
+        return _reject(state, str(e))
     except OSError as e:
-        state["phase"] = IDLE
-        state["last"] = {"version": None, "result": "rejected", "reason": "bundle: %s" % e}
-        save(state)
-        _remove_bundle()
-        return None
+        return _reject(state, "bundle: %s" % e)
     blocks = blocks_for(running_size, manifest["image"]["size"])
     state["trial"] = {"version": manifest["version"], "blocks": blocks,
                       "trusted_keys": manifest.get("trusted_keys")}

@@ -35,8 +35,10 @@ class App:
     # The supervisor: boot, the watchdog and the status line, and the parts' tasks. It keeps
     # no config: boot() reads it, each part takes its own keys when built, and the parts are
     # the owners of their settings from then on (app.config names the owner of each key).
-    def __init__(self, on_trial=False):
-        self.on_trial = on_trial  # this version runs on trial after an update (otaboot.py)
+    def __init__(self, update=None):
+        # The update's boot stage's state (otaboot.py): whether this version runs on trial,
+        # and how the last update ended.
+        self.update = update or {}
         self.log = log_mod.Log()
         self.status = status_mod.Status()
         self.tasks = {}
@@ -213,6 +215,14 @@ class App:
         queue = parts["readings"] = ReadingQueue(sensors, config["report_interval_s"],
                                                  self.log)
         uplink = parts["uplink"] = Uplink(link, counters, queue, config, self.log)
+        from app.ota.download import Download, outcome_report
+
+        download = uplink.download = parts["download"] = Download(self.log)
+        report = outcome_report(self.update)
+        if report is not None:
+            download.reports.append(report)
+        uplink.reboot = download.done  # a bundle completed before a cut: install it now
+        self.status.sections["ota"] = download.status
         self.status.sections["uplink"] = uplink.status
         self.spawn("sample", queue.run)
         self.spawn("uplink", uplink.run)
@@ -228,7 +238,7 @@ class App:
         sensors, counters = self.start_usage(config, board)
         link = self.start_modem(config, board)
         self.start_uplink(config, link, sensors, counters)
-        if self.on_trial:
+        if self.update.get("phase") == "trial":
             self.start_trial(config, counters)
 
     def start_trial(self, config, counters):
@@ -241,7 +251,7 @@ class App:
             return
         trial_s = config["ota_trial_s"]
         self.spawn("trial", lambda: trial.run(uplink.session_up, counters is not None,
-                                              trial_s, self.log))
+                                              trial_s, uplink.download, self.log))
 
     async def main(self):
         self.spawn("watchdog", self.watchdog)
@@ -250,5 +260,5 @@ class App:
             await asyncio.sleep(3600)
 
 
-def start(on_trial=False):
-    asyncio.run(App(on_trial).main())
+def start(update=None):
+    asyncio.run(App(update).main())

@@ -43,7 +43,7 @@ from musket.errors import BadInput
 PREFIX = "d"
 LEAVES = {"t": "telemetry", "e": "events", "s": "status", "c": "commands", "r": "replies",
           "o": "ota"}
-DEVICE_WRITES = ("t", "e", "s", "r")  # what a device may publish under its own prefix
+DEVICE_WRITES = ("t", "e", "s", "r", "u")  # what a device may publish under its own prefix
 DEVICE_READS = ("c", "o")  # what it may subscribe to
 SCHEMA_VERSION = 1
 EVENT_KINDS = ("use", "service", "adjust")

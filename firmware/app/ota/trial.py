@@ -5,6 +5,7 @@
 import asyncio
 
 import machine
+from app.ota.download import outcome_report
 
 
 def _decide(confirm, reason=None):
@@ -20,8 +21,9 @@ def _decide(confirm, reason=None):
     return state
 
 
-async def run(session_up, counters_ok, trial_s, log):
-    """`session_up`: an event the uplink sets when the broker acknowledged its session."""
+async def run(session_up, counters_ok, trial_s, download, log):
+    """`session_up`: an event the uplink sets when the broker acknowledged its session;
+    `download`: app.ota.download's Download, whose reports tell the fleet."""
     if not counters_ok:
         reason = "the counters did not open"
     else:
@@ -30,6 +32,10 @@ async def run(session_up, counters_ok, trial_s, log):
             state = _decide(True)
             if state is not None:
                 log.info("ota", "version %s confirmed" % state["version"])
+                report = outcome_report(state)
+                if report is not None:
+                    download.reports.append(report)
+                    download.status["state"] = "confirmed"
             return
         except asyncio.TimeoutError:
             reason = "no broker session in %d s" % trial_s

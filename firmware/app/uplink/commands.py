@@ -6,7 +6,8 @@
 #   op "counter"  "name", "value" (int >= 0), "reason" (1-64 chars): Counters.adjust, audited
 #   op "reboot"   restarts the device once the reply is delivered
 #   op "status"   replies with the device's vitals, counters and queue figures
-#   op "ota"      replies "not available" until the firmware carries an OTA part
+#   op "ota"      "offer": {"campaign", "version", "size"}: the device downloads the bundle
+#                 (app.ota.download) and replies with the download's state
 # Each is validated (size, schema, ranges, the topic it came on), runs at most once per id
 # (ids are recorded on flash before the command runs) and is answered on d/<device_id>/r with
 # {"id", "ok", "error" or "result"}. The parts a command acts on are the running ones
@@ -199,12 +200,19 @@ class Commands:
             out["counters"] = counters.snapshot()
         return {"ok": True, "result": out}
 
+    def _check_ota(self, cmd):
+        if not isinstance(cmd.get("offer"), dict):
+            return "offer: expected an object"
+        return None
+
     def _do_ota(self, cmd):
-        try:
-            __import__("app.ota")
-        except ImportError:
-            return {"ok": False, "error": "ota: not available on this firmware"}
-        return {"ok": False, "error": "ota: not implemented by the uplink"}
+        download = parts.get("download")
+        if download is None:
+            return {"ok": False, "error": "ota: this device has no uplink to download with"}
+        why = download.take_offer(cmd["offer"])
+        if why:
+            return {"ok": False, "error": "ota: " + why}
+        return {"ok": True, "result": dict(download.status)}
 
 
 # -- the uplink's side: replies waiting for the broker's acknowledgement -------------------

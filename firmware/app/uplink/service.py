@@ -36,6 +36,7 @@ _EVENTS_PER_MESSAGE = const(24)
 _PING_MARGIN_S = const(10)  # ping this long before the keepalive runs out
 _RX_SIZE = const(320)  # largest packet taken from the broker: a command of ~300 bytes
 _TX_SIZE = const(448)  # largest packet sent: a telemetry message of ~430 bytes
+_UPDATE_IDLE_MS = const(3600000)  # no update under way: nothing of it to wake for
 
 
 class Uplink:
@@ -80,6 +81,7 @@ class Uplink:
             self._tls_context()
         self._kick = asyncio.Event()
         self.session_up = asyncio.Event()  # a broker acknowledged a session since boot
+        self.download = None  # an update's download (app.ota.download), set by the app
         self.reboot = False  # a reboot command: reset once its reply is delivered
         self._inflight = None  # (payload, pid, mseq, last eseq, last rseq)
         # Command replies until the broker acknowledges them: [id or None, payload, pid (0
@@ -221,12 +223,15 @@ class Uplink:
             self._settle_replies()
             if self._outbox_load and len(self._outbox) < _REPLIES_MAX:
                 self._load_replies()
-            if self.reboot and not (self._outbox or self._outbox_load):
+            if self.reboot and not (self._outbox or self._outbox_load or
+                                    (self.download is not None and self.download.reports)):
                 await client.close(graceful=True)
                 return
             reply = self._next_reply()
             if reply is not None:
                 await self._send_reply(reply)
+            elif self.download is not None and await self._update_traffic(client):
+                pass
             elif self._due():
                 await self._deliver()
             else:
@@ -243,11 +248,34 @@ class Uplink:
                 self._kick.clear()
                 try:
                     await asyncio.wait_for_ms(self._kick.wait(),
-                                              min(left_ms, self._reply_ack_left_ms()))
+                                              min(left_ms, self._reply_ack_left_ms(),
+                                                  self._update_due_ms()))
                 except asyncio.TimeoutError:
                     pass
                 if client.error is not None:
                     raise UplinkError(client.error or "connection lost")
+
+    async def _update_traffic(self, client):
+        # An update's reports (QoS 1) and its next chunk request (QoS 0: one lost is asked
+        # again) on d/<id>/u. -> whether something was sent.
+        import json
+
+        d = self.download
+        if d.reports:
+            report = d.reports[0]
+            await client.publish(topic(self.device_id, "u"), json.dumps(report).encode(), 1)
+            d.reports.pop(0)
+            d.reported(report)
+            return True
+        request = d.request()
+        if request is None:
+            return False
+        await client.publish(topic(self.device_id, "u"), request, 0)
+        return True
+
+    def _update_due_ms(self):
+        due = self.download.due_ms() if self.download is not None else None
+        return _UPDATE_IDLE_MS if due is None else due
 
     async def _deliver(self):
         client = self.client
@@ -306,7 +334,14 @@ class Uplink:
     async def _on_message(self, t, payload, size):
         # Called by the client's reader before it acknowledges the command. The reply is
         # queued (on flash first, when it has an id) for the session loop, which sends it
-        # without waiting: the reader must stay free to take the PUBACKs.
+        # without waiting: the reader must stay free to take the PUBACKs. A binary message
+        # (first byte 0) on the command topic is a chunk of an update's bundle.
+        if payload is not None and size and payload[0] == 0 and self.download is not None \
+                and t == topic(self.device_id, "c"):
+            if self.download.take_chunk(payload, size):
+                self.reboot = self.reboot or self.download.done
+                self._kick.set()
+            return
         import json
 
         from app import unload
