@@ -203,7 +203,21 @@ class App:
         self.spawn("modem", manager.run)
         return manager
 
-    def start_uplink(self, config, link, sensors, counters):
+    def tls_context(self, config):
+        # The uplink's TLS context, the largest single object the firmware keeps (about 3 KB):
+        # made before any other part, while the heap is in one piece. None without TLS, or
+        # when the CA is missing or bad (the uplink's first session says why).
+        if not (config["mqtt_tls"] and config["mqtt_host"]):
+            return None
+        from app.uplink import UplinkError
+        from app.uplink.service import tls_context
+
+        try:
+            return tls_context()
+        except UplinkError:
+            return None
+
+    def start_uplink(self, config, link, sensors, counters, tls=None):
         # The MQTT uplink over the modem's link, once provisioning has named a broker; the
         # readings queue samples whether or not the link is up. Made before the modem's
         # task first runs, so the uplink's buffers come from an unbroken heap.
@@ -214,7 +228,7 @@ class App:
 
         queue = parts["readings"] = ReadingQueue(sensors, config["report_interval_s"],
                                                  self.log)
-        uplink = parts["uplink"] = Uplink(link, counters, queue, config, self.log)
+        uplink = parts["uplink"] = Uplink(link, counters, queue, config, self.log, tls)
         from app.ota.download import Download, outcome_report
 
         download = uplink.download = parts["download"] = Download(self.log)
@@ -235,9 +249,10 @@ class App:
         config, board = self.boot()
         parts["log"] = self.log
         parts["status"] = self.status
+        tls = self.tls_context(config)
         sensors, counters = self.start_usage(config, board)
         link = self.start_modem(config, board)
-        self.start_uplink(config, link, sensors, counters)
+        self.start_uplink(config, link, sensors, counters, tls)
         if self.update.get("phase") == "trial":
             self.start_trial(config, counters)
 

@@ -127,6 +127,10 @@ class World:
             self.now_us = max(self.now_us, due)
             while self._events and self._events[0][0] <= due:
                 heappop(self._events)[2]()
+            if self.pollers:
+                # Bytes that just reached a real server: its answer is taken in now, at this
+                # instant, not after the clock ran on to the device's next timer.
+                self.poll_real()
         if not self.outbox:
             self.now_us = max(self.now_us, target_us)
         return self.now_us

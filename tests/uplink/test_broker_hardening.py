@@ -393,7 +393,7 @@ def test_the_firmware_works_with_the_exported_configuration_and_its_command_limi
 
         pump([service], lambda: len(replies()) >= 3, timeout=1)  # a third would be "huge"
         assert replies() == [
-            {"id": "edge", "ok": False, "error": "ota: not available on this firmware"},
+            {"id": "edge", "ok": False, "error": "offer: expected an object"},
             {"id": None, "ok": False, "error": f"too large: {limit + 1} bytes"}], (
             second.script_output[-3000:])
         log = device.console_log.read_text()

@@ -39,13 +39,21 @@ _TX_SIZE = const(448)  # largest packet sent: a telemetry message of ~430 bytes
 _UPDATE_IDLE_MS = const(3600000)  # no update under way: nothing of it to wake for
 
 
+def tls_context():
+    # TLS over the modem's socket: the context (with the CA) for every connection, one object
+    # of about 3 KB. The app makes it first thing at boot, while the heap is in one piece.
+    from app.uplink.tlsstream import context, load_ca
+
+    return context(load_ca())
+
+
 class Uplink:
     # Made at boot, before the modem's task first runs, so that its buffers are taken from an
     # unbroken heap. link: the modem's ConnectionManager (wait_connected, open_socket);
     # counters: app.counter.Counters, or None; queue: the readings' ReadingQueue, whose
     # reports wake the uplink; settings: the config, of which it keeps its own keys (a change
-    # comes through configure); log.
-    def __init__(self, link, counters, queue, settings, log):
+    # comes through configure); log; tls: the TLS context (tls_context), made earlier.
+    def __init__(self, link, counters, queue, settings, log, tls=None):
         self.link = link
         self.counters = counters
         self.queue = queue
@@ -76,8 +84,8 @@ class Uplink:
         self._rx = bytearray(_RX_SIZE)
         self._tx = bytearray(_TX_SIZE)
         import app.uplink.mqtt  # noqa: F401  (its objects too, while the heap is whole)
-        self._tls = None  # the TLS context, made once (tlsstream.py)
-        if self.mqtt_tls:
+        self._tls = tls  # the TLS context, made once (tls_context)
+        if self.mqtt_tls and tls is None:
             self._tls_context()
         self._kick = asyncio.Event()
         self.session_up = asyncio.Event()  # a broker acknowledged a session since boot
@@ -171,11 +179,8 @@ class Uplink:
             raise
 
     def _tls_context(self, strict=False):
-        # TLS over the modem's socket: the context (with the CA) for every connection.
-        from app.uplink.tlsstream import context, load_ca
-
         try:
-            self._tls = context(load_ca())
+            self._tls = tls_context()
         except UplinkError:
             if strict:
                 raise  # at boot, the first session says why
