@@ -137,8 +137,9 @@ class VirtualDevice:
 
     def create_flash(self, files: dict[str, bytes] | None = None,
                      with_firmware: bool = True) -> None:
-        """Writes a fresh flash image: erased everywhere, with a littlefs filesystem holding
-        the firmware (packed for this interpreter), /board.json and any extra `files`."""
+        """Writes a fresh flash image: erased everywhere, with the firmware packed for this
+        interpreter (its application modules in the ROMFS partition, see FlashImage.create),
+        /board.json and any extra `files` on the littlefs filesystem."""
         self.flash.create(self.interpreter, self.running_app, files, with_firmware)
         self.console_log.write_bytes(b"")
         self.virtual_us = 0

@@ -14,9 +14,8 @@ from pathlib import Path
 from musket import firmware, fsimage, parttable
 from musket.boards import ROMFS_PARTITION, Board
 from musket_sim import bootrom
+from musket_sim.chip.cpython import romfs
 from musket_sim.esp_formats import BOOTLOADER_OFFSETS, stand_in_image
-
-ROMFS_MAGIC = b"\xd2\xcd\x31"
 
 
 class FlashImage:
@@ -35,8 +34,10 @@ class FlashImage:
 
     def create(self, interpreter: str, running_app: str, files: dict[str, bytes] | None,
                with_firmware: bool) -> None:
-        """A fresh image: erased everywhere, with a littlefs filesystem holding the firmware
-        (packed for this interpreter), /board.json and any extra `files`."""
+        """A fresh image: erased everywhere, with the firmware packed for this interpreter (its
+        application modules in the ROMFS partition where the board has one, boot.py and
+        main.py on the filesystem), /board.json and any extra `files` on the littlefs
+        filesystem."""
         fs_part = self.board.filesystem(self.ota)
         rom_part = self.romfs_partition()
         content: dict[str, bytes] = {}
@@ -45,7 +46,7 @@ class FlashImage:
             cache = self.path.parent.parent / ".mpy-cache"  # shared by devices side by side
             content.update(firmware.device_files(interpreter, cache))
             if rom_part is not None:
-                content, rom = firmware.split_for_romfs(content)
+                content, rom = firmware.split_for_romfs(content, interpreter)
         content["board.json"] = json.dumps(self.board.to_device_dict(), indent=1).encode()
         content.update(files or {})
         image = bytearray(b"\xff" * self.board.flash_size)
@@ -87,15 +88,7 @@ class FlashImage:
             return 0
         with open(self.path, "rb") as f:
             f.seek(rom_part.offset)
-            head = f.read(12)
-        if head[:3] != ROMFS_MAGIC:
-            return 0
-        length, i = 0, 3
-        while True:
-            length = (length << 7) | (head[i] & 0x7F)
-            i += 1
-            if not head[i - 1] & 0x80:
-                return i + length
+            return romfs.length(f.read(12))
 
     def read_files(self) -> dict[str, bytes]:
         """Every file on the filesystem partition, read from the image as it is now."""

@@ -165,7 +165,7 @@ def application_files(board: Board, cache_dir: Path,
     """(filesystem files, ROMFS files) of the application for a MicroPython device: the
     compiled modules for the ROMFS partition; boot.py, main.py and /board.json for littlefs."""
     files = firmware.device_files("micropython", cache_dir, root)
-    fs_files, rom_files = firmware.split_for_romfs(files)
+    fs_files, rom_files = firmware.split_for_romfs(files, "micropython")
     fs_files["board.json"] = json.dumps(board.to_device_dict(), indent=1).encode()
     return fs_files, rom_files
 

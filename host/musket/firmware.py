@@ -73,7 +73,8 @@ def compile_mpy(source: Path, device_path: str, cache_dir: Path) -> bytes:
 
 
 def device_files(interpreter: str, cache_dir: Path, root: Path | None = None) -> dict[str, bytes]:
-    """The files that go on the device's filesystem for an interpreter."""
+    """The firmware's files packed for an interpreter: device path → bytes (which of them go
+    to the ROMFS partition is `split_for_romfs`'s to say)."""
     files = {}
     for device_path, source in firmware_sources(root).items():
         if interpreter == "micropython" and device_path not in RUN_AS_SOURCE:
@@ -87,19 +88,22 @@ def device_files(interpreter: str, cache_dir: Path, root: Path | None = None) ->
 def romfs_files(interpreter: str, cache_dir: Path, root: Path | None = None) -> dict[str, bytes]:
     """The application's modules as its ROMFS image holds them: bytecode for MicroPython, the
     same modules' sources for CPython (virtual devices); boot.py and main.py stay apart."""
-    files = device_files(interpreter, cache_dir, root)
-    if interpreter == "micropython":
-        return split_for_romfs(files)[1]
-    return {path: data for path, data in files.items()
-            if path not in RUN_AS_SOURCE + OUTSIDE_IMAGE}
+    return split_for_romfs(device_files(interpreter, cache_dir, root), interpreter)[1]
 
 
-def split_for_romfs(files: dict[str, bytes]) -> tuple[dict[str, bytes], dict[str, bytes]]:
-    """(filesystem files, ROMFS files): compiled modules go to the ROMFS partition, where the
-    port runs them in place; scripts, data and anything else stay on the filesystem."""
-    outside = {path[:-len(".py")] + ".mpy" for path in OUTSIDE_IMAGE}
+# How an interpreter's modules are named on the device (see `device_files`).
+MODULE_SUFFIX = {"micropython": ".mpy", "cpython": ".py"}
+
+
+def split_for_romfs(files: dict[str, bytes],
+                    interpreter: str) -> tuple[dict[str, bytes], dict[str, bytes]]:
+    """(filesystem files, ROMFS files): the interpreter's modules go to the ROMFS partition,
+    where the device runs them; the scripts the port runs by name (boot.py, main.py), the
+    update's boot stage (OUTSIDE_IMAGE), data and anything else stay on the filesystem."""
+    suffix = MODULE_SUFFIX[interpreter]
+    apart = RUN_AS_SOURCE + tuple(p[:-len(".py")] + suffix for p in OUTSIDE_IMAGE)
     rom = {path: data for path, data in files.items()
-           if path.endswith(".mpy") and path not in outside}
+           if path.endswith(suffix) and path not in apart}
     rest = {path: data for path, data in files.items() if path not in rom}
     return rest, rom
 
@@ -123,6 +127,6 @@ def build_romfs(files: dict[str, bytes], size: int) -> bytes:
     `size`."""
     image = romfs_image(files)
     if len(image) > size:
-        raise FirmwareError(f"the compiled firmware ({len(image)} bytes) does not fit the "
-                            f"ROMFS partition ({size} bytes)")
+        raise FirmwareError(f"the application's modules ({len(image):,} bytes as a ROMFS image) "
+                            f"do not fit the ROMFS partition ({size:,} bytes)")
     return image + b"\xff" * (size - len(image))

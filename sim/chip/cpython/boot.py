@@ -4,8 +4,10 @@
 
 The firmware runs unchanged: its imports of machine, esp32, network, time, select, os,
 asyncio, micropython, gc, tls and deflate resolve to the sim's shims, its `open` to the littlefs
-partition of the flash image, and its own modules load from that partition. Nothing else in the
-process sees these substitutions: they live in the builtins of the firmware's modules only.
+partition of the flash image, and its own modules load as MicroPython loads them: from that
+partition and from the ROMFS image in the romfs partition, read at every boot and found under
+/rom. Nothing else in the process sees these substitutions: they live in the builtins of the
+firmware's modules only.
 """
 
 from __future__ import annotations
@@ -30,8 +32,15 @@ import _simrun  # noqa: E402
 import lfs_os  # noqa: E402
 import mp_asyncio  # noqa: E402
 import mp_modules  # noqa: E402
+import romfs  # noqa: E402
 
+# Where modules are found, in MicroPython's order (sys.path in _simboot_mp.py, where "" is the
+# working folder "/"; nothing is frozen): the ROMFS image is mounted at /rom when the board's
+# romfs partition holds one.
+_ROM = "/rom"
 _SEARCH_PATH = ("/", "/lib")
+_SEARCH_PATH_WITH_ROM = ("/", _ROM, _ROM + "/lib", "/lib")
+_S_IFDIR = 0x4000
 
 
 def _load_shim(name: str) -> types.ModuleType:
@@ -53,24 +62,60 @@ def _firmware_os() -> types.ModuleType:
 
 
 class FirmwareImporter:
-    """`__import__` for firmware code: shims first, then the device filesystem, then CPython."""
+    """`__import__` for firmware code: shims first, then the device's files (the littlefs
+    filesystem and the ROMFS image `rom`, if any), then CPython."""
 
-    def __init__(self, shims: dict[str, types.ModuleType]) -> None:
+    def __init__(self, shims: dict[str, types.ModuleType], rom: romfs.Image | None) -> None:
         self.shims = shims
+        self.rom = rom
+        self.search_path = _SEARCH_PATH if rom is None else _SEARCH_PATH_WITH_ROM
         self.modules: dict[str, types.ModuleType] = {}
         self.builtins = dict(vars(builtins))
         self.builtins["__import__"] = self.import_
         self.builtins["open"] = lfs_os.open
 
+    def _in_rom(self, path: str) -> str | None:
+        """`path` inside the ROMFS image if it is under /rom (the image covers what the
+        filesystem has there, as a mount does), else None."""
+        if self.rom is not None and path.startswith(_ROM + "/"):
+            return path[len(_ROM) + 1:]
+        return None
+
+    def _kind(self, path: str) -> str | None:
+        """"file", "dir" or None: what `path` is on the device."""
+        in_rom = self._in_rom(path)
+        if in_rom is not None:
+            return self.rom.kind(in_rom)
+        try:
+            mode = lfs_os.stat(path)[0]
+        except OSError:
+            return None
+        return "dir" if mode & _S_IFDIR else "file"
+
+    def _source(self, path: str) -> str:
+        # Text, as MicroPython reads source: UTF-8, whatever a comment in the first two lines
+        # looks like to CPython's coding declarations ("# ... encoding: CBOR").
+        in_rom = self._in_rom(path)
+        if in_rom is not None:
+            return self.rom.files[in_rom].decode()
+        with lfs_os.open(path) as f:
+            return f.read()
+
     def _locate(self, name: str) -> tuple[str, bool] | None:
-        rel = name.replace(".", "/")
-        for base in _SEARCH_PATH:
-            package = base.rstrip("/") + "/" + rel + "/__init__.py"
-            if lfs_os.exists(package):
-                return package, True
-            module = base.rstrip("/") + "/" + rel + ".py"
-            if lfs_os.exists(module):
-                return module, False
+        """(path, is_package) of module `name`, found as MicroPython finds it: a top-level
+        name along the search path, a submodule in its package's folder only; a folder is a
+        package, with or without an __init__.py."""
+        parent, _, last = name.rpartition(".")
+        if parent:
+            bases = getattr(self.modules.get(parent), "__path__", ())
+        else:
+            bases = self.search_path
+        for base in bases:
+            path = base.rstrip("/") + "/" + last
+            if self._kind(path) == "dir":
+                return path, True
+            if self._kind(path + ".py") == "file":
+                return path + ".py", False
         return None
 
     def _load(self, name: str) -> types.ModuleType | None:
@@ -80,22 +125,24 @@ class FirmwareImporter:
         if found is None:
             return None
         path, is_package = found
-        with lfs_os.open(path) as f:
-            source = f.read()
         module = types.ModuleType(name)
-        module.__file__ = path
         module.__dict__["__builtins__"] = self.builtins
         if is_package:
-            module.__path__ = [path.rsplit("/", 1)[0]]
+            module.__path__ = [path]
             module.__package__ = name
+            path += "/__init__.py"
+            if self._kind(path) != "file":
+                path = None  # a namespace package: nothing to run
         else:
             module.__package__ = name.rpartition(".")[0]
         self.modules[name] = module
-        try:
-            exec(compile(source, path, "exec"), module.__dict__)
-        except BaseException:
-            del self.modules[name]
-            raise
+        if path is not None:
+            module.__file__ = path
+            try:
+                exec(compile(self._source(path), path, "exec"), module.__dict__)
+            except BaseException:
+                del self.modules[name]
+                raise
         if "." in name:
             parent, _, child = name.rpartition(".")
             setattr(self.modules[parent], child, module)
@@ -141,6 +188,20 @@ class FirmwareImporter:
         exec(compile(source, filename, mode), g)
 
 
+def _romfs() -> romfs.Image | None:
+    """The ROMFS image in the romfs partition as it is at this boot, or None where there is
+    none (no such partition, or no image in it), as _simboot_mp.py mounts it."""
+    entry = _simflash.find_partition("romfs")
+    if entry is None:
+        return None
+    f = _simflash.image()
+    f.seek(entry["offset"])
+    try:
+        return romfs.Image(f.read(entry["size"]))
+    except romfs.RomfsError:
+        return None
+
+
 def main() -> None:
     settings = _simcore.load_settings(sys.argv[1])
     sys.path.extend(settings.get("sim_path", []))
@@ -163,7 +224,7 @@ def main() -> None:
     shims.update(mp_modules.make_modules(settings.get("heap_bytes", 0)))
     fs_entry = _simflash.find_partition("vfs")
     lfs_os.mount(_simflash.FlashPartition(fs_entry["offset"], fs_entry["size"]))
-    importer = FirmwareImporter(shims)
+    importer = FirmwareImporter(shims, _romfs())
     # The firmware's sys.modules is its own module table, as on the device: popping a module
     # from it unloads it (the next import reads the file again), and lookups find app modules.
     shims["sys"].modules = importer.modules
