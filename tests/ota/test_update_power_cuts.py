@@ -10,20 +10,22 @@ from updates import BOARD, cut_update_at, marked_firmware, waiting_update, write
 
 from musket.ota import bundle, release
 from musket.ota.keys import KeyStore
+from musket_sim.device import INTERPRETERS
 
 CUT_POINTS = 12  # spread over the update's writes
 
 
-@pytest.fixture(scope="module")
-def update(tmp_path_factory):
+@pytest.fixture
+def update(tmp_path_factory, interpreter):
     keys = KeyStore(tmp_path_factory.mktemp("keys"))
     keys.generate()
     made = release.build_release(keys, version="1.1.0", boards=[BOARD],
-                                 firmware_root=marked_firmware(tmp_path_factory.mktemp("new")))
+                                 firmware_root=marked_firmware(tmp_path_factory.mktemp("new")),
+                                 interpreter=interpreter)
     return keys, made.data, bundle.read_bundle(made.data, keys.public_keys()).image()
 
 
-@pytest.mark.parametrize("interpreter", ["micropython"])
+@pytest.mark.parametrize("interpreter", INTERPRETERS)
 def test_a_cut_at_any_write_of_an_update_ends_on_the_whole_new_image(make_device, update,
                                                                      interpreter):
     keys, data, new_image = update

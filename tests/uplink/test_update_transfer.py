@@ -11,15 +11,17 @@ from updates import BOARD, UPDATED, boot_lines, marked_firmware, state_of
 
 from musket.ota import release, transfer
 from musket.ota.keys import KeyStore
+from musket_sim.device import INTERPRETERS
 from musket_sim.scenario import load_scenario
 
 
-@pytest.fixture(scope="module")
-def update(tmp_path_factory):
+@pytest.fixture
+def update(tmp_path_factory, interpreter):
     keys = KeyStore(tmp_path_factory.mktemp("keys"))
     keys.generate()
     new = marked_firmware(tmp_path_factory.mktemp("new"))
-    made = release.build_release(keys, version="1.1.0", boards=[BOARD], firmware_root=new)
+    made = release.build_release(keys, version="1.1.0", boards=[BOARD], firmware_root=new,
+                                 interpreter=interpreter)
     return keys, made.data
 
 
@@ -29,7 +31,7 @@ def trusting(keys: KeyStore) -> dict[str, bytes]:
     return {"ota/keys.json": json.dumps([k.public_key.hex() for k in keys.trusted()]).encode()}
 
 
-@pytest.mark.parametrize("interpreter", ["micropython"])
+@pytest.mark.parametrize("interpreter", INTERPRETERS)
 def test_an_offered_update_is_pulled_installed_and_confirmed(make_device, mosquitto, update,
                                                              interpreter):
     keys, bundle = update

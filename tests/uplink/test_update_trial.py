@@ -13,19 +13,21 @@ from updates import BOARD, UPDATED, boot_lines, marked_firmware, state_of, waiti
 
 from musket.ota import release
 from musket.ota.keys import KeyStore
+from musket_sim.device import INTERPRETERS
 from musket_sim.scenario import load_scenario
 
 
-@pytest.fixture(scope="module")
-def update(tmp_path_factory):
+@pytest.fixture
+def update(tmp_path_factory, interpreter):
     keys = KeyStore(tmp_path_factory.mktemp("keys"))
     keys.generate()
     new = marked_firmware(tmp_path_factory.mktemp("new"))
-    made = release.build_release(keys, version="1.1.0", boards=[BOARD], firmware_root=new)
+    made = release.build_release(keys, version="1.1.0", boards=[BOARD], firmware_root=new,
+                                 interpreter=interpreter)
     return keys, made.data
 
 
-@pytest.mark.parametrize("interpreter", ["micropython"])
+@pytest.mark.parametrize("interpreter", INTERPRETERS)
 def test_an_update_that_reaches_the_broker_confirms_itself(make_device, mosquitto, update,
                                                            interpreter):
     keys, bundle = update
@@ -45,7 +47,7 @@ def test_an_update_that_reaches_the_broker_confirms_itself(make_device, mosquitt
     assert state_of(device)["phase"] == "idle"
 
 
-@pytest.mark.parametrize("interpreter", ["micropython"])
+@pytest.mark.parametrize("interpreter", INTERPRETERS)
 def test_an_update_that_never_reaches_the_broker_is_rolled_back(make_device, update,
                                                                 interpreter):
     keys, bundle = update

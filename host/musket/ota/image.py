@@ -10,8 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from musket import firmware
-from musket.boards import ROMFS_PARTITION, Board
+from musket.boards import ROMFS_PARTITION, ROMFS_SPARE_PARTITION, Board
 from musket.errors import BadInput
+
+SWAP_SCRATCH_BYTES = 4096  # the spare partition's last block: the swap's scratch (otaboot.py)
 
 INTERPRETERS = ("micropython", "cpython")
 
@@ -50,9 +52,20 @@ def application_image(interpreter: str, root: Path | None = None,
 
 
 def check_fits(image: bytes, boards: list[Board]) -> None:
-    """The image fits each board's romfs partition (its OTA layout: the one updates run on)."""
+    """The image fits where each board's update swaps it (docs/ota.md): the romfs partition,
+    and the romfs_spare partition less its last block, the swap's scratch. Only a layout with
+    a spare partition takes application updates."""
     for board in boards:
-        room = board.partition(ROMFS_PARTITION, True).size
+        rooms = []
+        for ota in (False, True):
+            names = {p.name: p for p in board.partitions(ota)}
+            if ROMFS_SPARE_PARTITION in names and ROMFS_PARTITION in names:
+                rooms.append(min(names[ROMFS_PARTITION].size,
+                                 names[ROMFS_SPARE_PARTITION].size - SWAP_SCRATCH_BYTES))
+        if not rooms:
+            raise ImageError(f"{board.name} has no {ROMFS_SPARE_PARTITION} partition: it cannot "
+                             "take application updates")
+        room = max(rooms)
         if len(image) > room:
             raise ImageError(f"the image ({len(image):,} bytes) does not fit {board.name}'s "
-                             f"{ROMFS_PARTITION} partition ({room:,} bytes)")
+                             f"{ROMFS_PARTITION} partitions ({room:,} bytes)")

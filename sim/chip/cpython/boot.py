@@ -248,3 +248,8 @@ if __name__ == "__main__":
         main()
     except _simcore.SimExit as e:
         _simrun.report_exit(e.reason, e.detail)
+    # The boot is over, as when the chip resets or loses power: nothing of the firmware runs
+    # on, not even the finalisers of the files it had open (lfs_os._open_files).
+    sys.stdout.flush()
+    sys.stderr.flush()
+    _host_os._exit(0)

@@ -201,11 +201,22 @@ def dupterm(stream=None, index=0):
     return None
 
 
+# Every file the firmware has open. A power cut leaves some half-closed in littlefs; held here,
+# they are never finalised (the boot's process ends without finalisers: see boot.py), which
+# would close them a second time in the C library and abort the process.
+_open_files: set = set()
+
+
 class _File:
     """A littlefs file as the firmware sees it: every call checks for a power cut."""
 
     def __init__(self, handle) -> None:
         self._h = handle
+        _open_files.add(handle)
+
+    def close(self):
+        _checked(self._h.close)
+        _open_files.discard(self._h)
 
     def __getattr__(self, name):
         attr = getattr(self._h, name)
