@@ -138,7 +138,7 @@ MANIFEST_DEFECTS = {
     "unknown chip": (("chip",), "esp99", "chip: esptool does not know chip 'esp99'"),
     "partition without name": (("partitions", "nvs", "name"), DELETE, "partitions[0]: no name"),
     "partition offset null": (("partitions", "vfs", "offset"), None,
-                              "partitions[4] (vfs): offset is null, expected an integer, 0 or "
+                              "partitions[5] (vfs): offset is null, expected an integer, 0 or "
                               "more"),
     "no nvs partition": (("partitions", "nvs"), DELETE, "partitions: none named 'nvs'"),
     "no filesystem piece": (("pieces", "filesystem"), DELETE,

@@ -249,7 +249,10 @@ if __name__ == "__main__":
     except _simcore.SimExit as e:
         _simrun.report_exit(e.reason, e.detail)
     # The boot is over, as when the chip resets or loses power: nothing of the firmware runs
-    # on, not even the finalisers of the files it had open (lfs_os._open_files).
+    # on, not even the finalisers of the files it had open (lfs_os._open_files). What it wrote
+    # to flash is in the image file's buffer: that reaches the file.
+    if _simflash._flash_file is not None:
+        _simflash._flash_file.flush()
     sys.stdout.flush()
     sys.stderr.flush()
     _host_os._exit(0)
