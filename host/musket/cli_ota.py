@@ -246,3 +246,71 @@ def ota_inspect(bundle_file, keys_dir, as_json):
     for entry in m.get("files", []):
         table.add_row(entry["path"], f"{entry['size']:,}", entry["sha256"][:16])
     console.print(table)
+
+
+@ota_group.command("send")
+@click.argument("bundle_file", type=click.Path(dir_okay=False, exists=True))
+@click.option("--device", "devices", multiple=True, required=True,
+              help="A device ID to offer the bundle to (repeat for several).")
+@click.option("--campaign", required=True,
+              help="A name for this rollout (1-28 letters, digits, _ or -): devices report "
+                   "under it, and a repeated offer under it resumes rather than restarts.")
+@click.option("--broker", required=True, metavar="HOST[:PORT]",
+              help="The MQTT broker the devices use (port 8883 with --ca, else 1883).")
+@click.option("--user", required=True, help="A service user of the broker's ACL.")
+@click.option("--password-env", default="MUSKET_MQTT_PASSWORD", show_default=True,
+              metavar="VAR", help="The environment variable holding the user's password.")
+@click.option("--ca", "ca_file", default=None, type=click.Path(dir_okay=False, exists=True),
+              help="The CA of the broker's certificate: TLS.")
+@click.option("--until", type=click.Choice(["downloaded", "confirmed"]), default="confirmed",
+              show_default=True, help="Wait until every device has the bundle, or runs it.")
+@click.option("--timeout", "timeout_s", type=float, default=3600, show_default=True,
+              help="Seconds to wait before giving up on the devices still under way.")
+@_keys_option
+@_json_option
+def ota_send(bundle_file, devices, campaign, broker, user, password_env, ca_file, until,
+             timeout_s, keys_dir, as_json):
+    """Offer a bundle to devices over MQTT and serve it until each has it (or runs it):
+    the devices pull it chunk by chunk, resume after a drop or a reboot, install it at their
+    next boot and report how it went. Exit code 1 if a device refused it, rolled it back or
+    did not finish in time.
+
+    \b
+    Example:
+      MUSKET_MQTT_PASSWORD=... musket ota send app-1.4.0.mkot --device dev-0001 \\
+          --campaign fix-1-4 --broker mqtt.example.com --user fleet --ca ca.pem
+    """
+    import os
+
+    from musket.ota import bundle, transfer
+
+    data = Path(bundle_file).read_bytes()
+    version = bundle.read_bundle(data, _store(keys_dir).public_keys()).manifest["version"]
+    host, _, port = broker.partition(":")
+    password = os.environ.get(password_env)
+    if password is None:
+        raise transfer.TransferError(f"no password: ${password_env} is not set",
+                                     hint=f"export {password_env}=... (the service user's)")
+    server = transfer.BundleServer(host, int(port or (8883 if ca_file else 1883)), user,
+                                   password, ca_file)
+    try:
+        for device_id in devices:
+            server.offer(device_id, campaign, version, data)
+        finished = server.wait(list(devices), (until,), timeout_s)
+    finally:
+        server.close()
+    rows = [{"device": u.device_id, "state": u.state, "reason": u.reason,
+             "bytes_served": u.bytes_served, "resent_chunks": u.resent_chunks}
+            for u in (server.updates[d] for d in devices)]
+    if as_json:
+        _print_json({"campaign": campaign, "version": version, "devices": rows})
+    else:
+        table = Table(title=f"campaign {campaign}: {version} to {len(rows)} device(s)")
+        for column in ("device", "state", "bytes served", "chunks sent again", "reason"):
+            table.add_column(column)
+        for row in rows:
+            table.add_row(row["device"], row["state"], f"{row['bytes_served']:,}",
+                          str(row["resent_chunks"]), row["reason"] or "")
+        Console().print(table)
+    if not finished or any(r["state"] in ("rolled_back", "rejected") for r in rows):
+        raise SystemExit(1)

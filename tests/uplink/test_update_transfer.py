@@ -5,6 +5,14 @@ asked for again."""
 
 from __future__ import annotations
 
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import pytest
 from conftest import SERVICE_PASSWORD, SERVICE_USER, device_files
 from updates import BOARD, UPDATED, boot_lines, marked_firmware, state_of
@@ -26,8 +34,6 @@ def update(tmp_path_factory, interpreter):
 
 
 def trusting(keys: KeyStore) -> dict[str, bytes]:
-    import json
-
     return {"ota/keys.json": json.dumps([k.public_key.hex() for k in keys.trusted()]).encode()}
 
 
@@ -54,3 +60,49 @@ def test_an_offered_update_is_pulled_installed_and_confirmed(make_device, mosqui
     assert UPDATED in boot_lines(device)[-1]
     state = state_of(device)
     assert state["version"] == "1.1.0" and state["last"]["campaign"] == "c1", state
+
+
+@pytest.mark.parametrize("interpreter", ["micropython"])
+def test_musket_ota_send_rolls_an_update_out_to_a_device(make_device, mosquitto, update,
+                                                         tmp_path, interpreter):
+    keys, bundle = update
+    device = make_device(files={**device_files("dev-a", mosquitto.port), **trusting(keys)},
+                         modem=load_scenario("good"))
+    device.run(300)
+    bundle_file = tmp_path / "app-1.1.0.mkot"
+    bundle_file.write_bytes(bundle)
+    musket = str(Path(sys.executable).with_name("musket"))
+    sender = subprocess.Popen(
+        [musket, "ota", "send", str(bundle_file), "--device", "dev-a", "--campaign", "c2",
+         "--broker", f"127.0.0.1:{mosquitto.port}", "--user", SERVICE_USER,
+         "--keys", str(keys.folder), "--timeout", "60", "--json"],
+        env={**os.environ, "MUSKET_MQTT_PASSWORD": SERVICE_PASSWORD},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(2)  # the offer is on the broker before the device's next session
+        device.run(1800)
+        out, err = sender.communicate(timeout=90)
+    finally:
+        sender.kill()
+    assert sender.returncode == 0, out + err
+    report = json.loads(out)
+    assert report["devices"] == [{"device": "dev-a", "state": "confirmed", "reason": None,
+                                  "bytes_served": len(bundle), "resent_chunks": 0}], report
+    assert SERVICE_PASSWORD not in out + err
+
+
+def test_musket_ota_send_without_a_broker_is_one_line(update, tmp_path, monkeypatch):
+    keys, bundle = update
+    bundle_file = tmp_path / "b.mkot"
+    bundle_file.write_bytes(bundle)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        nobody = s.getsockname()[1]
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("musket")), "ota", "send", str(bundle_file),
+         "--device", "dev-a", "--campaign", "c3", "--broker", f"127.0.0.1:{nobody}",
+         "--user", SERVICE_USER, "--keys", str(keys.folder)],
+        env={**os.environ, "MUSKET_MQTT_PASSWORD": "secret"}, capture_output=True, text=True)
+    assert done.returncode == 4, done.stdout + done.stderr
+    assert "cannot reach the broker" in done.stderr
+    assert done.stderr.count("\n") <= 2, done.stderr
