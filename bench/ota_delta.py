@@ -47,7 +47,8 @@ def main() -> None:
     print("FIGURE ota.full_bundle_bytes %d bytes" % full.manifest["total_size"])
     print("FIGURE ota.delta_bundle_bytes %d bytes" % m["total_size"])
     print("FIGURE ota.delta_payload_bytes %d bytes" % m["payload"]["size"])
-    print("FIGURE ota.delta_ratio %.4f ratio" % (m["total_size"] / full.manifest["total_size"]))
+    print("FIGURE ota.delta_bundle_ratio %.4f ratio"
+          % (m["total_size"] / full.manifest["total_size"]))
     print("FIGURE ota.delta_payload_ratio %.4f ratio"
           % (m["payload"]["size"] / full.manifest["payload"]["size"]))
 

@@ -106,3 +106,34 @@ def test_musket_ota_send_without_a_broker_is_one_line(update, tmp_path, monkeypa
     assert done.returncode == 4, done.stdout + done.stderr
     assert "cannot reach the broker" in done.stderr
     assert done.stderr.count("\n") <= 2, done.stderr
+
+
+@pytest.mark.parametrize("interpreter", ["micropython"])
+def test_a_download_resumes_after_link_drops_and_a_reboot(make_device, mosquitto, update,
+                                                         interpreter):
+    keys, bundle = update
+    # The network ends the data session three times while the bundle comes (from about
+    # 312 s), and the second run ends mid-download: the next boots from power-on.
+    drops = {"events": [{"at": at, "drop_data": True} for at in (325, 345, 365)]}
+    device = make_device(files={**device_files("dev-a", mosquitto.port), **trusting(keys)},
+                         modem=load_scenario(drops))
+    device.run(300)
+    server = transfer.BundleServer("127.0.0.1", mosquitto.port, SERVICE_USER, SERVICE_PASSWORD)
+    try:
+        server.offer("dev-a", "c4", "1.1.0", bundle)
+        cut_short = device.run(90)
+        held = server.updates["dev-a"].bytes_served
+        assert 0 < held < len(bundle), held  # the run ended mid-download
+        device.run(1800)
+        assert server.wait(["dev-a"], ("confirmed",), 10), server.updates["dev-a"]
+    finally:
+        server.close()
+    log = device.console_log.read_text()
+    assert log.count("uplink: session ended") >= 3, log[-3000:]
+    served = server.updates["dev-a"]
+    assert served.state == "confirmed", served.reports
+    # A chunk goes again only when the one asked for was lost with the link (at most one per
+    # interruption); everything that arrived was kept.
+    assert served.resent_chunks <= 4, served.served
+    assert set(served.served) == set(range(0, len(bundle), transfer.CHUNK_MAX))
+    assert not cut_short.errors, cut_short.errors
