@@ -178,8 +178,10 @@ def _install(state, board, trusted_keys, buf):
             install.install(f, manifest, payload_at, live, spare, buf)
     except install.Rejected as e:
         return _reject(state, str(e))
-    except OSError as e:
-        return _reject(state, "bundle: %s" % e)
+    except Exception as e:  # noqa: BLE001 - whatever a bundle does, the device must boot on
+        # Anything else (an unreadable file, no memory, a fault in the installer) refuses the
+        # bundle too: left waiting, it would stop every boot here.
+        return _reject(state, "install failed: %s: %s" % (type(e).__name__, e))
     blocks = blocks_for(running_size, manifest["image"]["size"])
     state["trial"] = {"version": manifest["version"], "blocks": blocks,
                       "trusted_keys": manifest.get("trusted_keys")}

@@ -93,3 +93,20 @@ def cut_update_at(device, baseline: bytes, cut: int, new_image: bytes) -> str | 
     if state.get("phase") != "trial" or state.get("trial", {}).get("version") != "1.1.0":
         return f"cut at write {cut}: state {state}"
     return None
+
+
+def put_waiting(device, bundle: bytes) -> None:
+    """Puts `bundle` on the device's filesystem as a complete download waiting to be
+    installed at its next boot, keeping every other file (the filesystem is written again
+    from its files, as a bench tool copying a file would leave it)."""
+    from musket import fsimage
+
+    files = device.read_files()
+    files["ota/bundle"] = bundle
+    state = json.loads(files["ota/state.json"])
+    state["phase"] = "install"
+    files["ota/state.json"] = json.dumps(state).encode()
+    part = load_board(BOARD).filesystem(False)
+    image = bytearray(device.image.read_bytes())
+    image[part.offset:part.offset + part.size] = fsimage.build(files, part.size)
+    device.image.write_bytes(image)

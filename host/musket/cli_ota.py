@@ -270,8 +270,9 @@ def ota_inspect(bundle_file, keys_dir, as_json):
 @_json_option
 def ota_send(bundle_file, devices, campaign, broker, user, password_env, ca_file, until,
              timeout_s, keys_dir, as_json):
-    """Offer a bundle to devices over MQTT and serve it until each has it (or runs it):
-    the devices pull it chunk by chunk, resume after a drop or a reboot, install it at their
+    """Offer a bundle to devices over MQTT and serve it until they run it.
+
+    The devices pull it chunk by chunk, resume after a drop or a reboot, install it at their
     next boot and report how it went. Exit code 1 if a device refused it, rolled it back or
     did not finish in time.
 

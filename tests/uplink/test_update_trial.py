@@ -5,11 +5,20 @@ back, and the state says why."""
 
 from __future__ import annotations
 
+import json
 import socket
 
 import pytest
 from conftest import device_files
-from updates import BOARD, UPDATED, boot_lines, marked_firmware, state_of, waiting_update
+from updates import (
+    BOARD,
+    UPDATED,
+    boot_lines,
+    marked_firmware,
+    put_waiting,
+    state_of,
+    waiting_update,
+)
 
 from musket.ota import release
 from musket.ota.keys import KeyStore
@@ -63,3 +72,29 @@ def test_an_update_that_never_reaches_the_broker_is_rolled_back(make_device, upd
     assert state["phase"] == "idle" and state["version"] == "1.0.0", state
     assert state["last"]["result"] == "rolled_back", state
     assert "no broker session in 300 s" in state["last"]["reason"], state
+
+
+@pytest.mark.parametrize("interpreter", ["micropython"])
+def test_a_confirmed_update_brings_the_keys_its_bundle_names(make_device, mosquitto, tmp_path,
+                                                             interpreter):
+    # Key rotation: the device trusts the old key only; the first bundle after `keys rotate`
+    # is signed by it and names both; once confirmed, the device takes the new key's bundles.
+    keys = KeyStore(tmp_path / "keys")
+    keys.generate()
+    old, new = keys.rotate()
+    made = release.build_release(keys, version="1.1.0", boards=[BOARD], sign_with=old.id,
+                                 firmware_root=marked_firmware(tmp_path / "v1"))
+    files = {**device_files("dev-a", mosquitto.port), **waiting_update(keys, made.data)}
+    files["ota/keys.json"] = json.dumps([old.public_key.hex()]).encode()
+    device = make_device(files=files, modem=load_scenario("good"))
+    device.run(300)
+    assert state_of(device)["version"] == "1.1.0", state_of(device)
+    trusted = json.loads(device.read_files()["ota/keys.json"])
+    assert sorted(trusted) == sorted([old.public_key.hex(), new.public_key.hex()]), trusted
+
+    later = release.build_release(keys, version="1.2.0", boards=[BOARD],
+                                  firmware_root=marked_firmware(tmp_path / "v2"))
+    assert later.key_id == new.id
+    put_waiting(device, later.data)
+    device.run(300)
+    assert state_of(device)["version"] == "1.2.0", state_of(device)

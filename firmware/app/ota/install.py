@@ -244,9 +244,10 @@ def install(f, manifest, payload_offset, running_part, target_part, buf):
                 if not n:
                     break
                 out.write(view[:n])
-    except (OSError, ValueError) as e:
-        # A truncated or corrupt stream, or a malformed delta.
-        raise Rejected("hash", "payload: %s" % e)
+    except (OSError, ValueError, EOFError) as e:
+        # A truncated or corrupt stream (MicroPython's inflater ends a short one with
+        # EOFError), or a malformed delta.
+        raise Rejected("hash", "payload: %s" % (e or type(e).__name__))
     while source.left > 0 and source.readinto(buf):
         pass  # the hash covers every payload byte, also past what inflating needed
     if source.left or _hex(source.sha.digest()) != payload.get("sha256"):
