@@ -110,3 +110,21 @@ def put_waiting(device, bundle: bytes) -> None:
     image = bytearray(device.image.read_bytes())
     image[part.offset:part.offset + part.size] = fsimage.build(files, part.size)
     device.image.write_bytes(image)
+
+
+def fresh_keys(folder: Path) -> KeyStore:
+    """A key store in `folder` with its first (active) key."""
+    store = KeyStore(folder)
+    store.generate()
+    return store
+
+
+def signed_update(keys: KeyStore, folder: Path, interpreter: str, **options) -> bytes:
+    """A full bundle of version 1.1.0 of the marked firmware (see marked_firmware), signed by
+    the store's active key."""
+    from musket.ota import release
+
+    options.setdefault("firmware_root", marked_firmware(folder))
+    return release.build_release(keys, version=options.pop("version", "1.1.0"),
+                                 boards=options.pop("boards", [BOARD]), interpreter=interpreter,
+                                 **options).data

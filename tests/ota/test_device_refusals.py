@@ -9,6 +9,7 @@ from updates import (
     BOARD,
     UPDATED,
     boot_lines,
+    fresh_keys,
     marked_firmware,
     partition_bytes,
     state_of,
@@ -22,9 +23,7 @@ from musket_sim.device import INTERPRETERS
 
 @pytest.fixture(scope="module")
 def keys(tmp_path_factory) -> KeyStore:
-    store = KeyStore(tmp_path_factory.mktemp("keys"))
-    store.generate()
-    return store
+    return fresh_keys(tmp_path_factory.mktemp("keys"))
 
 
 def _tampered_payload(data: bytes) -> bytes:

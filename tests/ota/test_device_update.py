@@ -14,6 +14,7 @@ from updates import (
     CANNOT_START,
     UPDATED,
     boot_lines,
+    fresh_keys,
     marked_firmware,
     state_of,
     waiting_update,
@@ -26,9 +27,7 @@ from musket_sim.device import INTERPRETERS
 
 @pytest.fixture(scope="module")
 def keys(tmp_path_factory) -> KeyStore:
-    store = KeyStore(tmp_path_factory.mktemp("keys"))
-    store.generate()
-    return store
+    return fresh_keys(tmp_path_factory.mktemp("keys"))
 
 
 @pytest.mark.parametrize("interpreter", INTERPRETERS)

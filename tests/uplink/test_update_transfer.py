@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 from conftest import SERVICE_PASSWORD, SERVICE_USER, device_files
-from updates import BOARD, UPDATED, boot_lines, marked_firmware, state_of
+from updates import UPDATED, boot_lines, fresh_keys, signed_update, state_of
 
-from musket.ota import release, transfer
+from musket.ota import transfer
 from musket.ota.keys import KeyStore
 from musket_sim.device import INTERPRETERS
 from musket_sim.scenario import load_scenario
@@ -25,12 +25,8 @@ from musket_sim.scenario import load_scenario
 
 @pytest.fixture
 def update(tmp_path_factory, interpreter):
-    keys = KeyStore(tmp_path_factory.mktemp("keys"))
-    keys.generate()
-    new = marked_firmware(tmp_path_factory.mktemp("new"))
-    made = release.build_release(keys, version="1.1.0", boards=[BOARD], firmware_root=new,
-                                 interpreter=interpreter)
-    return keys, made.data
+    keys = fresh_keys(tmp_path_factory.mktemp("keys"))
+    return keys, signed_update(keys, tmp_path_factory.mktemp("new"), interpreter)
 
 
 def trusting(keys: KeyStore) -> dict[str, bytes]:

@@ -14,8 +14,10 @@ from updates import (
     BOARD,
     UPDATED,
     boot_lines,
+    fresh_keys,
     marked_firmware,
     put_waiting,
+    signed_update,
     state_of,
     waiting_update,
 )
@@ -28,12 +30,8 @@ from musket_sim.scenario import load_scenario
 
 @pytest.fixture
 def update(tmp_path_factory, interpreter):
-    keys = KeyStore(tmp_path_factory.mktemp("keys"))
-    keys.generate()
-    new = marked_firmware(tmp_path_factory.mktemp("new"))
-    made = release.build_release(keys, version="1.1.0", boards=[BOARD], firmware_root=new,
-                                 interpreter=interpreter)
-    return keys, made.data
+    keys = fresh_keys(tmp_path_factory.mktemp("keys"))
+    return keys, signed_update(keys, tmp_path_factory.mktemp("new"), interpreter)
 
 
 @pytest.mark.parametrize("interpreter", INTERPRETERS)
