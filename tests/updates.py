@@ -124,7 +124,7 @@ def signed_update(keys: KeyStore, folder: Path, interpreter: str, **options) -> 
     the store's active key."""
     from musket.ota import release
 
-    options.setdefault("firmware_root", marked_firmware(folder))
+    options.setdefault("firmware_root", marked_firmware(folder, options.pop("breaking", False)))
     return release.build_release(keys, version=options.pop("version", "1.1.0"),
                                  boards=options.pop("boards", [BOARD]), interpreter=interpreter,
                                  **options).data

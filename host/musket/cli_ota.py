@@ -248,20 +248,53 @@ def ota_inspect(bundle_file, keys_dir, as_json):
     console.print(table)
 
 
+def _broker_options(f):
+    for option in reversed([
+        click.option("--device", "devices", multiple=True, required=True,
+                     help="A device ID to offer the bundle to (repeat for several)."),
+        click.option("--campaign", required=True,
+                     help="A name for this rollout (1-28 letters, digits, _ or -): devices "
+                          "report under it, and a repeated offer under it resumes rather "
+                          "than restarts."),
+        click.option("--broker", required=True, metavar="HOST[:PORT]",
+                     help="The MQTT broker the devices use (port 8883 with --ca, else 1883)."),
+        click.option("--user", required=True, help="A service user of the broker's ACL."),
+        click.option("--password-env", default="MUSKET_MQTT_PASSWORD", show_default=True,
+                     metavar="VAR", help="The environment variable holding the user's "
+                                         "password."),
+        click.option("--ca", "ca_file", default=None,
+                     type=click.Path(dir_okay=False, exists=True),
+                     help="The CA of the broker's certificate: TLS."),
+    ]):
+        f = option(f)
+    return f
+
+
+def _bundle_server(broker, user, password_env, ca_file):
+    import os
+
+    from musket.ota import transfer
+
+    host, _, port = broker.partition(":")
+    password = os.environ.get(password_env)
+    if password is None:
+        raise transfer.TransferError(f"no password: ${password_env} is not set",
+                                     hint=f"export {password_env}=... (the service user's)")
+    return transfer.BundleServer(host, int(port or (8883 if ca_file else 1883)), user,
+                                 password, ca_file)
+
+
+def _signed_version(bundle_file, keys_dir) -> tuple[bytes, str]:
+    # The bundle's bytes and version, once it checks out against the store's keys.
+    from musket.ota import bundle
+
+    data = Path(bundle_file).read_bytes()
+    return data, bundle.read_bundle(data, _store(keys_dir).public_keys()).manifest["version"]
+
+
 @ota_group.command("send")
 @click.argument("bundle_file", type=click.Path(dir_okay=False, exists=True))
-@click.option("--device", "devices", multiple=True, required=True,
-              help="A device ID to offer the bundle to (repeat for several).")
-@click.option("--campaign", required=True,
-              help="A name for this rollout (1-28 letters, digits, _ or -): devices report "
-                   "under it, and a repeated offer under it resumes rather than restarts.")
-@click.option("--broker", required=True, metavar="HOST[:PORT]",
-              help="The MQTT broker the devices use (port 8883 with --ca, else 1883).")
-@click.option("--user", required=True, help="A service user of the broker's ACL.")
-@click.option("--password-env", default="MUSKET_MQTT_PASSWORD", show_default=True,
-              metavar="VAR", help="The environment variable holding the user's password.")
-@click.option("--ca", "ca_file", default=None, type=click.Path(dir_okay=False, exists=True),
-              help="The CA of the broker's certificate: TLS.")
+@_broker_options
 @click.option("--until", type=click.Choice(["downloaded", "confirmed"]), default="confirmed",
               show_default=True, help="Wait until every device has the bundle, or runs it.")
 @click.option("--timeout", "timeout_s", type=float, default=3600, show_default=True,
@@ -281,19 +314,8 @@ def ota_send(bundle_file, devices, campaign, broker, user, password_env, ca_file
       MUSKET_MQTT_PASSWORD=... musket ota send app-1.4.0.mkot --device dev-0001 \\
           --campaign fix-1-4 --broker mqtt.example.com --user fleet --ca ca.pem
     """
-    import os
-
-    from musket.ota import bundle, transfer
-
-    data = Path(bundle_file).read_bytes()
-    version = bundle.read_bundle(data, _store(keys_dir).public_keys()).manifest["version"]
-    host, _, port = broker.partition(":")
-    password = os.environ.get(password_env)
-    if password is None:
-        raise transfer.TransferError(f"no password: ${password_env} is not set",
-                                     hint=f"export {password_env}=... (the service user's)")
-    server = transfer.BundleServer(host, int(port or (8883 if ca_file else 1883)), user,
-                                   password, ca_file)
+    data, version = _signed_version(bundle_file, keys_dir)
+    server = _bundle_server(broker, user, password_env, ca_file)
     try:
         for device_id in devices:
             server.offer(device_id, campaign, version, data)
@@ -315,3 +337,114 @@ def ota_send(bundle_file, devices, campaign, broker, user, password_env, ca_file
         Console().print(table)
     if not finished or any(r["state"] in ("rolled_back", "rejected") for r in rows):
         raise SystemExit(1)
+
+
+def _campaign_store(location):
+    from musket.ota.campaign import CampaignStore
+    from musket.registry import Registry
+
+    return CampaignStore(Registry.open(location).engine)
+
+
+def _registry_option(f):
+    return click.option("--registry", "location", default=None, metavar="FILE|URL",
+                        help="Registry: a SQLite file or a PostgreSQL URL. Default: "
+                             "$MUSKET_REGISTRY, else ./musket-registry.sqlite.")(f)
+
+
+@ota_group.command("publish")
+@click.argument("bundle_file", type=click.Path(dir_okay=False, exists=True))
+@_broker_options
+@click.option("--stages", default="1,25%,100%", show_default=True,
+              help="How far each stage reaches: a count or a share of the devices, comma "
+                   "separated; a stage starts once the one before ended well.")
+@click.option("--abort-after", type=int, default=0, show_default=True,
+              help="Failures (rolled back, refused, no result in time) a stage tolerates; "
+                   "one more aborts the campaign.")
+@click.option("--stage-timeout", "stage_timeout_s", type=float, default=3600,
+              show_default=True, help="Seconds a stage's devices have to report a result.")
+@_registry_option
+@_keys_option
+@_json_option
+def ota_publish(bundle_file, devices, campaign, broker, user, password_env, ca_file, stages,
+                abort_after, stage_timeout_s, location, keys_dir, as_json):
+    """Roll a bundle out to devices in stages, recorded in the registry.
+
+    The first stage's devices (the canary) get the bundle first; each next stage only once
+    every device of the one before confirmed it or no more than --abort-after failed. Exit
+    code 1 if the campaign was aborted.
+
+    \b
+    Example:
+      MUSKET_MQTT_PASSWORD=... musket ota publish app-1.4.0.mkot --campaign fix-1-4 \\
+          --device dev-0001 --device dev-0002 --stages 1,100% --broker mqtt.example.com \\
+          --user fleet --ca ca.pem
+    """
+    from musket.ota import campaign as campaigns
+
+    data, version = _signed_version(bundle_file, keys_dir)
+    by_stage = campaigns.plan(list(devices), stages.split(","))
+    store = _campaign_store(location)
+    store.create(campaign, version, data, stages.split(","), abort_after, by_stage)
+    server = _bundle_server(broker, user, password_env, ca_file)
+    try:
+        def said(device, state, reason):
+            if not as_json:
+                _say(f"{device}: {state}{': ' + reason if reason else ''}")
+
+        ended = campaigns.run(store, server, campaign, version, data, by_stage, abort_after,
+                              stage_timeout_s, said)
+    finally:
+        server.close()
+    _show_campaign(store.get(campaign), as_json)
+    if ended != "completed":
+        raise SystemExit(1)
+
+
+def _show_campaign(found: dict, as_json: bool) -> None:
+    if as_json:
+        _print_json(found)
+        return
+    _say(f"campaign {found['name']}: {found['version']}, stages {','.join(found['stages'])}, "
+         f"{found['state']}{': ' + found['reason'] if found['reason'] else ''}")
+    table = Table()
+    for column in ("device", "stage", "state", "reason"):
+        table.add_column(column)
+    for d in found["devices"]:
+        table.add_row(d["device_id"], str(d["stage"]), d["state"], d["reason"] or "")
+    Console().print(table)
+
+
+@ota_group.command("status")
+@click.option("--campaign", required=True, help="The campaign's name.")
+@_registry_option
+@_json_option
+def ota_status(campaign, location, as_json):
+    """Show a campaign and where each of its devices stands.
+
+    \b
+    Example:
+      musket ota status --campaign fix-1-4 --json
+    """
+    _show_campaign(_campaign_store(location).get(campaign), as_json)
+
+
+@ota_group.command("abort")
+@click.option("--campaign", required=True, help="The campaign's name.")
+@click.option("--reason", required=True, help="Why, for the record.")
+@_registry_option
+def ota_abort(campaign, reason, location):
+    """Stop a running campaign: no device not yet offered the bundle will be.
+
+    \b
+    Example:
+      musket ota abort --campaign fix-1-4 --reason "support calls from the canary"
+    """
+    from musket.ota.campaign import CampaignRefused
+
+    store = _campaign_store(location)
+    state = store.state(campaign)  # an unknown name is refused
+    if state != "running":
+        raise CampaignRefused(f"campaign {campaign} is {state}: there is nothing to abort")
+    store.finish(campaign, "aborted", reason)
+    _say(f"campaign {campaign}: aborted; no device not yet offered the bundle will be")

@@ -78,3 +78,30 @@ audit = Table(
     # JSON: what changed ({"state": ["inventory", "bound"], ...}); never a secret.
     Column("changes", Text, nullable=False),
 )
+
+# Update campaigns (musket.ota.campaign): a bundle, its stages (JSON: ["1", "25%", "100%"]),
+# how many failures a stage tolerates, and running / completed / aborted with the reason.
+ota_campaigns = Table(
+    "ota_campaigns", metadata,
+    Column("name", String(28), primary_key=True),
+    Column("version", String(32), nullable=False),
+    Column("bundle_sha256", String(64), nullable=False),
+    Column("stages", Text, nullable=False),
+    Column("abort_after", Integer, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("reason", Text),
+    Column("created", DateTime(timezone=True), nullable=False),
+    Column("updated", DateTime(timezone=True), nullable=False),
+)
+
+# Each device of a campaign: its stage, and where its update stands (pending, offered,
+# downloading, downloaded, confirmed, rolled_back, rejected, timed_out, skipped).
+ota_devices = Table(
+    "ota_devices", metadata,
+    Column("campaign", String(28), ForeignKey("ota_campaigns.name"), primary_key=True),
+    Column("device_id", String(64), primary_key=True),
+    Column("stage", Integer, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("reason", Text),
+    Column("updated", DateTime(timezone=True), nullable=False),
+)
