@@ -248,9 +248,9 @@ def ota_inspect(bundle_file, keys_dir, as_json):
     console.print(table)
 
 
-def _broker_options(f):
+def _broker_options(f, devices_required=True):
     for option in reversed([
-        click.option("--device", "devices", multiple=True, required=True,
+        click.option("--device", "devices", multiple=True, required=devices_required,
                      help="A device ID to offer the bundle to (repeat for several)."),
         click.option("--campaign", required=True,
                      help="A name for this rollout (1-28 letters, digits, _ or -): devices "
@@ -354,7 +354,10 @@ def _registry_option(f):
 
 @ota_group.command("publish")
 @click.argument("bundle_file", type=click.Path(dir_okay=False, exists=True))
-@_broker_options
+@lambda f: _broker_options(f, devices_required=False)
+@click.option("--board", "boards", multiple=True,
+              help="Add every device of the registry built on this board (repeat for "
+                   "several), after the --device ones.")
 @click.option("--stages", default="1,25%,100%", show_default=True,
               help="How far each stage reaches: a count or a share of the devices, comma "
                    "separated; a stage starts once the one before ended well.")
@@ -366,13 +369,14 @@ def _registry_option(f):
 @_registry_option
 @_keys_option
 @_json_option
-def ota_publish(bundle_file, devices, campaign, broker, user, password_env, ca_file, stages,
-                abort_after, stage_timeout_s, location, keys_dir, as_json):
+def ota_publish(bundle_file, devices, boards, campaign, broker, user, password_env, ca_file,
+                stages, abort_after, stage_timeout_s, location, keys_dir, as_json):
     """Roll a bundle out to devices in stages, recorded in the registry.
 
-    The first stage's devices (the canary) get the bundle first; each next stage only once
-    every device of the one before confirmed it or no more than --abort-after failed. Exit
-    code 1 if the campaign was aborted.
+    The cohort is the --device ones, then the registry's devices on each --board. The first
+    stage's devices (the canary) get the bundle first; each next stage only once every device
+    of the one before confirmed it or no more than --abort-after failed. Exit code 1 if the
+    campaign was aborted.
 
     \b
     Example:
@@ -383,8 +387,9 @@ def ota_publish(bundle_file, devices, campaign, broker, user, password_env, ca_f
     from musket.ota import campaign as campaigns
 
     data, version = _signed_version(bundle_file, keys_dir)
-    by_stage = campaigns.plan(list(devices), stages.split(","))
     store = _campaign_store(location)
+    cohort = list(devices) + (store.devices_on(list(boards)) if boards else [])
+    by_stage = campaigns.plan(cohort, stages.split(","))
     store.create(campaign, version, data, stages.split(","), abort_after, by_stage)
     server = _bundle_server(broker, user, password_env, ca_file)
     try:

@@ -19,7 +19,7 @@ from sqlalchemy.engine import Engine
 
 from musket.errors import BadInput, Refused
 from musket.ota.transfer import FINAL_STATES, BundleServer
-from musket.registry.schema import ota_campaigns, ota_devices
+from musket.registry.schema import devices, ota_campaigns, ota_devices
 
 FAILED = ("rolled_back", "rejected", "timed_out")
 POLL_S = 0.5  # how often a running stage's states are copied to the registry
@@ -128,6 +128,14 @@ class CampaignStore:
 
     def state(self, name: str) -> str:
         return self.get(name)["state"]
+
+    def devices_on(self, boards: list[str]) -> list[str]:
+        """The registry's devices built on these boards, by device ID: a cohort."""
+        with self.engine.connect() as db:
+            rows = db.execute(sa.select(devices.c.device_id)
+                              .where(devices.c.board.in_(boards))
+                              .order_by(devices.c.device_id)).all()
+        return [row[0] for row in rows]
 
 
 def run(store: CampaignStore, server: BundleServer, name: str, version: str, data: bytes,
