@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT / "tests" / "uplink"))  # the test broker and the de
 sys.path.insert(1, str(ROOT / "tests"))  # the update fixtures
 
 from conftest import DEVICES, SERVICE_PASSWORD, SERVICE_USER, Mosquitto, device_files  # noqa: E402
-from updates import BOARD, marked_firmware  # noqa: E402
+from updates import BOARD, marked_firmware, trusting  # noqa: E402
 
 from musket import firmware  # noqa: E402
 from musket.ota import release, transfer  # noqa: E402
@@ -41,9 +41,7 @@ LINK_DROPS = (325, 345, 365)  # the download starts at about 312 s
 
 def device(folder: Path, keys: KeyStore, port: int, scenario: dict) -> VirtualDevice:
     unit = VirtualDevice(BOARD, folder, interpreter=INTERPRETER, modem=load_scenario(scenario))
-    trusted = [k.public_key.hex() for k in keys.trusted()]
-    unit.create_flash({**device_files("dev-a", port),
-                       "ota/keys.json": ("[%s]" % ",".join(f'"{k}"' for k in trusted)).encode()})
+    unit.create_flash({**device_files("dev-a", port), **trusting(keys)})
     unit.run(300)  # the session and its subscription, kept by the broker
     return unit
 

@@ -216,17 +216,15 @@ def run():
     if state["phase"] == INSTALL:
         buf = bytearray(_CHUNK)
         _install(state, _board_name(), trusted_keys(), buf)
+    if state["phase"] == TRIAL:
+        state["boots"] = state.get("boots", 0) + 1
+        if state["boots"] > MAX_TRIAL_BOOTS:
+            rollback(state, "%d boots without confirming" % MAX_TRIAL_BOOTS)
     if state["phase"] == SWAP:
         _swap(state, buf or bytearray(_CHUNK))
         _after_swap(state)
         machine.reset()
     if state["phase"] == TRIAL:
-        state["boots"] = state.get("boots", 0) + 1
-        if state["boots"] > MAX_TRIAL_BOOTS:
-            rollback(state, "%d boots without confirming" % MAX_TRIAL_BOOTS)
-            _swap(state, bytearray(_CHUNK))
-            _after_swap(state)
-            machine.reset()
         save(state)
         # A version that fails as it starts would sit at the REPL for ever, and one that hangs
         # would never boot again: the watchdog resets either, and the boot counts. The

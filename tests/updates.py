@@ -34,11 +34,17 @@ def marked_firmware(folder: Path, breaking: bool = False) -> Path:
     return copy
 
 
+def trusting(keys: KeyStore) -> dict[str, bytes]:
+    """The file that makes a device trust the store's active and trusted keys, as the line
+    writes it."""
+    return {"ota/keys.json": json.dumps([k.public_key.hex() for k in keys.trusted()]).encode()}
+
+
 def waiting_update(keys: KeyStore, bundle: bytes, version: str = "1.0.0") -> dict[str, bytes]:
     """Files for a device running `version` that trusts `keys` and has `bundle` downloaded,
     waiting to be installed at its next boot."""
     return {
-        "ota/keys.json": json.dumps([k.public_key.hex() for k in keys.trusted()]).encode(),
+        **trusting(keys),
         "ota/bundle": bundle,
         "ota/state.json": json.dumps({"phase": "install", "version": version}).encode(),
     }

@@ -9,7 +9,7 @@ import threading
 
 import pytest
 from conftest import SERVICE_PASSWORD, SERVICE_USER, Mosquitto, device_files
-from updates import fresh_keys, signed_update
+from updates import fresh_keys, signed_update, trusting
 
 from musket.ota import campaign, transfer
 from musket.registry import Registry
@@ -26,14 +26,13 @@ def test_a_failing_version_aborts_its_campaign_after_the_canary(make_device, tmp
     broker = Mosquitto(tmp_path / "broker", {**creds, SERVICE_USER: SERVICE_PASSWORD})
     keys = fresh_keys(tmp_path / "keys")
     bundle = signed_update(keys, tmp_path / "new", INTERPRETER, breaking=True)
-    trusted = ('["%s"]' % keys.trusted()[0].public_key.hex()).encode()
     devices = {}
     try:
         for device_id in FLEET:
             devices[device_id] = make_device(
                 name=device_id, modem=load_scenario("good"),
                 files={**device_files(device_id, broker.port, password=creds[device_id]),
-                       "ota/keys.json": trusted})
+                       **trusting(keys)})
             devices[device_id].run(120)  # its session and subscription, kept by the broker
         with Registry.open(tmp_path / "registry.sqlite", migrate=True) as registry:
             store = campaign.CampaignStore(registry.engine)

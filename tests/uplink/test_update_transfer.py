@@ -15,10 +15,9 @@ from pathlib import Path
 
 import pytest
 from conftest import SERVICE_PASSWORD, SERVICE_USER, device_files
-from updates import UPDATED, boot_lines, fresh_keys, signed_update, state_of
+from updates import UPDATED, boot_lines, fresh_keys, signed_update, state_of, trusting
 
 from musket.ota import transfer
-from musket.ota.keys import KeyStore
 from musket_sim.device import INTERPRETERS
 from musket_sim.scenario import load_scenario
 
@@ -28,9 +27,6 @@ def update(tmp_path_factory, interpreter):
     keys = fresh_keys(tmp_path_factory.mktemp("keys"))
     return keys, signed_update(keys, tmp_path_factory.mktemp("new"), interpreter)
 
-
-def trusting(keys: KeyStore) -> dict[str, bytes]:
-    return {"ota/keys.json": json.dumps([k.public_key.hex() for k in keys.trusted()]).encode()}
 
 
 @pytest.mark.parametrize("interpreter", INTERPRETERS)

@@ -7,6 +7,7 @@
 #
 # It runs in a heap that is not yet fragmented (before the application starts): inflating
 # needs a 4 KB window in one piece and the manifest is parsed whole.
+import binascii
 import hashlib
 import io
 import json
@@ -220,7 +221,7 @@ def image_digest(part, size, buf):
 
 
 def _hex(digest):
-    return "".join("%02x" % b for b in digest)
+    return binascii.hexlify(digest).decode()
 
 
 def install(f, manifest, payload_offset, running_part, target_part, buf):

@@ -251,8 +251,7 @@ if __name__ == "__main__":
     # The boot is over, as when the chip resets or loses power: nothing of the firmware runs
     # on, not even the finalisers of the files it had open (lfs_os._open_files). What it wrote
     # to flash is in the image file's buffer: that reaches the file.
-    if _simflash._flash_file is not None:
-        _simflash._flash_file.flush()
+    _simflash.image().flush()
     sys.stdout.flush()
     sys.stderr.flush()
     _host_os._exit(0)
