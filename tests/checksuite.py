@@ -232,3 +232,21 @@ def run_bare(interpreter: str, paths: Sequence[Path], program: str, scratch: Pat
         problems.append("stderr:\n" + proc.stderr)
     return SuiteRun.parse(proc.stdout + proc.stderr if proc.returncode else proc.stdout,
                           "; ".join(problems))
+
+
+def import_with_firmware(module: str):
+    """Imports `module` in this (plain CPython) process with the firmware and the sim's
+    stand-ins for MicroPython's own modules on the path; a generator for a fixture: the path
+    entries and the firmware's modules go again when it resumes."""
+    import importlib
+
+    added = [p for p in plain.pythonpath().split(os.pathsep) if p not in sys.path]
+    sys.path[:0] = added
+    try:
+        yield importlib.import_module(module)
+    finally:
+        for p in added:
+            sys.path.remove(p)
+        for name in [n for n in sys.modules if n == "app" or n.startswith("app.")
+                     or n == module]:
+            del sys.modules[name]

@@ -12,8 +12,9 @@ from rich.table import Table
 from rich.text import Text
 
 from musket import __version__
+from musket.cli_params import duration as _duration
+from musket.cli_params import size as _size
 from musket.errors import ExitCode, MusketError
-from musket.units import parse_duration, parse_size
 
 
 def _print_errors(messages: list[str], hint: str | None) -> None:
@@ -67,22 +68,6 @@ def sim() -> None:
 
 def _interrupt(signum, frame):
     raise KeyboardInterrupt()
-
-
-def _duration(ctx, param, value):
-    try:
-        return parse_duration(value)
-    except MusketError as e:
-        raise click.BadParameter(str(e)) from None
-
-
-def _size(ctx, param, value):
-    if value is None:
-        return None
-    try:
-        return parse_size(value)
-    except MusketError as e:
-        raise click.BadParameter(str(e)) from None
 
 
 def _speed(ctx, param, value):
@@ -486,6 +471,11 @@ from musket.cli_ota import keys_group, ota_group  # noqa: E402
 
 main.add_command(keys_group)
 main.add_command(ota_group)
+
+# Many lightweight devices against a broker.
+from musket.cli_simfleet import sim_fleet_cmd  # noqa: E402
+
+sim.add_command(sim_fleet_cmd)
 
 
 if __name__ == "__main__":

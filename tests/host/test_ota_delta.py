@@ -4,33 +4,22 @@ one-line change."""
 
 from __future__ import annotations
 
-import importlib
 import io
-import os
 import random
 import shutil
-import sys
 
 import pytest
+from checksuite import import_with_firmware
 from mutations import edited
 
 from musket import firmware
 from musket.ota import bundle, delta, image
-from musket_sim.chip.cpython import plain
 
 
 @pytest.fixture(scope="module")
 def applier():
     """app.ota.delta from firmware/, with the sim's stand-in for `micropython`."""
-    added = [p for p in plain.pythonpath().split(os.pathsep) if p not in sys.path]
-    sys.path[:0] = added
-    try:
-        yield importlib.import_module("app.ota.delta")
-    finally:
-        for p in added:
-            sys.path.remove(p)
-        for name in [n for n in sys.modules if n == "app" or n.startswith("app.")]:
-            del sys.modules[name]
+    yield from import_with_firmware("app.ota.delta")
 
 
 def rebuild(applier, base: bytes, ops: bytes, size: int) -> bytes:

@@ -1,4 +1,4 @@
-# Telemetry encoding: CBOR (RFC 8949) for the air, the same structure as JSON for debugging.
+# Telemetry on the air: CBOR (RFC 8949), and the same structure as JSON for debugging.
 #
 # A telemetry message, schema version 1, is one array of five:
 #   [1, mseq, t0, events, readings]
