@@ -15,12 +15,14 @@ tests/sim/test_swarm.py re-encodes what a full-firmware device sent with this mo
 
 Run by musket.simfleet in its own process (or several), with the firmware and the plain
 stand-ins on PYTHONPATH:  python -m musket_sim.swarm SPEC.json
-SPEC (written 0600: it holds the devices' passwords) is JSON: broker {host, port}, devices
-[{id, user, password}], profile {report_interval_s, batch_size, keepalive_s}, speed (virtual
-seconds per wall second), run_s (wall seconds), start (virtual epoch seconds), brews_per_day,
-backlog_s (readings and brews already waiting at start, as after an outage), seed,
-connects_per_s. It prints one JSON line a second ({"event": "progress", ...}) and a last one
-with every device's totals ({"event": "done", ...}).
+SPEC (written 0600: it holds the devices' passwords) is JSON: devices [{id, user, password,
+brokers}] (brokers: [host, port] pairs, the first its own; after a failed session it tries
+the next, as a device behind a load balancer reaches another node of a cluster), profile
+{report_interval_s, batch_size, keepalive_s}, speed (virtual seconds per wall second), run_s
+(wall seconds), start (virtual epoch seconds), brews_per_day, backlog_s (readings and brews
+already waiting at start, as after an outage), seed, connects_per_s. It prints one JSON line
+a second ({"event": "progress", ...}) and a last one with every device's totals ({"event":
+"done", ...}).
 """
 
 import asyncio
@@ -111,6 +113,7 @@ class Clock:
 class LightDevice:
     def __init__(self, spec, profile, clock, rng, brews_per_day, backlog_s, totals):
         self.id = spec["id"]
+        self.brokers = [tuple(b) for b in spec["brokers"]]
         self._user = spec["user"]
         self._password = spec["password"]
         self.profile = profile
@@ -163,6 +166,7 @@ class LightDevice:
             try:
                 await self._session(client, stop)
             except (UplinkError, OSError, TimeoutError) as e:
+                self.brokers.append(self.brokers.pop(0))
                 self.failures += 1
                 self.totals["failures"] += 1
                 self.totals["last_error"] = "%s: %s" % (self.id, e)
@@ -176,7 +180,7 @@ class LightDevice:
                              / self.clock.speed)
 
     async def _session(self, client, stop):
-        reader, writer = await asyncio.open_connection(self.totals["host"], self.totals["port"])
+        reader, writer = await asyncio.open_connection(*self.brokers[0])
         status = topic(self.id, "s")
         await client.connect(_Stream(reader, writer), self.profile["keepalive_s"], False,
                              (status, "0", True), ((status, b"1", 1, True, client.next_pid()),))
@@ -220,8 +224,8 @@ async def _pause(stop, seconds):
 async def run(spec):
     clock = Clock(spec.get("start", time.time()), spec.get("speed", 1.0))
     profile = dict(profile_defaults(), **spec.get("profile", {}))
-    totals = {"host": spec["broker"]["host"], "port": spec["broker"]["port"], "connected": 0,
-              "connected_max": 0, "sent": 0, "acked": 0, "failures": 0, "last_error": None}
+    totals = {"connected": 0, "connected_max": 0, "sent": 0, "acked": 0, "failures": 0,
+              "last_error": None}
     seed = spec.get("seed", 0)
     devices = [LightDevice(d, profile, clock, random.Random(seed * 1000003 + i),
                            spec.get("brews_per_day", 20), spec.get("backlog_s", 0), totals)
@@ -244,8 +248,7 @@ async def run(spec):
 
 
 def _emit(event, fields):
-    out = {k: v for k, v in fields.items() if k not in ("host", "port")}
-    out["event"] = event
+    out = dict(fields, event=event)
     sys.stdout.write(json.dumps(out) + "\n")
     sys.stdout.flush()
 

@@ -70,7 +70,7 @@ def sim_fleet_cmd(count, address, location, station, operator, span, speed, back
         def progress(connected: int, acked: int) -> None:
             status.update(f"{connected:,} connected, {acked:,} messages acknowledged")
 
-        result = simfleet.run(devices, *address, run_s=span, speed=speed,
+        result = simfleet.run(devices, [address], run_s=span, speed=speed,
                               processes=processes, brews_per_day=brews_per_day,
                               backlog_s=backlog, seed=seed, workdir=work, progress=progress)
     totals = {"devices": len(devices), "connected_max": result.connected_max,

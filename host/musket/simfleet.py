@@ -110,20 +110,23 @@ def swarm_environment() -> dict[str, str]:
     return env
 
 
-def run(devices: list[SwarmDevice], host: str, port: int, *, run_s: float,
+def run(devices: list[SwarmDevice], brokers: list[tuple[str, int]], *, run_s: float,
         speed: float = 1.0, processes: int = 1, brews_per_day: float = 20,
         backlog_s: float = 0, seed: int = 0, start: float | None = None,
         profile: dict | None = None, workdir: Path, progress=None) -> SwarmResult:
-    """Runs the devices for `run_s` wall seconds over `processes` processes; `progress(result)`
-    is called with the running totals about once a second."""
+    """Runs the devices for `run_s` wall seconds over `processes` processes, the devices
+    shared out over `brokers` ((host, port) of each node of a cluster) in turn, each moving
+    to the next node when a session fails; `progress(connected, acked)` is called with the
+    running totals about once a second."""
     if not devices:
         raise SwarmError("no devices to run")
     processes = max(1, min(processes, len(devices)))
+    entries = [{"id": d.id, "user": d.id, "password": d.password,
+                "brokers": brokers[i % len(brokers):] + brokers[:i % len(brokers)]}
+               for i, d in enumerate(devices)]
     procs = []
     for k in range(processes):
-        share = devices[k::processes]
-        spec = {"broker": {"host": host, "port": port},
-                "devices": [{"id": d.id, "user": d.id, "password": d.password} for d in share],
+        spec = {"devices": entries[k::processes],
                 "run_s": run_s, "speed": speed, "brews_per_day": brews_per_day,
                 "backlog_s": backlog_s, "seed": seed * 100 + k, "profile": profile or {},
                 "connects_per_s": 500 / processes}

@@ -40,6 +40,11 @@ TOOLS: tuple[SystemTool, ...] = (
                "the MQTT broker of the uplink's tests"),
     SystemTool("pg_ctl", "postgresql", ("/usr/lib/postgresql/*/bin",),
                "the PostgreSQL server of the registry's tests (initdb, pg_ctl)"),
+    # Found by a script only in RabbitMQ's own folder, so that its neighbours there
+    # (rabbitmq-server, rabbitmqctl) are the scripts themselves, not Debian's /usr/sbin
+    # wrappers that switch to the rabbitmq user.
+    SystemTool("rabbitmq-defaults", "rabbitmq-server", ("/usr/lib/rabbitmq/bin",),
+               "the clustered broker of the fleet's scale-out test"),
 )
 BY_PROGRAM = {tool.program: tool for tool in TOOLS}
 

@@ -70,7 +70,7 @@ def test_an_enrolled_swarm_delivers_every_count_once(tmp_path):
     sub = Subscriber(server.port, persistent=True)
     try:
         # Ten virtual hours in ten seconds, over two processes.
-        result = simfleet.run(devices, "127.0.0.1", server.port, run_s=10, speed=3600,
+        result = simfleet.run(devices, [("127.0.0.1", server.port)], run_s=10, speed=3600,
                               processes=2, brews_per_day=48, workdir=tmp_path)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and sum(
