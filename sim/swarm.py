@@ -129,6 +129,9 @@ class LightDevice:
         self.totals = totals  # the swarm's shared counters
         self.failures = 0
         self.connected = False
+        self.published = []  # (mseq, wall time of the PUBLISH), for the fleet's ingest latency
+        self.inflight = None  # (topic, payload, last event seq, last rseq, packet id)
+        self.pid = 0  # the packet ids go on from session to session, as the firmware's
         now = clock.now()
         phase = rng.random() * profile["report_interval_s"]
         self.next_reading = now - backlog_s + phase
@@ -156,13 +159,13 @@ class LightDevice:
     def summary(self):
         return {"brews": self.brews, "events": self.seq, "readings": self.rseq,
                 "mseq": self.mseq, "unsent_events": len(self.events),
-                "unsent_readings": len(self.readings)}
+                "unsent_readings": len(self.readings), "published": self.published}
 
     async def run(self, stop):
         while not stop.is_set():
             client = MQTTClient(self.id, self._user, self._password,
                                 log_mod.Log(capacity=2, echo=False),
-                                bytearray(RX_SIZE), bytearray(TX_SIZE))
+                                bytearray(RX_SIZE), bytearray(TX_SIZE), self.pid)
             try:
                 await self._session(client, stop)
             except (UplinkError, OSError, TimeoutError) as e:
@@ -174,6 +177,7 @@ class LightDevice:
                 if self.connected:
                     self.totals["connected"] -= 1
                     self.connected = False
+                self.pid = client.next_pid()
                 await client.close(graceful=stop.is_set())
             if not stop.is_set():
                 await _pause(stop, delay_s(self.failures, BACKOFF_MIN_S, BACKOFF_MAX_S)
@@ -203,13 +207,22 @@ class LightDevice:
             await _pause(stop, max(0.0, (due - self.clock.now()) / self.clock.speed))
 
     async def _deliver(self, client):
-        name, payload, eseq, rseq = telemetry(self.id, self.mseq + 1, self.clock.now(),
-                                              self.events[:EVENTS_PER_MESSAGE], self.readings)
-        if not (eseq or rseq):
-            raise UplinkError("the oldest item does not fit a message")
+        # As the firmware's session does: the message in flight keeps its bytes and its packet
+        # id until the broker's PUBACK, and goes again with DUP set on the next session.
+        dup = self.inflight is not None
+        if not dup:
+            built = telemetry(self.id, self.mseq + 1, self.clock.now(),
+                              self.events[:EVENTS_PER_MESSAGE], self.readings)
+            if not (built[2] or built[3]):
+                raise UplinkError("the oldest item does not fit a message")
+            self.inflight = built + (client.next_pid(),)
+        name, payload, eseq, rseq, pid = self.inflight
         self.totals["sent"] += 1
-        await client.publish(name, payload, 1)
+        sent_at = time.time()
+        await client.publish(name, payload, 1, False, pid, dup)
+        self.inflight = None
         self.mseq += 1
+        self.published.append((self.mseq, sent_at))
         self.totals["acked"] += 1
         self.events = [e for e in self.events if e[0] > eseq]
         self.readings = [r for r in self.readings if r[0] > rseq]
