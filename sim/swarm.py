@@ -16,8 +16,9 @@ tests/sim/test_swarm.py re-encodes what a full-firmware device sent with this mo
 Run by musket.simfleet in its own process (or several), with the firmware and the plain
 stand-ins on PYTHONPATH:  python -m musket_sim.swarm SPEC.json
 SPEC (written 0600: it holds the devices' passwords) is JSON: devices [{id, user, password,
-brokers}] (brokers: [host, port] pairs, the first its own; after a failed session it tries
-the next, as a device behind a load balancer reaches another node of a cluster), profile
+brokers, resume}] (resume: an earlier run's totals for the device, to go on from; brokers:
+[host, port] pairs, the first its own; after a failed session it tries the next, as a device
+behind a load balancer reaches another node of a cluster), profile
 {report_interval_s, batch_size, keepalive_s}, speed (virtual seconds per wall second), run_s
 (wall seconds), start (virtual epoch seconds), brews_per_day, backlog_s (readings and brews
 already waiting at start, as after an outage), seed, connects_per_s. It prints one JSON line
@@ -122,10 +123,13 @@ class LightDevice:
         self.brew_gap_s = 86400 / brews_per_day if brews_per_day else 0
         self.events = []  # (seq, time, kind, name, delta, total, info) not yet acknowledged
         self.readings = []  # (rseq, record) not yet acknowledged
-        self.mseq = 0
-        self.seq = 0
-        self.rseq = 0
-        self.brews = 0
+        # Where an earlier run of the same device left off ("resume" in its entry): a device
+        # keeps its numbering for life, and the fleet drops a message number it had before.
+        earlier = spec.get("resume", {})
+        self.mseq = earlier.get("mseq", 0)
+        self.seq = earlier.get("events", 0)
+        self.rseq = earlier.get("readings", 0)
+        self.brews = earlier.get("brews", 0)
         self.totals = totals  # the swarm's shared counters
         self.failures = 0
         self.connected = False

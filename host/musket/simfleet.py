@@ -27,6 +27,7 @@ from musket.registry import binding
 from musket.registry.core import Actor, Registry
 
 DEVICES_FILE = "swarm-devices.json"
+RESUMED = ("mseq", "events", "readings", "brews")  # what a device's next run goes on from
 ICCID_PREFIX = "89490192"  # ITU-T E.118: 89 telecom, 49 country; the rest is the issuer's
 IMEI_TAC = "35982011"  # an 8-digit type allocation code for the virtual modems
 ID_PREFIX = "swm"
@@ -113,16 +114,20 @@ def swarm_environment() -> dict[str, str]:
 def run(devices: list[SwarmDevice], brokers: list[tuple[str, int]], *, run_s: float,
         speed: float = 1.0, processes: int = 1, brews_per_day: float = 20,
         backlog_s: float = 0, seed: int = 0, start: float | None = None,
-        profile: dict | None = None, workdir: Path, progress=None) -> SwarmResult:
+        profile: dict | None = None, workdir: Path, progress=None,
+        resume: dict[str, dict] | None = None) -> SwarmResult:
     """Runs the devices for `run_s` wall seconds over `processes` processes, the devices
     shared out over `brokers` ((host, port) of each node of a cluster) in turn, each moving
     to the next node when a session fails; `progress(connected, acked)` is called with the
-    running totals about once a second."""
+    running totals about once a second. `resume` (an earlier run's `devices`) lets each device
+    go on numbering its messages, events and readings from where that run left it."""
     if not devices:
         raise SwarmError("no devices to run")
     processes = max(1, min(processes, len(devices)))
     entries = [{"id": d.id, "user": d.id, "password": d.password,
-                "brokers": brokers[i % len(brokers):] + brokers[:i % len(brokers)]}
+                "brokers": brokers[i % len(brokers):] + brokers[:i % len(brokers)],
+                "resume": {k: v for k, v in (resume or {}).get(d.id, {}).items()
+                           if k in RESUMED}}
                for i, d in enumerate(devices)]
     procs = []
     for k in range(processes):
