@@ -487,6 +487,11 @@ from musket.cli_ota import keys_group, ota_group  # noqa: E402
 main.add_command(keys_group)
 main.add_command(ota_group)
 
+# The fleet service and its views, likewise.
+from musket.cli_fleet import fleet_group  # noqa: E402
+
+main.add_command(fleet_group)
+
 
 if __name__ == "__main__":
     main()

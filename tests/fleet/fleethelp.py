@@ -102,3 +102,91 @@ def status(**fields) -> bytes:
     raw.update(fields)
     codec().cbor(out, raw)
     return bytes(out)
+
+
+# -- the service as it runs in production: `musket fleet serve` processes ---------------------
+
+MUSKET = Path(sys.executable).parent / "musket"
+
+
+class ServeProcess:
+    """One `musket fleet serve` copy against the test broker; `kill()` is SIGKILL (no goodbye,
+    no last batch), `stop()` is SIGTERM (the graceful stop)."""
+
+    def __init__(self, location: str, port: int, client_id: str, folder: Path,
+                 status: bool = True) -> None:
+        import os
+        import subprocess
+
+        m = broker_module()
+        env = dict(os.environ, MUSKET_MQTT_PASSWORD=m.SERVICE_PASSWORD)
+        self.log_path = folder / f"serve-{client_id}.log"
+        self.log_file = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()/kill()
+        self.proc = subprocess.Popen(
+            [str(MUSKET), "fleet", "serve", "--registry", location,
+             "--broker", f"127.0.0.1:{port}", "--user", m.SERVICE_USER,
+             "--client-id", client_id, "--status" if status else "--no-status"],
+            stdout=self.log_file, stderr=self.log_file, env=env)
+        self.wait_for("subscribed")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for(self, text: str, timeout: float = 30, count: int = 1) -> None:
+        import time
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.log().count(text) >= count:
+                return
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"fleet serve ended ({self.proc.returncode}): {self.log()}")
+            time.sleep(0.05)
+        raise RuntimeError(f"fleet serve did not log {text!r} in {timeout} s: {self.log()}")
+
+    def stop(self) -> int:
+        self.proc.terminate()
+        code = self.proc.wait(30)
+        self.log_file.close()
+        return code
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(10)
+        self.log_file.close()
+
+
+class DevicePublisher:
+    """A paho client logged in as a device (its own credentials and ACL), publishing QoS 1."""
+
+    def __init__(self, port: int, device_id: str) -> None:
+        import paho.mqtt.client as mqtt
+
+        m = broker_module()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=device_id,
+                                  protocol=mqtt.MQTTv311)
+        self.client.username_pw_set(device_id, m.DEVICES[device_id])
+        self.client.connect("127.0.0.1", port, keepalive=30)
+        self.client.loop_start()
+
+    def publish(self, topic: str, payload: bytes, retain: bool = False) -> None:
+        info = self.client.publish(topic, payload, qos=1, retain=retain)
+        info.wait_for_publish(10)
+        if not info.is_published():
+            raise RuntimeError(f"{topic}: not acknowledged by the broker")
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def wait_until(predicate, timeout: float = 30, what: str = "condition"):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"{what}: not reached in {timeout} s (last: {predicate()!r})")
