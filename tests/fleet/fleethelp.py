@@ -40,12 +40,16 @@ def seed(registry, folder: Path) -> None:
     csv_path.write_text("ICCID,plan,state\n" + "\n".join(rows) + "\n")
     registry.import_sims(csv_path, ACTOR)
     for n, device_id in enumerate(DEVICES):
-        unit = binding.Unit(iccid=device_iccid(device_id), imei=_imei(n),
-                            imsi="26201438932312%d" % n, chip_id="240ac40000%02d" % n,
-                            board="esp32-sim7080g")
-        with registry.transaction() as conn:
-            plan = binding.BindingPlan(device_id, True, None, False, None)
-            binding.apply(conn, plan, unit, ACTOR)
+        bind(registry, device_id, device_iccid(device_id), n)
+
+
+def bind(registry, device_id: str, sim: str, n: int) -> None:
+    """Provisions device `device_id` (the n-th unit) with SIM `sim`, as the factory would."""
+    unit = binding.Unit(iccid=sim, imei=_imei(n), imsi="2620143893231%02d" % n,
+                        chip_id="240ac40000%02d" % n, board="esp32-sim7080g")
+    with registry.transaction() as conn:
+        plan = binding.BindingPlan(device_id, True, None, False, None)
+        binding.apply(conn, plan, unit, ACTOR)
 
 
 def _imei(n: int) -> str:
