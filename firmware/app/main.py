@@ -196,7 +196,13 @@ class App:
             rtc.memory(_MODEM_RESET_MARK)
             machine.reset()
 
-        manager = ConnectionManager(open_modem(board, self.log), self.log,
+        modem = open_modem(board, self.log)
+        # The bytes its sockets carry, as the carrier bills them (the "data" section).
+        from app.datause import DataUse
+
+        modem.datause = DataUse(self.log, config.get("health_interval_s"))
+        self.status.sections["data"] = modem.datause.section
+        manager = ConnectionManager(modem, self.log,
                                     apn=config["apn"],
                                     reset_board=None if after_modem_reset else reset_board)
         self.status.sections["modem"] = manager.status

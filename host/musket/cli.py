@@ -116,9 +116,13 @@ def _speed(ctx, param, value):
               help="What the appliance around the sensors does: a ready usage scenario "
                    "(day, busy, faults), a JSON or TOML file, or 'none' for bare sensor "
                    "inputs.")
+@click.option("--carrier-csv", type=click.Path(dir_okay=False), default=None,
+              help="Write the carrier's usage file for the run (iccid,day,bytes: the modem "
+                   "model's air bytes per SIM per day), as `musket fleet carrier-import` "
+                   "reads it.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def sim_run(board, span, interpreter, heap, seed, ota, workdir, fresh, with_console, speed,
-            cut_at_write, cut_chance, scenario, usage, as_json):
+            cut_at_write, cut_chance, scenario, usage, carrier_csv, as_json):
     """Run one virtual device for a span of virtual time.
 
     \b
@@ -126,6 +130,7 @@ def sim_run(board, span, interpreter, heap, seed, ota, workdir, fresh, with_cons
       musket sim run --interpreter micropython --for 1d --json
       musket sim run --heap 64K --for 1d
       musket sim run --for 1d --cut-chance 0.2 --seed 3
+      musket sim run --for 1d --carrier-csv usage.csv
     """
     from musket_sim import VirtualDevice
     from musket_sim.scenario import load_scenario
@@ -150,6 +155,10 @@ def sim_run(board, span, interpreter, heap, seed, ota, workdir, fresh, with_cons
     finally:
         device.close()
         signal.signal(signal.SIGTERM, previous)
+    if carrier_csv:
+        from musket_sim import carrier
+
+        carrier.write_usage_csv(carrier_csv, carrier.billed_rows(result.modem))
     if as_json:
         click.echo(json.dumps(result.as_dict(), indent=2))
     else:
@@ -476,6 +485,11 @@ main.add_command(ota_group)
 from musket.cli_simfleet import sim_fleet_cmd  # noqa: E402
 
 sim.add_command(sim_fleet_cmd)
+
+# The fleet service and its views, likewise.
+from musket.cli_fleet import fleet_group  # noqa: E402
+
+main.add_command(fleet_group)
 
 
 if __name__ == "__main__":

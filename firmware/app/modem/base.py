@@ -82,6 +82,7 @@ class Modem:
         self.power = Power(board)
         self.sockets = [Socket(self, i, self.RX_BUFFER) for i in range(self.SOCKETS)]
         self.link_event = None  # the owner's asyncio.Event, set on every change of link state
+        self.datause = None  # app.datause.DataUse: told of each socket's traffic (tcp.py)
         self.lost = None  # why the bearer went, as the last loss the modem reported
         self._apn = ""
         self._awaiting = None  # prefix of the reply URC a command waits for
@@ -408,6 +409,8 @@ class Modem:
                 except (ATError, ModemError) as e:
                     s.abandon()
                     raise OSError(errno.ECONNREFUSED, str(e))
+                if self.datause is not None:
+                    self.datause.opened()
                 return s
         raise OSError(errno.ENOBUFS, "open: all %d sockets in use" % self.SOCKETS)
 

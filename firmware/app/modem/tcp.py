@@ -11,7 +11,9 @@
 # The driver makes its sockets once, each with its receive buffer, and reuses them: opening a
 # connection allocates nothing. The driver's URC handlers tell a socket of data (data()),
 # pushed bytes (room() / pushed()) and closure (ended()); the socket reaches the modem only
-# through the driver's send() / recv() / close_link().
+# through the driver's send() / recv() / close_link(). Each open, send, receive and close is
+# told to the driver's `datause` (app.datause.DataUse, when the application made one), which
+# counts the bytes as the carrier bills them.
 import asyncio
 import errno
 
@@ -62,6 +64,8 @@ class Socket:
         # (errno.ECONNRESET). A closure already known keeps its reason.
         if not self._err:
             self._err = why
+            if why == _EOF and self._modem.datause is not None:
+                self._modem.datause.closed()
         self._event.set()
 
     def room(self):
@@ -77,6 +81,8 @@ class Socket:
 
     def pushed(self, stored, sent):
         # `stored` of the `sent` bytes the modem pushed went into room(); the rest is lost.
+        if self._modem.datause is not None:
+            self._modem.datause.received(sent)
         self._end += stored
         if stored < sent:
             self.ended(errno.EIO)
@@ -113,6 +119,8 @@ class Socket:
                 await self._modem.send(self, chunk)
             except (ATError, ModemError) as e:
                 raise self._error(e)
+            if self._modem.datause is not None:
+                self._modem.datause.sent(len(chunk))
             i += len(chunk)
         return i
 
@@ -131,6 +139,8 @@ class Socket:
                 self._readable = self._readable or more
                 self._start = 0
                 self._end = n
+                if n and self._modem.datause is not None:
+                    self._modem.datause.received(n)
             elif self._err == _EOF:
                 return 0
             elif self._err:
@@ -149,6 +159,8 @@ class Socket:
             return
         self.held = False
         was_open = not self._err
+        if was_open and self._modem.datause is not None:
+            self._modem.datause.closed()
         self._err = errno.ENOTCONN
         self._start = self._end = 0
         self._event.set()

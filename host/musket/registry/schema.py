@@ -105,3 +105,8 @@ ota_devices = Table(
     Column("reason", Text),
     Column("updated", DateTime(timezone=True), nullable=False),
 )
+
+# -- the fleet service's tables (issue 14, migration 0003) -----------------------------------
+# Defined on this MetaData in their own module; imported here so that every user of
+# `metadata` sees them.
+from musket.registry import fleet_schema  # noqa: E402,F401

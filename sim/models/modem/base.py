@@ -106,6 +106,9 @@ class Modem(Power, AtLine, Network, Sockets, TcpIp):
             "family": self.FAMILY, "air_up": 0, "air_down": 0, "payload_up": 0,
             "payload_down": 0, "sockets": [], "uart_rx": 0, "uart_tx": 0, "power_cycles": 0,
             "reboots": 0,
+            # Air bytes (up + down) per SIM per UTC day, as the carrier bills them:
+            # {iccid: {"YYYY-MM-DD": bytes}} (musket_sim.carrier writes its usage file).
+            "billed": {},
         }
         self._volatile_reset()
         self.iccid = self.slot_iccid

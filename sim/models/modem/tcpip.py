@@ -35,6 +35,8 @@ Byte counting (counted in extras["modem"], reported per boot in RunResult.modem)
     DNS, PDP signalling and keep-alives are not counted.
   So an echo of P bytes on a fresh socket that the server then closes is
     up 60 + 52 + (P + 52) + 52 + 104 = P + 320 and down 60 + 52 + (P + 52) + 104 = P + 268.
+  billed  the air bytes (up + down) per SIM (the ICCID in the slot) per UTC day of the virtual
+    calendar, as a carrier bills them: musket_sim.carrier writes the carrier's usage file.
   uart_rx / uart_tx  bytes the modem received from / sent to the firmware (not air bytes).
   Also: family, sockets (one entry per connection attempt that reached a host socket, the
   last 50), power_cycles (power-ons this boot), reboots (RESET line, AT+CRESET, AT+CFUN=1,1).
@@ -42,6 +44,7 @@ Byte counting (counted in extras["modem"], reported per boot in RunResult.modem)
 import errno
 import select
 import socket
+import time
 from dataclasses import dataclass
 
 from musket_sim.models.modem.common import L_CLOSED, L_LOST, L_OPEN, ON, ring_get, ring_put
@@ -148,6 +151,10 @@ class TcpIp:
         s["air_down"] += down
         s["payload_up"] += payload_up
         s["payload_down"] += payload_down
+        if up or down:
+            billed = f["billed"].setdefault(self.iccid, {})
+            day = time.strftime("%Y-%m-%d", time.gmtime(self.world.epoch_seconds()))
+            billed[day] = billed.get(day, 0) + up + down
 
     def _stats_entry(self, host, port):
         # A socket's figures in the report: the last _SOCKETS_KEPT are kept, in entries made at

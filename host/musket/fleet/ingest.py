@@ -1,0 +1,162 @@
+"""The fleet service's MQTT side: subscribe, take messages in batches, acknowledge each only
+after its batch is committed.
+
+Several copies share the load through one MQTT shared subscription per up-topic
+(``$share/<group>/d/+/t``, ``.../e``, ``.../r``): the broker hands each message to one member
+of the group. Each copy keeps a persistent session (clean_session off) under a client id of its
+own, and acknowledges (PUBACK) a message only once the transaction that stored it has
+committed. So a copy killed between the two leaves its unacknowledged messages in its session,
+and the broker sends them again when that copy connects again; the tables' unique keys make
+the second delivery a counted duplicate.
+
+Status (``d/<id>/s``) is not shared: exactly one copy, the status owner (``--status``, the
+default; run the others with ``--no-status``), subscribes to it. A retained message is not
+sent to a shared subscription when it subscribes, so a group member would never learn of
+devices that connected before it; and a device's online/offline sequence is only right when
+one consumer applies it in order (its sessions open and close on it). A status is one
+message per session start and per health interval per device: one copy takes them all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from musket.errors import Unreachable
+from musket.fleet.store import FleetStore, Incoming, Outcome
+
+SHARED_LEAVES = ("t", "e", "r")
+STATUS_TOPIC = "d/+/s"
+DEFAULT_GROUP = "fleet"
+# The broker keeps this many QoS 1 messages unacknowledged in flight to one client (Mosquitto's
+# max_inflight_messages default is 20); a batch never waits for more than it can get.
+BATCH_MAX = 20
+KEEPALIVE_S = 30
+RECONNECT_MIN_S, RECONNECT_MAX_S = 0.2, 10.0  # back-off while the broker is away
+
+
+@dataclass(frozen=True)
+class BrokerLogin:
+    """Where and as whom the service connects. The password never appears in repr or logs."""
+
+    host: str
+    port: int
+    user: str
+    password: str = field(repr=False)
+    client_id: str
+    ca_file: str | None = None
+
+
+class Ingest:
+    """One copy of the fleet service's ingest, run until `stop` is set."""
+
+    def __init__(self, store: FleetStore, login: BrokerLogin, *, group: str = DEFAULT_GROUP,
+                 status: bool = True, batch_max: int = BATCH_MAX,
+                 log: Callable[[str], None] = print) -> None:
+        self.store = store
+        self.login = login
+        self.status = status
+        self.batch_max = batch_max
+        self.log = log
+        self.topics = [f"$share/{group}/d/+/{leaf}" for leaf in SHARED_LEAVES]
+        if status:
+            self.topics.append(STATUS_TOPIC)
+        self.totals = Outcome()
+        self.batches = 0
+        self.subscribed = asyncio.Event()  # set on each (re)subscription, for tests and logs
+
+    async def run(self, stop: asyncio.Event) -> Outcome:
+        """Consumes until `stop` is set; a lost broker is reconnected to, with back-off.
+        The batch being stored when `stop` is set is finished and acknowledged first."""
+        import aiomqtt
+
+        delay = RECONNECT_MIN_S
+        while not stop.is_set():
+            client = self._client()
+            try:
+                async with client:
+                    delay = RECONNECT_MIN_S
+                    for topic_filter in self.topics:
+                        await client.subscribe(topic_filter, qos=1)
+                    self.subscribed.set()
+                    self.log(f"fleet: {self.login.client_id} subscribed to "
+                             f"{', '.join(self.topics)}")
+                    consume = asyncio.ensure_future(self._consume(client))
+                    stopping = asyncio.ensure_future(stop.wait())
+                    await asyncio.wait((consume, stopping),
+                                       return_when=asyncio.FIRST_COMPLETED)
+                    stopping.cancel()
+                    if not consume.done():
+                        consume.cancel()
+                        await asyncio.gather(consume, return_exceptions=True)
+                    else:
+                        consume.result()  # raises the MqttError that ended it
+            except aiomqtt.MqttError as e:
+                self.subscribed.clear()
+                self.store.broker_lost_at = datetime.now(UTC)
+                if stop.is_set():
+                    break
+                self.log(f"fleet: broker {self.login.host}:{self.login.port} lost or "
+                         f"unreachable ({e}); again in {delay:.1f} s")
+                try:
+                    await asyncio.wait_for(stop.wait(), delay)
+                except TimeoutError:
+                    pass
+                delay = min(delay * 2, RECONNECT_MAX_S)
+        return self.totals
+
+    def _client(self):
+        import aiomqtt
+
+        tls = ssl.create_default_context(cafile=self.login.ca_file) if self.login.ca_file \
+            else None
+        client = aiomqtt.Client(
+            self.login.host, self.login.port, username=self.login.user,
+            password=self.login.password, identifier=self.login.client_id,
+            protocol=aiomqtt.ProtocolVersion.V311, clean_session=False,
+            keepalive=KEEPALIVE_S, tls_context=tls)
+        # Manual acknowledgement, set before connecting so that no message of the session's
+        # backlog is acknowledged before it is stored. aiomqtt 2 does not expose paho's
+        # switch; the paho client it wraps is its `_client`.
+        client._client.manual_ack_set(True)  # noqa: SLF001
+        return client
+
+    async def _consume(self, client) -> None:
+        batch = []
+        async for message in client.messages:
+            batch.append(message)
+            if len(batch) >= self.batch_max or len(client.messages) == 0:
+                # Shielded: a stop or a cancel waits for the batch to be stored and
+                # acknowledged rather than leaving it half done (it would be redelivered,
+                # then dropped as a duplicate, but there is no need).
+                await asyncio.shield(self._flush(client, batch))
+                batch = []
+
+    async def _flush(self, client, batch) -> None:
+        incoming = [Incoming(m.topic.value, bytes(m.payload), bool(m.retain)) for m in batch]
+        try:
+            outcome = await asyncio.to_thread(self.store.take, incoming)
+        except Unreachable as e:
+            # The database is away: nothing is acknowledged, so the broker keeps the batch;
+            # reconnecting makes it send the batch again.
+            self.log(f"fleet: database unreachable ({e}); the batch stays with the broker")
+            await asyncio.sleep(RECONNECT_MIN_S)
+            raise _database_away(e) from None
+        for m in batch:
+            if m.qos:
+                client._client.ack(m.mid, m.qos)  # noqa: SLF001
+        self.batches += 1
+        self.totals.add(outcome)
+        for problem in outcome.problems:
+            self.log(f"fleet: rejected {problem}")
+        if outcome.duplicates:
+            self.log(f"fleet: {outcome.duplicates} duplicate(s) dropped")
+
+
+def _database_away(e: Exception):
+    import aiomqtt
+
+    return aiomqtt.MqttError(f"database unreachable: {e}")

@@ -1,0 +1,249 @@
+"""Storing what devices publish: one batch of messages in one transaction, each message taken
+once, every bad one counted with its reason.
+
+The service keeps nothing between batches but what it commits here, so several copies may
+share the load: the tables' unique keys (see musket.registry.fleet_schema) decide which copy's
+insert counts when two take the same message, and a message is acknowledged to the broker
+only after the batch that holds it is committed (musket.fleet.ingest).
+
+What a message may be refused for (fleet_rejected.reason):
+
+==============  ==============================================================================
+reason          what
+==============  ==============================================================================
+``topic``       the topic is not ``d/<device_id>/<leaf>``
+``unknown``     the device is not in the registry
+``undecodable`` the payload is not a message of its topic's kind (the detail says why)
+``replayed``    a telemetry sequence number already stored, with other content
+==============  ==============================================================================
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from sqlalchemy import Connection, Engine, and_, insert, select, update
+from sqlalchemy.exc import OperationalError
+
+from musket import messages
+from musket.broker import BrokerError, parse_topic
+from musket.errors import Unreachable
+from musket.fleet import usage
+from musket.fleet.sql import aware, insert_new
+from musket.registry import database
+from musket.registry.fleet_schema import (
+    fleet_devices,
+    fleet_events,
+    fleet_messages,
+    fleet_readings,
+    fleet_rejected,
+    fleet_sessions,
+)
+from musket.registry.schema import devices
+
+REASONS = ("topic", "unknown", "undecodable", "replayed")
+SIGNAL_KEYS = ("rssi", "dbm")  # a reading's value taken as the device's signal, if it sends one
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """One message as the broker delivered it."""
+
+    topic: str
+    payload: bytes
+    retain: bool = False
+    received: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+@dataclass
+class Outcome:
+    """What one batch did: messages stored, duplicates dropped, refusals by reason."""
+
+    stored: int = 0
+    duplicates: int = 0
+    rejected: Counter = field(default_factory=Counter)
+    problems: list[str] = field(default_factory=list)  # "source: reason: detail", for the log
+
+    def add(self, other: Outcome) -> None:
+        self.stored += other.stored
+        self.duplicates += other.duplicates
+        self.rejected.update(other.rejected)
+        self.problems += other.problems
+
+
+class Rejected(Exception):
+    """A message that is not stored, with the reason (one of REASONS) and the source."""
+
+    def __init__(self, source: str, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.source, self.reason, self.detail = source, reason, detail
+
+
+class FleetStore:
+    """Takes batches of messages into the registry's database."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._known: set[str] = set()  # devices found in the registry (they are not removed)
+        self.broker_lost_at: datetime | None = None  # set by the ingest when the broker went
+
+    def take(self, batch: list[Incoming]) -> Outcome:
+        """Stores `batch` in one transaction; raises only when the database fails (then
+        nothing of the batch is stored, and nothing of it should be acknowledged)."""
+        outcome = Outcome()
+        try:
+            with self.engine.begin() as conn:
+                for message in batch:
+                    try:
+                        self._take_one(conn, message, outcome)
+                    except Rejected as r:
+                        _count_rejected(conn, r, message.received)
+                        outcome.rejected[r.reason] += 1
+                        outcome.problems.append(f"{r.source}: {r.reason}: {r.detail}")
+        except OperationalError as e:
+            # The server went away, or a lock was not granted in time: worth a retry.
+            raise Unreachable(f"registry {database.describe(str(self.engine.url))}: "
+                              f"{database._first_line(e)}") from None
+        return outcome
+
+    def _take_one(self, conn: Connection, message: Incoming, outcome: Outcome) -> None:
+        try:
+            device_id, leaf = parse_topic(message.topic)
+        except BrokerError as e:
+            raise Rejected(message.topic[:128], "topic", str(e)) from None
+        if device_id not in self._known:
+            if conn.execute(select(devices.c.device_id)
+                            .where(devices.c.device_id == device_id)).first() is None:
+                raise Rejected(device_id, "unknown", f"{leaf} message from a device the "
+                                                     "registry does not hold")
+            self._known.add(device_id)
+        try:
+            if leaf in ("t", "e"):
+                decoded = messages.decode_telemetry(message.payload)
+            elif leaf == "s":
+                decoded = messages.decode_status(message.payload)
+            elif leaf == "r":
+                decoded = messages.decode_reply(message.payload)
+            else:
+                return  # OTA traffic (u) and the service's own down-topics: not the fleet's
+        except BrokerError as e:
+            raise Rejected(device_id, "undecodable", str(e)) from None
+        _touch(conn, device_id, message.received)
+        if leaf == "s":
+            self._status(conn, device_id, decoded, message)
+            outcome.stored += 1
+        elif leaf == "r":
+            outcome.stored += 1
+        elif _telemetry(conn, device_id, leaf, decoded, message):
+            outcome.stored += 1
+        else:
+            outcome.duplicates += 1
+
+    def _status(self, conn: Connection, device_id: str, status: messages.Status,
+                message: Incoming) -> None:
+        digest = _digest(message.payload)
+        row = conn.execute(select(fleet_devices).where(
+            fleet_devices.c.device_id == device_id)).first()
+        if message.retain and row.status_digest == digest:
+            return  # the broker's retained copy, handed again at a (re)subscribe
+        at = message.received
+        open_session = conn.execute(
+            select(fleet_sessions.c.id, fleet_sessions.c.connected)
+            .where(fleet_sessions.c.device_id == device_id,
+                   fleet_sessions.c.disconnected.is_(None))
+            .order_by(fleet_sessions.c.id.desc())).first()
+        if open_session is not None:
+            why = "will" if not status.online else "reconnect"
+            lost = self.broker_lost_at
+            if status.online and lost is not None and lost >= aware(open_session.connected):
+                why, at_end = "broker-restart", lost
+            else:
+                at_end = at
+            conn.execute(update(fleet_sessions).where(fleet_sessions.c.id == open_session.id)
+                         .values(disconnected=at_end, why=why))
+        if status.online:
+            conn.execute(insert(fleet_sessions).values(device_id=device_id, connected=at))
+        values = {"online": status.online, "status_at": at, "status_digest": digest}
+        if status.online:
+            values.update(_health(status))
+        conn.execute(update(fleet_devices).where(fleet_devices.c.device_id == device_id)
+                     .values(**values))
+        if status.tx is not None or status.rx is not None:
+            usage.record_device_totals(conn, device_id, row, status, at)
+
+
+def _health(status: messages.Status) -> dict:
+    # A key the device left out is unknown, so what was known stays (a bare 1 leaves out
+    # every key). `dp` alone is sent only while true: its absence says the data flows.
+    if not status.raw:
+        return {}
+    out = {"firmware": status.firmware, "boot_count": status.boot_count,
+           "reset_cause": status.reset_cause, "crash_time": status.crash_time,
+           "crash": status.crash, "uptime_s": status.uptime_s, "session_s": status.session_s,
+           "connect_failures": status.connect_failures, "heap_free": status.heap_free,
+           "heap_largest": status.heap_largest}
+    for key, value in (("reboot_reasons", status.reboot_reasons), ("rejects", status.rejects),
+                       ("diagnosis", status.diagnosis)):
+        out[key] = None if value is None else json.dumps(value)
+    out = {k: v for k, v in out.items() if v is not None}
+    out["data_paused"] = status.data_paused
+    return out
+
+
+def _telemetry(conn: Connection, device_id: str, leaf: str, msg: messages.Telemetry,
+               message: Incoming) -> bool:
+    """Stores a telemetry message's events and readings; False for a redelivery."""
+    digest = _digest(message.payload)
+    taken = insert_new(conn, fleet_messages, [{
+        "device_id": device_id, "mseq": msg.mseq, "leaf": leaf, "digest": digest,
+        "received": message.received}]).first()
+    if taken is None:
+        stored = conn.execute(select(fleet_messages.c.digest).where(
+            fleet_messages.c.device_id == device_id,
+            fleet_messages.c.mseq == msg.mseq)).scalar()
+        if stored != digest:
+            raise Rejected(device_id, "replayed", f"message sequence {msg.mseq} was stored "
+                                                  "before with other content")
+        return False
+    if msg.events:
+        insert_new(conn, fleet_events, [
+            {"device_id": device_id, "seq": e.seq, "time": e.time, "kind": e.kind,
+             "name": str(e.name)[:32], "delta": e.delta, "total": e.total,
+             "info": None if e.info is None else str(e.info)}
+            for e in sorted(msg.events, key=lambda e: e.seq)])
+    if msg.readings:
+        insert_new(conn, fleet_readings, [
+            {"device_id": device_id, "rseq": r.rseq, "time": r.time,
+             "values_json": json.dumps(r.values, sort_keys=True)}
+            for r in sorted(msg.readings, key=lambda r: r.rseq)])
+        newest = max(msg.readings, key=lambda r: r.rseq)
+        signal = next((newest.values[k] for k in SIGNAL_KEYS if k in newest.values), None)
+        if signal is not None:
+            conn.execute(update(fleet_devices).where(fleet_devices.c.device_id == device_id)
+                         .values(signal=float(signal)))
+    return True
+
+
+def _touch(conn: Connection, device_id: str, at: datetime) -> None:
+    # The device's row exists from its first message on, and last_seen only moves forward.
+    insert_new(conn, fleet_devices, [{"device_id": device_id, "online": False,
+                                      "last_seen": at, "data_paused": False}])
+    conn.execute(update(fleet_devices).where(and_(fleet_devices.c.device_id == device_id,
+                                                  fleet_devices.c.last_seen < at))
+                 .values(last_seen=at))
+
+
+def _count_rejected(conn: Connection, r: Rejected, at: datetime) -> None:
+    key = and_(fleet_rejected.c.source == r.source, fleet_rejected.c.reason == r.reason)
+    insert_new(conn, fleet_rejected, [{"source": r.source, "reason": r.reason, "count": 0,
+                                       "first": at, "last": at}])
+    conn.execute(update(fleet_rejected).where(key).values(
+        count=fleet_rejected.c.count + 1, last=at, detail=r.detail[:500]))
+
+
+def _digest(payload: bytes) -> str:
+    return hashlib.sha256(bytes(payload)).hexdigest()[:32]

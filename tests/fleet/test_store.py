@@ -1,0 +1,120 @@
+"""The fleet's store on SQLite and PostgreSQL: telemetry made by the firmware's own codec is
+stored once however often it arrives, gaps are found, every kind of bad input is counted with
+its reason and stored as nothing, and a device's status opens and closes its sessions."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+from fleethelp import device_iccid, status, telemetry
+from sqlalchemy import func, select
+
+from musket.fleet import views
+from musket.fleet.store import FleetStore, Incoming
+from musket.registry.fleet_schema import (
+    fleet_events,
+    fleet_messages,
+    fleet_readings,
+    fleet_usage,
+)
+
+T0 = datetime(2026, 12, 3, 8, 0, tzinfo=UTC)
+
+
+def msg(topic, payload, minutes=0, retain=False):
+    return Incoming(topic, payload, retain, T0 + timedelta(minutes=minutes))
+
+
+def count(registry, table, **where):
+    with registry.engine.connect() as conn:
+        q = select(func.count()).select_from(table)
+        for k, v in where.items():
+            q = q.where(table.c[k] == v)
+        return conn.execute(q).scalar_one()
+
+
+def test_each_message_is_stored_once_and_gaps_are_found(registry):
+    store = FleetStore(registry.engine)
+    m1 = telemetry(1, events=[(1, "brews", 1), (2, "brews", 2)],
+                   readings=[(1, {"temp": 21.5})])
+    m2 = telemetry(2, events=[(3, "brews", 3)])
+    m5 = telemetry(5, events=[(6, "brews", 6)], as_json=True)
+    first = store.take([msg("d/dev-a/e", m1), msg("d/dev-a/e", m2)])
+    again = store.take([msg("d/dev-a/e", m1), msg("d/dev-a/e", m2, 1), msg("d/dev-a/e", m5)])
+    assert (first.stored, first.duplicates) == (2, 0)
+    assert (again.stored, again.duplicates) == (1, 2)
+    assert count(registry, fleet_messages, device_id="dev-a") == 3
+    assert count(registry, fleet_events, device_id="dev-a") == 4
+    assert count(registry, fleet_readings, device_id="dev-a") == 1
+    with registry.engine.connect() as conn:
+        assert views.gaps(conn) == {"dev-a": 2}  # mseq 3 and 4 never came
+        assert views.counters(conn) == {"dev-a": {"brews": 6}}
+    row = next(r for r in views.fleet_status(registry.engine) if r["device_id"] == "dev-a")
+    assert row["counters"] == {"brews": 6} and row["gaps"] == 2
+
+
+def test_bad_input_of_each_kind_is_counted_with_its_reason_and_not_stored(registry):
+    store = FleetStore(registry.engine)
+    good = telemetry(1, events=[(1, "brews", 1)])
+    outcome = store.take([
+        msg("d/stranger/t", good),  # not in the registry
+        msg("d/dev-a/t", b"\xff\x00 not cbor"),  # undecodable
+        msg("d/dev-a/s", b"\xa1\x62on\x63yes"),  # a status with on: "yes"
+        msg("d/dev-a/r", b"{\"ok\": 1}"),  # a reply without an id
+        msg("x/dev-a/t", good),  # a topic outside the scheme
+        msg("d/dev-a/t", good),  # the one good message
+        msg("d/dev-a/t", telemetry(1, events=[(9, "brews", 9)]), 1),  # mseq 1 replayed
+    ])
+    assert outcome.stored == 1
+    assert dict(outcome.rejected) == {"unknown": 1, "undecodable": 3, "topic": 1,
+                                      "replayed": 1}
+    assert count(registry, fleet_messages) == 1
+    assert count(registry, fleet_events) == 1  # nothing of the replay
+    seen = {(r["source"], r["reason"]): r for r in views.rejected(registry.engine)}
+    assert seen[("stranger", "unknown")]["count"] == 1
+    assert seen[("dev-a", "undecodable")]["count"] == 3
+    assert "telemetry: undecodable" in seen[("dev-a", "undecodable")]["detail"] or \
+        "reply" in seen[("dev-a", "undecodable")]["detail"]
+    assert seen[("x/dev-a/t", "topic")]["count"] == 1
+    assert "sequence 1" in seen[("dev-a", "replayed")]["detail"]
+    # Counted across batches: the same refusal again adds to its count.
+    store.take([msg("d/stranger/t", good, 2)])
+    seen = {(r["source"], r["reason"]): r for r in views.rejected(registry.engine)}
+    assert seen[("stranger", "unknown")]["count"] == 2
+
+
+def test_status_opens_and_closes_sessions_and_keeps_health(registry):
+    store = FleetStore(registry.engine)
+    s1 = status(fw="1.4.0", bc=7, rc="watchdog", rr={"power-on": 1, "watchdog": 6},
+                cr={"t": 1796000000, "e": "OSError: 110"}, hp={"f": 21000, "lb": 900},
+                dx=[], tx=1000, rx=400)
+    store.take([msg("d/dev-a/s", s1)])
+    store.take([msg("d/dev-a/s", s1, 1, retain=True)])  # the retained copy at a resubscribe
+    store.take([msg("d/dev-a/s", b"0", 30, retain=True)])  # the will
+    s2 = status(fw="1.4.0", bc=8, rc="power-on", tx=1600, rx=500, dp=1)
+    store.take([msg("d/dev-a/s", s2, 40)])
+    store.broker_lost_at = T0 + timedelta(minutes=50)
+    store.take([msg("d/dev-a/s", status(fw="1.4.1", bc=8, tx=1700, rx=520), 52)])
+    d = views.device_detail(registry.engine, "dev-a")
+    assert [(s["why"]) for s in d["sessions"]] == [None, "broker-restart", "will"]
+    assert d["sessions"][1]["disconnected"].startswith("2026-12-03T08:50")
+    assert d["online"] is True and d["firmware"] == "1.4.1"
+    assert d["health"]["reboot_reasons"] == {"power-on": 1, "watchdog": 6}
+    assert d["health"]["crash"] == "OSError: 110"
+    assert d["health"]["heap_largest"] == 900
+    assert d["data"]["paused"] is False  # the newest status no longer says paused
+    with registry.engine.connect() as conn:
+        day = conn.execute(select(fleet_usage.c.device_tx, fleet_usage.c.device_rx).where(
+            fleet_usage.c.iccid == device_iccid("dev-a"))).one()
+    assert tuple(day) == (1700, 520)  # the deltas of the cumulative totals add up
+
+
+def test_a_bare_one_keeps_what_was_known_of_health(registry):
+    store = FleetStore(registry.engine)
+    store.take([msg("d/dev-b/s", status(fw="1.3.0", bc=2))])
+    store.take([msg("d/dev-b/s", b"1", 5)])
+    d = views.device_detail(registry.engine, "dev-b")
+    assert d["firmware"] == "1.3.0" and d["health"]["boot_count"] == 2
+    assert [s["why"] for s in d["sessions"]] == [None, "reconnect"]
+    assert json.dumps(d)  # --json can print it
