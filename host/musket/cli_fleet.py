@@ -47,8 +47,11 @@ def fleet_group() -> None:
 
 @fleet_group.command("serve")
 @_registry_option
-@click.option("--broker", required=True, metavar="HOST[:PORT]",
-              help="The MQTT broker the devices use (port 8883 with --ca, else 1883).")
+@click.option("--broker", "brokers", required=True, multiple=True,
+              metavar="HOST[:PORT] | amqp://HOST:PORT",
+              help="The MQTT broker the devices use (port 8883 with --ca, else 1883); or, for "
+                   "a RabbitMQ cluster, each node's AMQP listener as amqp://HOST:PORT (repeat "
+                   "it: a lost node's copies move to the next).")
 @click.option("--user", required=True,
               help="A service user of the broker's ACL; each copy of the service needs its "
                    "own (the broker binds the client id to the user name).")
@@ -63,7 +66,7 @@ def fleet_group() -> None:
               help="The shared-subscription group the copies of the service share.")
 @click.option("--status/--no-status", default=True, show_default=True,
               help="This copy takes the devices' status messages: exactly one copy should.")
-def fleet_serve(location, broker, user, password_env, ca_file, client_id, group, status):
+def fleet_serve(location, brokers, user, password_env, ca_file, client_id, group, status):
     """Take what devices publish (telemetry, status, replies) into the registry's database,
     each message once, until SIGTERM. Several copies share the load (one with --status).
 
@@ -71,24 +74,44 @@ def fleet_serve(location, broker, user, password_env, ca_file, client_id, group,
     Example:
       MUSKET_MQTT_PASSWORD=... musket fleet serve --registry postgresql://fleet@db/musket \\
           --broker mqtt.example.com --user fleet-1 --ca ca.pem
+      MUSKET_MQTT_PASSWORD=... musket fleet serve --registry postgresql://fleet@db/musket \\
+          --broker amqp://node-1:5672 --broker amqp://node-2:5672 --user fleet-1
     """
     import asyncio
 
+    from musket.fleet.amqp import AmqpLogin
     from musket.fleet.ingest import BrokerLogin
     from musket.fleet.service import serve
 
-    host, _, port = broker.partition(":")
     password = os.environ.get(password_env)
     if password is None:
         raise BadInput(f"no password: ${password_env} is not set",
                        hint=f"export {password_env}=... (the service user's)")
-    login = BrokerLogin(host, int(port or (8883 if ca_file else 1883)), user, password,
-                        client_id or user, ca_file)
+    nodes = [_amqp_node(b) for b in brokers if b.startswith("amqp://")]
+    if nodes and len(nodes) != len(brokers):
+        raise BadInput("--broker: either MQTT brokers or amqp:// nodes, not both")
+    if nodes:
+        login = AmqpLogin(tuple(nodes), user, password)
+        where = ", ".join(f"{h}:{p}" for h, p in nodes)
+    else:
+        if len(brokers) > 1:
+            raise BadInput("--broker: one MQTT broker (several only as amqp:// nodes)")
+        host, _, port = brokers[0].partition(":")
+        login = BrokerLogin(host, int(port or (8883 if ca_file else 1883)), user, password,
+                            client_id or user, ca_file)
+        where = f"{host}:{login.port}"
     with _open(location) as registry:
-        click.echo(f"fleet: serving {registry.url} from {host}:{login.port} as {user}"
-                   f"{' (status owner)' if status else ''}", err=True)
+        click.echo(f"fleet: serving {registry.url} from {where} as {user}"
+                   f"{' (status owner)' if status and not nodes else ''}", err=True)
         asyncio.run(serve(registry.engine, login, group=group, status=status,
                           log=lambda line: click.echo(line, err=True)))
+
+
+def _amqp_node(url: str) -> tuple[str, int]:
+    host, _, port = url.removeprefix("amqp://").rstrip("/").partition(":")
+    if not host or (port and not port.isdigit()):
+        raise BadInput(f"--broker {url!r}: expected amqp://HOST:PORT")
+    return host, int(port or 5672)
 
 
 @fleet_group.command("status")

@@ -12,11 +12,13 @@ On RabbitMQ:
   queue with ``mqtt.durable_queue_type = quorum``), and topic permissions on ``amq.topic``
   that let it publish only under ``d.<id>.`` (t, e, s, r, u) and subscribe only to its
   commands (c, o). The same confinement as Mosquitto's ACL (musket.broker.render_acl).
-- The fleet service does not subscribe over MQTT: every device's telemetry, status and
-  replies are routed into one durable quorum queue (``fleet.ingest``, replicated on a
-  majority of nodes), which the fleet service's copies consume as competing consumers over
-  AMQP, acknowledging a message only once it is committed. A copy that dies leaves its
-  unacknowledged messages to the others; a node that dies leaves the queue to the majority.
+- The fleet service does not subscribe over MQTT: every device's telemetry and replies are
+  routed into one durable quorum queue (``fleet.ingest``, replicated on a majority of nodes),
+  which the fleet service's copies consume as competing consumers over AMQP, acknowledging a
+  message only once it is committed; status messages go to ``fleet.status``, a quorum queue
+  with a single active consumer, so that one copy at a time applies them in order (see
+  musket.fleet.amqp). A copy that dies leaves its unacknowledged messages to the others; a
+  node that dies leaves the queues to the majority.
 
 `render_definitions` writes all of it as a RabbitMQ definitions document (``rabbitmqctl
 import_definitions FILE``, or ``load_definitions`` in rabbitmq.conf); `NodeConf` renders one
@@ -38,8 +40,10 @@ HASHING_ALGORITHM = "rabbit_password_hashing_sha256"
 SALT_BYTES = 4  # RabbitMQ's hash: base64(salt + sha256(salt + password)), a 4-byte salt
 VHOST = "/"
 EXCHANGE = "amq.topic"  # where the MQTT plugin publishes
-INGEST_QUEUE = "fleet.ingest"
-INGEST_LEAVES = ("t", "e", "s", "r")  # what the fleet service stores
+INGEST_QUEUE = "fleet.ingest"  # telemetry and replies: shared by the fleet service's copies
+INGEST_LEAVES = ("t", "e", "r")
+STATUS_QUEUE = "fleet.status"  # status: one copy at a time, in order (single active consumer)
+STATUS_LEAVES = ("s",)
 SERVICE_READS = ("t", "e", "s", "r", "u")  # service users over MQTT (the update server)
 SERVICE_WRITES = ("c", "o")
 
@@ -104,7 +108,8 @@ def service_permissions(user: str) -> tuple[dict, dict]:
 def render_definitions(devices: Iterable[tuple[str, str]],
                        services: Iterable[tuple[str, str]] = ()) -> dict:
     """A definitions document: (user, RabbitMQ password hash) for each device and service
-    user; the ingest queue and its bindings. Importing it again updates what changed."""
+    user; the fleet's two queues and their bindings. Importing it again updates what
+    changed."""
     users, permissions, topic_permissions = [], [], []
     for kind, entries in (("device", devices), ("service", services)):
         for user, stored in entries:
@@ -119,12 +124,18 @@ def render_definitions(devices: Iterable[tuple[str, str]],
         "vhosts": [{"name": VHOST}],
         "permissions": permissions,
         "topic_permissions": topic_permissions,
-        "queues": [{"name": INGEST_QUEUE, "vhost": VHOST, "durable": True,
-                    "auto_delete": False, "arguments": {"x-queue-type": "quorum"}}],
+        "queues": [
+            {"name": INGEST_QUEUE, "vhost": VHOST, "durable": True, "auto_delete": False,
+             "arguments": {"x-queue-type": "quorum"}},
+            {"name": STATUS_QUEUE, "vhost": VHOST, "durable": True, "auto_delete": False,
+             "arguments": {"x-queue-type": "quorum", "x-single-active-consumer": True}}],
         "exchanges": [],
-        "bindings": [{"source": EXCHANGE, "vhost": VHOST, "destination": INGEST_QUEUE,
+        "bindings": [{"source": EXCHANGE, "vhost": VHOST, "destination": queue,
                       "destination_type": "queue", "routing_key": f"d.*.{leaf}",
-                      "arguments": {}} for leaf in INGEST_LEAVES],
+                      "arguments": {}}
+                     for queue, leaves in ((INGEST_QUEUE, INGEST_LEAVES),
+                                           (STATUS_QUEUE, STATUS_LEAVES))
+                     for leaf in leaves],
     }
 
 

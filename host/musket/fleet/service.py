@@ -10,13 +10,14 @@ from collections.abc import Callable
 from sqlalchemy.exc import SQLAlchemyError
 
 from musket.fleet import plans
+from musket.fleet.amqp import AmqpIngest, AmqpLogin
 from musket.fleet.ingest import DEFAULT_GROUP, BrokerLogin, Ingest
 from musket.fleet.store import FleetStore, Outcome
 
 ALERTS_EVERY_S = 60.0  # how often this copy looks for plan thresholds crossed
 
 
-async def serve(engine, login: BrokerLogin, *, group: str = DEFAULT_GROUP,
+async def serve(engine, login: BrokerLogin | AmqpLogin, *, group: str = DEFAULT_GROUP,
                 status: bool = True, alerts_every_s: float = ALERTS_EVERY_S,
                 stop: asyncio.Event | None = None,
                 log: Callable[[str], None] = print,
@@ -31,7 +32,10 @@ async def serve(engine, login: BrokerLogin, *, group: str = DEFAULT_GROUP,
             loop.add_signal_handler(sig, stop.set)
         except (ValueError, RuntimeError):  # not the main thread (a test runs it in one)
             pass
-    ingest = Ingest(FleetStore(engine), login, group=group, status=status, log=log)
+    if isinstance(login, AmqpLogin):  # a RabbitMQ cluster: its queues, not MQTT
+        ingest = AmqpIngest(FleetStore(engine), login, log=log)
+    else:
+        ingest = Ingest(FleetStore(engine), login, group=group, status=status, log=log)
     if ready is not None:
         ready(ingest)
     alerting = asyncio.ensure_future(_alerts(engine, alerts_every_s, stop, log))
