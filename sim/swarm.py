@@ -21,9 +21,9 @@ brokers, resume}] (resume: an earlier run's totals for the device, to go on from
 behind a load balancer reaches another node of a cluster), profile
 {report_interval_s, batch_size, keepalive_s}, speed (virtual seconds per wall second), run_s
 (wall seconds), start (virtual epoch seconds), brews_per_day, backlog_s (readings and brews
-already waiting at start, as after an outage), seed, connects_per_s. It prints one JSON line
-a second ({"event": "progress", ...}) and a last one with every device's totals ({"event":
-"done", ...}).
+already waiting at start, as after an outage; -1: each device somewhere in its cycle), seed,
+connects_per_s. It prints one JSON line a second ({"event": "progress", ...}) and a last one
+with every device's totals ({"event": "done", ...}).
 """
 
 import asyncio
@@ -137,9 +137,19 @@ class LightDevice:
         self.inflight = None  # (topic, payload, last event seq, last rseq, packet id)
         self.pid = 0  # the packet ids go on from session to session, as the firmware's
         now = clock.now()
-        phase = rng.random() * profile["report_interval_s"]
-        self.next_reading = now - backlog_s + phase
-        self.next_brew = now - backlog_s + self._brew_gap() if self.brew_gap_s else None
+        interval = profile["report_interval_s"]
+        if backlog_s < 0:
+            # "Steady": a device met somewhere in its batching cycle: its batch fills at a
+            # moment drawn evenly over the next batch_size readings, so a fleet started this
+            # way sends at the default profile's steady rate at once, neither in a burst nor
+            # after a lull. Its readings of the cycle so far are waiting; no brew yet.
+            fills_in = rng.random() * profile["batch_size"] * interval
+            self.next_reading = now + fills_in - (profile["batch_size"] - 1) * interval
+            brews_from = now
+        else:
+            self.next_reading = now - backlog_s + rng.random() * interval
+            brews_from = now - backlog_s
+        self.next_brew = brews_from + self._brew_gap() if self.brew_gap_s else None
         self._catch_up(now)
 
     def _brew_gap(self):

@@ -14,6 +14,10 @@ from musket.cli_params import duration as _duration
 from musket.cli_registry import _actor_options, _registry_option
 
 
+def _duration_or_none(ctx, param, value):
+    return None if value is None else _duration(ctx, param, value)
+
+
 def _address(ctx, param, value):
     host, _, port = value.rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
@@ -33,8 +37,9 @@ def _address(ctx, param, value):
 @click.option("--speed", type=click.FloatRange(min=0.001), default=1.0, show_default=True,
               help="Virtual seconds per wall second: 60 runs an hour of the fleet's life "
                    "in a minute.")
-@click.option("--backlog", default="0s", show_default=True, callback=_duration,
-              help="What each device has waiting when it starts, as after an outage this long.")
+@click.option("--backlog", default=None, callback=_duration_or_none,
+              help="What each device has waiting when it starts, as after an outage this long "
+                   "(default: each device met somewhere in its batching cycle).")
 @click.option("--brews-per-day", type=click.FloatRange(min=0), default=20, show_default=True)
 @click.option("--processes", type=click.IntRange(1, 64), default=2, show_default=True,
               help="Processes the devices are spread over (one per core).")
@@ -72,7 +77,8 @@ def sim_fleet_cmd(count, address, location, station, operator, span, speed, back
 
         result = simfleet.run(devices, [address], run_s=span, speed=speed,
                               processes=processes, brews_per_day=brews_per_day,
-                              backlog_s=backlog, seed=seed, workdir=work, progress=progress)
+                              backlog_s=simfleet.STEADY if backlog is None else backlog,
+                              seed=seed, workdir=work, progress=progress)
     totals = {"devices": len(devices), "connected_max": result.connected_max,
               "messages_sent": result.sent, "messages_acked": result.acked,
               "brews": sum(d["brews"] for d in result.devices.values()),

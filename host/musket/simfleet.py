@@ -27,7 +27,10 @@ from musket.registry import binding
 from musket.registry.core import Actor, Registry
 
 DEVICES_FILE = "swarm-devices.json"
-RESUMED = ("mseq", "events", "readings", "brews")  # what a device's next run goes on from
+RESUMED = ("mseq", "events", "readings", "brews")
+# backlog_s for a fleet met in its steady state: each device somewhere in its batching cycle
+# (sim/swarm.py), rather than all of them starting it together.
+STEADY = -1  # what a device's next run goes on from
 ICCID_PREFIX = "89490192"  # ITU-T E.118: 89 telecom, 49 country; the rest is the issuer's
 IMEI_TAC = "35982011"  # an 8-digit type allocation code for the virtual modems
 ID_PREFIX = "swm"
@@ -113,7 +116,7 @@ def swarm_environment() -> dict[str, str]:
 
 def run(devices: list[SwarmDevice], brokers: list[tuple[str, int]], *, run_s: float,
         speed: float = 1.0, processes: int = 1, brews_per_day: float = 20,
-        backlog_s: float = 0, seed: int = 0, start: float | None = None,
+        backlog_s: float = STEADY, seed: int = 0, start: float | None = None,
         profile: dict | None = None, workdir: Path, progress=None,
         resume: dict[str, dict] | None = None) -> SwarmResult:
     """Runs the devices for `run_s` wall seconds over `processes` processes, the devices
