@@ -59,8 +59,10 @@ def fleet_group() -> None:
 @click.option("--client-id", default=None,
               help="The MQTT client id of this copy's persistent session (default: the "
                    "user name).")
-@click.option("--group", default="fleet", show_default=True,
-              help="The shared-subscription group the copies of the service share.")
+@click.option("--group", default=None,
+              help="Share the load with the other copies in this MQTT shared-subscription "
+                   "group (default: one copy, plain subscriptions; see docs/fleet.md for the "
+                   "broker restart caveat).")
 @click.option("--status/--no-status", default=True, show_default=True,
               help="This copy takes the devices' status messages: exactly one copy should.")
 def fleet_serve(location, broker, user, password_env, ca_file, client_id, group, status):

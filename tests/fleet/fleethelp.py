@@ -118,7 +118,7 @@ class ServeProcess:
     no last batch), `stop()` is SIGTERM (the graceful stop)."""
 
     def __init__(self, location: str, port: int, client_id: str, folder: Path,
-                 status: bool = True) -> None:
+                 status: bool = True, group: str | None = None) -> None:
         import os
         import subprocess
 
@@ -129,7 +129,8 @@ class ServeProcess:
         self.proc = subprocess.Popen(
             [str(MUSKET), "fleet", "serve", "--registry", location,
              "--broker", f"127.0.0.1:{port}", "--user", m.SERVICE_USER,
-             "--client-id", client_id, "--status" if status else "--no-status"],
+             "--client-id", client_id, "--status" if status else "--no-status",
+             *(["--group", group] if group else [])],
             stdout=self.log_file, stderr=self.log_file, env=env)
         self.wait_for("subscribed")
 
