@@ -107,7 +107,8 @@ def test_status_opens_and_closes_sessions_and_keeps_health(registry):
     with registry.engine.connect() as conn:
         day = conn.execute(select(fleet_usage.c.device_tx, fleet_usage.c.device_rx).where(
             fleet_usage.c.iccid == device_iccid("dev-a"))).one()
-    assert tuple(day) == (1700, 520)  # the deltas of the cumulative totals add up
+    # The first totals are the base; the deltas of the later ones add up.
+    assert tuple(day) == (1700 - 1000, 520 - 400)
 
 
 def test_a_bare_one_keeps_what_was_known_of_health(registry):
@@ -118,3 +119,15 @@ def test_a_bare_one_keeps_what_was_known_of_health(registry):
     assert d["firmware"] == "1.3.0" and d["health"]["boot_count"] == 2
     assert [s["why"] for s in d["sessions"]] == [None, "reconnect"]
     assert json.dumps(d)  # --json can print it
+
+
+def test_a_health_update_in_the_same_session_is_no_new_session(registry):
+    store = FleetStore(registry.engine)
+    store.take([msg("d/dev-c/s", status(bc=4, up=100, tx=10, rx=10))])
+    store.take([msg("d/dev-c/s", status(bc=4, up=21700, tx=500, rx=300), 360)])
+    assert [s["why"] for s in views.device_detail(registry.engine, "dev-c")["sessions"]] \
+        == [None]
+    store.take([msg("d/dev-c/s", status(bc=4, up=50, tx=600, rx=350), 400)])  # rebooted
+    d = views.device_detail(registry.engine, "dev-c")
+    assert [s["why"] for s in d["sessions"]] == [None, "reconnect"]
+    assert d["health"]["uptime_s"] == 50

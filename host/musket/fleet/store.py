@@ -156,16 +156,24 @@ class FleetStore:
             .where(fleet_sessions.c.device_id == device_id,
                    fleet_sessions.c.disconnected.is_(None))
             .order_by(fleet_sessions.c.id.desc())).first()
-        if open_session is not None:
-            why = "will" if not status.online else "reconnect"
-            lost = self.broker_lost_at
-            if status.online and lost is not None and lost >= aware(open_session.connected):
+        lost = self.broker_lost_at
+        broker_restarted = open_session is not None and lost is not None and \
+            lost >= aware(open_session.connected)
+        # A device publishes its status at each session start and again with its health
+        # every health_interval_s: the latter is no new session unless the device restarted
+        # meanwhile (its boot count or uptime says so) or the broker did.
+        new_session = status.online and (open_session is None or not status.raw
+                                         or broker_restarted or _rebooted(row, status))
+        if open_session is not None and (new_session or not status.online):
+            if not status.online:
+                why, at_end = "will", at
+            elif broker_restarted:
                 why, at_end = "broker-restart", lost
             else:
-                at_end = at
+                why, at_end = "reconnect", at
             conn.execute(update(fleet_sessions).where(fleet_sessions.c.id == open_session.id)
                          .values(disconnected=at_end, why=why))
-        if status.online:
+        if new_session:
             conn.execute(insert(fleet_sessions).values(device_id=device_id, connected=at))
         values = {"online": status.online, "status_at": at, "status_digest": digest}
         if status.online:
@@ -174,6 +182,14 @@ class FleetStore:
                      .values(**values))
         if status.tx is not None or status.rx is not None:
             usage.record_device_totals(conn, device_id, row, status, at)
+
+
+def _rebooted(row, status: messages.Status) -> bool:
+    if row.boot_count is not None and status.boot_count is not None:
+        if status.boot_count != row.boot_count:
+            return True
+    return row.uptime_s is not None and status.uptime_s is not None and \
+        status.uptime_s < row.uptime_s
 
 
 def _health(status: messages.Status) -> dict:
