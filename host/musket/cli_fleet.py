@@ -19,8 +19,8 @@ def _open(location):
 
 def _table(title: str, columns: list[str], rows: list[list]) -> None:
     table = Table(title=title, title_justify="left")
-    for c in columns:
-        table.add_column(c)
+    for i, c in enumerate(columns):
+        table.add_column(c, no_wrap=i == 0)  # the key (a device ID, an ICCID) whole
     for row in rows:
         table.add_row(*["" if v is None else str(v) for v in row])
     Console().print(table)
@@ -199,7 +199,12 @@ def _money(value, currency) -> str:
 
 @fleet_group.group("plans")
 def plans_group() -> None:
-    """Data plans: monthly fee, included data, overage, pooled or per SIM."""
+    """Data plans: monthly fee, included data, overage, pooled or per SIM.
+
+    \b
+    Example:
+      musket fleet plans import plans.toml
+    """
 
 
 @plans_group.command("import")
@@ -341,7 +346,12 @@ def fleet_rejected(location, as_json):
 
 @fleet_group.group("sims")
 def sims_group() -> None:
-    """SIM lifecycle in bulk: pause, resume, deactivate, each SIM audited."""
+    """SIM lifecycle in bulk: pause, resume, deactivate, each SIM audited.
+
+    \b
+    Example:
+      musket fleet sims pause --file sims.txt --reason "customer asked"
+    """
 
 
 def _bulk(action):
