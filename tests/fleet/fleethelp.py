@@ -57,7 +57,7 @@ def _imei(n: int) -> str:
     return body + luhn_check_digit(body)
 
 
-def _load(name: str, path: Path):
+def load_module(name: str, path: Path):
     if name in sys.modules:
         return sys.modules[name]
     module = types.ModuleType(name)
@@ -71,12 +71,12 @@ def _load(name: str, path: Path):
 
 def codec():
     """The firmware's telemetry codec (app/uplink/codec.py), run under CPython."""
-    return _load("firmware_codec", FIRMWARE / "app" / "uplink" / "codec.py")
+    return load_module("firmware_codec", FIRMWARE / "app" / "uplink" / "codec.py")
 
 
 def broker_module():
     """tests/uplink/conftest.py: its Mosquitto, credentials and device files."""
-    return _load("uplink_broker", TESTS / "uplink" / "conftest.py")
+    return load_module("uplink_broker", TESTS / "uplink" / "conftest.py")
 
 
 def broker_users() -> dict[str, str]:
