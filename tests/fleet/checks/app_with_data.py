@@ -1,7 +1,7 @@
 # The device side of the fleet's tests: the uplink tests' application with counter events
 # (app_with_events, on the flash beside this module), plus a task that prints, every
 # `report_every_s` seconds, the device's own data totals (its status section "data") as
-# "DATA <tx> <rx>" and its counters as "COUNTERS <json values> <pending>", so that a test can
+# "DATA <tx> <rx> <dp>" and its counters as "COUNTERS <json values> <pending>", so that a test can
 # compare the last of them with the modem model's air bytes and with the fleet's view.
 import asyncio
 import json
@@ -16,7 +16,7 @@ async def report(status, every_s):
         await asyncio.sleep(every_s)
         data = status.sections.get("data")
         if data is not None:
-            print("DATA", data["tx"], data["rx"])
+            print("DATA", data["tx"], data["rx"], data.get("dp", 0))
         counters = parts.get("counters")
         if counters is not None:
             s = counters.status()
