@@ -157,6 +157,9 @@ def fleet_device(device_id, location, as_json):
             for s in d["sessions"]])
     for r in d["rejected"]:
         click.echo(f"rejected {r['count']}x {r['reason']}: {r['detail']}")
+    for o in d["ota"]:
+        click.echo(f"update campaign {o['campaign']}: {o['state']}"
+                   + (f" ({o['reason']})" if o["reason"] else ""))
 
 
 @fleet_group.command("usage")

@@ -46,6 +46,7 @@ from musket.registry.fleet_schema import (
 from musket.registry.schema import devices
 
 REASONS = ("topic", "unknown", "undecodable", "replayed")
+TAKE_ATTEMPTS = 3  # a batch is tried this often when the database fails it
 SIGNAL_KEYS = ("rssi", "dbm")  # a reading's value taken as the device's signal, if it sends one
 
 
@@ -94,33 +95,55 @@ class FleetStore:
     def take(self, batch: list[Incoming]) -> Outcome:
         """Stores `batch` in one transaction; raises only when the database fails (then
         nothing of the batch is stored, and nothing of it should be acknowledged)."""
-        outcome = Outcome()
-        try:
-            with self.engine.begin() as conn:
-                for message in batch:
-                    try:
-                        self._take_one(conn, message, outcome)
-                    except Rejected as r:
-                        _count_rejected(conn, r, message.received)
-                        outcome.rejected[r.reason] += 1
-                        outcome.problems.append(f"{r.source}: {r.reason}: {r.detail}")
-        except OperationalError as e:
-            # The server went away, or a lock was not granted in time: worth a retry.
-            raise Unreachable(f"registry {database.describe(str(self.engine.url))}: "
-                              f"{database._first_line(e)}") from None
-        return outcome
+        for attempt in range(TAKE_ATTEMPTS):
+            outcome = Outcome()
+            try:
+                with self.engine.begin() as conn:
+                    self._take_all(conn, batch, outcome)
+                return outcome
+            except OperationalError as e:
+                # Two copies' transactions deadlocked (PostgreSQL ends one), a lock was not
+                # granted in time, or the server went away: the batch again, then give up.
+                if attempt + 1 == TAKE_ATTEMPTS:
+                    raise Unreachable(f"registry {database.describe(str(self.engine.url))}: "
+                                      f"{database._first_line(e)}") from None
+        raise AssertionError("unreachable")
+
+    def _take_all(self, conn: Connection, batch: list[Incoming], outcome: Outcome) -> None:
+        # Each device's row first, in device order, so that two copies taking batches of the
+        # same devices lock those rows in the same order (no deadlock between them).
+        seen: dict[str, datetime] = {}
+        for message in batch:
+            parts = message.topic.split("/")
+            if len(parts) == 3:
+                seen[parts[1]] = max(seen.get(parts[1], message.received), message.received)
+        for device_id in sorted(seen):
+            if self._is_known(conn, device_id):
+                _touch(conn, device_id, seen[device_id])
+        for message in batch:
+            try:
+                self._take_one(conn, message, outcome)
+            except Rejected as r:
+                _count_rejected(conn, r, message.received)
+                outcome.rejected[r.reason] += 1
+                outcome.problems.append(f"{r.source}: {r.reason}: {r.detail}")
+
+    def _is_known(self, conn: Connection, device_id: str) -> bool:
+        if device_id not in self._known:
+            if conn.execute(select(devices.c.device_id)
+                            .where(devices.c.device_id == device_id)).first() is None:
+                return False
+            self._known.add(device_id)
+        return True
 
     def _take_one(self, conn: Connection, message: Incoming, outcome: Outcome) -> None:
         try:
             device_id, leaf = parse_topic(message.topic)
         except BrokerError as e:
             raise Rejected(message.topic[:128], "topic", str(e)) from None
-        if device_id not in self._known:
-            if conn.execute(select(devices.c.device_id)
-                            .where(devices.c.device_id == device_id)).first() is None:
-                raise Rejected(device_id, "unknown", f"{leaf} message from a device the "
-                                                     "registry does not hold")
-            self._known.add(device_id)
+        if not self._is_known(conn, device_id):
+            raise Rejected(device_id, "unknown", f"{leaf} message from a device the "
+                                                 "registry does not hold")
         try:
             if leaf in ("t", "e"):
                 decoded = messages.decode_telemetry(message.payload)
@@ -132,7 +155,6 @@ class FleetStore:
                 return  # OTA traffic (u) and the service's own down-topics: not the fleet's
         except BrokerError as e:
             raise Rejected(device_id, "undecodable", str(e)) from None
-        _touch(conn, device_id, message.received)
         if leaf == "s":
             self._status(conn, device_id, decoded, message)
             outcome.stored += 1
