@@ -347,6 +347,26 @@ def fleet_rejected(location, as_json):
             for r in rows])
 
 
+@fleet_group.command("service-close")
+@click.argument("device_id")
+@click.option("--seq", type=int, default=None,
+              help="The service event's sequence number (default: every open one).")
+@click.option("--by", "by", required=True, help="Who did the service.")
+@_registry_option
+def service_close(device_id, seq, by, location):
+    """Close a device's open service events (the work is done).
+
+    \b
+    Example:
+      musket fleet service-close dev-a --seq 41 --by "J. Ortega"
+    """
+    from musket.fleet import service_events
+
+    with _open(location) as registry:
+        closed = service_events.close(registry.engine, device_id, by, seq)
+    click.echo(f"{device_id}: closed service event(s) {', '.join(map(str, closed))}")
+
+
 @fleet_group.group("sims")
 def sims_group() -> None:
     """SIM lifecycle in bulk: pause, resume, deactivate, each SIM audited.

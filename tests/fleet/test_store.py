@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from fleethelp import device_iccid, status, telemetry
 from sqlalchemy import func, select
 
@@ -131,3 +132,25 @@ def test_a_health_update_in_the_same_session_is_no_new_session(registry):
     d = views.device_detail(registry.engine, "dev-c")
     assert [s["why"] for s in d["sessions"]] == [None, "reconnect"]
     assert d["health"]["uptime_s"] == 50
+
+
+def test_service_events_stay_open_until_closed_by_someone(registry):
+    from fleethelp import codec
+
+    from musket.errors import BadInput
+    from musket.fleet import service_events
+
+    c = codec()
+    t0 = 1_796_000_000
+    events = [(1, t0, "use", "brews", 1, 500, None),
+              (2, t0, "service", "brews", 500, 500, "descale")]
+    payload, _, _ = c.encode(1, t0, events, [], 448)
+    FleetStore(registry.engine).take([msg("d/dev-a/e", bytes(payload))])
+    assert [e["info"] for e in service_events.open_events(registry.engine, "dev-a")] == [
+        "descale"]
+    assert views.fleet_status(registry.engine)[0]["open_service_events"] == 1
+    with pytest.raises(BadInput, match="no open service event 1"):
+        service_events.close(registry.engine, "dev-a", "ana", 1)  # a use, not a service
+    assert service_events.close(registry.engine, "dev-a", "J. Ortega") == [2]
+    assert service_events.open_events(registry.engine, "dev-a") == []
+    assert views.device_detail(registry.engine, "dev-a")["open_service_events"] == 0
