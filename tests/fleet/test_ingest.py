@@ -8,7 +8,14 @@ from __future__ import annotations
 import re
 import threading
 
-from fleethelp import DevicePublisher, ServeProcess, status, telemetry, wait_until
+from fleethelp import (
+    DevicePublisher,
+    ServeProcess,
+    broker_module,
+    status,
+    telemetry,
+    wait_until,
+)
 from sqlalchemy import func, select
 
 from musket.fleet import views
@@ -48,6 +55,7 @@ def test_serve_stores_each_message_once_finds_gaps_and_counts_bad_input(
     assert "rejected dev-a: undecodable: telemetry: " in log
     assert "rejected dev-a: replayed: message sequence 3" in log
     assert "fleet: stopped:" in log
+    assert broker_module().SERVICE_PASSWORD not in log  # no secret in the service's log
     row = next(r for r in views.fleet_status(registry.engine) if r["device_id"] == "dev-a")
     assert row["gaps"] == 2 and row["counters"] == {"brews": 7}
     assert row["online"] is True and row["firmware"] == "1.4.0"
@@ -101,7 +109,6 @@ def test_the_broker_keeps_plain_but_not_shared_subscriptions_of_an_offline_sessi
     dropped for the group; a plain subscription is restored and keeps it. Should a broker
     upgrade fix this, this test fails and the docs' caveat goes."""
     import paho.mqtt.client as mqtt
-    from fleethelp import broker_module
 
     m = broker_module()
     got: list[bytes] = []
