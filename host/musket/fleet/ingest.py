@@ -75,6 +75,7 @@ class Ingest:
         self.totals = Outcome()
         self.batches = 0
         self.subscribed = asyncio.Event()  # set on each (re)subscription, for tests and logs
+        self._flushing = None  # the batch being stored and acknowledged, if any
 
     async def run(self, stop: asyncio.Event) -> Outcome:
         """Consumes until `stop` is set; a lost broker is reconnected to, with back-off.
@@ -100,6 +101,8 @@ class Ingest:
                     if not consume.done():
                         consume.cancel()
                         await asyncio.gather(consume, return_exceptions=True)
+                        if self._flushing is not None:  # the batch in hand: stored, acked
+                            await asyncio.gather(self._flushing, return_exceptions=True)
                     else:
                         consume.result()  # raises the MqttError that ended it
             except aiomqtt.MqttError as e:
@@ -137,10 +140,12 @@ class Ingest:
         async for message in client.messages:
             batch.append(message)
             if len(batch) >= self.batch_max or len(client.messages) == 0:
-                # Shielded: a stop or a cancel waits for the batch to be stored and
-                # acknowledged rather than leaving it half done (it would be redelivered,
-                # then dropped as a duplicate, but there is no need).
-                await asyncio.shield(self._flush(client, batch))
+                # Shielded: a stop lets the batch be stored and acknowledged (run() waits
+                # for it) rather than leaving it half done (it would be redelivered, then
+                # dropped as a duplicate, but there is no need).
+                self._flushing = asyncio.ensure_future(self._flush(client, batch))
+                await asyncio.shield(self._flushing)
+                self._flushing = None
                 batch = []
 
     async def _flush(self, client, batch) -> None:
