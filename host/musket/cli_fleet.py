@@ -13,6 +13,12 @@ from musket.errors import BadInput
 from musket.fleet.sims import ACTIONS
 
 
+def _view_options(f):
+    # --registry and --json, as every view and import takes them.
+    f = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")(f)
+    return _registry_option(f)
+
+
 def _open(location):
     return _registry().Registry.open(location)
 
@@ -94,8 +100,7 @@ def fleet_serve(location, broker, user, password_env, ca_file, client_id, group,
 
 
 @fleet_group.command("status")
-@_registry_option
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@_view_options
 def fleet_status(location, as_json):
     """Every device: online, last seen, signal, data this month, counters, open service
     events, firmware.
@@ -122,8 +127,7 @@ def fleet_status(location, as_json):
 
 @fleet_group.command("device")
 @click.argument("device_id")
-@_registry_option
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@_view_options
 def fleet_device(device_id, location, as_json):
     """One device: state, health, SIM and data, counters, connection history.
 
@@ -163,8 +167,7 @@ def fleet_device(device_id, location, as_json):
 
 
 @fleet_group.command("usage")
-@_registry_option
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@_view_options
 def fleet_usage(location, as_json):
     """Data this month per SIM and plan, its cost, and the month's forecast.
 
@@ -212,8 +215,7 @@ def plans_group() -> None:
 
 @plans_group.command("import")
 @click.argument("plan_file", type=click.Path(dir_okay=False))
-@_registry_option
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@_view_options
 def plans_import(plan_file, location, as_json):
     """Store the plans of a TOML file (all or none; a plan of the same name is replaced).
 
@@ -236,8 +238,7 @@ def plans_import(plan_file, location, as_json):
 
 @fleet_group.command("carrier-import")
 @click.argument("csv_file", type=click.Path(dir_okay=False))
-@_registry_option
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@_view_options
 def carrier_import(csv_file, location, as_json):
     """Store the carrier's usage file (iccid,day,bytes). Rows with an unknown ICCID or that
     cannot be read are counted and named by line; nothing of them is stored.
@@ -303,8 +304,7 @@ def reconcile(location, since, until, tolerance, as_json):
 
 
 @fleet_group.command("alerts")
-@_registry_option
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@_view_options
 def fleet_alerts(location, as_json):
     """Plan alerts raised (70, 90, 100 % of a plan), each once.
 
@@ -326,8 +326,7 @@ def fleet_alerts(location, as_json):
 
 
 @fleet_group.command("rejected")
-@_registry_option
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@_view_options
 def fleet_rejected(location, as_json):
     """Messages the service would not store, counted per source and reason.
 
