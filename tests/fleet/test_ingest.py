@@ -142,3 +142,30 @@ def test_the_broker_keeps_plain_but_not_shared_subscriptions_of_an_offline_sessi
         c.loop_stop()
         c.disconnect()
     assert got == [b"plain"]
+
+
+def test_serve_over_tls_checks_the_broker_certificate(registry, location, tmp_path):
+    from fleethelp import broker_users, make_pki
+
+    pki = make_pki(tmp_path / "pki")
+    tls = broker_module().Mosquitto(tmp_path / "tls-broker", broker_users(),
+                                    extra=pki.mosquitto_lines())
+    try:
+        serve = ServeProcess(location, tls.port, "fleet-1", tmp_path, ca=pki.ca)
+        dev = DevicePublisher(tls.port, "dev-a", ca=pki.ca)
+        try:
+            dev.publish("d/dev-a/e", telemetry(1, events=[(1, "brews", 1)]))
+            wait_until(lambda: stored(registry, "dev-a") == 1, what="stored over TLS")
+        finally:
+            dev.close()
+            assert serve.stop() == 0
+        # A CA that did not sign the broker's certificate: no session, and it says why.
+        wrong = ServeProcess(location, tls.port, "fleet-2", tmp_path, ca=pki.other_ca,
+                             wait=False)
+        try:
+            wrong.wait_for("CERTIFICATE_VERIFY_FAILED", timeout=20)
+            assert "subscribed" not in wrong.log()
+        finally:
+            assert wrong.stop() == 0
+    finally:
+        tls.stop()
