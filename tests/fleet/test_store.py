@@ -78,6 +78,7 @@ def test_bad_input_of_each_kind_is_counted_with_its_reason_and_not_stored(regist
     assert "telemetry: undecodable" in seen[("dev-a", "undecodable")]["detail"] or \
         "reply" in seen[("dev-a", "undecodable")]["detail"]
     assert seen[("x/dev-a/t", "topic")]["count"] == 1
+    assert views.device_detail(registry.engine, "stranger") is None  # nothing made for it
     assert "sequence 1" in seen[("dev-a", "replayed")]["detail"]
     # Counted across batches: the same refusal again adds to its count.
     store.take([msg("d/stranger/t", good, 2)])

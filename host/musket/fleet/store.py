@@ -114,9 +114,11 @@ class FleetStore:
         # same devices lock those rows in the same order (no deadlock between them).
         seen: dict[str, datetime] = {}
         for message in batch:
-            parts = message.topic.split("/")
-            if len(parts) == 3:
-                seen[parts[1]] = max(seen.get(parts[1], message.received), message.received)
+            try:
+                device_id, _ = parse_topic(message.topic)
+            except BrokerError:
+                continue  # refused below
+            seen[device_id] = max(seen.get(device_id, message.received), message.received)
         for device_id in sorted(seen):
             if self._is_known(conn, device_id):
                 _touch(conn, device_id, seen[device_id])
