@@ -155,3 +155,18 @@ def test_service_events_stay_open_until_closed_by_someone(registry):
     assert service_events.close(registry.engine, "dev-a", "J. Ortega") == [2]
     assert service_events.open_events(registry.engine, "dev-a") == []
     assert views.device_detail(registry.engine, "dev-a")["open_service_events"] == 0
+
+
+def test_a_status_delivered_again_is_nothing_new_unless_the_broker_restarted(registry):
+    store = FleetStore(registry.engine)
+    s = status(bc=1, up=10)
+    store.take([msg("d/dev-b/s", s)])
+    store.take([msg("d/dev-b/s", s, 1)])  # redelivered live (not acknowledged before)
+    store.take([msg("d/dev-b/s", b"1", 2)])  # an older firmware's bare 1: a new session
+    store.take([msg("d/dev-b/s", b"1", 3)])  # the same, redelivered: nothing new
+    assert [x["why"] for x in views.device_detail(registry.engine, "dev-b")["sessions"]] \
+        == [None, "reconnect"]
+    store.broker_lost_at = T0 + timedelta(minutes=4)
+    store.take([msg("d/dev-b/s", b"1", 5)])  # after the broker came back: a new session
+    assert [x["why"] for x in views.device_detail(registry.engine, "dev-b")["sessions"]] \
+        == [None, "broker-restart", "reconnect"]

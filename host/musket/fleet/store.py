@@ -172,8 +172,6 @@ class FleetStore:
         digest = _digest(message.payload)
         row = conn.execute(select(fleet_devices).where(
             fleet_devices.c.device_id == device_id)).first()
-        if message.retain and row.status_digest == digest:
-            return  # the broker's retained copy, handed again at a (re)subscribe
         at = message.received
         open_session = conn.execute(
             select(fleet_sessions.c.id, fleet_sessions.c.connected)
@@ -183,6 +181,13 @@ class FleetStore:
         lost = self.broker_lost_at
         broker_restarted = open_session is not None and lost is not None and \
             lost >= aware(open_session.connected)
+        if row.status_digest == digest and (message.retain or status.raw
+                                            or not broker_restarted):
+            # The same bytes as the last status: the broker's retained copy handed again at
+            # a (re)subscribe, or a redelivery of one this service took but had not
+            # acknowledged: nothing new (a map carries its time, so a new one differs). Only
+            # a bare 1 sent live after the broker restarted is a new session.
+            return
         # A device publishes its status at each session start and again with its health
         # every health_interval_s: the latter is no new session unless the device restarted
         # meanwhile (its boot count or uptime says so) or the broker did.
