@@ -48,6 +48,7 @@ DEFAULTS: dict[str, Any] = {
     "reply_ms": 5,
     "latency_ms": None,
     "hosts": {},
+    "data_limit_bytes": None,
     "events": [],
 }
 
@@ -226,6 +227,7 @@ _FIELDS: dict[str, Callable[[Any], Any]] = {
     "reply_ms": _number(0, 10000),
     "latency_ms": _number(0, 10000),
     "hosts": _hosts,
+    "data_limit_bytes": _number(1, 2**53, integer=True),
 }
 
 _EVENT_FIELDS: dict[str, Callable[[Any], Any]] = {
@@ -242,6 +244,7 @@ _EVENT_FIELDS: dict[str, Callable[[Any], Any]] = {
     "garbage_bytes": _number(1, _MAX_GARBAGE, integer=True),
     "slow_ms": _number(0, 600000, integer=True),
     "sim_swap": _iccid,
+    "data_stop": _bool,
 }
 
 

@@ -10,6 +10,9 @@
 # counted as they are. What is not counted: DNS, PDP signalling, TCP keep-alives and
 # retransmissions (a lossy cell costs more than this says).
 #
+# The carrier's data stop: a bearer refused with ESM cause 33 puts "dp": 1 in the section (the
+# status message's data-paused flag) until a bearer comes up again.
+#
 # Power cuts: the totals are written (an atomic record, app/store.py) at most every
 # save_every_s, on the first traffic after it passed, and by save() when the uplink publishes
 # its status. A cut loses at most what was used since the last save: an under-count, never
@@ -26,6 +29,9 @@ _OPEN_UP = const(112)  # SYN (60: MSS, SACK, timestamps, window scale) + the las
 _OPEN_DOWN = const(60)  # SYN-ACK
 _CLOSE_BYTES = const(104)  # FIN + ACK, each way, whoever closes
 _SAVE_EVERY_S = const(21600)  # as health_interval_s by default
+# How a modem words ESM cause 33 in AT+CEER: the carrier refuses the data bearer because it
+# stopped the SIM's data (a data-limit pause, a SIM paused by its owner).
+_DATA_STOPPED = "service option not subscribed"
 
 
 class DataUse:
@@ -44,7 +50,18 @@ class DataUse:
         self._saved = time.ticks_ms()
         self._dirty = False
 
-    # -- what the socket layer tells ---------------------------------------------------------
+    # -- what the modem and its sockets tell --------------------------------------------------
+
+    def bearer_refused(self, why):
+        # The network refused the data bearer; `why` is the modem's AT+CEER text, or None.
+        if why and _DATA_STOPPED in why.lower():
+            if "dp" not in self.section:
+                self.log.warning("data", "the carrier stopped this SIM's data: " + why)
+            self.section["dp"] = 1
+
+    def bearer_up(self):
+        if self.section.pop("dp", None):
+            self.log.info("data", "the carrier's data flows again")
 
     def opened(self):
         self._add(_OPEN_UP, _OPEN_DOWN)

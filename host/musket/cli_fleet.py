@@ -13,14 +13,20 @@ from musket.errors import BadInput
 from musket.fleet.sims import ACTIONS
 
 
+def _view_options(f):
+    # --registry and --json, as every view and import takes them.
+    f = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")(f)
+    return _registry_option(f)
+
+
 def _open(location):
     return _registry().Registry.open(location)
 
 
 def _table(title: str, columns: list[str], rows: list[list]) -> None:
     table = Table(title=title, title_justify="left")
-    for c in columns:
-        table.add_column(c)
+    for i, c in enumerate(columns):
+        table.add_column(c, no_wrap=i == 0)  # the key (a device ID, an ICCID) whole
     for row in rows:
         table.add_row(*["" if v is None else str(v) for v in row])
     Console().print(table)
@@ -62,8 +68,10 @@ def fleet_group() -> None:
 @click.option("--client-id", default=None,
               help="The MQTT client id of this copy's persistent session (default: the "
                    "user name).")
-@click.option("--group", default="fleet", show_default=True,
-              help="The shared-subscription group the copies of the service share.")
+@click.option("--group", default=None,
+              help="Share the load with the other copies in this MQTT shared-subscription "
+                   "group (default: one copy, plain subscriptions; see docs/fleet.md for the "
+                   "broker restart caveat).")
 @click.option("--status/--no-status", default=True, show_default=True,
               help="This copy takes the devices' status messages: exactly one copy should.")
 def fleet_serve(location, brokers, user, password_env, ca_file, client_id, group, status):
@@ -115,8 +123,7 @@ def _amqp_node(url: str) -> tuple[str, int]:
 
 
 @fleet_group.command("status")
-@_registry_option
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@_view_options
 def fleet_status(location, as_json):
     """Every device: online, last seen, signal, data this month, counters, open service
     events, firmware.
@@ -143,8 +150,7 @@ def fleet_status(location, as_json):
 
 @fleet_group.command("device")
 @click.argument("device_id")
-@_registry_option
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@_view_options
 def fleet_device(device_id, location, as_json):
     """One device: state, health, SIM and data, counters, connection history.
 
@@ -178,11 +184,13 @@ def fleet_device(device_id, location, as_json):
             for s in d["sessions"]])
     for r in d["rejected"]:
         click.echo(f"rejected {r['count']}x {r['reason']}: {r['detail']}")
+    for o in d["ota"]:
+        click.echo(f"update campaign {o['campaign']}: {o['state']}"
+                   + (f" ({o['reason']})" if o["reason"] else ""))
 
 
 @fleet_group.command("usage")
-@_registry_option
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@_view_options
 def fleet_usage(location, as_json):
     """Data this month per SIM and plan, its cost, and the month's forecast.
 
@@ -220,13 +228,17 @@ def _money(value, currency) -> str:
 
 @fleet_group.group("plans")
 def plans_group() -> None:
-    """Data plans: monthly fee, included data, overage, pooled or per SIM."""
+    """Data plans: monthly fee, included data, overage, pooled or per SIM.
+
+    \b
+    Example:
+      musket fleet plans import plans.toml
+    """
 
 
 @plans_group.command("import")
 @click.argument("plan_file", type=click.Path(dir_okay=False))
-@_registry_option
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@_view_options
 def plans_import(plan_file, location, as_json):
     """Store the plans of a TOML file (all or none; a plan of the same name is replaced).
 
@@ -249,8 +261,7 @@ def plans_import(plan_file, location, as_json):
 
 @fleet_group.command("carrier-import")
 @click.argument("csv_file", type=click.Path(dir_okay=False))
-@_registry_option
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@_view_options
 def carrier_import(csv_file, location, as_json):
     """Store the carrier's usage file (iccid,day,bytes). Rows with an unknown ICCID or that
     cannot be read are counted and named by line; nothing of them is stored.
@@ -316,8 +327,7 @@ def reconcile(location, since, until, tolerance, as_json):
 
 
 @fleet_group.command("alerts")
-@_registry_option
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@_view_options
 def fleet_alerts(location, as_json):
     """Plan alerts raised (70, 90, 100 % of a plan), each once.
 
@@ -339,8 +349,7 @@ def fleet_alerts(location, as_json):
 
 
 @fleet_group.command("rejected")
-@_registry_option
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@_view_options
 def fleet_rejected(location, as_json):
     """Messages the service would not store, counted per source and reason.
 
@@ -360,9 +369,34 @@ def fleet_rejected(location, as_json):
             for r in rows])
 
 
+@fleet_group.command("service-close")
+@click.argument("device_id")
+@click.option("--seq", type=int, default=None,
+              help="The service event's sequence number (default: every open one).")
+@click.option("--by", "by", required=True, help="Who did the service.")
+@_registry_option
+def service_close(device_id, seq, by, location):
+    """Close a device's open service events (the work is done).
+
+    \b
+    Example:
+      musket fleet service-close dev-a --seq 41 --by "J. Ortega"
+    """
+    from musket.fleet import service_events
+
+    with _open(location) as registry:
+        closed = service_events.close(registry.engine, device_id, by, seq)
+    click.echo(f"{device_id}: closed service event(s) {', '.join(map(str, closed))}")
+
+
 @fleet_group.group("sims")
 def sims_group() -> None:
-    """SIM lifecycle in bulk: pause, resume, deactivate, each SIM audited."""
+    """SIM lifecycle in bulk: pause, resume, deactivate, each SIM audited.
+
+    \b
+    Example:
+      musket fleet sims pause --file sims.txt --reason "customer asked"
+    """
 
 
 def _bulk(action):

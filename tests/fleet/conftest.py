@@ -13,18 +13,9 @@ sys.path.insert(0, str(TESTS / "host"))  # pgserver: the throwaway PostgreSQL se
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import fleethelp  # noqa: E402
-from pgserver import PostgresServer, Unavailable  # noqa: E402
 
-
-@pytest.fixture(scope="session")
-def postgres():
-    try:
-        server = PostgresServer()
-        server.start()
-    except Unavailable as e:  # `make test` installs PostgreSQL: a missing server is a failure
-        pytest.fail(f"no PostgreSQL server: {e}")
-    yield server
-    server.stop()
+# The host tests' throwaway PostgreSQL server (tests/host/conftest.py), the same fixture.
+postgres = fleethelp.load_module("host_conftest", TESTS / "host" / "conftest.py").postgres
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -57,7 +57,7 @@ def _imei(n: int) -> str:
     return body + luhn_check_digit(body)
 
 
-def _load(name: str, path: Path):
+def load_module(name: str, path: Path):
     if name in sys.modules:
         return sys.modules[name]
     module = types.ModuleType(name)
@@ -71,12 +71,29 @@ def _load(name: str, path: Path):
 
 def codec():
     """The firmware's telemetry codec (app/uplink/codec.py), run under CPython."""
-    return _load("firmware_codec", FIRMWARE / "app" / "uplink" / "codec.py")
+    return load_module("firmware_codec", FIRMWARE / "app" / "uplink" / "codec.py")
 
 
 def broker_module():
     """tests/uplink/conftest.py: its Mosquitto, credentials and device files."""
-    return _load("uplink_broker", TESTS / "uplink" / "conftest.py")
+    return load_module("uplink_broker", TESTS / "uplink" / "conftest.py")
+
+
+def make_pki(directory: Path):
+    """A CA and a broker certificate for 127.0.0.1 it signed (tests/uplink/test_tls.py's
+    make_test_pki, loaded with the uplink tests' conftest and helpers in reach)."""
+    saved = sys.modules.get("conftest")
+    sys.modules["conftest"] = broker_module()
+    sys.path.insert(0, str(TESTS / "uplink"))
+    try:
+        tls = load_module("uplink_tls", TESTS / "uplink" / "test_tls.py")
+    finally:
+        sys.path.remove(str(TESTS / "uplink"))
+        if saved is None:
+            sys.modules.pop("conftest", None)
+        else:
+            sys.modules["conftest"] = saved
+    return tls.make_test_pki(directory)
 
 
 def broker_users() -> dict[str, str]:
@@ -118,7 +135,8 @@ class ServeProcess:
     no last batch), `stop()` is SIGTERM (the graceful stop)."""
 
     def __init__(self, location: str, port: int, client_id: str, folder: Path,
-                 status: bool = True) -> None:
+                 status: bool = True, group: str | None = None,
+                 ca: Path | None = None, wait: bool = True) -> None:
         import os
         import subprocess
 
@@ -129,9 +147,12 @@ class ServeProcess:
         self.proc = subprocess.Popen(
             [str(MUSKET), "fleet", "serve", "--registry", location,
              "--broker", f"127.0.0.1:{port}", "--user", m.SERVICE_USER,
-             "--client-id", client_id, "--status" if status else "--no-status"],
+             "--client-id", client_id, "--status" if status else "--no-status",
+             *(["--group", group] if group else []),
+             *(["--ca", str(ca)] if ca else [])],
             stdout=self.log_file, stderr=self.log_file, env=env)
-        self.wait_for("subscribed")
+        if wait:  # until it has subscribed
+            self.wait_for("subscribed")
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -163,13 +184,15 @@ class ServeProcess:
 class DevicePublisher:
     """A paho client logged in as a device (its own credentials and ACL), publishing QoS 1."""
 
-    def __init__(self, port: int, device_id: str) -> None:
+    def __init__(self, port: int, device_id: str, ca: Path | None = None) -> None:
         import paho.mqtt.client as mqtt
 
         m = broker_module()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=device_id,
                                   protocol=mqtt.MQTTv311)
         self.client.username_pw_set(device_id, m.DEVICES[device_id])
+        if ca is not None:
+            self.client.tls_set(ca_certs=str(ca))
         self.client.connect("127.0.0.1", port, keepalive=30)
         self.client.loop_start()
 

@@ -59,3 +59,27 @@ def test_a_day_of_device_reported_bytes_is_within_5_percent_of_the_air(
     assert carrier.write_usage_csv(path, rows) == len(rows) >= 1
     assert sum(n for _, _, n in rows) == air_total
     assert path.read_text().startswith("iccid,day,bytes\n")
+    assert lines[-1][3] == "0"  # the carrier never stopped its data
+
+
+@pytest.mark.slow
+def test_a_data_limit_pause_is_seen_and_reported_by_the_device(make_device, mosquitto):
+    m = broker_module()
+    limit = 6000  # bytes: a few hours of the default profile
+    device = make_device(device_modules=[EVENTS_APP, CHECKS / "app_with_data.py"],
+                         modem=load_scenario({"data_limit_bytes": limit}),
+                         files=m.device_files("dev-a", mosquitto.port))
+    result = device.run(12 * HOUR, script=call("app_with_data.start", 600, 1200, 11 * HOUR))
+    lines = [line.split() for line in result.script_output.splitlines()
+             if line.startswith("DATA ")]
+    assert lines, result.script_output[-2000:]
+    billed = sum(b["air_up"] + b["air_down"] for b in result.modem)
+    # The carrier stopped the data at the cap (what was in flight then still counts) ...
+    assert limit <= billed < limit + 1500, result.modem
+    # ... and the device says so in its status section, with its totals near the carrier's.
+    tx, rx, paused = (int(x) for x in lines[-1][1:4])
+    assert paused == 1, lines[-5:]
+    assert abs(tx + rx - billed) <= TOLERANCE * billed
+    log = device.console_log.read_text()
+    assert "the carrier stopped this SIM's data: Requested service option not subscribed" \
+        in log, log[-3000:]

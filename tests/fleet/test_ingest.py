@@ -8,7 +8,14 @@ from __future__ import annotations
 import re
 import threading
 
-from fleethelp import DevicePublisher, ServeProcess, status, telemetry, wait_until
+from fleethelp import (
+    DevicePublisher,
+    ServeProcess,
+    broker_module,
+    status,
+    telemetry,
+    wait_until,
+)
 from sqlalchemy import func, select
 
 from musket.fleet import views
@@ -48,6 +55,7 @@ def test_serve_stores_each_message_once_finds_gaps_and_counts_bad_input(
     assert "rejected dev-a: undecodable: telemetry: " in log
     assert "rejected dev-a: replayed: message sequence 3" in log
     assert "fleet: stopped:" in log
+    assert broker_module().SERVICE_PASSWORD not in log  # no secret in the service's log
     row = next(r for r in views.fleet_status(registry.engine) if r["device_id"] == "dev-a")
     assert row["gaps"] == 2 and row["counters"] == {"brews": 7}
     assert row["online"] is True and row["firmware"] == "1.4.0"
@@ -58,8 +66,9 @@ def test_serve_stores_each_message_once_finds_gaps_and_counts_bad_input(
 def test_two_copies_share_the_load_and_a_killed_one_loses_nothing(
         registry, location, mosquitto, tmp_path):
     total = 300
-    first = ServeProcess(location, mosquitto.port, "fleet-1", tmp_path)
-    second = ServeProcess(location, mosquitto.port, "fleet-2", tmp_path, status=False)
+    first = ServeProcess(location, mosquitto.port, "fleet-1", tmp_path, group="fleet")
+    second = ServeProcess(location, mosquitto.port, "fleet-2", tmp_path, status=False,
+                          group="fleet")
     devices = {d: DevicePublisher(mosquitto.port, d) for d in ("dev-a", "dev-b")}
 
     def send(device_id):
@@ -75,7 +84,8 @@ def test_two_copies_share_the_load_and_a_killed_one_loses_nothing(
         second.kill()  # SIGKILL mid-stream: whatever it had not acknowledged stays queued
         for t in senders:
             t.join()
-        second = ServeProcess(location, mosquitto.port, "fleet-2", tmp_path, status=False)
+        second = ServeProcess(location, mosquitto.port, "fleet-2", tmp_path, status=False,
+                              group="fleet")
         wait_until(lambda: stored(registry) == 2 * total, timeout=60, what="all stored")
     finally:
         for p in devices.values():
@@ -90,3 +100,72 @@ def test_two_copies_share_the_load_and_a_killed_one_loses_nothing(
     # Both copies took a share: the first stored some, not all.
     taken = int(re.search(r"fleet: stopped: (\d+) stored", first.log()).group(1))
     assert 0 < taken < 2 * total, first.log()[-2000:]
+
+
+def test_the_broker_keeps_plain_but_not_shared_subscriptions_of_an_offline_session(mosquitto):
+    """Why `fleet serve` shares load only on request (docs/fleet.md): Mosquitto 2.0 does not
+    restore a shared subscription of an offline persistent session from its persistence file,
+    so what devices publish after a broker restart, before the copy subscribes again, is
+    dropped for the group; a plain subscription is restored and keeps it. Should a broker
+    upgrade fix this, this test fails and the docs' caveat goes."""
+    import paho.mqtt.client as mqtt
+
+    m = broker_module()
+    got: list[bytes] = []
+
+    def session(subscribe: bool):
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="fleet-probe",
+                        protocol=mqtt.MQTTv311, clean_session=False)
+        c.username_pw_set(m.SERVICE_USER, m.SERVICE_PASSWORD)
+        c.on_message = lambda client, userdata, msg: got.append(msg.payload)
+        subscribed = threading.Event()
+        c.on_subscribe = lambda *args: subscribed.set()
+        c.connect("127.0.0.1", mosquitto.port)
+        c.loop_start()
+        if subscribe:
+            c.subscribe([("$share/g/d/+/t", 1), ("d/+/e", 1)])
+            assert subscribed.wait(5)
+        return c
+
+    c = session(True)
+    c.loop_stop()
+    c.disconnect()
+    mosquitto.restart()
+    dev = DevicePublisher(mosquitto.port, "dev-a")
+    dev.publish("d/dev-a/t", b"shared")
+    dev.publish("d/dev-a/e", b"plain")
+    dev.close()
+    c = session(False)
+    try:
+        wait_until(lambda: b"plain" in got, 10, what="the plain subscription's message")
+    finally:
+        c.loop_stop()
+        c.disconnect()
+    assert got == [b"plain"]
+
+
+def test_serve_over_tls_checks_the_broker_certificate(registry, location, tmp_path):
+    from fleethelp import broker_users, make_pki
+
+    pki = make_pki(tmp_path / "pki")
+    tls = broker_module().Mosquitto(tmp_path / "tls-broker", broker_users(),
+                                    extra=pki.mosquitto_lines())
+    try:
+        serve = ServeProcess(location, tls.port, "fleet-1", tmp_path, ca=pki.ca)
+        dev = DevicePublisher(tls.port, "dev-a", ca=pki.ca)
+        try:
+            dev.publish("d/dev-a/e", telemetry(1, events=[(1, "brews", 1)]))
+            wait_until(lambda: stored(registry, "dev-a") == 1, what="stored over TLS")
+        finally:
+            dev.close()
+            assert serve.stop() == 0
+        # A CA that did not sign the broker's certificate: no session, and it says why.
+        wrong = ServeProcess(location, tls.port, "fleet-2", tmp_path, ca=pki.other_ca,
+                             wait=False)
+        try:
+            wrong.wait_for("CERTIFICATE_VERIFY_FAILED", timeout=20)
+            assert "subscribed" not in wrong.log()
+        finally:
+            assert wrong.stop() == 0
+    finally:
+        tls.stop()

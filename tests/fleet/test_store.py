@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from fleethelp import device_iccid, status, telemetry
 from sqlalchemy import func, select
 
@@ -77,6 +78,7 @@ def test_bad_input_of_each_kind_is_counted_with_its_reason_and_not_stored(regist
     assert "telemetry: undecodable" in seen[("dev-a", "undecodable")]["detail"] or \
         "reply" in seen[("dev-a", "undecodable")]["detail"]
     assert seen[("x/dev-a/t", "topic")]["count"] == 1
+    assert views.device_detail(registry.engine, "stranger") is None  # nothing made for it
     assert "sequence 1" in seen[("dev-a", "replayed")]["detail"]
     # Counted across batches: the same refusal again adds to its count.
     store.take([msg("d/stranger/t", good, 2)])
@@ -107,7 +109,8 @@ def test_status_opens_and_closes_sessions_and_keeps_health(registry):
     with registry.engine.connect() as conn:
         day = conn.execute(select(fleet_usage.c.device_tx, fleet_usage.c.device_rx).where(
             fleet_usage.c.iccid == device_iccid("dev-a"))).one()
-    assert tuple(day) == (1700, 520)  # the deltas of the cumulative totals add up
+    # The first totals are the base; the deltas of the later ones add up.
+    assert tuple(day) == (1700 - 1000, 520 - 400)
 
 
 def test_a_bare_one_keeps_what_was_known_of_health(registry):
@@ -118,3 +121,52 @@ def test_a_bare_one_keeps_what_was_known_of_health(registry):
     assert d["firmware"] == "1.3.0" and d["health"]["boot_count"] == 2
     assert [s["why"] for s in d["sessions"]] == [None, "reconnect"]
     assert json.dumps(d)  # --json can print it
+
+
+def test_a_health_update_in_the_same_session_is_no_new_session(registry):
+    store = FleetStore(registry.engine)
+    store.take([msg("d/dev-c/s", status(bc=4, up=100, tx=10, rx=10))])
+    store.take([msg("d/dev-c/s", status(bc=4, up=21700, tx=500, rx=300), 360)])
+    assert [s["why"] for s in views.device_detail(registry.engine, "dev-c")["sessions"]] \
+        == [None]
+    store.take([msg("d/dev-c/s", status(bc=4, up=50, tx=600, rx=350), 400)])  # rebooted
+    d = views.device_detail(registry.engine, "dev-c")
+    assert [s["why"] for s in d["sessions"]] == [None, "reconnect"]
+    assert d["health"]["uptime_s"] == 50
+
+
+def test_service_events_stay_open_until_closed_by_someone(registry):
+    from fleethelp import codec
+
+    from musket.errors import BadInput
+    from musket.fleet import service_events
+
+    c = codec()
+    t0 = 1_796_000_000
+    events = [(1, t0, "use", "brews", 1, 500, None),
+              (2, t0, "service", "brews", 500, 500, "descale")]
+    payload, _, _ = c.encode(1, t0, events, [], 448)
+    FleetStore(registry.engine).take([msg("d/dev-a/e", bytes(payload))])
+    assert [e["info"] for e in service_events.open_events(registry.engine, "dev-a")] == [
+        "descale"]
+    assert views.fleet_status(registry.engine)[0]["open_service_events"] == 1
+    with pytest.raises(BadInput, match="no open service event 1"):
+        service_events.close(registry.engine, "dev-a", "ana", 1)  # a use, not a service
+    assert service_events.close(registry.engine, "dev-a", "J. Ortega") == [2]
+    assert service_events.open_events(registry.engine, "dev-a") == []
+    assert views.device_detail(registry.engine, "dev-a")["open_service_events"] == 0
+
+
+def test_a_status_delivered_again_is_nothing_new_unless_the_broker_restarted(registry):
+    store = FleetStore(registry.engine)
+    s = status(bc=1, up=10)
+    store.take([msg("d/dev-b/s", s)])
+    store.take([msg("d/dev-b/s", s, 1)])  # redelivered live (not acknowledged before)
+    store.take([msg("d/dev-b/s", b"1", 2)])  # an older firmware's bare 1: a new session
+    store.take([msg("d/dev-b/s", b"1", 3)])  # the same, redelivered: nothing new
+    assert [x["why"] for x in views.device_detail(registry.engine, "dev-b")["sessions"]] \
+        == [None, "reconnect"]
+    store.broker_lost_at = T0 + timedelta(minutes=4)
+    store.take([msg("d/dev-b/s", b"1", 5)])  # after the broker came back: a new session
+    assert [x["why"] for x in views.device_detail(registry.engine, "dev-b")["sessions"]] \
+        == [None, "broker-restart", "reconnect"]

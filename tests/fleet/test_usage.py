@@ -102,6 +102,8 @@ def test_a_pooled_plan_pools_allowances_and_shares_the_overage(registry, tmp_pat
 
         conn.execute(sims_table.update().where(sims_table.c.iccid.in_(
             [device_iccid("dev-a"), device_iccid("dev-b")])).values(plan="pool-eu"))
+    for device_id in ("dev-a", "dev-b"):
+        report(registry, device_id, 0, 0, NOW - timedelta(hours=2))  # the base
     report(registry, "dev-a", 9 * MB, 0, NOW)
     report(registry, "dev-b", 3 * MB, 0, NOW)  # 12 MB of a 10 MB pool
     sims_usage, pools = plans.month_usage(registry.engine, NOW)

@@ -376,9 +376,13 @@ class Modem:
             await self._activate()
         except ModemError:
             await self.cause()
+            if self.datause is not None:  # the carrier may have stopped the SIM's data
+                self.datause.bearer_refused(self.status["ceer"])
             raise
         self.status["bearer"] = True
         self.lost = None
+        if self.datause is not None:
+            self.datause.bearer_up()
 
     async def detach(self):
         self._forget()

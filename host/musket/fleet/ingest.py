@@ -1,13 +1,21 @@
 """The fleet service's MQTT side: subscribe, take messages in batches, acknowledge each only
 after its batch is committed.
 
-Several copies share the load through one MQTT shared subscription per up-topic
-(``$share/<group>/d/+/t``, ``.../e``, ``.../r``): the broker hands each message to one member
-of the group. Each copy keeps a persistent session (clean_session off) under a client id of its
-own, and acknowledges (PUBACK) a message only once the transaction that stored it has
-committed. So a copy killed between the two leaves its unacknowledged messages in its session,
-and the broker sends them again when that copy connects again; the tables' unique keys make
-the second delivery a counted duplicate.
+One copy subscribes to ``d/+/t``, ``d/+/e``, ``d/+/r`` and ``d/+/s`` with a persistent
+session (clean_session off) under a client id of its own, and acknowledges (PUBACK) a message
+only once the transaction that stored it has committed. So a copy killed between the two
+leaves its unacknowledged messages in its session, the broker keeps whatever arrives while it
+is away, and sends both when that copy connects again; the tables' unique keys make a second
+delivery a counted duplicate.
+
+Several copies share the load through MQTT shared subscriptions (``--group NAME``:
+``$share/NAME/d/+/t``, ``.../e``, ``.../r``): the broker hands each message to one member of
+the group, and keeps a member's unacknowledged and queued messages for it while it is away.
+One caveat, measured with Mosquitto 2.0.11 (tests/fleet/test_ingest.py): the broker does not
+restore shared subscriptions from its persistence file, so after a broker restart the
+messages published before a member has subscribed again are dropped; plain subscriptions (one
+copy, no group) are restored and lose nothing. Hence a group is opt-in, and a broker that
+clusters (docs/fleet.md) must keep shared subscriptions across restarts.
 
 Status (``d/<id>/s``) is not shared: exactly one copy, the status owner (``--status``, the
 default; run the others with ``--no-status``), subscribes to it. A retained message is not
@@ -28,9 +36,8 @@ from datetime import UTC, datetime
 from musket.errors import Unreachable
 from musket.fleet.store import FleetStore, Incoming, Outcome
 
-SHARED_LEAVES = ("t", "e", "r")
+SHARED_LEAVES = ("t", "e", "r")  # what a group of copies shares
 STATUS_TOPIC = "d/+/s"
-DEFAULT_GROUP = "fleet"
 # The broker keeps this many QoS 1 messages unacknowledged in flight to one client (Mosquitto's
 # max_inflight_messages default is 20); a batch never waits for more than it can get.
 BATCH_MAX = 20
@@ -53,7 +60,7 @@ class BrokerLogin:
 class Ingest:
     """One copy of the fleet service's ingest, run until `stop` is set."""
 
-    def __init__(self, store: FleetStore, login: BrokerLogin, *, group: str = DEFAULT_GROUP,
+    def __init__(self, store: FleetStore, login: BrokerLogin, *, group: str | None = None,
                  status: bool = True, batch_max: int = BATCH_MAX,
                  log: Callable[[str], None] = print) -> None:
         self.store = store
@@ -61,12 +68,14 @@ class Ingest:
         self.status = status
         self.batch_max = batch_max
         self.log = log
-        self.topics = [f"$share/{group}/d/+/{leaf}" for leaf in SHARED_LEAVES]
+        share = f"$share/{group}/" if group else ""
+        self.topics = [f"{share}d/+/{leaf}" for leaf in SHARED_LEAVES]
         if status:
             self.topics.append(STATUS_TOPIC)
         self.totals = Outcome()
         self.batches = 0
         self.subscribed = asyncio.Event()  # set on each (re)subscription, for tests and logs
+        self._flushing = None  # the batch being stored and acknowledged, if any
 
     async def run(self, stop: asyncio.Event) -> Outcome:
         """Consumes until `stop` is set; a lost broker is reconnected to, with back-off.
@@ -92,6 +101,8 @@ class Ingest:
                     if not consume.done():
                         consume.cancel()
                         await asyncio.gather(consume, return_exceptions=True)
+                        if self._flushing is not None:  # the batch in hand: stored, acked
+                            await asyncio.gather(self._flushing, return_exceptions=True)
                     else:
                         consume.result()  # raises the MqttError that ended it
             except aiomqtt.MqttError as e:
@@ -129,10 +140,12 @@ class Ingest:
         async for message in client.messages:
             batch.append(message)
             if len(batch) >= self.batch_max or len(client.messages) == 0:
-                # Shielded: a stop or a cancel waits for the batch to be stored and
-                # acknowledged rather than leaving it half done (it would be redelivered,
-                # then dropped as a duplicate, but there is no need).
-                await asyncio.shield(self._flush(client, batch))
+                # Shielded: a stop lets the batch be stored and acknowledged (run() waits
+                # for it) rather than leaving it half done (it would be redelivered, then
+                # dropped as a duplicate, but there is no need).
+                self._flushing = asyncio.ensure_future(self._flush(client, batch))
+                await asyncio.shield(self._flushing)
+                self._flushing = None
                 batch = []
 
     async def _flush(self, client, batch) -> None:

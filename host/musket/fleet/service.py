@@ -11,13 +11,13 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from musket.fleet import plans
 from musket.fleet.amqp import AmqpIngest, AmqpLogin
-from musket.fleet.ingest import DEFAULT_GROUP, BrokerLogin, Ingest
+from musket.fleet.ingest import BrokerLogin, Ingest
 from musket.fleet.store import FleetStore, Outcome
 
 ALERTS_EVERY_S = 60.0  # how often this copy looks for plan thresholds crossed
 
 
-async def serve(engine, login: BrokerLogin | AmqpLogin, *, group: str = DEFAULT_GROUP,
+async def serve(engine, login: BrokerLogin | AmqpLogin, *, group: str | None = None,
                 status: bool = True, alerts_every_s: float = ALERTS_EVERY_S,
                 stop: asyncio.Event | None = None,
                 log: Callable[[str], None] = print,

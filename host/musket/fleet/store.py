@@ -46,6 +46,7 @@ from musket.registry.fleet_schema import (
 from musket.registry.schema import devices
 
 REASONS = ("topic", "unknown", "undecodable", "replayed")
+TAKE_ATTEMPTS = 3  # a batch is tried this often when the database fails it
 SIGNAL_KEYS = ("rssi", "dbm")  # a reading's value taken as the device's signal, if it sends one
 
 
@@ -94,33 +95,57 @@ class FleetStore:
     def take(self, batch: list[Incoming]) -> Outcome:
         """Stores `batch` in one transaction; raises only when the database fails (then
         nothing of the batch is stored, and nothing of it should be acknowledged)."""
-        outcome = Outcome()
-        try:
-            with self.engine.begin() as conn:
-                for message in batch:
-                    try:
-                        self._take_one(conn, message, outcome)
-                    except Rejected as r:
-                        _count_rejected(conn, r, message.received)
-                        outcome.rejected[r.reason] += 1
-                        outcome.problems.append(f"{r.source}: {r.reason}: {r.detail}")
-        except OperationalError as e:
-            # The server went away, or a lock was not granted in time: worth a retry.
-            raise Unreachable(f"registry {database.describe(str(self.engine.url))}: "
-                              f"{database._first_line(e)}") from None
-        return outcome
+        for attempt in range(TAKE_ATTEMPTS):
+            outcome = Outcome()
+            try:
+                with self.engine.begin() as conn:
+                    self._take_all(conn, batch, outcome)
+                return outcome
+            except OperationalError as e:
+                # Two copies' transactions deadlocked (PostgreSQL ends one), a lock was not
+                # granted in time, or the server went away: the batch again, then give up.
+                if attempt + 1 == TAKE_ATTEMPTS:
+                    raise Unreachable(f"registry {database.describe(str(self.engine.url))}: "
+                                      f"{database._first_line(e)}") from None
+        raise AssertionError("unreachable")
+
+    def _take_all(self, conn: Connection, batch: list[Incoming], outcome: Outcome) -> None:
+        # Each device's row first, in device order, so that two copies taking batches of the
+        # same devices lock those rows in the same order (no deadlock between them).
+        seen: dict[str, datetime] = {}
+        for message in batch:
+            try:
+                device_id, _ = parse_topic(message.topic)
+            except BrokerError:
+                continue  # refused below
+            seen[device_id] = max(seen.get(device_id, message.received), message.received)
+        for device_id in sorted(seen):
+            if self._is_known(conn, device_id):
+                _touch(conn, device_id, seen[device_id])
+        for message in batch:
+            try:
+                self._take_one(conn, message, outcome)
+            except Rejected as r:
+                _count_rejected(conn, r, message.received)
+                outcome.rejected[r.reason] += 1
+                outcome.problems.append(f"{r.source}: {r.reason}: {r.detail}")
+
+    def _is_known(self, conn: Connection, device_id: str) -> bool:
+        if device_id not in self._known:
+            if conn.execute(select(devices.c.device_id)
+                            .where(devices.c.device_id == device_id)).first() is None:
+                return False
+            self._known.add(device_id)
+        return True
 
     def _take_one(self, conn: Connection, message: Incoming, outcome: Outcome) -> None:
         try:
             device_id, leaf = parse_topic(message.topic)
         except BrokerError as e:
             raise Rejected(message.topic[:128], "topic", str(e)) from None
-        if device_id not in self._known:
-            if conn.execute(select(devices.c.device_id)
-                            .where(devices.c.device_id == device_id)).first() is None:
-                raise Rejected(device_id, "unknown", f"{leaf} message from a device the "
-                                                     "registry does not hold")
-            self._known.add(device_id)
+        if not self._is_known(conn, device_id):
+            raise Rejected(device_id, "unknown", f"{leaf} message from a device the "
+                                                 "registry does not hold")
         try:
             if leaf in ("t", "e"):
                 decoded = messages.decode_telemetry(message.payload)
@@ -132,7 +157,6 @@ class FleetStore:
                 return  # OTA traffic (u) and the service's own down-topics: not the fleet's
         except BrokerError as e:
             raise Rejected(device_id, "undecodable", str(e)) from None
-        _touch(conn, device_id, message.received)
         if leaf == "s":
             self._status(conn, device_id, decoded, message)
             outcome.stored += 1
@@ -148,24 +172,37 @@ class FleetStore:
         digest = _digest(message.payload)
         row = conn.execute(select(fleet_devices).where(
             fleet_devices.c.device_id == device_id)).first()
-        if message.retain and row.status_digest == digest:
-            return  # the broker's retained copy, handed again at a (re)subscribe
         at = message.received
         open_session = conn.execute(
             select(fleet_sessions.c.id, fleet_sessions.c.connected)
             .where(fleet_sessions.c.device_id == device_id,
                    fleet_sessions.c.disconnected.is_(None))
             .order_by(fleet_sessions.c.id.desc())).first()
-        if open_session is not None:
-            why = "will" if not status.online else "reconnect"
-            lost = self.broker_lost_at
-            if status.online and lost is not None and lost >= aware(open_session.connected):
+        lost = self.broker_lost_at
+        broker_restarted = open_session is not None and lost is not None and \
+            lost >= aware(open_session.connected)
+        if row.status_digest == digest and (message.retain or status.raw
+                                            or not broker_restarted):
+            # The same bytes as the last status: the broker's retained copy handed again at
+            # a (re)subscribe, or a redelivery of one this service took but had not
+            # acknowledged: nothing new (a map carries its time, so a new one differs). Only
+            # a bare 1 sent live after the broker restarted is a new session.
+            return
+        # A device publishes its status at each session start and again with its health
+        # every health_interval_s: the latter is no new session unless the device restarted
+        # meanwhile (its boot count or uptime says so) or the broker did.
+        new_session = status.online and (open_session is None or not status.raw
+                                         or broker_restarted or _rebooted(row, status))
+        if open_session is not None and (new_session or not status.online):
+            if not status.online:
+                why, at_end = "will", at
+            elif broker_restarted:
                 why, at_end = "broker-restart", lost
             else:
-                at_end = at
+                why, at_end = "reconnect", at
             conn.execute(update(fleet_sessions).where(fleet_sessions.c.id == open_session.id)
                          .values(disconnected=at_end, why=why))
-        if status.online:
+        if new_session:
             conn.execute(insert(fleet_sessions).values(device_id=device_id, connected=at))
         values = {"online": status.online, "status_at": at, "status_digest": digest}
         if status.online:
@@ -174,6 +211,14 @@ class FleetStore:
                      .values(**values))
         if status.tx is not None or status.rx is not None:
             usage.record_device_totals(conn, device_id, row, status, at)
+
+
+def _rebooted(row, status: messages.Status) -> bool:
+    if row.boot_count is not None and status.boot_count is not None:
+        if status.boot_count != row.boot_count:
+            return True
+    return row.uptime_s is not None and status.uptime_s is not None and \
+        status.uptime_s < row.uptime_s
 
 
 def _health(status: messages.Status) -> dict:

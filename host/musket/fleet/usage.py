@@ -2,9 +2,10 @@
 two disagree.
 
 A device reports cumulative totals (``tx``/``rx`` in its status, bytes on its data link since
-its first boot, kept on its flash). Successive totals become a delta, added to the day the
-status arrived on, for the SIM in the device at the time. A total smaller than the last one is
-a device whose counters began again (a fresh flash): the new total is then all new use.
+its first boot, kept on its flash). The first totals the service hears from a device are the
+base; each later pair becomes a delta, added to the day the status arrived on, for the SIM in
+the device at the time. A total smaller than the last one is a device whose counters began
+again (a fresh flash): the new total is then all new use.
 
 The carrier's usage file is CSV with a header ``iccid,day,bytes`` (day as YYYY-MM-DD, bytes
 up and down together, as carriers bill). An import stores its good rows (a row again for the
@@ -40,10 +41,12 @@ def record_device_totals(conn: Connection, device_id: str, row, status, at: date
     """Turns the device's new cumulative totals into today's usage for its SIM."""
     tx, rx = status.tx or 0, status.rx or 0
     old_tx, old_rx = row.data_tx, row.data_rx
-    d_tx = tx if old_tx is None or tx < old_tx else tx - old_tx
-    d_rx = rx if old_rx is None or rx < old_rx else rx - old_rx
     conn.execute(update(fleet_devices).where(fleet_devices.c.device_id == device_id)
                  .values(data_tx=tx, data_rx=rx))
+    if old_tx is None and old_rx is None:
+        return  # the first totals heard: the base for the next (what came before is history)
+    d_tx = tx if old_tx is None or tx < old_tx else tx - old_tx
+    d_rx = rx if old_rx is None or rx < old_rx else rx - old_rx
     iccid = conn.execute(select(devices.c.iccid).where(devices.c.device_id == device_id)
                          ).scalar()
     if iccid is None or not (d_tx or d_rx):

@@ -19,7 +19,7 @@ from musket.registry.fleet_schema import (
     fleet_sessions,
     fleet_usage,
 )
-from musket.registry.schema import devices, sims
+from musket.registry.schema import devices, ota_devices, sims
 
 SESSIONS_SHOWN = 20
 EVENTS_SHOWN = 20
@@ -115,7 +115,8 @@ def fleet_status(engine: Engine, today: date | None = None) -> list[dict]:
 
 def device_detail(engine: Engine, device_id: str) -> dict | None:
     """One device: its state and health, its SIM, counters, connection history (newest
-    first), recent counter events and what was rejected from it; None if unknown."""
+    first), recent counter events, what was rejected from it and its update campaigns
+    (musket.ota.campaign); None if unknown."""
     with engine.connect() as conn:
         reg = conn.execute(select(devices.c.device_id, devices.c.iccid, devices.c.imei,
                                   devices.c.board, sims.c.plan, sims.c.state)
@@ -143,6 +144,10 @@ def device_detail(engine: Engine, device_id: str) -> dict | None:
         rejected = conn.execute(select(fleet_rejected.c.reason, fleet_rejected.c.count,
                                        fleet_rejected.c.detail)
                                 .where(fleet_rejected.c.source == device_id)).all()
+        ota = conn.execute(select(ota_devices.c.campaign, ota_devices.c.state,
+                                  ota_devices.c.reason, ota_devices.c.updated)
+                           .where(ota_devices.c.device_id == device_id)
+                           .order_by(ota_devices.c.updated.desc())).all()
         gap = gaps(conn, device_id).get(device_id, 0)
         counts = counters(conn, device_id).get(device_id, {})
         service = _open_service(conn, device_id).get(device_id, 0)
@@ -173,6 +178,8 @@ def device_detail(engine: Engine, device_id: str) -> dict | None:
                      for c, d, w in sessions],
         "events": [dict(e._mapping) for e in events],
         "rejected": [{"reason": r, "count": n, "detail": d} for r, n, d in rejected],
+        "ota": [{"campaign": c, "state": st, "reason": why, "updated": _iso(t)}
+                for c, st, why, t in ota],
     }
 
 

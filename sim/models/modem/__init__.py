@@ -37,6 +37,9 @@ field is optional, the defaults are a good network):
   reply_ms        reply delay (default 5); latency_ms one way over the air (lte-m 100, nb-iot
                   400, lte 50)
   hosts           {"name": "127.0.0.1[:port]"}: names the sim resolves, to loopback only
+  data_limit_bytes  the carrier's data limit: once the SIM's billed air bytes (up + down, the
+                  run's "billed" figures) reach it, the carrier stops its data as the
+                  data_stop event does (a data-limit pause)
   events          [{"at": <s>, <what>: <value>, ...}], "at" in virtual seconds on the device
                   clock (a fresh device starts at 0; settings "run_start_us", if the host sets
                   it, moves the origin), what:
@@ -50,6 +53,10 @@ field is optional, the defaults are a good network):
     hang true             the modem stops answering until a power cycle or the RESET line
     drop_data true        the network ends the data session: sockets and PDP lost, still
                           registered
+    data_stop true|false  the carrier stops (or restarts) the SIM's data, as for a paused SIM:
+                          still registered, PDP and sockets lost, no PDP activation while
+                          stopped; AT+CEER then says "Requested service option not
+                          subscribed" (ESM cause 33)
     drop_sockets true     the modem loses its sockets without a word (no URC): the next send
                           on one gets the family's error where a ">" prompt was expected
     close_after_open true the network closes the next connection as soon as it opens: the

@@ -91,6 +91,11 @@ class Modem(Power, AtLine, Network, Sockets, TcpIp):
         self.w_deny = False
         self.w_sms_only = False
         self.w_cause = 15
+        # The carrier's data stop (a data-limit pause, or a SIM paused by its owner): still
+        # registered, no data bearer, AT+CEER says why. Set by a "data_stop" event, or when
+        # the SIM's billed bytes reach the scenario's data_limit_bytes.
+        self.w_data_stop = False
+        self.data_limit = sc.get("data_limit_bytes")
         self.w_close_next = False
         self.slow_us = 0
         # the modem

@@ -11,6 +11,10 @@ from musket_sim.models.world import US_PER_MS, US_PER_S
 
 _DATA_LOSS_S = 8  # coverage gone this long: PDP context and sockets are lost
 
+# ESM cause 33 (3GPP TS 24.301 annex B) as AT+CEER words it: what a modem reports when the
+# carrier has stopped the SIM's data (a data-limit pause, a paused SIM).
+DATA_STOPPED_CEER = "Requested service option not subscribed"
+
 # EMM causes (3GPP TS 24.301 annex A) as AT+CEER words them
 _EMM_CAUSES = {
     3: "Illegal UE", 7: "EPS services not allowed", 11: "PLMN not allowed",
@@ -55,6 +59,8 @@ class Network:
             self.slow_us = int(ev["slow_ms"] * US_PER_MS)
         if "sim_swap" in ev:
             self.slot_iccid = ev["sim_swap"]
+        if "data_stop" in ev:
+            self.w_data_stop = bool(ev["data_stop"])
         if live and ("coverage" in ev or "deny" in ev or "sms_only" in ev):
             self._reg_update()
 
@@ -63,7 +69,7 @@ class Network:
             self.hung = True
             self._new_life()
             self.data_need = 0
-        if ev.get("drop_data") and self.state == ON:
+        if (ev.get("drop_data") or ev.get("data_stop")) and self.state == ON:
             self._lose_data()
         if ev.get("close_after_open"):
             self.w_close_next = True  # once: not again when a later boot replays the world
@@ -137,6 +143,8 @@ class Network:
         # The modem's report on the last failure, in words.
         if self.stat == 3:
             why = _EMM_CAUSES.get(self.w_cause, "EMM cause %d" % self.w_cause)
+        elif self.w_data_stop and self._registered():
+            why = DATA_STOPPED_CEER
         elif self.stat in (6, 7):
             why = "EPS services not allowed"
         else:
@@ -281,7 +289,7 @@ class Network:
     # -- PDP -------------------------------------------------------------------------------
 
     def _pdp_allowed(self, apn):
-        if self.stat not in (1, 5):
+        if self.stat not in (1, 5) or self.w_data_stop:
             return False
         return not self.net_apn or apn == "" or apn.lower() == self.net_apn.lower()
 
@@ -289,6 +297,13 @@ class Network:
         r = self.rng
         self.pdp_ip = "10.%d.%d.%d" % (r.below(256), r.below(256), 1 + r.below(254))
         self.pdp_cid = cid
+
+    def _data_limit_reached(self):
+        # The SIM's billed bytes reached the plan's cap: the carrier stops its data.
+        if not self.w_data_stop:
+            self.w_data_stop = True
+            if self.state == ON:
+                self._lose_data()
 
     def _lose_data(self):
         # The network ends the data session: the family says so, sockets and PDP are gone.

@@ -155,6 +155,9 @@ class TcpIp:
             billed = f["billed"].setdefault(self.iccid, {})
             day = time.strftime("%Y-%m-%d", time.gmtime(self.world.epoch_seconds()))
             billed[day] = billed.get(day, 0) + up + down
+            if self.data_limit is not None and not self.w_data_stop and \
+                    sum(billed.values()) >= self.data_limit:
+                self._later(0, self._data_limit_reached)  # not in the middle of this send
 
     def _stats_entry(self, host, port):
         # A socket's figures in the report: the last _SOCKETS_KEPT are kept, in entries made at
