@@ -109,7 +109,7 @@ def _fleet_serve(url: str, port: int, user: str, status: bool, work: Path) -> su
     return subprocess.Popen(
         [str(Path(sys.executable).parent / "musket"), "fleet", "serve", "--registry", url,
          "--broker", f"127.0.0.1:{port}", "--user", user, "--client-id", user,
-         "--status" if status else "--no-status"],
+         "--group", "fleet", "--status" if status else "--no-status"],
         env=env, stdout=log, stderr=log)
 
 

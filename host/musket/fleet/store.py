@@ -26,7 +26,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, Engine, and_, insert, select, update
+from sqlalchemy import Connection, Engine, and_, bindparam, insert, select, tuple_, update
 from sqlalchemy.exc import OperationalError
 
 from musket import messages
@@ -48,6 +48,7 @@ from musket.registry.schema import devices
 REASONS = ("topic", "unknown", "undecodable", "replayed")
 TAKE_ATTEMPTS = 3  # a batch is tried this often when the database fails it
 SIGNAL_KEYS = ("rssi", "dbm")  # a reading's value taken as the device's signal, if it sends one
+_IN_CHUNK = 500  # keys per IN (...) query: well under either database's bound parameters
 
 
 @dataclass(frozen=True)
@@ -110,62 +111,71 @@ class FleetStore:
         raise AssertionError("unreachable")
 
     def _take_all(self, conn: Connection, batch: list[Incoming], outcome: Outcome) -> None:
-        # Each device's row first, in device order, so that two copies taking batches of the
-        # same devices lock those rows in the same order (no deadlock between them).
+        # A batch in a few statements, whatever its size: the devices' rows first, in device
+        # order, so that two copies taking batches of the same devices lock those rows in the
+        # same order (no deadlock between them); then every telemetry message at once; the
+        # statuses one by one, in order (each opens or closes a session).
+        taken: list[tuple[Incoming, str, str, object]] = []
+        for message in batch:
+            try:
+                device_id, leaf = parse_topic(message.topic)
+            except BrokerError as e:
+                self._refuse(conn, Rejected(message.topic[:128], "topic", str(e)), message,
+                             outcome)
+                continue
+            taken.append((message, device_id, leaf, None))
+        self._learn(conn, {device_id for _, device_id, _, _ in taken})
         seen: dict[str, datetime] = {}
-        for message in batch:
+        decoded = []
+        for message, device_id, leaf, _ in taken:
             try:
-                device_id, _ = parse_topic(message.topic)
-            except BrokerError:
-                continue  # refused below
-            seen[device_id] = max(seen.get(device_id, message.received), message.received)
-        for device_id in sorted(seen):
-            if self._is_known(conn, device_id):
-                _touch(conn, device_id, seen[device_id])
-        for message in batch:
-            try:
-                self._take_one(conn, message, outcome)
+                value = self._decode(device_id, leaf, message)
             except Rejected as r:
-                _count_rejected(conn, r, message.received)
-                outcome.rejected[r.reason] += 1
-                outcome.problems.append(f"{r.source}: {r.reason}: {r.detail}")
+                self._refuse(conn, r, message, outcome)
+                continue
+            seen[device_id] = max(seen.get(device_id, message.received), message.received)
+            if value is not None:
+                decoded.append((message, device_id, leaf, value))
+        _touch_all(conn, seen)
+        telemetry = [t for t in decoded if t[2] in ("t", "e")]
+        for r, message in _telemetry_all(conn, telemetry, outcome):
+            self._refuse(conn, r, message, outcome)
+        for message, device_id, leaf, value in decoded:
+            if leaf == "s":
+                self._status(conn, device_id, value, message)
+                outcome.stored += 1
+            elif leaf == "r":
+                outcome.stored += 1
 
-    def _is_known(self, conn: Connection, device_id: str) -> bool:
+    def _refuse(self, conn: Connection, r: Rejected, message: Incoming,
+                outcome: Outcome) -> None:
+        _count_rejected(conn, r, message.received)
+        outcome.rejected[r.reason] += 1
+        outcome.problems.append(f"{r.source}: {r.reason}: {r.detail}")
+
+    def _learn(self, conn: Connection, device_ids: set[str]) -> None:
+        # The registry's devices among these, in one query (they are never removed: known
+        # once, known for good).
+        new = sorted(device_ids - self._known)
+        for i in range(0, len(new), _IN_CHUNK):
+            self._known.update(conn.execute(select(devices.c.device_id).where(
+                devices.c.device_id.in_(new[i:i + _IN_CHUNK]))).scalars())
+
+    def _decode(self, device_id: str, leaf: str, message: Incoming):
+        # -> the decoded message, or None for traffic that is not the fleet's (OTA's `u`).
         if device_id not in self._known:
-            if conn.execute(select(devices.c.device_id)
-                            .where(devices.c.device_id == device_id)).first() is None:
-                return False
-            self._known.add(device_id)
-        return True
-
-    def _take_one(self, conn: Connection, message: Incoming, outcome: Outcome) -> None:
-        try:
-            device_id, leaf = parse_topic(message.topic)
-        except BrokerError as e:
-            raise Rejected(message.topic[:128], "topic", str(e)) from None
-        if not self._is_known(conn, device_id):
             raise Rejected(device_id, "unknown", f"{leaf} message from a device the "
                                                  "registry does not hold")
         try:
             if leaf in ("t", "e"):
-                decoded = messages.decode_telemetry(message.payload)
-            elif leaf == "s":
-                decoded = messages.decode_status(message.payload)
-            elif leaf == "r":
-                decoded = messages.decode_reply(message.payload)
-            else:
-                return  # OTA traffic (u) and the service's own down-topics: not the fleet's
+                return messages.decode_telemetry(message.payload)
+            if leaf == "s":
+                return messages.decode_status(message.payload)
+            if leaf == "r":
+                return messages.decode_reply(message.payload)
         except BrokerError as e:
             raise Rejected(device_id, "undecodable", str(e)) from None
-        if leaf == "s":
-            self._status(conn, device_id, decoded, message)
-            outcome.stored += 1
-        elif leaf == "r":
-            outcome.stored += 1
-        elif _telemetry(conn, device_id, leaf, decoded, message):
-            outcome.stored += 1
-        else:
-            outcome.duplicates += 1
+        return None
 
     def _status(self, conn: Connection, device_id: str, status: messages.Status,
                 message: Incoming) -> None:
@@ -239,47 +249,88 @@ def _health(status: messages.Status) -> dict:
     return out
 
 
-def _telemetry(conn: Connection, device_id: str, leaf: str, msg: messages.Telemetry,
-               message: Incoming) -> bool:
-    """Stores a telemetry message's events and readings; False for a redelivery."""
-    digest = _digest(message.payload)
-    taken = insert_new(conn, fleet_messages, [{
-        "device_id": device_id, "mseq": msg.mseq, "leaf": leaf, "digest": digest,
-        "received": message.received}]).first()
-    if taken is None:
-        stored = conn.execute(select(fleet_messages.c.digest).where(
-            fleet_messages.c.device_id == device_id,
-            fleet_messages.c.mseq == msg.mseq)).scalar()
-        if stored != digest:
-            raise Rejected(device_id, "replayed", f"message sequence {msg.mseq} was stored "
-                                                  "before with other content")
-        return False
-    if msg.events:
-        insert_new(conn, fleet_events, [
-            {"device_id": device_id, "seq": e.seq, "time": e.time, "kind": e.kind,
-             "name": str(e.name)[:32], "delta": e.delta, "total": e.total,
-             "info": None if e.info is None else str(e.info)}
-            for e in sorted(msg.events, key=lambda e: e.seq)])
-    if msg.readings:
-        insert_new(conn, fleet_readings, [
-            {"device_id": device_id, "rseq": r.rseq, "time": r.time,
-             "values_json": json.dumps(r.values, sort_keys=True)}
-            for r in sorted(msg.readings, key=lambda r: r.rseq)])
-        newest = max(msg.readings, key=lambda r: r.rseq)
-        signal = next((newest.values[k] for k in SIGNAL_KEYS if k in newest.values), None)
-        if signal is not None:
-            conn.execute(update(fleet_devices).where(fleet_devices.c.device_id == device_id)
-                         .values(signal=float(signal)))
-    return True
+def _telemetry_all(conn: Connection, batch: list, outcome: Outcome) -> list:
+    """Stores the batch's telemetry messages (message, device_id, leaf, decoded) with their
+    events and readings, each message once; returns [(Rejected, message)] for replays (a
+    sequence number stored before with other content)."""
+    first: dict[tuple[str, int], tuple] = {}
+    again = []
+    for message, device_id, leaf, msg in batch:
+        key = (device_id, msg.mseq)
+        entry = (message, device_id, leaf, msg, _digest(message.payload))
+        if key in first:
+            again.append(entry)  # the same message twice in one batch: a redelivery
+        else:
+            first[key] = entry
+    inserted = set()
+    if first:
+        inserted = {tuple(row) for row in insert_new(conn, fleet_messages, [
+            {"device_id": d, "mseq": msg.mseq, "leaf": leaf, "digest": digest,
+             "received": message.received}
+            for message, d, leaf, msg, digest in first.values()]).all()}
+    # What a repeated sequence number is compared with: the stored message's digest, or for
+    # a repeat within this batch, the digest of its first copy.
+    stored_digests = _digests(conn, [k for k in first if k not in inserted])
+    refused = []
+    for entry in [e for k, e in first.items() if k not in inserted] + again:
+        message, device_id, _, msg, digest = entry
+        earlier = stored_digests.get((device_id, msg.mseq), first[(device_id, msg.mseq)][4])
+        if earlier != digest:
+            refused.append((Rejected(device_id, "replayed", f"message sequence {msg.mseq} was "
+                                     "stored before with other content"), message))
+        else:
+            outcome.duplicates += 1
+    new = [first[k] for k in first if k in inserted]
+    outcome.stored += len(new)
+    events = [{"device_id": d, "seq": e.seq, "time": e.time, "kind": e.kind,
+               "name": str(e.name)[:32], "delta": e.delta, "total": e.total,
+               "info": None if e.info is None else str(e.info)}
+              for _, d, _, msg, _ in new for e in sorted(msg.events, key=lambda e: e.seq)]
+    readings = [{"device_id": d, "rseq": r.rseq, "time": r.time,
+                 "values_json": json.dumps(r.values, sort_keys=True)}
+                for _, d, _, msg, _ in new for r in sorted(msg.readings, key=lambda r: r.rseq)]
+    if events:
+        insert_new(conn, fleet_events, events)
+    if readings:
+        insert_new(conn, fleet_readings, readings)
+    signals = {}
+    for _, device_id, _, msg, _ in new:
+        if msg.readings:
+            newest = max(msg.readings, key=lambda r: r.rseq)
+            signal = next((newest.values[k] for k in SIGNAL_KEYS if k in newest.values), None)
+            if signal is not None:
+                signals[device_id] = float(signal)
+    if signals:
+        conn.execute(update(fleet_devices).where(fleet_devices.c.device_id == bindparam("d"))
+                     .values(signal=bindparam("s")),
+                     [{"d": d, "s": v} for d, v in sorted(signals.items())])
+    return refused
 
 
-def _touch(conn: Connection, device_id: str, at: datetime) -> None:
-    # The device's row exists from its first message on, and last_seen only moves forward.
-    insert_new(conn, fleet_devices, [{"device_id": device_id, "online": False,
-                                      "last_seen": at, "data_paused": False}])
-    conn.execute(update(fleet_devices).where(and_(fleet_devices.c.device_id == device_id,
-                                                  fleet_devices.c.last_seen < at))
-                 .values(last_seen=at))
+def _digests(conn: Connection, keys: list[tuple[str, int]]) -> dict[tuple[str, int], str]:
+    # The stored digests of these (device_id, mseq) messages.
+    out = {}
+    m = fleet_messages.c
+    for i in range(0, len(keys), _IN_CHUNK):
+        chunk = keys[i:i + _IN_CHUNK]
+        out.update({(d, n): digest for d, n, digest in conn.execute(
+            select(m.device_id, m.mseq, m.digest).where(tuple_(m.device_id, m.mseq).in_(chunk)))})
+    return out
+
+
+def _touch_all(conn: Connection, seen: dict[str, datetime]) -> None:
+    # Each device's row exists from its first message on, and last_seen only moves forward.
+    # In device order: see FleetStore._take_all.
+    if not seen:
+        return
+    order = sorted(seen)
+    insert_new(conn, fleet_devices, [{"device_id": d, "online": False, "last_seen": seen[d],
+                                      "data_paused": False} for d in order])
+    d = fleet_devices.c
+    conn.execute(update(fleet_devices).where(and_(d.device_id == bindparam("d"),
+                                                  d.last_seen < bindparam("at")))
+                 .values(last_seen=bindparam("at")),
+                 [{"d": device_id, "at": seen[device_id]} for device_id in order])
 
 
 def _count_rejected(conn: Connection, r: Rejected, at: datetime) -> None:
