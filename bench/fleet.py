@@ -106,8 +106,12 @@ def simfleet_free_port() -> int:
 def _fleet_serve(url: str, port: int, user: str, status: bool, work: Path) -> subprocess.Popen:
     env = dict(os.environ, MUSKET_MQTT_PASSWORD=SERVICES[user])
     log = open(work / f"{user}.log", "ab")  # noqa: SIM115 - the process's own
+    profile = os.environ.get("MUSKET_BENCH_FLEET_PROFILE")  # a folder: cProfile each copy
+    command = [str(Path(sys.executable).parent / "musket")] if not profile else [
+        sys.executable, "-m", "cProfile", "-o", f"{profile}/{user}-{time.time():.0f}.prof",
+        "-m", "musket.cli"]
     return subprocess.Popen(
-        [str(Path(sys.executable).parent / "musket"), "fleet", "serve", "--registry", url,
+        [*command, "fleet", "serve", "--registry", url,
          "--broker", f"127.0.0.1:{port}", "--user", user, "--client-id", user,
          "--group", "fleet", "--status" if status else "--no-status"],
         env=env, stdout=log, stderr=log)
