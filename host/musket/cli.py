@@ -487,6 +487,11 @@ from musket.cli_ota import keys_group, ota_group  # noqa: E402
 main.add_command(keys_group)
 main.add_command(ota_group)
 
+# The technician's console, likewise.
+from musket.cli_console import console_group  # noqa: E402
+
+main.add_command(console_group)
+
 
 if __name__ == "__main__":
     main()

@@ -1,0 +1,166 @@
+"""What a person sees of a unit's answers: the status screen, diagnoses with their repair and
+parts, and any other answer as readable lines. Rendered with rich; the full-screen session and
+the one-shot commands share it.
+
+The device decides what its answers hold (it owns the facts); this module only knows where to
+look for the things a technician needs first (diagnosis codes, registration and its reject
+cause, signal) and shows every other section as it comes.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+from rich.console import Console, Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+# Sections shown first, in this order, with the title a technician knows them by.
+SECTION_TITLES = {
+    "identity": "identity", "modem": "modem / registration", "signal": "signal",
+    "uplink": "broker link", "broker": "broker link", "counter": "counters",
+    "counters": "counters", "sensors": "sensors", "faults": "faults", "health": "health",
+    "data": "data used", "ota": "update",
+}
+# Top-level values of a status answer shown in the identity block.
+_IDENTITY_KEYS = ("device_id", "board", "fw", "boot_count", "reset_cause", "uptime_s", "time")
+# Keys that hold diagnosis codes wherever they appear.
+_CODE_KEYS = ("dx", "diagnoses", "codes")
+_MAX_VALUE_CHARS = 70
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    code: str
+    what: str
+    repair: str
+    parts: tuple[str, ...]
+
+
+def diagnosis(code: str) -> Diagnosis:
+    """The table's entry for `code` (musket.diagnoses, the device's table as data); a code the
+    table does not know is shown as unknown rather than dropped."""
+    entry = _table().get(code)
+    if entry is None:
+        return Diagnosis(code, "unknown code (not in this musket's diagnosis table)",
+                         "update musket, or look the code up in docs/diagnoses.md", ())
+    get = entry.get if isinstance(entry, dict) else (lambda k, d=None: getattr(entry, k, d))
+    parts = get("parts") or ()
+    if isinstance(parts, str):
+        parts = tuple(p.strip() for p in parts.split(",") if p.strip())
+    return Diagnosis(code, get("what") or get("title") or "", get("repair") or "",
+                     tuple(parts))
+
+
+_TABLE: dict | None = None
+
+
+def _table() -> dict:
+    global _TABLE
+    if _TABLE is None:
+        try:
+            from musket import diagnoses
+        except ImportError:  # a musket without the table still shows the codes themselves
+            _TABLE = {}
+        else:
+            loaded = diagnoses.load()
+            _TABLE = loaded if isinstance(loaded, dict) else {
+                getattr(d, "code", None) or d["code"]: d for d in loaded}
+    return _TABLE
+
+
+def codes_in(answer) -> list[str]:
+    """Every diagnosis code in an answer (status or selftest), in order, once each."""
+    found: list[str] = []
+
+    def walk(value, key=None):
+        if key in _CODE_KEYS and isinstance(value, list):
+            found.extend(c for c in value if isinstance(c, str) and c not in found)
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, k)
+
+    walk(answer)
+    return found
+
+
+def diagnoses_table(codes: list[str]) -> RenderableType:
+    if not codes:
+        return Text("diagnosis: no fault found", style="green")
+    table = Table(title="diagnosis", title_justify="left", expand=True, show_lines=False)
+    for column in ("code", "what is wrong", "repair", "parts"):
+        table.add_column(column, overflow="fold")
+    for d in map(diagnosis, codes):
+        table.add_row(Text(d.code, style="bold red"), d.what, d.repair, ", ".join(d.parts))
+    return table
+
+
+def status_screen(status: dict, port: str = "") -> RenderableType:
+    """The full status view: identity, then each section, then the diagnoses."""
+    status = status if isinstance(status, dict) else {"answer": status}
+    identity = {k: status[k] for k in _IDENTITY_KEYS if k in status}
+    if isinstance(status.get("identity"), dict):
+        identity = {**status["identity"], **identity}
+    blocks: list[RenderableType] = []
+    if identity:
+        blocks.append(_section("identity" + (f" ({port})" if port else ""), identity))
+    # The diagnosis first: on a small screen it is what must not scroll away.
+    blocks.append(diagnoses_table(codes_in(status)))
+    shown = set(_IDENTITY_KEYS) | {"identity"} | set(_CODE_KEYS)
+    ordered = [k for k in SECTION_TITLES if k in status and k not in shown]
+    ordered += [k for k, v in status.items()
+                if k not in shown and k not in ordered and isinstance(v, dict)]
+    for key in ordered:
+        value = status[key]
+        blocks.append(_section(SECTION_TITLES.get(key, key), value if isinstance(value, dict)
+                               else {key: value}))
+    rest = {k: v for k, v in status.items()
+            if k not in shown and k not in ordered and not isinstance(v, dict)}
+    if rest:
+        blocks.append(_section("other", rest))
+    return Group(*blocks)
+
+
+def answer_view(command: str, answer) -> RenderableType:
+    """Any other answer, readable: a mapping as key/value lines, a list a line each."""
+    blocks: list[RenderableType] = []
+    if isinstance(answer, dict):
+        blocks.append(_section(command, {k: v for k, v in answer.items()
+                                         if k not in _CODE_KEYS}))
+        if any(k in answer for k in _CODE_KEYS) or "passed" in answer:
+            blocks.append(diagnoses_table(codes_in(answer)))
+    elif isinstance(answer, list):
+        blocks.append(Text("\n".join(_one_line(v) for v in answer) or "(empty)"))
+    else:
+        blocks.append(Text(_one_line(answer)))
+    return Group(*blocks)
+
+
+def _section(title: str, values: dict) -> RenderableType:
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold", min_width=18)
+    table.add_column(overflow="fold")
+    for key, value in values.items():
+        table.add_row(str(key), _one_line(value))
+    return Group(Text(title, style="bold underline"), table)
+
+
+def _one_line(value) -> str:
+    if isinstance(value, dict):
+        text = ", ".join(f"{k}={_one_line(v)}" for k, v in value.items())
+    elif isinstance(value, list):
+        text = ", ".join(_one_line(v) for v in value)
+    elif value is None:
+        text = "-"
+    else:
+        text = str(value)
+    return text if len(text) <= _MAX_VALUE_CHARS * 3 else text[:_MAX_VALUE_CHARS * 3] + "…"
+
+
+def to_ansi(renderable: RenderableType, width: int) -> str:
+    """The renderable as terminal text (colours as ANSI codes) at the given width."""
+    out = io.StringIO()
+    Console(file=out, force_terminal=True, color_system="standard", width=max(width, 40),
+            soft_wrap=False, highlight=False).print(renderable)
+    return out.getvalue()
