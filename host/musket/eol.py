@@ -145,9 +145,10 @@ def verify(port: str, registry: Registry, actor: Actor, broker: BrokerWatch | No
 
 
 def _acked(status) -> int | None:
-    """The unit's count of telemetry messages the broker acknowledged, when it reports one."""
+    """The unit's count of telemetry messages the broker acknowledged (its uplink counts a
+    message as sent once the PUBACK came), when it reports one."""
     uplink = status.get("uplink") if isinstance(status, dict) else None
-    value = uplink.get("acked") if isinstance(uplink, dict) else None
+    value = uplink.get("sent") if isinstance(uplink, dict) else None
     return value if isinstance(value, int) else None
 
 

@@ -109,11 +109,11 @@ def test_a_change_asks_for_confirmation_and_sends_the_token_only_on_yes():
     assert b"confirm=" not in bytes(declined.wire.transport.written)
 
 
-def test_names_and_reasons_with_spaces_travel_as_one_word():
+def test_names_and_reasons_keep_single_spaces():
     unit = client(lambda words: {"ok": True, "result": words})
-    assert unit.service_on("Ana Lima") == "service on Ana_Lima"
+    assert unit.service_on("Ana  Lima") == "service on Ana Lima"
     assert unit.counter_adjust("brews", 120, "display replaced", confirm=lambda s: True) == (
-        "counter adjust brews 120 display_replaced")
+        "counter adjust brews 120 display replaced")
     with pytest.raises(DeviceRefused, match="reason"):
         unit.counter_adjust("brews", 1, "  ", confirm=lambda s: True)
 

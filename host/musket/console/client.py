@@ -109,7 +109,7 @@ class ConsoleClient:
     # -- service mode and changes --------------------------------------------------------------
 
     def service_on(self, technician: str) -> object:
-        name = "_".join(technician.split())
+        name = " ".join(technician.split())
         if not name:
             raise DeviceRefused("service mode needs the technician's name")
         return self.call(f"service on {name}")
@@ -127,11 +127,12 @@ class ConsoleClient:
 
     def simswap(self, confirm: Confirm) -> dict:
         """Re-reads the SIM's ICCID; when it changed, the device records the swap (after
-        confirmation). Returns at least {"old": iccid, "new": iccid}."""
+        confirmation). Returns {"changed": false, "iccid": ...} or {"changed": true,
+        "old_iccid": ..., "new_iccid": ..., "imei": ...}."""
         return self.change("simswap", confirm, timeout=SIMSWAP_TIMEOUT_S)
 
     def counter_adjust(self, name: str, value: int, reason: str, confirm: Confirm) -> object:
-        words = "_".join(reason.split())
+        words = " ".join(reason.split())
         if not words:
             raise DeviceRefused("a counter adjustment needs a reason")
         return self.change(f"counter adjust {name} {int(value)} {words}", confirm)

@@ -94,8 +94,8 @@ def _simswap(client: ConsoleClient, args: list[str], ctx: Context):
     device_id = device_id_of(status)
     technician = ctx.technician_name()
     swap = client.simswap(ctx.confirm)
-    old, new = swap.get("old"), swap.get("new")
-    if not swap.get("changed", old != new) or not new:
+    old, new = swap.get("old_iccid"), swap.get("new_iccid")
+    if not swap.get("changed") or not new:
         return {**swap, "registry": "nothing to record: the SIM is the one the unit had"}
     if not device_id:
         raise BadCommand("the unit has no device ID (not provisioned): provision it with "

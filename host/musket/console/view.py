@@ -24,9 +24,11 @@ SECTION_TITLES = {
     "data": "data used", "ota": "update",
 }
 # Top-level values of a status answer shown in the identity block.
-_IDENTITY_KEYS = ("device_id", "board", "fw", "boot_count", "reset_cause", "uptime_s", "time")
-# Keys that hold diagnosis codes wherever they appear.
-_CODE_KEYS = ("dx", "diagnoses", "codes")
+_IDENTITY_KEYS = ("device_id", "board", "fw", "firmware", "boot_count", "reset_cause",
+                  "uptime_s", "time")
+# Keys that hold diagnosis codes wherever they appear: a list of codes, or of the device's
+# own entries ({"code", "problem", "repair", "parts"}).
+_CODE_KEYS = ("dx", "diagnoses", "diagnosis", "codes")
 _MAX_VALUE_CHARS = 70
 
 
@@ -38,10 +40,10 @@ class Diagnosis:
     parts: tuple[str, ...]
 
 
-def diagnosis(code: str) -> Diagnosis:
-    """The table's entry for `code` (musket.diagnoses, the device's table as data); a code the
-    table does not know is shown as unknown rather than dropped."""
-    entry = _table().get(code)
+def diagnosis(code: str, device_entry: dict | None = None) -> Diagnosis:
+    """The table's entry for `code` (musket.diagnoses, the device's table as data), else the
+    entry the device sent with it; a code neither knows is shown as unknown, not dropped."""
+    entry = _table().get(code) or device_entry
     if entry is None:
         return Diagnosis(code, "unknown code (not in this musket's diagnosis table)",
                          "update musket, or look the code up in docs/diagnoses.md", ())
@@ -49,8 +51,8 @@ def diagnosis(code: str) -> Diagnosis:
     parts = get("parts") or ()
     if isinstance(parts, str):
         parts = tuple(p.strip() for p in parts.split(",") if p.strip())
-    return Diagnosis(code, get("what") or get("title") or "", get("repair") or "",
-                     tuple(parts))
+    return Diagnosis(code, get("what") or get("problem") or get("title") or "",
+                     get("repair") or "", tuple(parts))
 
 
 _TABLE: dict | None = None
@@ -72,11 +74,20 @@ def _table() -> dict:
 
 def codes_in(answer) -> list[str]:
     """Every diagnosis code in an answer (status or selftest), in order, once each."""
-    found: list[str] = []
+    return list(_device_entries(answer))
+
+
+def _device_entries(answer) -> dict[str, dict | None]:
+    """code -> the device's own entry for it (None when it sent the bare code), in order."""
+    found: dict[str, dict | None] = {}
 
     def walk(value, key=None):
         if key in _CODE_KEYS and isinstance(value, list):
-            found.extend(c for c in value if isinstance(c, str) and c not in found)
+            for item in value:
+                if isinstance(item, str):
+                    found.setdefault(item, None)
+                elif isinstance(item, dict) and isinstance(item.get("code"), str):
+                    found[item["code"]] = item
         elif isinstance(value, dict):
             for k, v in value.items():
                 walk(v, k)
@@ -85,13 +96,14 @@ def codes_in(answer) -> list[str]:
     return found
 
 
-def diagnoses_table(codes: list[str]) -> RenderableType:
+def diagnoses_table(codes: list[str], answer=None) -> RenderableType:
     if not codes:
         return Text("diagnosis: no fault found", style="green")
+    entries = _device_entries(answer) if answer is not None else {}
     table = Table(title="diagnosis", title_justify="left", expand=True, show_lines=False)
     for column in ("code", "what is wrong", "repair", "parts"):
         table.add_column(column, overflow="fold")
-    for d in map(diagnosis, codes):
+    for d in (diagnosis(code, entries.get(code)) for code in codes):
         table.add_row(Text(d.code, style="bold red"), d.what, d.repair, ", ".join(d.parts))
     return table
 
@@ -106,7 +118,7 @@ def status_screen(status: dict, port: str = "") -> RenderableType:
     if identity:
         blocks.append(_section("identity" + (f" ({port})" if port else ""), identity))
     # The diagnosis first: on a small screen it is what must not scroll away.
-    blocks.append(diagnoses_table(codes_in(status)))
+    blocks.append(diagnoses_table(codes_in(status), status))
     shown = set(_IDENTITY_KEYS) | {"identity"} | set(_CODE_KEYS)
     ordered = [k for k in SECTION_TITLES if k in status and k not in shown]
     ordered += [k for k, v in status.items()
@@ -129,7 +141,7 @@ def answer_view(command: str, answer) -> RenderableType:
         blocks.append(_section(command, {k: v for k, v in answer.items()
                                          if k not in _CODE_KEYS}))
         if any(k in answer for k in _CODE_KEYS) or "passed" in answer:
-            blocks.append(diagnoses_table(codes_in(answer)))
+            blocks.append(diagnoses_table(codes_in(answer), answer))
     elif isinstance(answer, list):
         blocks.append(Text("\n".join(_one_line(v) for v in answer) or "(empty)"))
     else:
