@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from musket.registry import Actor, Registry
+from musket.registry import Registry
 
 _HOST_TESTS = Path(__file__).resolve().parent.parent / "host"
 sys.path.insert(0, str(_HOST_TESTS))
@@ -18,9 +18,8 @@ _host = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_host)
 postgres = _host.postgres  # one throwaway PostgreSQL server per test session
 
-ACTOR = Actor("line-1", "ana")
-# Valid ICCIDs (Luhn check digit last) and IMEIs.
-ICCIDS = ["8949019237115905561", "8949017000000000001", "89882280666012345678"]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from console_units import ACTOR, ICCIDS, people, units  # noqa: E402,F401 - fixtures
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

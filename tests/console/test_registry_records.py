@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import ACTOR, ICCIDS
+from console_units import ACTOR, ICCIDS
 
 from musket.console import rebind
 from musket.errors import ExitCode

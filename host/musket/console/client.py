@@ -69,7 +69,9 @@ class ConsoleClient:
 
     @classmethod
     def open(cls, port: str, baud: int = CONSOLE_BAUD) -> ConsoleClient:
-        return cls(Wire(open_port(port, baud), port))
+        wire = Wire(open_port(port, baud), port)
+        wire.clear_line()
+        return cls(wire)
 
     def close(self) -> None:
         self.wire.close()

@@ -136,6 +136,11 @@ class Wire:
                 continue  # the echo of a request whose words end in a brace, not an answer
             return Answer.parse(request_id, payload)
 
+    def clear_line(self) -> None:
+        """Ends whatever half line the device holds (a cable pulled mid-request leaves one),
+        so that the next request starts on a line of its own; an empty line is a no-op."""
+        self._write(LINE_END)
+
     def close(self) -> None:
         try:
             self.transport.close()
