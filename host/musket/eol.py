@@ -37,8 +37,9 @@ TELEMETRY_TIMEOUT_S = 60.0
 # Without a broker at hand, how often the unit's own acknowledged count is read.
 STATUS_POLL_S = 1.0
 BROKER_CONNECT_TIMEOUT_S = 15.0
-# The failure code when no telemetry reached the broker (in the diagnosis table).
-NO_TELEMETRY = "UPLINK-NO-ACK"
+# The failure code when no telemetry reached the broker: the diagnosis table's (one table, the
+# firmware's: musket.diagnoses).
+NO_TELEMETRY = "BROKER_DOWN"
 TELEMETRY_TOPICS = ("t", "e")
 
 
@@ -122,26 +123,41 @@ def verify(port: str, registry: Registry, actor: Actor, broker: BrokerWatch | No
         watch = TelemetryWatch(broker, device_id) if broker else None
         try:
             acked_before = _acked(unit.status())
-            test = unit.selftest()
-            if watch is not None:
+            test = unit.selftest() or {}
+            codes = codes_in(test)
+            passed = bool(test.get("passed", not codes)) and not codes
+            # A unit that failed its selftest has failed: the line does not wait for its
+            # telemetry too.
+            telemetry, seen = None, {"via": "not checked: the selftest failed"}
+            if passed and watch is not None:
                 telemetry = watch.wait(telemetry_timeout)
                 seen = {"via": "broker", "topic": watch.topic}
-            else:
+            elif passed:
                 telemetry = _wait_for_ack(unit, acked_before, telemetry_timeout)
                 seen = {"via": "unit"}
+            # What the factory keeps of the unit: its signal and sensor readings as the
+            # selftest left them.
+            status = unit.status()
         finally:
             if watch is not None:
                 watch.close()
-    codes = codes_in(test)
-    passed = bool(test.get("passed", not codes)) if isinstance(test, dict) else False
-    if not telemetry:
+    if passed and not telemetry:
         codes.append(NO_TELEMETRY)
         passed = False
-    measurements = {"selftest": redact(test.get("checks", {})) if isinstance(test, dict)
-                    else test, "telemetry": {**seen, "acked": telemetry}}
-    result = EolResult(device_id=device_id, passed=passed and not codes, codes=codes,
+    measurements = {"selftest": redact(test.get("checks", {})),
+                    "signal": _signal(status), "sensors": status.get("sensors"),
+                    "telemetry": {**seen, "acked": telemetry}}
+    result = EolResult(device_id=device_id, passed=passed, codes=codes,
                        measurements=measurements, seconds=time.monotonic() - started)
     return record(registry, result, actor)
+
+
+def _signal(status) -> dict:
+    modem = status.get("modem") if isinstance(status, dict) else None
+    if not isinstance(modem, dict):
+        return {}
+    return {k: modem.get(k) for k in ("rsrp", "rsrq", "sinr", "rssi_dbm", "operator", "act",
+                                      "band") if modem.get(k) is not None}
 
 
 def _acked(status) -> int | None:

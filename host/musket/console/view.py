@@ -34,42 +34,42 @@ _MAX_VALUE_CHARS = 70
 
 @dataclass(frozen=True)
 class Diagnosis:
-    code: str
-    what: str
+    code: str  # as the device reported it, with its detail: "NET_NOCOV:15", "SENSOR_MISSING:sht"
+    problem: str
     repair: str
-    parts: tuple[str, ...]
+    parts: str
 
 
 def diagnosis(code: str, device_entry: dict | None = None) -> Diagnosis:
-    """The table's entry for `code` (musket.diagnoses, the device's table as data), else the
-    entry the device sent with it; a code neither knows is shown as unknown, not dropped."""
-    entry = _table().get(code) or device_entry
-    if entry is None:
-        return Diagnosis(code, "unknown code (not in this musket's diagnosis table)",
-                         "update musket, or look the code up in docs/diagnoses.md", ())
-    get = entry.get if isinstance(entry, dict) else (lambda k, d=None: getattr(entry, k, d))
-    parts = get("parts") or ()
-    if isinstance(parts, str):
-        parts = tuple(p.strip() for p in parts.split(",") if p.strip())
-    return Diagnosis(code, get("what") or get("problem") or get("title") or "",
-                     get("repair") or "", tuple(parts))
+    """The table's row for `code` (musket.diagnoses: the firmware's own table, read as data),
+    else the entry the device sent with it; a code neither knows is shown, never dropped."""
+    row = _find(code)
+    if row is not None:
+        return Diagnosis(code, row.problem, row.repair, row.parts)
+    if device_entry:
+        return Diagnosis(code, str(device_entry.get("problem") or ""),
+                         str(device_entry.get("repair") or ""),
+                         str(device_entry.get("parts") or ""))
+    return Diagnosis(code, "unknown code (not in this musket's diagnosis table)",
+                     "update musket (its table comes with the firmware)", "")
 
 
-_TABLE: dict | None = None
+def _find(code: str):
+    try:
+        from musket import diagnoses
+    except ImportError:  # a musket without the table still shows the codes themselves
+        return None
+    return diagnoses.find(code, _rows(diagnoses))
 
 
-def _table() -> dict:
-    global _TABLE
-    if _TABLE is None:
-        try:
-            from musket import diagnoses
-        except ImportError:  # a musket without the table still shows the codes themselves
-            _TABLE = {}
-        else:
-            loaded = diagnoses.load()
-            _TABLE = loaded if isinstance(loaded, dict) else {
-                getattr(d, "code", None) or d["code"]: d for d in loaded}
-    return _TABLE
+_ROWS: list | None = None
+
+
+def _rows(diagnoses) -> list:
+    global _ROWS
+    if _ROWS is None:
+        _ROWS = diagnoses.load()
+    return _ROWS
 
 
 def codes_in(answer) -> list[str]:
@@ -104,7 +104,7 @@ def diagnoses_table(codes: list[str], answer=None) -> RenderableType:
     for column in ("code", "what is wrong", "repair", "parts"):
         table.add_column(column, overflow="fold")
     for d in (diagnosis(code, entries.get(code)) for code in codes):
-        table.add_row(Text(d.code, style="bold red"), d.what, d.repair, ", ".join(d.parts))
+        table.add_row(Text(d.code, style="bold red"), d.problem, d.repair, d.parts)
     return table
 
 
