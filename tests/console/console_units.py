@@ -39,6 +39,7 @@ class VirtualUnit:
                  span: str = "30d") -> None:
         self.workdir = workdir
         self.seed, self.speed, self.interpreter, self.span = seed, speed, interpreter, span
+        self.usage_dict = usage if isinstance(usage, dict) else None
         self.scenario = self._file("scenario", scenario)
         self.usage = self._file("usage", usage)
         self.proc: subprocess.Popen | None = None
