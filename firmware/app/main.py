@@ -44,6 +44,7 @@ class App:
         self.tasks = {}
         self.wdt_timeout_ms = 0  # the watchdog's settings, read at boot only
         self.heartbeat_s = 0
+        self.health = None  # app.health, made at boot
 
     def boot(self):
         # -> (config, board), for build(). The board and config modules are needed only here:
@@ -75,6 +76,14 @@ class App:
         state["boots"] = state.get("boots", 0) + 1
         store.write_json(STATE_PATH, state)
         self.status.boot_count = state["boots"]
+        from app.health import Health
+
+        self.health = parts["health"] = Health(self.status, self.log)
+        self.status.reset_cause = self.health.boot(self.status.reset_cause)
+        version = self.update.get("version", "0.0.0")
+        self.status.sections["identity"] = {
+            "device_id": config["device_id"], "firmware": version,
+            "bundle": (self.update.get("last") or {}).get("version") or version}
         self.log.info("boot", "boot #%d, reset cause %s, board %s" % (
             state["boots"], self.status.reset_cause, self.status.board or "?"))
         unload("board", "config")
@@ -137,6 +146,8 @@ class App:
         largest = ok - ok % _LARGEST_FREE_STEP
         gc.collect()
         snap = self.status.snapshot(self.log)
+        if self.health is not None:
+            self.health.note_heap(snap["heap_free"], largest)
         modem = snap.get("modem") or {}
         self.log.info("status", "up %ds, heap free %d, largest free %d, errors %d, modem %s" % (
             snap["uptime_s"], snap["heap_free"], largest, snap["log_errors"],
@@ -158,6 +169,7 @@ class App:
             self.log.error("sensors", "cannot set up the board's sensors: %r" % (e,))
             return None, None
         self.status.sections["sensors"] = sensors.section
+        parts["sensors"] = sensors
         if not (sensors.get("current") or sensors.get("flow")):
             return sensors, None
         rules, problems = counter.parse_rules(config["service_rules"])
@@ -200,6 +212,7 @@ class App:
                                     apn=config["apn"],
                                     reset_board=None if after_modem_reset else reset_board)
         self.status.sections["modem"] = manager.status
+        parts["modem"] = manager
         self.spawn("modem", manager.run)
         return manager
 
@@ -229,6 +242,7 @@ class App:
         queue = parts["readings"] = ReadingQueue(sensors, config["report_interval_s"],
                                                  self.log)
         uplink = parts["uplink"] = Uplink(link, counters, queue, config, self.log, tls)
+        uplink.status_message = self.health.message
         from app.ota.download import Download, outcome_report
 
         download = uplink.download = parts["download"] = Download(self.log)
@@ -255,6 +269,14 @@ class App:
         self.start_uplink(config, link, sensors, counters, tls)
         if self.update.get("phase") == "trial":
             self.start_trial(config, counters)
+        self.start_console()
+
+    def start_console(self):
+        # The technician's console on the REPL UART (app.console): its commands' module is
+        # loaded only for a request.
+        from app.console import Console
+
+        self.spawn("console", Console(self.status, self.log).run)
 
     def start_trial(self, config, counters):
         # The version on trial confirms itself once the uplink's broker acknowledged it.
@@ -276,4 +298,22 @@ class App:
 
 
 def start(update=None):
-    asyncio.run(App(update).main())
+    app = App(update)
+    try:
+        asyncio.run(app.main())
+    except KeyboardInterrupt:
+        # Ctrl-C at the console (mpremote, ampy, a person): the REPL takes the console over.
+        # The watchdog keeps running and resets the board unless fed or stretched.
+        print("musket: application stopped by Ctrl-C; Ctrl-D (soft reset) starts it again")
+    except Exception as e:  # noqa: BLE001 - the device resets; the crash is kept for after it
+        _record_crash(app, e)
+
+
+def _record_crash(app, e):
+    # What failed goes to flash before the reset (app.health), so the next boot reports it.
+    from app.health import Health
+
+    health = app.health or Health(app.status, app.log)
+    health.crash(e)
+    app.log.exception("app", "crashed, resetting", e)
+    machine.reset()
