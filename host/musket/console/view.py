@@ -16,13 +16,6 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-# Sections shown first, in this order, with the title a technician knows them by.
-SECTION_TITLES = {
-    "identity": "identity", "modem": "modem / registration", "signal": "signal",
-    "uplink": "broker link", "broker": "broker link", "counter": "counters",
-    "counters": "counters", "sensors": "sensors", "faults": "faults", "health": "health",
-    "data": "data used", "ota": "update",
-}
 # Top-level values of a status answer shown in the identity block.
 _IDENTITY_KEYS = ("device_id", "board", "fw", "firmware", "boot_count", "reset_cause",
                   "uptime_s", "time")
@@ -109,29 +102,76 @@ def diagnoses_table(codes: list[str], answer=None) -> RenderableType:
 
 
 def status_screen(status: dict, port: str = "") -> RenderableType:
-    """The full status view: identity, then each section, then the diagnoses."""
+    """The status view: one line per part a technician checks, in the order they check it,
+    then the diagnosis. Every fact is the device's; `status --json` has all of them."""
     status = status if isinstance(status, dict) else {"answer": status}
-    identity = {k: status[k] for k in _IDENTITY_KEYS if k in status}
-    if isinstance(status.get("identity"), dict):
-        identity = {**status["identity"], **identity}
-    blocks: list[RenderableType] = []
-    if identity:
-        blocks.append(_section("identity" + (f" ({port})" if port else ""), identity))
-    # The diagnosis first: on a small screen it is what must not scroll away.
-    blocks.append(diagnoses_table(codes_in(status), status))
-    shown = set(_IDENTITY_KEYS) | {"identity"} | set(_CODE_KEYS)
-    ordered = [k for k in SECTION_TITLES if k in status and k not in shown]
-    ordered += [k for k, v in status.items()
-                if k not in shown and k not in ordered and isinstance(v, dict)]
-    for key in ordered:
-        value = status[key]
-        blocks.append(_section(SECTION_TITLES.get(key, key), value if isinstance(value, dict)
-                               else {key: value}))
-    rest = {k: v for k, v in status.items()
-            if k not in shown and k not in ordered and not isinstance(v, dict)}
-    if rest:
-        blocks.append(_section("other", rest))
-    return Group(*blocks)
+    rows = [(name, text) for name, text in _status_rows(status) if text]
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", min_width=12)
+    grid.add_column(overflow="fold")
+    for name, text in rows:
+        grid.add_row(name, text)
+    title = Text("unit" + (f" on {port}" if port else ""), style="bold underline")
+    return Group(title, grid, diagnoses_table(codes_in(status), status))
+
+
+def _status_rows(st: dict):
+    ident = {**_dict(st.get("identity")), **{k: st[k] for k in _IDENTITY_KEYS if k in st}}
+    yield "identity", _pairs(
+        ("device", ident.get("device_id") or "not provisioned"), ("board", ident.get("board")),
+        ("firmware", ident.get("firmware") or ident.get("fw")), ("bundle", ident.get("bundle")),
+        ("up", _seconds(ident.get("uptime_s"))), ("boot", ident.get("boot_count")),
+        ("reset", ident.get("reset_cause")))
+    modem = _dict(st.get("modem"))
+    reg = _dict(modem.get("registration"))
+    yield "modem", _pairs(("state", modem.get("state")), ("SIM", modem.get("sim")),
+                          ("ICCID", modem.get("iccid")), ("IMEI", modem.get("imei")),
+                          ("last error", modem.get("last_error")))
+    yield "registration", _pairs(
+        ("", reg.get("state")), ("reject cause", reg.get("cause")), ("act", reg.get("act")),
+        ("operator", modem.get("operator")), ("band", modem.get("band")),
+        ("CEER", modem.get("ceer")))
+    yield "signal", _pairs(("RSRP", modem.get("rsrp")), ("RSRQ", modem.get("rsrq")),
+                           ("SINR", modem.get("sinr")), ("RSSI dBm", modem.get("rssi_dbm")))
+    uplink = _dict(st.get("uplink"))
+    yield "broker link", _pairs(
+        ("", uplink.get("state") or ("not configured" if "uplink" in st else None)),
+        ("sessions", uplink.get("connects")), ("sent", uplink.get("sent")),
+        ("queued", uplink.get("queued")), ("error", uplink.get("last_error")),
+        ("last telemetry", st.get("last_telemetry_t")))
+    counters = _dict(st.get("counters"))
+    yield "counters", _pairs(*_dict(counters.get("values")).items(),
+                             ("awaiting delivery", counters.get("pending")))
+    sensors = _dict(st.get("sensors"))
+    readings = _dict(sensors.get("readings"))
+    yield "sensors", "  ".join(
+        f"{name} " + _one_line({k: v for k, v in _dict(r).items() if k != "errors"})
+        for name, r in readings.items())
+    faults = _dict(sensors.get("faults"))
+    yield "faults", (", ".join(f"{k}: {v}" for k, v in faults.items()) if faults
+                     else ("none" if sensors else None))
+    health = _dict(st.get("health"))
+    yield "health", _pairs(("reboots", health.get("reboots")),
+                           ("last crash", health.get("last_crash")),
+                           ("connectivity", health.get("connectivity")))
+    log = health.get("service_log") or []
+    yield "service log", _one_line(log[-1]) if log else None
+
+
+def _dict(value) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def _pairs(*pairs) -> str:
+    return "  ".join(f"{k} {_one_line(v)}" if k else _one_line(v)
+                     for k, v in pairs if v not in (None, "", {}, []))
+
+
+def _seconds(value) -> str | None:
+    if not isinstance(value, int):
+        return None
+    h, rest = divmod(value, 3600)
+    return (f"{h}h" if h else "") + f"{rest // 60:02d}m{rest % 60:02d}s"
 
 
 def answer_view(command: str, answer) -> RenderableType:
