@@ -40,13 +40,14 @@ class VirtualUnit:
         self.workdir = workdir
         self.seed, self.speed, self.interpreter, self.span = seed, speed, interpreter, span
         self.usage_dict = usage if isinstance(usage, dict) else None
-        self.scenario = self._file("scenario", scenario)
-        self.usage = self._file("usage", usage)
+        self.scenario = self.file("scenario", scenario)
+        self.usage = self.file("usage", usage)
         self.proc: subprocess.Popen | None = None
         self.port: str | None = None
         self.out = workdir.parent / f"{workdir.name}-stdout.txt"
 
-    def _file(self, what: str, value: dict | str) -> str:
+    def file(self, what: str, value: dict | str) -> str:
+        """A scenario (or usage) given as a dict, written next to the unit's folder."""
         if not isinstance(value, dict):
             return value
         path = self.workdir.parent / f"{self.workdir.name}-{what}.json"
@@ -87,6 +88,17 @@ class VirtualUnit:
                 except ConsoleTimeout:
                     if time.monotonic() > deadline or self.proc.poll() is not None:
                         raise
+
+    def wait_status(self, check, timeout: float = READY_TIMEOUT_S) -> dict:
+        """Asks for the unit's status until `check(status)` holds; returns that status."""
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self.wait_ready()
+            if check(status):
+                return status
+            if time.monotonic() > deadline:
+                pytest.fail(f"the unit's status never showed what was waited for: {status}")
+            time.sleep(1)
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

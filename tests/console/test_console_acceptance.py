@@ -133,24 +133,27 @@ def test_brews_are_counted_while_attached_during_a_selftest_and_after(units, peo
 
 def test_a_sim_swap_is_detected_and_recorded_with_old_and_new_iccid(units, people,
                                                                    registry_file, tmp_path):
-    swap_at = 120
-    unit = units("swap", scenario={"iccid": ICCIDS[0],
-                                   "events": [{"at": swap_at, "sim_swap": ICCIDS[1]}]},
-                 speed=5)
+    unit = units("swap", scenario={"iccid": ICCIDS[0]}, speed=5)
     unit.start()
     with Registry.open(registry_file) as registry:
         device_id = provision(unit.port, registry, BrokerSettings("127.0.0.1", tls=False),
                               ACTOR).device_id
-    while unit.wait_ready()["uptime_s"] < swap_at:
-        time.sleep(2)
+    unit.wait_ready()
+    unit.stop()
+    # Switched off, a new SIM goes into the slot: the modem reads it at its next power-on.
+    unit.scenario = unit.file("scenario", {"iccid": ICCIDS[0],
+                                           "events": [{"at": 0, "sim_swap": ICCIDS[1]}]})
+    unit.start(fresh=False)
+    status = unit.wait_status(lambda st: (st.get("modem") or {}).get("iccid"))
+    assert status["modem"]["iccid"] == ICCIDS[1]
     person = people(unit.port, "--technician", "Rui Costa", "--registry", str(registry_file),
                     "--queue", str(tmp_path / "queue.jsonl"), "--station", "van-7")
     person.wait_for("identity", device_id)
     person.type("service on")
     person.type("sim-swap SIM cracked")
-    person.wait_for("confirm?", ICCIDS[0], ICCIDS[1])
+    person.wait_for("confirm?", f"-> {ICCIDS[1]}")
     person.type("y")
-    person.wait_for("recorded")
+    person.wait_for("recorded", f"{ICCIDS[0]} → {ICCIDS[1]}")
     assert person.quit() == 0
 
     with Registry.open(registry_file) as registry:
@@ -160,7 +163,11 @@ def test_a_sim_swap_is_detected_and_recorded_with_old_and_new_iccid(units, peopl
         entry = registry.audit(subject=device_id)[-1]
     assert (entry.action, entry.operator, entry.station) == ("rebind", "Rui Costa", "van-7")
     assert entry.changes["iccid"] == [ICCIDS[0], ICCIDS[1]]
+    assert entry.changes["reason"] == "SIM cracked"
     assert not (tmp_path / "queue.jsonl").exists()
+    # The unit recorded the swap too, with the technician's name.
+    with ConsoleClient.open(unit.port) as console:
+        assert console.status()["health"]["iccid_bound"] == ICCIDS[1]
 
 
 # -- a cable pulled in the middle of `config set` ------------------------------------------------
