@@ -28,7 +28,7 @@ STARTUP_TIMEOUT_S = 30
 READY_TIMEOUT_S = 60
 SCREEN_ROWS, SCREEN_COLUMNS = 60, 160
 # A café open all day, a brew every few virtual minutes: counts move within a short test.
-BUSY_USAGE = {"brews_per_day": 400, "dispenses_per_day": 0, "open_h": [0, 24]}
+BUSY_USAGE = {"brews_per_day": 1000, "dispenses_per_day": 0, "open_h": [0, 24]}
 
 
 class VirtualUnit:

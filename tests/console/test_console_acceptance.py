@@ -126,7 +126,8 @@ def test_brews_are_counted_while_attached_during_a_selftest_and_after(units, peo
     count, (low, high) = counted_and_expected(unit, detached)
     assert low <= count <= high, (count, low, high)
     assert detached["uptime_s"] > after_selftest["uptime_s"] > attached["uptime_s"]
-    assert count > attached["counters"]["values"]["brews"] or high == low
+    # Brews the model makes certain came after the console was attached: the count moved.
+    assert count >= low > attached["counters"]["values"]["brews"], (count, low, attached)
 
 
 # -- a SIM swap, found by the console and recorded in the registry -----------------------------
