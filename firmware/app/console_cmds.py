@@ -258,10 +258,14 @@ async def simswap(con):
     health = parts.get("health")
     if link is None or health is None:
         return "error", "this device has no modem"
+    # The SIM the device is bound to: recorded at the first status message, else the one the
+    # modem read at its bring-up; a device that never read one binds to the SIM in it now.
+    before = (link.status.get("identity") or {}).get("iccid")
     ident = await link.modem.identity()
     new = ident["iccid"]
-    old = health.iccid()
-    if old == new:
+    old = health.iccid() or before
+    if old is None or old == new:
+        health.bind(new)
         return "result", {"changed": False, "iccid": new}
 
     async def perform():

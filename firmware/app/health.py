@@ -84,6 +84,12 @@ class Health:
         # read, and by a SIM swap done at the console.
         return self.rec.get("iccid")
 
+    def bind(self, iccid):
+        # The first ICCID the device reads becomes the one it is bound to.
+        if iccid and not self.rec.get("iccid"):
+            self.rec["iccid"] = iccid
+            self._save()
+
     def sim_swap(self, old, new, who):
         self.rec["iccid"] = new
         self.rec["sw"] = [time.time(), old, new, who]
@@ -174,7 +180,7 @@ class Health:
         modem = st.sections.get("modem") or {}
         ident = modem.get("identity")
         if ident and not self.rec.get("iccid"):
-            self.rec["iccid"] = ident.get("iccid")  # the SIM this device is bound to
+            self.rec["iccid"] = ident.get("iccid")  # the SIM this device is bound to (saved below)
         self.rec["cn"] = self.connectivity()
         msg = {"on": 1, "v": 1, "t": time.time(),
                "fw": (st.sections.get("identity") or {}).get("firmware"),
