@@ -99,23 +99,18 @@ def status():
     }
     if health is not None:
         out["health"] = health.summary()
-        out["diagnosis"] = explain(health.codes())
+        out["diagnosis"] = _explain(health.codes())
     return out
 
 
-def explain(codes):
-    # Codes with what is wrong, the repair and the parts (app.diagnoses, the one table).
+def _explain(codes):
     from app import unload
-    from app.diagnoses import find
+    from app.diagnoses import explain
 
     try:
-        out = []
-        for code in codes:
-            row = find(code)
-            out.append({"code": code, "problem": row[1], "repair": row[2], "parts": row[3]})
-        return out
+        return explain(codes)
     finally:
-        del find
+        del explain
         unload("diagnoses")
 
 

@@ -17,7 +17,10 @@ PATH = "/health.json"
 _CRASH_TEXT = const(80)  # "ExcType: message" upstream
 _TRACE_MAX = const(400)  # the traceback kept on flash
 _SERVICE_KEPT = const(3)  # service log entries kept (and sent)
-_NOCOV_CAUSES = (12, 13, 15)  # EMM causes that mean no usable cell here, not a barred SIM
+_NOCOV_CAUSES = (12, 13, 15)
+# Bring-ups in a row the modem did not answer before it counts as hung: one can be a modem
+# still starting; the second follows a re-sync that did not help either.
+_HUNG_AFTER = const(2)  # EMM causes that mean no usable cell here, not a barred SIM
 
 
 class Health:
@@ -219,7 +222,7 @@ def _modem_codes(modem, out):
     if sim and sim != "READY":
         out.append("SIM_MISSING")
         return
-    if modem.get("unanswered"):
+    if modem.get("unanswered", 0) >= _HUNG_AFTER:
         out.append("MODEM_HUNG")
         return
     reg = modem.get("registration")
