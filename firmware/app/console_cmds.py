@@ -99,23 +99,18 @@ def status():
     }
     if health is not None:
         out["health"] = health.summary()
-        out["diagnosis"] = explain(health.codes())
+        out["diagnosis"] = _explain(health.codes())
     return out
 
 
-def explain(codes):
-    # Codes with what is wrong, the repair and the parts (app.diagnoses, the one table).
+def _explain(codes):
     from app import unload
-    from app.diagnoses import find
+    from app.diagnoses import explain
 
     try:
-        out = []
-        for code in codes:
-            row = find(code)
-            out.append({"code": code, "problem": row[1], "repair": row[2], "parts": row[3]})
-        return out
+        return explain(codes)
     finally:
-        del find
+        del explain
         unload("diagnoses")
 
 
@@ -258,10 +253,14 @@ async def simswap(con):
     health = parts.get("health")
     if link is None or health is None:
         return "error", "this device has no modem"
+    # The SIM the device is bound to: recorded at the first status message, else the one the
+    # modem read at its bring-up; a device that never read one binds to the SIM in it now.
+    before = (link.status.get("identity") or {}).get("iccid")
     ident = await link.modem.identity()
     new = ident["iccid"]
-    old = health.iccid()
-    if old == new:
+    old = health.iccid() or before
+    if old is None or old == new:
+        health.bind(new)
         return "result", {"changed": False, "iccid": new}
 
     async def perform():

@@ -58,3 +58,12 @@ def find(code):
         if row[0] == base:
             return row
     return (base, "unknown code", "update the console's firmware", "none")
+
+
+def explain(codes):
+    # Codes as the console shows them: with what is wrong, the repair and the parts.
+    out = []
+    for code in codes:
+        row = find(code)
+        out.append({"code": code, "problem": row[1], "repair": row[2], "parts": row[3]})
+    return out

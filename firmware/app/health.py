@@ -17,7 +17,10 @@ PATH = "/health.json"
 _CRASH_TEXT = const(80)  # "ExcType: message" upstream
 _TRACE_MAX = const(400)  # the traceback kept on flash
 _SERVICE_KEPT = const(3)  # service log entries kept (and sent)
-_NOCOV_CAUSES = (12, 13, 15)  # EMM causes that mean no usable cell here, not a barred SIM
+_NOCOV_CAUSES = (12, 13, 15)
+# Bring-ups in a row the modem did not answer before it counts as hung: one can be a modem
+# still starting; the second follows a re-sync that did not help either.
+_HUNG_AFTER = const(2)  # EMM causes that mean no usable cell here, not a barred SIM
 
 
 class Health:
@@ -83,6 +86,12 @@ class Health:
         # The ICCID the device is bound to: recorded at the first status message with a SIM
         # read, and by a SIM swap done at the console.
         return self.rec.get("iccid")
+
+    def bind(self, iccid):
+        # The first ICCID the device reads becomes the one it is bound to.
+        if iccid and not self.rec.get("iccid"):
+            self.rec["iccid"] = iccid
+            self._save()
 
     def sim_swap(self, old, new, who):
         self.rec["iccid"] = new
@@ -174,7 +183,7 @@ class Health:
         modem = st.sections.get("modem") or {}
         ident = modem.get("identity")
         if ident and not self.rec.get("iccid"):
-            self.rec["iccid"] = ident.get("iccid")  # the SIM this device is bound to
+            self.rec["iccid"] = ident.get("iccid")  # the SIM this device is bound to (saved below)
         self.rec["cn"] = self.connectivity()
         msg = {"on": 1, "v": 1, "t": time.time(),
                "fw": (st.sections.get("identity") or {}).get("firmware"),
@@ -213,7 +222,7 @@ def _modem_codes(modem, out):
     if sim and sim != "READY":
         out.append("SIM_MISSING")
         return
-    if modem.get("unanswered"):
+    if modem.get("unanswered", 0) >= _HUNG_AFTER:
         out.append("MODEM_HUNG")
         return
     reg = modem.get("registration")

@@ -27,7 +27,7 @@ async def run():
         for code in health.codes():
             if code not in codes:
                 codes.append(code)
-    from app.console_cmds import explain
+    from app.diagnoses import explain
 
     return {"passed": not codes, "checks": checks, "diagnosis": explain(codes)}
 
