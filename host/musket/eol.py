@@ -31,6 +31,12 @@ from musket.errors import BadInput, Unreachable
 from musket.registry import Actor, Registry
 from musket.registry.eol import EolResult, record
 
+# Before the selftest: how long a freshly reset unit may take to register and reach the broker
+# (the modem's attach is up to a minute; a first session's backoff adds to it).
+ONLINE_TIMEOUT_S = 180.0
+# Codes a unit shows while it is still attaching or connecting: the station waits them out
+# (up to ONLINE_TIMEOUT_S) before the selftest; any other code is a fault waiting cannot fix.
+ATTACHING_CODES = ("NET_NOCOV", "BROKER_DOWN")
 # After the selftest: how long the station waits for the unit's telemetry to be acknowledged
 # (the selftest already brought the broker link up; this covers a reconnect with backoff).
 TELEMETRY_TIMEOUT_S = 60.0
@@ -122,7 +128,7 @@ def verify(port: str, registry: Registry, actor: Actor, broker: BrokerWatch | No
                            f"{registry.url}")
         watch = TelemetryWatch(broker, device_id) if broker else None
         try:
-            acked_before = _acked(unit.status())
+            acked_before = _acked(_wait_until_online(unit, ONLINE_TIMEOUT_S))
             test = unit.selftest() or {}
             codes = codes_in(test)
             passed = bool(test.get("passed", not codes)) and not codes
@@ -166,6 +172,22 @@ def _acked(status) -> int | None:
     uplink = status.get("uplink") if isinstance(status, dict) else None
     value = uplink.get("sent") if isinstance(uplink, dict) else None
     return value if isinstance(value, int) else None
+
+
+def _wait_until_online(unit: ConsoleClient, timeout: float) -> dict:
+    """The unit's status once its broker link is up, or once it shows a fault that waiting
+    will not fix, or when the time is up (the selftest then names what is wrong)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status = unit.status()
+        uplink = status.get("uplink") if isinstance(status, dict) else None
+        if isinstance(uplink, dict) and uplink.get("state") == "connected":
+            return status
+        if any(code not in ATTACHING_CODES for code in codes_in(status)):
+            return status
+        if time.monotonic() > deadline:
+            return status
+        time.sleep(STATUS_POLL_S)
 
 
 def _wait_for_ack(unit: ConsoleClient, before: int | None, timeout: float) -> bool:

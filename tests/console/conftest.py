@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -11,15 +10,18 @@ import pytest
 
 from musket.registry import Registry
 
-_HOST_TESTS = Path(__file__).resolve().parent.parent / "host"
-sys.path.insert(0, str(_HOST_TESTS))
-_spec = importlib.util.spec_from_file_location("host_tests_conftest", _HOST_TESTS / "conftest.py")
-_host = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_host)
-postgres = _host.postgres  # one throwaway PostgreSQL server per test session
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from console_units import ACTOR, ICCIDS, people, units  # noqa: E402,F401 - fixtures
+from console_units import (  # noqa: E402,F401 - fixtures
+    ACTOR,
+    ICCIDS,
+    TESTS,
+    load_test_module,
+    people,
+    units,
+)
+
+# One throwaway PostgreSQL server per test session: the host tests' fixture.
+postgres = load_test_module(TESTS / "host" / "conftest.py", "host_conftest").postgres
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -4,6 +4,7 @@ types into `musket console`, pyte keeps the screen it draws, as a terminal would
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -19,6 +20,7 @@ import pytest
 from musket.registry import Actor
 
 MUSKET = str(Path(sys.executable).with_name("musket"))
+TESTS = Path(__file__).resolve().parent.parent
 BOARD = "esp32-sim7080g"
 ACTOR = Actor("line-1", "ana")
 # Valid ICCIDs (Luhn check digit last).
@@ -29,6 +31,24 @@ READY_TIMEOUT_S = 60
 SCREEN_ROWS, SCREEN_COLUMNS = 60, 160
 # A café open all day, a brew every few virtual minutes: counts move within a short test.
 BUSY_USAGE = {"brews_per_day": 1000, "dispenses_per_day": 0, "open_h": [0, 24]}
+
+
+def load_test_module(path: Path, name: str):
+    """Another test folder's helper module (a conftest.py), loaded under a name of its own so
+    that it does not shadow this folder's."""
+    if name in sys.modules:
+        return sys.modules[name]
+    sys.path.insert(0, str(path.parent))  # for what it imports from its own folder
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def uplink_fixtures():
+    """tests/uplink's real Mosquitto runner (Mosquitto, SERVICE_USER, SERVICE_PASSWORD)."""
+    return load_test_module(TESTS / "uplink" / "conftest.py", "uplink_conftest")
 
 
 class VirtualUnit:

@@ -90,15 +90,20 @@ def _device_entries(answer) -> dict[str, dict | None]:
 
 
 def diagnoses_table(codes: list[str], answer=None) -> RenderableType:
+    """Each code on its own line with what is wrong, then the repair and the parts under it:
+    readable on a laptop's narrow terminal, where a four-column table is not."""
     if not codes:
         return Text("diagnosis: no fault found", style="green")
     entries = _device_entries(answer) if answer is not None else {}
-    table = Table(title="diagnosis", title_justify="left", expand=True, show_lines=False)
-    for column in ("code", "what is wrong", "repair", "parts"):
-        table.add_column(column, overflow="fold")
+    out = Text("diagnosis\n", style="bold underline")
     for d in (diagnosis(code, entries.get(code)) for code in codes):
-        table.add_row(Text(d.code, style="bold red"), d.problem, d.repair, d.parts)
-    return table
+        out.append(d.code, style="bold red")
+        out.append(f"  {d.problem}\n", style="bold")
+        out.append(f"    repair: {d.repair}\n")
+        if d.parts:
+            out.append(f"    parts:  {d.parts}\n")
+    out.rstrip()
+    return out
 
 
 def status_screen(status: dict, port: str = "") -> RenderableType:
