@@ -12,33 +12,27 @@
 # Changes (config set, a writing AT command, a SIM swap's record, counter adjust, reboot) are
 # refused outside service mode ("service on <technician>"), and each needs a confirmation:
 # the first request answers {"ok": false, "confirm": "<token>", "summary": "..."}, the same
-# request with " confirm=<token>" appended performs it. Every change performed is logged and
-# kept for upstream with the technician's name (app.health's service log).
+# request with " confirm=<token>" appended performs it (app.console_session).
 #
-# Only the line buffer and this small module stay in the heap; the commands' module
-# (app.console_cmds) is loaded for each request and let go after it.
+# Only this module, the line buffer, the service mode's state and a reserve (below) stay in
+# the heap: the line's handling and the commands (app.console_session, app.console_cmds) are
+# loaded for each request and let go after it.
 import asyncio
-import json
 import sys
 
 from micropython import const
 
 _LINE_MAX = const(128)  # the line buffer, made once
-_ID_MAX = const(16)  # request ids: letters, digits, _ and -
-_NAME_MAX = const(32)  # a technician's name
-PROMPT = "musket> "
-_BACKSPACE = (0x08, 0x7F)
+# Heap held in one piece from boot for the console's requests: late in a week the largest free
+# block is about a kilobyte, less than loading the commands takes. The piece is let go for
+# each request, so the commands load into its room, and taken again after it. (Keeping them
+# loaded for a whole session starves the uplink of the heap a TLS session needs.) If another
+# part took the room meanwhile, requests run in what the heap has, and may be answered "out
+# of memory now: ask again", until the piece can be made again.
+_RESERVE = const(4096)
+_AT = const(0x40)  # "@": a program's request, not echoed
 _CR = const(0x0D)
 _LF = const(0x0A)
-
-
-def _name_ok(text, most):
-    if not 0 < len(text) <= most:
-        return False
-    for ch in text:
-        if not (ch.isalpha() or ch.isdigit() or ch in " ._-"):
-            return False
-    return True
 
 
 class Console:
@@ -54,8 +48,10 @@ class Console:
         self._n = 0
         self._overlong = False
         self._last = 0  # the byte before this one: "\r\n" ends one line, not two
+        self._reserve = None
+        self._hold()
         self.technician = None  # service mode: the technician's name
-        self._confirm = None  # (token, request) of the change waiting for its confirmation
+        self.pending = None  # (token, request) of the change waiting for its confirmation
 
     async def run(self):
         reader = asyncio.StreamReader(self._stream or sys.stdin)
@@ -63,139 +59,51 @@ class Console:
         while True:
             if not await reader.readinto(buf):
                 return  # the console's other end is gone (only a simulated one can go)
-            await self._take(buf[0])
-
-    async def _take(self, c):
-        last, self._last = self._last, c
-        if c == _CR or c == _LF:
-            if c == _LF and last == _CR:
-                return
-            await self._end_line()
-        elif c in _BACKSPACE:
-            if self._n and not self._overlong:
-                self._n -= 1
-                if self._line[0] != 0x40:
-                    sys.stdout.write("\b \b")
-        elif c >= 0x20:
-            if self._n >= _LINE_MAX - 1:
-                self._overlong = True
-                return
-            self._line[self._n] = c
-            self._n += 1
-            if self._line[0] != 0x40:  # a person's line is echoed, a program's ("@") is not
-                sys.stdout.write(chr(c) if c < 0x80 else "?")
+            c = buf[0]
+            last, self._last = self._last, c
+            if c == _CR or c == _LF:
+                if not (c == _LF and last == _CR):
+                    await self._end_line()
+            elif c == 0x08 or c == 0x7F:
+                if self._n and not self._overlong:
+                    self._n -= 1
+                    if self._line[0] != _AT:
+                        sys.stdout.write("\b \b")
+            elif c >= 0x20:
+                if self._n >= _LINE_MAX - 1:
+                    self._overlong = True
+                    continue
+                self._line[self._n] = c
+                self._n += 1
+                if self._line[0] != _AT:  # a person's line is echoed, a program's is not
+                    sys.stdout.write(chr(c) if c < 0x80 else "?")
 
     async def _end_line(self):
-        try:
-            text = bytes(self._line[:self._n]).decode()
-        except UnicodeError:
-            text = ""
+        line = memoryview(self._line)[:self._n]
         overlong, self._overlong, self._n = self._overlong, False, 0
-        rid = None
-        if text.startswith("@"):
-            rid, _, text = text[1:].partition(" ")
-            if not _name_ok(rid, _ID_MAX) or " " in rid:
-                rid = "?"
-        else:
-            sys.stdout.write("\n")
-        if overlong:
-            reply = {"ok": False, "error": "line too long: at most %d characters"
-                     % (_LINE_MAX - 1)}
-        elif not text.strip():
-            reply = None
-        else:
-            reply = await self.request(text.strip())
-        self.answer(rid, reply)
+        import gc
 
-    def answer(self, rid, reply):
-        # A program's reply: one line, written piece by piece (json.dump to the stream) so
-        # that no large string is made. A person's: readable lines, then the prompt.
-        if rid is not None:
-            sys.stdout.write("@%s " % rid)
-            json.dump(reply if reply is not None else {"ok": False, "error": "empty request"},
-                      sys.stdout)
-            sys.stdout.write("\n")
-            return
-        if reply is not None:
-            from app import unload
-            from app.console_cmds import render
-
-            try:
-                render(reply)
-            finally:
-                del render
-                unload("console_cmds")
-        sys.stdout.write(PROMPT)
-
-    async def request(self, text):
-        # -> the reply to one request (without its id).
-        words = text.split()
-        token = None
-        if words[-1].startswith("confirm="):
-            token = words.pop()[8:]
-            text = " ".join(words)
-        if words[0] == "service":
-            return self._service(words)
         from app import unload
-        from app.console_cmds import plan
 
+        self._reserve = None
+        gc.collect()
+        respond = None
         try:
-            try:
-                step = await plan(self, words)
-            finally:
-                del plan
-            if step[0] == "result":
-                return {"ok": True, "result": step[1]}
-            if step[0] == "now":  # a read that needs the modem: no confirmation
-                return {"ok": True, "result": await step[1]()}
-            if step[0] == "error":
-                return {"ok": False, "error": step[1]}
-            return await self._change(text, token, step[1], step[2])
-        except Exception as e:  # noqa: BLE001 - a failed command is its answer, never a crash
-            self.log.exception("console", "command failed", e)
-            return {"ok": False, "error": "failed: %s: %s" % (type(e).__name__, e)}
+            from app.console_session import respond
+
+            await respond(self, line, overlong)
+        except MemoryError as e:
+            # Not even the commands' module fits now (a TLS handshake under way, say): the
+            # request is lost, the console stays.
+            sys.stdout.write("\nconsole: out of memory (%s), ask again\n" % e)
         finally:
-            unload("console_cmds")
+            respond = None
+            unload("console_session", "console_cmds", "health", "diagnoses", "selftest")
+            gc.collect()
+        self._hold()
 
-    async def _change(self, text, token, summary, perform):
-        # A change waits for service mode and a confirmation of this very request.
-        if self.technician is None:
-            return {"ok": False, "error": "refused: a change needs service mode "
-                                          "(service on <your name>)"}
-        pending, self._confirm = self._confirm, None
-        if token is None:
-            import random
-
-            token = "%06x" % random.getrandbits(24)
-            self._confirm = (token, text)
-            return {"ok": False, "confirm": token, "summary": summary}
-        if pending is None or pending != (token, text):
-            return {"ok": False, "error": "refused: confirmation %s does not match a "
-                                          "pending request; ask again" % token}
-        result = await perform()
-        who = self.technician
-        self.log.info("console", "%s: %s" % (who, summary))
-        from app import parts
-
-        health = parts.get("health")
-        if health is not None:
-            health.service(who, summary)
-        return {"ok": True, "result": result}
-
-    def _service(self, words):
-        if len(words) >= 3 and words[1] == "on":
-            name = " ".join(words[2:])
-            if not _name_ok(name, _NAME_MAX):
-                return {"ok": False, "error": "service on: a name of 1-%d letters, digits, "
-                                              "spaces, . _ -" % _NAME_MAX}
-            self.technician = name
-            self._confirm = None
-            self.log.info("console", "service mode on: %s" % name)
-            return {"ok": True, "result": {"service": name}}
-        if len(words) == 2 and words[1] == "off":
-            if self.technician is not None:
-                self.log.info("console", "service mode off: %s" % self.technician)
-            self.technician = None
-            self._confirm = None
-            return {"ok": True, "result": {"service": None}}
-        return {"ok": False, "error": "usage: service on <your name> | service off"}
+    def _hold(self):
+        try:
+            self._reserve = bytearray(_RESERVE)
+        except MemoryError:
+            self._reserve = None

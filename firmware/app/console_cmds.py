@@ -1,15 +1,16 @@
-# The console's commands (app.console), loaded for one request and let go after it.
+# The console's commands (app.console_session), loaded for one request and let go after it.
 #
 # plan(console, words) -> one of
-#   ("result", value)              answered at once (a read)
+#   ("result", value)              answered at once (a read); a map in the value may be a
+#                                  generator of (key, value) pairs, made as the answer is
+#                                  written, so that only one section is in the heap at once
+#   ("now", perform)               a read that awaits the modem: perform() gives its result
 #   ("error", why)                 refused: bad input, unknown command
-#   ("change", summary, perform)   a change: app.console asks for service mode and a
-#                                  confirmation, then awaits perform() for its result
+#   ("change", summary, perform)   a change: it needs service mode and a confirmation of
+#                                  this very request, then perform() gives its result
 # The parts are the running ones (app.parts), as a downlink command reaches them; a config
 # change and a counter adjustment go through the same checks and the same path as the MQTT
 # commands (app.uplink.commands).
-import sys
-
 from app import parts
 from micropython import const
 
@@ -27,6 +28,13 @@ HELP = (
 )
 
 
+def _health():
+    # The health record (app.health), for this request: app.console lets the module go.
+    from app.health import Health
+
+    return Health(parts["status"], parts["log"])
+
+
 async def plan(con, words):
     name = words[0]
     if name == "help":
@@ -42,14 +50,9 @@ async def plan(con, words):
     if name == "sensors":
         return sensors()
     if name == "selftest":
-        from app import unload
         from app.selftest import run
 
-        try:
-            return "result", await run()
-        finally:
-            del run
-            unload("selftest")
+        return "result", await run(_health())
     if name == "config":
         return config(words)
     if name == "at":
@@ -66,52 +69,66 @@ async def plan(con, words):
 # -- reads ---------------------------------------------------------------------------------
 
 def status():
-    snap = parts["status"].snapshot(parts.get("log"))
-    health = parts.get("health")
-    identity = snap.get("identity") or {}
-    modem = snap.get("modem") or {}
-    ident = modem.get("identity") or {}
-    signal = modem.get("signal") or {}
-    uplink = snap.get("uplink") or {}
-    out = {
-        "identity": {"device_id": identity.get("device_id"),
-                     "firmware": identity.get("firmware"), "bundle": identity.get("bundle"),
-                     "board": snap["board"]},
-        "uptime_s": snap["uptime_s"], "reset_cause": snap["reset_cause"],
-        "boot_count": snap["boot_count"],
-        "heap": {"free": snap["heap_free"], "used": snap["heap_used"]},
-        "modem": {
-            "state": modem.get("state"), "iccid": ident.get("iccid"),
-            "imei": ident.get("imei"), "sim": modem.get("sim"),
-            "registration": modem.get("registration"), "operator": signal.get("operator"),
-            "act": signal.get("act"), "band": signal.get("band"),
-            "rsrp": signal.get("rsrp"), "rsrq": signal.get("rsrq"),
-            "sinr": signal.get("sinr"), "rssi_dbm": signal.get("rssi_dbm"),
-            "attach_history": modem.get("history"), "escalations": modem.get("escalations"),
-            "last_error": modem.get("last_error"), "ceer": modem.get("ceer"),
-        } if modem else None,
-        "uplink": uplink or None,
-        "last_telemetry_t": uplink.get("last_t"),
-        "counters": counters()[1],
-        "sensors": sensors()[1],
-        "ota": snap.get("ota"),
-        "log": {"errors": snap.get("log_errors"), "warnings": snap.get("log_warnings")},
-    }
-    if health is not None:
-        out["health"] = health.summary()
-        out["diagnosis"] = _explain(health.codes())
-    return out
-
-
-def _explain(codes):
-    from app import unload
+    # The sections as pairs, each made as the answer reaches it and garbage after: no map of
+    # the whole status is ever in the heap. The modules they need are loaded first, so that
+    # a heap too short for them fails the request before its answer has begun.
     from app.diagnoses import explain
 
-    try:
-        return explain(codes)
-    finally:
-        del explain
-        unload("diagnoses")
+    health = _health()
+    diagnosis = explain(health.codes())
+    return _status(health, diagnosis)
+
+
+def _status(health, diagnosis):
+    import gc
+
+    gc.collect()  # heap free as live data leaves it, with the console's modules loaded
+    st = parts["status"]
+    sections = st.sections
+    identity = sections.get("identity") or {}
+    uplink = sections.get("uplink")
+    yield "identity", _pairs(("device_id", identity.get("device_id")),
+                             ("firmware", identity.get("firmware")),
+                             ("bundle", identity.get("bundle")), ("board", st.board))
+    yield "uptime_s", st.uptime_s()
+    yield "reset_cause", st.reset_cause
+    yield "boot_count", st.boot_count
+    yield "heap", _pairs(("free", gc.mem_free()), ("used", gc.mem_alloc()))
+    yield "modem", _modem(sections.get("modem"))
+    yield "uplink", uplink
+    yield "last_telemetry_t", uplink.get("last_t") if uplink else None
+    yield "counters", counters()[1]
+    yield "sensors", sensors()[1]
+    yield "ota", sections.get("ota")
+    log = parts.get("log")
+    yield "log", _pairs(("errors", log.errors), ("warnings", log.warnings))
+    yield "health", health.summary()
+    yield "diagnosis", diagnosis
+
+
+def _pairs(*pairs):
+    yield from pairs
+
+
+def _modem(modem):
+    if not modem:
+        return None
+    return _modem_pairs(modem)
+
+
+def _modem_pairs(modem):
+    ident = modem.get("identity") or {}
+    signal = modem.get("signal") or {}
+    yield "state", modem.get("state")
+    yield "iccid", ident.get("iccid")
+    yield "imei", ident.get("imei")
+    yield "sim", modem.get("sim")
+    yield "registration", modem.get("registration")
+    for key in ("operator", "act", "band", "rsrp", "rsrq", "sinr", "rssi_dbm"):
+        yield key, signal.get(key)
+    yield "attach_history", modem.get("history")
+    for key in ("escalations", "last_error", "ceer"):
+        yield key, modem.get(key)
 
 
 async def signal():
@@ -250,9 +267,9 @@ def at(cmd):
 
 async def simswap(con):
     link = parts.get("modem")
-    health = parts.get("health")
-    if link is None or health is None:
+    if link is None:
         return "error", "this device has no modem"
+    health = _health()
     # The SIM the device is bound to: recorded at the first status message, else the one the
     # modem read at its bring-up; a device that never read one binds to the SIM in it now.
     before = (link.status.get("identity") or {}).get("iccid")
@@ -300,9 +317,7 @@ async def reboot():
 
     import machine
 
-    health = parts.get("health")
-    if health is not None:
-        health.rebooting("console")
+    _health().rebooting("console")
     # The reply goes out before the reset: the UART drains within this.
     asyncio.create_task(_reset_soon(machine))
     return "rebooting"
@@ -315,45 +330,3 @@ async def _reset_soon(machine):
     machine.reset()
 
 
-# -- for people ----------------------------------------------------------------------------
-
-def render(reply):
-    # A reply as readable lines: nested maps indented, lists one item a line.
-    write = sys.stdout.write
-    if reply.get("confirm"):
-        write("confirm: %s\nrepeat the command with: confirm=%s\n"
-              % (reply["summary"], reply["confirm"]))
-    elif not reply["ok"]:
-        write("error: %s\n" % reply["error"])
-    else:
-        _lines(reply["result"], 0)
-
-
-def _lines(v, depth):
-    write = sys.stdout.write
-    pad = "  " * depth
-    if isinstance(v, dict):
-        for k in v:
-            x = v[k]
-            if isinstance(x, (dict, list)) and x:
-                write("%s%s:\n" % (pad, k))
-                _lines(x, depth + 1)
-            else:
-                write("%s%s: %s\n" % (pad, k, _text(x)))
-    elif isinstance(v, list):
-        for x in v:
-            if isinstance(x, dict):
-                write("%s-\n" % pad)
-                _lines(x, depth + 1)
-            else:
-                write("%s- %s\n" % (pad, _text(x)))
-    else:
-        write("%s%s\n" % (pad, _text(v)))
-
-
-def _text(x):
-    if x is None:
-        return "-"
-    if isinstance(x, (list, tuple)):
-        return ", ".join(_text(i) for i in x) if x else "-"
-    return str(x)

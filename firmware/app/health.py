@@ -8,6 +8,8 @@
 #   app.main's heartbeat: heap free and the largest free block (note_heap)
 # This module keeps the totals across boots in one record (PATH), written through the store:
 # at boot, with each status message, at a crash before its reset, and for a service change.
+# It is loaded for each of those and let go after (a Health is made for one use and reads the
+# record afresh): between them only the status's heap_low stays in RAM.
 import time
 
 from app import store
@@ -24,7 +26,8 @@ _HUNG_AFTER = const(2)  # EMM causes that mean no usable cell here, not a barred
 
 
 class Health:
-    # status: the device's Status (its sections are read, never changed); log.
+    # status: the device's Status (its sections are read, never changed; its heap_low is the
+    # heartbeat's [heap free, largest free block] low-water marks of this boot); log.
     def __init__(self, status, log):
         self.status = status
         self.log = log
@@ -33,16 +36,13 @@ class Health:
         except store.StoreError as e:
             log.error("health", "record unreadable, starting over: %s" % e)
             self.rec = {}
-        # The connectivity totals of earlier boots; this boot's own figures count from zero in
-        # their owners and are added to these (so the record never counts one twice).
-        self._base = self.rec.get("cn") or {}
-        self.heap_free = None  # low-water marks of this boot (app.main's heartbeat)
-        self.heap_block = None
-        self.reset_cause = None
 
     def boot(self, reset_cause):
         # -> this boot's reset cause: "crash" when the last boot ended in a recorded crash.
+        # The connectivity totals so far become this boot's base ("cn0"): this boot's own
+        # figures count from zero in their owners and are added to it, never twice.
         rec = self.rec
+        rec["cn0"] = rec.get("cn") or {}
         if rec.pop("cp", 0):
             reset_cause = "crash"
         elif rec.get("next"):
@@ -50,7 +50,6 @@ class Health:
         rec.pop("next", None)
         rr = rec.setdefault("rr", {})
         rr[reset_cause] = rr.get(reset_cause, 0) + 1
-        self.reset_cause = reset_cause
         self._save()
         return reset_cause
 
@@ -98,12 +97,6 @@ class Health:
         self.rec["sw"] = [time.time(), old, new, who]
         self.service(who, "SIM swap %s -> %s" % (old, new))
 
-    def note_heap(self, free, largest):
-        if self.heap_free is None or free < self.heap_free:
-            self.heap_free = free
-        if self.heap_block is None or largest < self.heap_block:
-            self.heap_block = largest
-
     def _save(self):
         try:
             store.write_json(PATH, self.rec)
@@ -115,7 +108,7 @@ class Health:
     def connectivity(self):
         # {"s": seconds with a session up, "f": connection failures, "rj": {cause: n}}: the
         # totals of earlier boots and this one's.
-        base = self._base
+        base = self.rec.get("cn0") or {}
         sections = self.status.sections
         modem = sections.get("modem") or {}
         uplink = sections.get("uplink") or {}
@@ -134,9 +127,10 @@ class Health:
 
     def summary(self):
         rec = self.rec
-        out = {"reset_cause": self.reset_cause, "reboots": rec.get("rr", {}),
+        low = self.status.heap_low or (None, None)
+        out = {"reset_cause": self.status.reset_cause, "reboots": rec.get("rr", {}),
                "last_crash": rec.get("cr"), "connectivity": self.connectivity(),
-               "heap_low": {"free": self.heap_free, "largest_block": self.heap_block},
+               "heap_low": {"free": low[0], "largest_block": low[1]},
                "iccid_bound": rec.get("iccid"), "service_log": rec.get("sl", [])}
         if rec.get("sw"):
             out["sim_swap"] = rec["sw"]
@@ -169,7 +163,7 @@ class Health:
             out.append("SIM_NODATA")
         from app import parts
 
-        usage = parts.get("usage")
+        usage = parts.get("usage")  # its uses waiting for the flash
         if usage is not None and usage.pending:
             out.append("COUNTER_STUCK")
         return out
@@ -187,14 +181,14 @@ class Health:
         self.rec["cn"] = self.connectivity()
         msg = {"on": 1, "v": 1, "t": time.time(),
                "fw": (st.sections.get("identity") or {}).get("firmware"),
-               "bc": st.boot_count, "rc": self.reset_cause or st.reset_cause,
+               "bc": st.boot_count, "rc": st.reset_cause,
                "rr": self.rec.get("rr", {}), "up": st.uptime_s(), "cn": self.rec["cn"],
                "dx": self.codes()}
         cr = self.rec.get("cr")
         if cr:
             msg["cr"] = {"t": cr["t"], "e": cr["e"]}
-        if self.heap_free is not None:
-            msg["hp"] = {"f": self.heap_free, "lb": self.heap_block}
+        if st.heap_low is not None:
+            msg["hp"] = {"f": st.heap_low[0], "lb": st.heap_low[1]}
         data = st.sections.get("data")
         if data:
             for key in ("tx", "rx"):

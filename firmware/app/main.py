@@ -44,7 +44,6 @@ class App:
         self.tasks = {}
         self.wdt_timeout_ms = 0  # the watchdog's settings, read at boot only
         self.heartbeat_s = 0
-        self.health = None  # app.health, made at boot
 
     def boot(self):
         # -> (config, board), for build(). The board and config modules are needed only here:
@@ -78,15 +77,15 @@ class App:
         self.status.boot_count = state["boots"]
         from app.health import Health
 
-        self.health = parts["health"] = Health(self.status, self.log)
-        self.status.reset_cause = self.health.boot(self.status.reset_cause)
+        self.status.reset_cause = Health(self.status, self.log).boot(self.status.reset_cause)
         version = self.update.get("version", "0.0.0")
         self.status.sections["identity"] = {
             "device_id": config["device_id"], "firmware": version,
             "bundle": (self.update.get("last") or {}).get("version") or version}
         self.log.info("boot", "boot #%d, reset cause %s, board %s" % (
             state["boots"], self.status.reset_cause, self.status.board or "?"))
-        unload("board", "config")
+        del Health
+        unload("board", "config", "health")
         return config, board
 
     def spawn(self, name, factory):
@@ -146,8 +145,12 @@ class App:
         largest = ok - ok % _LARGEST_FREE_STEP
         gc.collect()
         snap = self.status.snapshot(self.log)
-        if self.health is not None:
-            self.health.note_heap(snap["heap_free"], largest)
+        low = self.status.heap_low
+        if low is None:
+            self.status.heap_low = [snap["heap_free"], largest]
+        else:
+            low[0] = min(low[0], snap["heap_free"])
+            low[1] = min(low[1], largest)
         modem = snap.get("modem") or {}
         self.log.info("status", "up %ds, heap free %d, largest free %d, errors %d, modem %s" % (
             snap["uptime_s"], snap["heap_free"], largest, snap["log_errors"],
@@ -242,7 +245,7 @@ class App:
         queue = parts["readings"] = ReadingQueue(sensors, config["report_interval_s"],
                                                  self.log)
         uplink = parts["uplink"] = Uplink(link, counters, queue, config, self.log, tls)
-        uplink.status_message = self.health.message
+        uplink.status_message = self.status_message
         from app.ota.download import Download, outcome_report
 
         download = uplink.download = parts["download"] = Download(self.log)
@@ -264,16 +267,27 @@ class App:
         parts["log"] = self.log
         parts["status"] = self.status
         tls = self.tls_context(config)
+        self.start_console()  # its heap reserve in one piece, while the heap is whole
         sensors, counters = self.start_usage(config, board)
         link = self.start_modem(config, board)
         self.start_uplink(config, link, sensors, counters, tls)
         if self.update.get("phase") == "trial":
             self.start_trial(config, counters)
-        self.start_console()
+
+    def status_message(self, as_json):
+        # The uplink's online status (app.health, loaded for it and let go after it).
+        from app import unload
+        from app.health import Health
+
+        try:
+            return Health(self.status, self.log).message(as_json)
+        finally:
+            del Health
+            unload("health")
 
     def start_console(self):
-        # The technician's console on the REPL UART (app.console): its commands' module is
-        # loaded only for a request.
+        # The technician's console on the REPL UART (app.console): its commands' modules are
+        # loaded only for a request, into the heap it holds for them.
         from app.console import Console
 
         self.spawn("console", Console(self.status, self.log).run)
@@ -313,7 +327,6 @@ def _record_crash(app, e):
     # What failed goes to flash before the reset (app.health), so the next boot reports it.
     from app.health import Health
 
-    health = app.health or Health(app.status, app.log)
-    health.crash(e)
+    Health(app.status, app.log).crash(e)
     app.log.exception("app", "crashed, resetting", e)
     machine.reset()

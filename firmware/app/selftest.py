@@ -1,6 +1,7 @@
 # The console's selftest: each part checked in turn while the application runs (the usage
 # task goes on counting between the checks' waits), then the diagnosis codes from the checks
-# and from the running state (app.health), explained from the one table (app.diagnoses).
+# and from the running state (run's health: an app.health.Health), explained from the one
+# table (app.diagnoses).
 # Loaded for one selftest and let go after it.
 import os
 import time
@@ -15,18 +16,16 @@ _TEMP_MIN = const(-20)
 _TEMP_MAX = const(85)
 
 
-async def run():
+async def run(health):
     checks = {}
     codes = []
     _sensors(checks, codes)
     await _modem(checks, codes)
     _flash(checks, codes)
     _broker(checks, codes)
-    health = parts.get("health")
-    if health is not None:
-        for code in health.codes():
-            if code not in codes:
-                codes.append(code)
+    for code in health.codes():
+        if code not in codes:
+            codes.append(code)
     from app.diagnoses import explain
 
     return {"passed": not codes, "checks": checks, "diagnosis": explain(codes)}

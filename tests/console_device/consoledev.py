@@ -44,6 +44,11 @@ class ConsoleDevice:
     def start(self) -> ConsoleDevice:
         self._thread.start()
         self.open()
+        return self.until_answering()
+
+    def until_answering(self) -> ConsoleDevice:
+        """Asks until the application's console answers: bytes sent while a board resets
+        are lost, as on a real one, so each ask is short and asked again."""
         deadline = time.monotonic() + READY_TIMEOUT_S
         while True:
             try:
