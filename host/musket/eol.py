@@ -9,16 +9,21 @@
         print(result.passed, result.codes)
 
 Over the unit's console (the application running, with the production credentials it was
-provisioned with) it runs the unit's selftest, whose diagnosis codes are the failures; then it
-waits for the unit's first telemetry to be acknowledged by the broker: the station subscribes
-to the unit's telemetry topics as a service user of the broker (a message there was accepted
-by the broker), or, without a broker at hand, reads the unit's own count of acknowledged
-messages. The result, its measurements (signal, sensor readings) and the time it took go to
-the registry, and the unit is marked shippable only when it passed.
+provisioned with) it waits for the unit to come online, runs the unit's selftest, whose
+diagnosis codes are the failures, and then waits for the unit's first message of this boot to
+be acknowledged by the broker: the station subscribes to the unit's up-topics as a service
+user of the broker, where only messages the broker accepted (QoS 1, PUBACKed) arrive. The first
+such message of a session is the unit's online status (contract A, retained on d/<id>/s, sent
+with the CONNECT); it counts when its boot count is the one the console reports, so a status
+left from an earlier boot does not; telemetry (d/<id>/t, d/<id>/e) counts as it comes. Without
+a broker at hand the station reads the unit's own count of acknowledged telemetry instead.
+The result, its measurements (signal, sensor readings) and the time it took go to the
+registry, and the unit is marked shippable only when it passed.
 """
 
 from __future__ import annotations
 
+import json
 import ssl
 import threading
 import time
@@ -47,6 +52,7 @@ BROKER_CONNECT_TIMEOUT_S = 15.0
 # firmware's: musket.diagnoses).
 NO_TELEMETRY = "BROKER_DOWN"
 TELEMETRY_TOPICS = ("t", "e")
+STATUS_TOPIC = "s"
 
 
 class EolError(BadInput):
@@ -68,12 +74,14 @@ class BrokerWatch:
 
 
 class TelemetryWatch:
-    """Subscribed to one device's telemetry topics; `wait` returns once a message came."""
+    """Subscribed to one device's up-topics; `wait` returns once a message of this boot came
+    (telemetry, or the online status whose boot count is `boot_count`)."""
 
-    def __init__(self, settings: BrokerWatch, device_id: str) -> None:
+    def __init__(self, settings: BrokerWatch, device_id: str, boot_count: int | None) -> None:
         import paho.mqtt.client as mqtt
 
         self.device_id = device_id
+        self.boot_count = boot_count
         self.topic: str | None = None
         self._subscribed = threading.Event()
         self._arrived = threading.Event()
@@ -100,11 +108,28 @@ class TelemetryWatch:
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code == 0:
-            client.subscribe([(f"d/{self.device_id}/{t}", 1) for t in TELEMETRY_TOPICS])
+            client.subscribe([(f"d/{self.device_id}/{t}", 1)
+                              for t in (*TELEMETRY_TOPICS, STATUS_TOPIC)])
 
     def _on_message(self, client, userdata, msg) -> None:
+        if msg.topic.endswith("/" + STATUS_TOPIC) and not self._this_boot(msg.payload):
+            return
         self.topic = msg.topic
         self._arrived.set()
+
+    def _this_boot(self, payload: bytes) -> bool:
+        """The online status map (not the will's 0) of the boot the console sees."""
+        try:
+            if payload[:1] == b"{":
+                status = json.loads(payload)
+            else:
+                import cbor2
+
+                status = cbor2.loads(payload)
+        except Exception:  # noqa: BLE001 - a status this station cannot read does not count
+            return False
+        return (isinstance(status, dict) and status.get("on") == 1
+                and self.boot_count is not None and status.get("bc") == self.boot_count)
 
     def wait(self, timeout: float) -> bool:
         return self._arrived.wait(timeout)
@@ -126,9 +151,10 @@ def verify(port: str, registry: Registry, actor: Actor, broker: BrokerWatch | No
         if registry.device(device_id) is None:
             raise EolError(f"{port}: device {device_id} is not in the registry "
                            f"{registry.url}")
-        watch = TelemetryWatch(broker, device_id) if broker else None
+        online = _wait_until_online(unit, ONLINE_TIMEOUT_S)
+        watch = TelemetryWatch(broker, device_id, online.get("boot_count")) if broker else None
         try:
-            acked_before = _acked(_wait_until_online(unit, ONLINE_TIMEOUT_S))
+            acked_before = _acked(online)
             test = unit.selftest() or {}
             codes = codes_in(test)
             passed = bool(test.get("passed", not codes)) and not codes

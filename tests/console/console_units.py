@@ -51,6 +51,36 @@ def uplink_fixtures():
     return load_test_module(TESTS / "uplink" / "conftest.py", "uplink_conftest")
 
 
+def start_broker(workdir: Path):
+    """A real Mosquitto on loopback (tests/uplink's runner) with the service user only."""
+    fixtures = uplink_fixtures()
+    return fixtures.Mosquitto(workdir, {fixtures.SERVICE_USER: fixtures.SERVICE_PASSWORD})
+
+
+def admit_registry_devices(mosquitto, registry) -> None:
+    """Lets the registry's provisioned devices in, as `musket registry export-broker` would
+    (their stored hashes, each confined to its own topics), beside the service user."""
+    from musket import broker
+
+    fixtures = uplink_fixtures()
+    users = registry.broker_users()
+    (mosquitto.dir / "passwd").write_text(
+        broker.render_hashed_password_file(users)
+        + broker.render_password_file({fixtures.SERVICE_USER: fixtures.SERVICE_PASSWORD}))
+    (mosquitto.dir / "acl").write_text(
+        broker.render_acl([u for u, _ in users], [fixtures.SERVICE_USER]))
+    mosquitto.restart()
+
+
+def service_watch(mosquitto):
+    """Where the end-of-line station watches the units' messages arrive."""
+    from musket.eol import BrokerWatch
+
+    fixtures = uplink_fixtures()
+    return BrokerWatch("127.0.0.1", mosquitto.port, fixtures.SERVICE_USER,
+                       fixtures.SERVICE_PASSWORD)
+
+
 class VirtualUnit:
     """One unit: `musket sim run --console` in its own process group, its console's pty."""
 

@@ -6,13 +6,22 @@ modem and appliance models; the registry is a real SQLite file."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import time
 
 import pexpect
 import pytest
-from console_units import ACTOR, BUSY_USAGE, ICCIDS, MUSKET
+from console_units import (
+    ACTOR,
+    BUSY_USAGE,
+    ICCIDS,
+    MUSKET,
+    admit_registry_devices,
+    service_watch,
+    start_broker,
+)
 
 from musket import diagnoses
 from musket.console import ConsoleClient
@@ -238,3 +247,40 @@ def test_a_unit_with_a_broken_sensor_fails_the_end_of_line_test(units, registry_
         (row,) = [r.as_dict() for r in yield_report(registry)]
     assert (row["station"], row["passed"], row["failed"]) == ("eol-1", 0, 1)
     assert row["codes"]["SENSOR_MISSING:sht"] == 1
+
+
+def test_a_healthy_unit_passes_once_the_broker_has_its_message_and_is_shippable(
+        units, registry_file, tmp_path):
+    mosquitto = start_broker(tmp_path / "broker")
+    try:
+        unit = units("eol-good", scenario={"iccid": ICCIDS[0]}, speed=5)
+        unit.start()
+        with Registry.open(registry_file) as registry:
+            device_id = provision(unit.port, registry,
+                                  BrokerSettings("127.0.0.1", mosquitto.port, tls=False),
+                                  ACTOR).device_id
+            admit_registry_devices(mosquitto, registry)
+        unit.wait_ready()
+        watch = service_watch(mosquitto)
+        env = {"MUSKET_SERVICE_PASSWORD": watch.password}
+        run = subprocess.run(
+            [MUSKET, "factory", "verify", "--port", unit.port, "--registry", str(registry_file),
+             "--station", "eol-2", "--operator", "bo", "--broker-host", watch.host,
+             "--broker-port", str(watch.port), "--no-tls", "--service-user", watch.user,
+             "--json"], capture_output=True, text=True, timeout=300,
+            env={**os.environ, **env})
+        broker_log = mosquitto.log()
+    finally:
+        mosquitto.stop()
+    assert run.returncode == 0, run.stderr + run.stdout + broker_log[-2000:]
+    result = json.loads(run.stdout)
+    assert (result["device_id"], result["passed"], result["codes"]) == (device_id, True, [])
+    assert result["measurements"]["telemetry"]["topic"].startswith(f"d/{device_id}/")
+    assert watch.password not in run.stdout + run.stderr
+
+    from musket.registry.eol import shippable, yield_report
+
+    with Registry.open(registry_file) as registry:
+        assert shippable(registry, device_id)
+        (row,) = [r.as_dict() for r in yield_report(registry)]
+    assert (row["station"], row["passed"], row["failed"], row["codes"]) == ("eol-2", 1, 0, {})
