@@ -142,13 +142,21 @@ def test_brews_are_counted_while_attached_during_a_selftest_and_after(units, peo
 # -- a SIM swap, found by the console and recorded in the registry -----------------------------
 
 def test_a_sim_swap_is_detected_and_recorded_with_old_and_new_iccid(units, people,
-                                                                   registry_file, tmp_path):
+                                                                   registry_file, tmp_path,
+                                                                   request):
+    mosquitto = start_broker(tmp_path / "broker")
+    request.addfinalizer(mosquitto.stop)
     unit = units("swap", scenario={"iccid": ICCIDS[0]}, speed=5)
     unit.start()
     with Registry.open(registry_file) as registry:
-        device_id = provision(unit.port, registry, BrokerSettings("127.0.0.1", tls=False),
+        device_id = provision(unit.port, registry,
+                              BrokerSettings("127.0.0.1", mosquitto.port, tls=False),
                               ACTOR).device_id
-    unit.wait_ready()
+        admit_registry_devices(mosquitto, registry)
+    # In service, the unit binds itself to its SIM with its first status message (kept on its
+    # flash).
+    unit.wait_status(lambda st: (st.get("health") or {}).get("iccid_bound") == ICCIDS[0],
+                     timeout=180)
     unit.stop()
     # Switched off, a new SIM goes into the slot: the modem reads it at its next power-on.
     unit.scenario = unit.file("scenario", {"iccid": ICCIDS[0],
@@ -161,7 +169,7 @@ def test_a_sim_swap_is_detected_and_recorded_with_old_and_new_iccid(units, peopl
     person.wait_for("identity", device_id)
     person.type("service on")
     person.type("sim-swap SIM cracked")
-    person.wait_for("confirm?", f"-> {ICCIDS[1]}")
+    person.wait_for("confirm?", f"{ICCIDS[0]} -> {ICCIDS[1]}")
     person.type("y")
     person.wait_for("recorded", f"{ICCIDS[0]} → {ICCIDS[1]}")
     assert person.quit() == 0
