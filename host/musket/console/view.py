@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from rich.console import Console, Group, RenderableType
 from rich.table import Table
@@ -160,7 +161,15 @@ def _status_rows(st: dict):
                            ("last crash", health.get("last_crash")),
                            ("connectivity", health.get("connectivity")))
     log = health.get("service_log") or []
-    yield "service log", _one_line(log[-1]) if log else None
+    yield "service log", _service_entry(log[-1]) if log else None
+
+
+def _service_entry(entry) -> str:
+    """The newest change made at the console: [time, technician, what]."""
+    if isinstance(entry, list) and len(entry) == 3 and isinstance(entry[0], int):
+        when = datetime.fromtimestamp(entry[0], UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+        return f"{when}  {entry[1]}: {entry[2]}"
+    return _one_line(entry)
 
 
 def _dict(value) -> dict:
