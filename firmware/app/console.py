@@ -92,15 +92,25 @@ class Console:
             from app.console_session import respond
 
             await respond(self, line, overlong)
-        except MemoryError as e:
+        except MemoryError:
             # Not even the commands' module fits now (a TLS handshake under way, say): the
-            # request is lost, the console stays.
-            sys.stdout.write("\nconsole: out of memory (%s), ask again\n" % e)
+            # request is refused as such, the console stays.
+            self._out_of_memory(line)
         finally:
             respond = None
             unload("console_session", "console_cmds", "health", "diagnoses", "selftest")
             gc.collect()
         self._hold()
+
+    def _out_of_memory(self, line):
+        if len(line) and line[0] == _AT:
+            i = 1
+            while i < len(line) and line[i] != 0x20:
+                i += 1
+            sys.stdout.write("@%s " % bytes(line[1:i]).decode())
+            sys.stdout.write('{"ok": false, "error": "out of memory now: ask again"}\n')
+        else:
+            sys.stdout.write("\nerror: out of memory now: ask again\n")
 
     def _hold(self):
         try:
