@@ -23,13 +23,16 @@ import sys
 from micropython import const
 
 _LINE_MAX = const(128)  # the line buffer, made once
-# Heap held in one piece from boot for the console's requests: late in a week the largest free
-# block is about a kilobyte, less than loading the commands takes. The piece is let go for
-# each request, so the commands load into its room, and taken again after it. (Keeping them
-# loaded for a whole session starves the uplink of the heap a TLS session needs.) If another
-# part took the room meanwhile, requests run in what the heap has, and may be answered "out
-# of memory now: ask again", until the piece can be made again.
-_RESERVE = const(4096)
+# Heap held from boot for the console's requests: with TLS up a unit has about 20 KB free in
+# blocks of a kilobyte at most, and the commands' modules take over 10 KB, in allocations of up
+# to about 500 bytes. The pieces are let go for each request, so the commands load into their
+# room, and taken again after it. Pieces of _PIECE bytes: after a request, other parts' new
+# objects sit in that room here and there, and small pieces still find room between them
+# where one large one would not. (Keeping the modules loaded for a whole session starves the
+# uplink of the heap a TLS session needs.) Requests the heap cannot serve are answered "out of
+# memory now: ask again".
+_PIECES = const(8)
+_PIECE = const(512)
 _AT = const(0x40)  # "@": a program's request, not echoed
 _CR = const(0x0D)
 _LF = const(0x0A)
@@ -85,7 +88,7 @@ class Console:
 
         from app import unload
 
-        self._reserve = None
+        self._reserve = None  # (the list, then its pieces, are garbage)
         gc.collect()
         respond = None
         try:
@@ -113,7 +116,9 @@ class Console:
             sys.stdout.write("\nerror: out of memory now: ask again\n")
 
     def _hold(self):
+        pieces = self._reserve = self._reserve or []
         try:
-            self._reserve = bytearray(_RESERVE)
+            while len(pieces) < _PIECES:
+                pieces.append(bytearray(_PIECE))
         except MemoryError:
-            self._reserve = None
+            pass  # fewer for now; the next request's end tries again
