@@ -14,25 +14,17 @@
 # the first request answers {"ok": false, "confirm": "<token>", "summary": "..."}, the same
 # request with " confirm=<token>" appended performs it (app.console_session).
 #
-# Only this module, the line buffer, the service mode's state and a reserve (below) stay in
-# the heap: the line's handling and the commands (app.console_session, app.console_cmds) are
-# loaded for each request and let go after it.
+# Only this module, the line buffer and the service mode's state stay in the heap: the line's
+# handling and the commands (app.console_session, app.console_cmds) are loaded for each
+# request and let go after it. A request the heap cannot serve now is answered "out of memory
+# now: ask again" (docs/console-device.md, Heap: a reserve held for the console from boot
+# starved the uplink's commands, so there is none).
 import asyncio
 import sys
 
 from micropython import const
 
 _LINE_MAX = const(128)  # the line buffer, made once
-# Heap held from boot for the console's requests: with TLS up a unit has about 20 KB free in
-# blocks of a kilobyte at most, and the commands' modules take over 10 KB, in allocations of up
-# to about 500 bytes. The pieces are let go for each request, so the commands load into their
-# room, and taken again after it. Pieces of _PIECE bytes: after a request, other parts' new
-# objects sit in that room here and there, and small pieces still find room between them
-# where one large one would not. (Keeping the modules loaded for a whole session starves the
-# uplink of the heap a TLS session needs.) Requests the heap cannot serve are answered "out of
-# memory now: ask again".
-_PIECES = const(8)
-_PIECE = const(512)
 _AT = const(0x40)  # "@": a program's request, not echoed
 _CR = const(0x0D)
 _LF = const(0x0A)
@@ -51,8 +43,6 @@ class Console:
         self._n = 0
         self._overlong = False
         self._last = 0  # the byte before this one: "\r\n" ends one line, not two
-        self._reserve = None
-        self._hold()
         self.technician = None  # service mode: the technician's name
         self.pending = None  # (token, request) of the change waiting for its confirmation
 
@@ -88,8 +78,6 @@ class Console:
 
         from app import unload
 
-        self._reserve = None  # (the list, then its pieces, are garbage)
-        gc.collect()
         respond = None
         try:
             from app.console_session import respond
@@ -103,7 +91,6 @@ class Console:
             respond = None
             unload("console_session", "console_cmds", "health", "diagnoses", "selftest")
             gc.collect()
-        self._hold()
 
     def _out_of_memory(self, line):
         if len(line) and line[0] == _AT:
@@ -114,11 +101,3 @@ class Console:
             sys.stdout.write('{"ok": false, "error": "out of memory now: ask again"}\n')
         else:
             sys.stdout.write("\nerror: out of memory now: ask again\n")
-
-    def _hold(self):
-        pieces = self._reserve = self._reserve or []
-        try:
-            while len(pieces) < _PIECES:
-                pieces.append(bytearray(_PIECE))
-        except MemoryError:
-            pass  # fewer for now; the next request's end tries again
