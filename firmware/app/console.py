@@ -14,22 +14,17 @@
 # the first request answers {"ok": false, "confirm": "<token>", "summary": "..."}, the same
 # request with " confirm=<token>" appended performs it (app.console_session).
 #
-# Only this module, the line buffer, the service mode's state and a reserve (below) stay in
-# the heap: the line's handling and the commands (app.console_session, app.console_cmds) are
-# loaded for each request and let go after it.
+# Only this module, the line buffer and the service mode's state stay in the heap: the line's
+# handling and the commands (app.console_session, app.console_cmds) are loaded for each
+# request and let go after it. A request the heap cannot serve now is answered "out of memory
+# now: ask again" (docs/console-device.md, Heap: a reserve held for the console from boot
+# starved the uplink's commands, so there is none).
 import asyncio
 import sys
 
 from micropython import const
 
 _LINE_MAX = const(128)  # the line buffer, made once
-# Heap held in one piece from boot for the console's requests: late in a week the largest free
-# block is about a kilobyte, less than loading the commands takes. The piece is let go for
-# each request, so the commands load into its room, and taken again after it. (Keeping them
-# loaded for a whole session starves the uplink of the heap a TLS session needs.) If another
-# part took the room meanwhile, requests run in what the heap has, and may be answered "out
-# of memory now: ask again", until the piece can be made again.
-_RESERVE = const(4096)
 _AT = const(0x40)  # "@": a program's request, not echoed
 _CR = const(0x0D)
 _LF = const(0x0A)
@@ -48,8 +43,6 @@ class Console:
         self._n = 0
         self._overlong = False
         self._last = 0  # the byte before this one: "\r\n" ends one line, not two
-        self._reserve = None
-        self._hold()
         self.technician = None  # service mode: the technician's name
         self.pending = None  # (token, request) of the change waiting for its confirmation
 
@@ -85,25 +78,26 @@ class Console:
 
         from app import unload
 
-        self._reserve = None
-        gc.collect()
         respond = None
         try:
             from app.console_session import respond
 
             await respond(self, line, overlong)
-        except MemoryError as e:
+        except MemoryError:
             # Not even the commands' module fits now (a TLS handshake under way, say): the
-            # request is lost, the console stays.
-            sys.stdout.write("\nconsole: out of memory (%s), ask again\n" % e)
+            # request is refused as such, the console stays.
+            self._out_of_memory(line)
         finally:
             respond = None
             unload("console_session", "console_cmds", "health", "diagnoses", "selftest")
             gc.collect()
-        self._hold()
 
-    def _hold(self):
-        try:
-            self._reserve = bytearray(_RESERVE)
-        except MemoryError:
-            self._reserve = None
+    def _out_of_memory(self, line):
+        if len(line) and line[0] == _AT:
+            i = 1
+            while i < len(line) and line[i] != 0x20:
+                i += 1
+            sys.stdout.write("@%s " % bytes(line[1:i]).decode())
+            sys.stdout.write('{"ok": false, "error": "out of memory now: ask again"}\n')
+        else:
+            sys.stdout.write("\nerror: out of memory now: ask again\n")

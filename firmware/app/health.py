@@ -146,18 +146,13 @@ class Health:
         uplink = s.get("uplink")
         if uplink and modem and modem.get("state") == "connected" and uplink.get("failures") \
                 and uplink.get("state") != "connected":
-            err = uplink.get("last_error") or ""
-            out.append("BROKER_AUTH" if "refused" in err or "auth" in err else "BROKER_DOWN")
+            out.append(broker_code(uplink.get("last_error")))
         sensors = s.get("sensors")
         if sensors:
             for name in sensors:
                 fault = sensors[name].get("fault")
-                if fault == "range":
-                    out.append("SENSOR_RANGE:" + name)
-                elif fault == "stuck":
-                    out.append("SENSOR_STUCK:" + name)
-                elif fault:
-                    out.append("SENSOR_MISSING:" + name)
+                if fault:
+                    out.append(sensor_code(name, fault))
         data = s.get("data")
         if data and data.get("dp") and "SIM_NODATA" not in out:
             out.append("SIM_NODATA")
@@ -209,6 +204,21 @@ class Health:
         out = bytearray()
         cbor(out, msg)
         return out
+
+
+def sensor_code(name, fault):
+    # A sensor driver's fault (app.sensors) as a diagnosis code.
+    if fault == "range":
+        return "SENSOR_RANGE:" + name
+    if fault == "stuck":
+        return "SENSOR_STUCK:" + name
+    return "SENSOR_MISSING:" + name
+
+
+def broker_code(error):
+    # A session that failed while the link was up: refused credentials, or no broker.
+    error = error or ""
+    return "BROKER_AUTH" if "refused" in error or "auth" in error else "BROKER_DOWN"
 
 
 def _modem_codes(modem, out):

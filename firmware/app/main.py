@@ -267,12 +267,12 @@ class App:
         parts["log"] = self.log
         parts["status"] = self.status
         tls = self.tls_context(config)
-        self.start_console()  # its heap reserve in one piece, while the heap is whole
         sensors, counters = self.start_usage(config, board)
         link = self.start_modem(config, board)
         self.start_uplink(config, link, sensors, counters, tls)
         if self.update.get("phase") == "trial":
             self.start_trial(config, counters)
+        self.start_console()
 
     def status_message(self, as_json):
         # The uplink's online status (app.health, loaded for it and let go after it).
@@ -287,7 +287,7 @@ class App:
 
     def start_console(self):
         # The technician's console on the REPL UART (app.console): its commands' modules are
-        # loaded only for a request, into the heap it holds for them.
+        # loaded only for a request.
         from app.console import Console
 
         self.spawn("console", Console(self.status, self.log).run)

@@ -7,6 +7,7 @@ import os
 import time
 
 from app import parts, store
+from app.health import broker_code, sensor_code
 from micropython import const
 
 PATH = "/selftest.tmp"
@@ -46,12 +47,8 @@ def _sensors(checks, codes):
         if not fault and name == "sht" and not _TEMP_MIN <= values.get("t", 0) <= _TEMP_MAX:
             fault = "range"
         checks["sensor " + name] = fault or "ok"
-        if fault == "range":
-            codes.append("SENSOR_RANGE:" + name)
-        elif fault == "stuck":
-            codes.append("SENSOR_STUCK:" + name)
-        elif fault:
-            codes.append("SENSOR_MISSING:" + name)
+        if fault:
+            codes.append(sensor_code(name, fault))
 
 
 async def _modem(checks, codes):
@@ -103,5 +100,4 @@ def _broker(checks, codes):
     checks["broker"] = "not reached: %s" % (st.get("last_error") or st.get("state"))
     link = parts.get("modem")
     if link is not None and link.status.get("state") == "connected":
-        err = st.get("last_error") or ""
-        codes.append("BROKER_AUTH" if "refused" in err or "auth" in err else "BROKER_DOWN")
+        codes.append(broker_code(st.get("last_error")))

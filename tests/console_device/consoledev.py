@@ -64,11 +64,12 @@ class ConsoleDevice:
         """Asks `status` until check(result) holds; returns that status."""
         deadline = time.monotonic() + timeout
         while True:
-            status = self.ask("status")["result"]
-            if check(status):
+            reply = self.ask("status")
+            status = reply.get("result")  # None: refused ("out of memory now"), asked again
+            if status is not None and check(status):
                 return status
             if time.monotonic() > deadline:
-                raise AssertionError(f"not {what} within {timeout} s: {status}")
+                raise AssertionError(f"not {what} within {timeout} s: {reply}")
             time.sleep(0.5)
 
     def open(self) -> None:

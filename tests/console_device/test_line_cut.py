@@ -37,9 +37,14 @@ def _stored(con: ConsoleDevice) -> int:
     return json.loads(data[HEADER:]).get("brew_ma", OLD)
 
 
-def test_a_cable_pulled_in_the_middle_of_config_set_leaves_old_or_new(console):
+def _token(console: ConsoleDevice) -> str:
+    # Service mode, and the token of the change to NEW.
     assert console.ask("service on Ana Field")["ok"] is True
-    token = console.ask(f"config set brew_ma {NEW}")["confirm"]
+    return console.ask(f"config set brew_ma {NEW}")["confirm"]
+
+
+def test_a_cable_pulled_in_the_middle_of_config_set_leaves_old_or_new(console):
+    token = _token(console)
     # The confirmed request goes out, the cable comes out before any answer is read.
     console.send(f"@7 config set brew_ma {NEW} confirm={token}\r".encode())
     console.close_port()
@@ -50,8 +55,7 @@ def test_a_cable_pulled_in_the_middle_of_config_set_leaves_old_or_new(console):
 
 
 def test_half_a_line_before_the_cut_changes_nothing(console):
-    assert console.ask("service on Ana Field")["ok"] is True
-    token = console.ask(f"config set brew_ma {NEW}")["confirm"]
+    token = _token(console)
     console.send(f"@8 config set brew_ma {NEW} confirm={token[:3]}".encode())
     console.close_port()
     console.open()
