@@ -24,10 +24,26 @@ _REGISTRY_HELP = ("Registry for SIM swaps: a SQLite file or a PostgreSQL URL. De
 READ_COMMANDS = ("status", "signal", "log", "counters", "sensors", "selftest")
 
 
+def _unit_options(f):
+    """The group's unit options also after the command (`musket console status --port P`);
+    given there, they win over the group's."""
+    def take(ctx, param, value):
+        if value is not None:
+            settings = ctx.find_object(Settings)
+            setattr(settings, param.name, Path(value) if param.name == "queue" else value)
+        return value
+
+    for name, meta in (("--station", None), ("--queue", "FILE"), ("--registry", "FILE|URL"),
+                       ("--technician", None), ("--port", None)):
+        f = click.option(name, default=None, metavar=meta, expose_value=False, callback=take,
+                         help=f"As {name} before the command.")(f)
+    return f
+
+
 class Settings:
     def __init__(self, port, baud, technician, location, queue, station):
         self.port, self.baud, self.technician = port, baud, technician
-        self.location, self.station = location, station
+        self.registry, self.station = location, station
         from musket.console import rebind
 
         self.queue = Path(queue) if queue else rebind.default_queue()
@@ -47,7 +63,7 @@ class Settings:
             return click.prompt(question.rstrip(": "), err=True) if sys.stdin.isatty() else None
 
         ctx = Context(confirm=confirm, ask=ask, technician=self.technician,
-                      registry=self.location, queue=self.queue, port=self.port or "")
+                      registry=self.registry, queue=self.queue, port=self.port or "")
         if self.station:
             ctx.station = self.station
         return ctx
@@ -84,6 +100,7 @@ def console_group(ctx, port, baud, technician, location, queue, station):
     Examples:
       musket console --port /dev/ttyUSB0 --technician ana
       musket console --port /dev/ttyUSB0 status --json
+      musket console status --port /dev/ttyUSB0 --json
     """
     ctx.obj = Settings(port, baud, technician, location, queue, station)
     if ctx.invoked_subcommand is not None:
@@ -126,6 +143,7 @@ def _run(settings: Settings, words: list[str], as_json: bool, yes: bool = False)
 
 def _read_command(name: str):
     @click.option("--json", "as_json", is_flag=True, help="Print the answer as JSON.")
+    @_unit_options
     @click.pass_obj
     def command(settings, as_json):
         result = _run(settings, [name], as_json)
@@ -135,7 +153,7 @@ def _read_command(name: str):
     from musket.console.commands import COMMANDS
 
     command.__doc__ = (f"{COMMANDS[name].help.capitalize()}, once.\n\n\b\nExample:\n"
-                       f"  musket console --port /dev/ttyUSB0 {name} --json\n")
+                       f"  musket console {name} --port /dev/ttyUSB0 --json\n")
     return click.command(name)(command)
 
 
@@ -154,6 +172,7 @@ _yes_option = click.option("--yes", is_flag=True,
 @click.argument("value", required=False)
 @_json_option
 @_yes_option
+@_unit_options
 @click.pass_obj
 def config_cmd(settings, action, key, value, as_json, yes):
     """Read a setting, or change one (service mode; the unit validates it and answers with the
@@ -161,8 +180,8 @@ def config_cmd(settings, action, key, value, as_json, yes):
 
     \b
     Examples:
-      musket console --port /dev/ttyUSB0 config get report_interval_s
-      musket console --port /dev/ttyUSB0 config set report_interval_s 900 --yes
+      musket console config --port /dev/ttyUSB0 get report_interval_s
+      musket console config --port /dev/ttyUSB0 set report_interval_s 900 --yes
     """
     words = ["config", action, key] + ([value] if value is not None else [])
     _run(settings, words, as_json, yes)
@@ -172,6 +191,7 @@ def config_cmd(settings, action, key, value, as_json, yes):
 @click.argument("command", nargs=-1, required=True)
 @_json_option
 @_yes_option
+@_unit_options
 @click.pass_obj
 def at_cmd(settings, command, as_json, yes):
     """Pass an AT command to the modem. Queries answer at once; a command that changes the
@@ -179,7 +199,7 @@ def at_cmd(settings, command, as_json, yes):
 
     \b
     Example:
-      musket console --port /dev/ttyUSB0 at +CEREG?
+      musket console at --port /dev/ttyUSB0 +CEREG?
     """
     _run(settings, ["at", *command], as_json, yes)
 
@@ -188,6 +208,7 @@ def at_cmd(settings, command, as_json, yes):
 @click.option("--reason", default="", help="Why the SIM was swapped, for the audit log.")
 @_json_option
 @_yes_option
+@_unit_options
 @click.pass_obj
 def sim_swap_cmd(settings, reason, as_json, yes):
     """Re-read the unit's ICCID; a new SIM is recorded on the unit (service mode, confirmed)
@@ -195,7 +216,7 @@ def sim_swap_cmd(settings, reason, as_json, yes):
 
     \b
     Example:
-      musket console --port /dev/ttyUSB0 --technician ana sim-swap --reason "SIM cracked"
+      musket console sim-swap --port /dev/ttyUSB0 --technician ana --reason "SIM cracked"
     """
     _run(settings, ["sim-swap", *reason.split()], as_json, yes)
 
@@ -207,6 +228,7 @@ def sim_swap_cmd(settings, reason, as_json, yes):
 @click.argument("reason", nargs=-1, required=True)
 @_json_option
 @_yes_option
+@_unit_options
 @click.pass_obj
 def counter_cmd(settings, action, name, value, reason, as_json, yes):
     """Set a counter to a value, with a reason (service mode, confirmed; recorded on the unit
@@ -214,7 +236,7 @@ def counter_cmd(settings, action, name, value, reason, as_json, yes):
 
     \b
     Example:
-      musket console --port /dev/ttyUSB0 counter adjust brews 1200 display replaced
+      musket console counter --port /dev/ttyUSB0 adjust brews 1200 display replaced
     """
     _run(settings, ["counter", action, name, str(value), *reason], as_json, yes)
 
@@ -222,13 +244,14 @@ def counter_cmd(settings, action, name, value, reason, as_json, yes):
 @console_group.command("service")
 @click.argument("state", type=click.Choice(["on", "off"]))
 @_json_option
+@_unit_options
 @click.pass_obj
 def service_cmd(settings, state, as_json):
     """Service mode on (changes allowed, each recorded with --technician's name) or off.
 
     \b
     Example:
-      musket console --port /dev/ttyUSB0 --technician ana service on
+      musket console service --port /dev/ttyUSB0 --technician ana on
     """
     _run(settings, ["service", state], as_json)
 
@@ -236,18 +259,20 @@ def service_cmd(settings, state, as_json):
 @console_group.command("reboot")
 @_json_option
 @_yes_option
+@_unit_options
 @click.pass_obj
 def reboot_cmd(settings, as_json, yes):
     """Restart the unit (service mode, confirmed).
 
     \b
     Example:
-      musket console --port /dev/ttyUSB0 reboot --yes
+      musket console reboot --port /dev/ttyUSB0 --yes
     """
     _run(settings, ["reboot"], as_json, yes)
 
 
 @console_group.command("repl")
+@_unit_options
 @click.pass_obj
 def repl_cmd(settings):
     """Hand the port to mpremote's REPL. Ctrl-C there stops the application (counting stops)
@@ -255,7 +280,7 @@ def repl_cmd(settings):
 
     \b
     Example:
-      musket console --port /dev/ttyUSB0 repl
+      musket console repl --port /dev/ttyUSB0
     """
     if not settings.port:
         raise click.UsageError("give the unit's console port: musket console --port P repl")
@@ -286,7 +311,7 @@ def sync_cmd(settings, as_json):
     """
     from musket.console import rebind
 
-    outcomes = rebind.sync(settings.location, settings.queue)
+    outcomes = rebind.sync(settings.registry, settings.queue)
     if as_json:
         click.echo(json.dumps([o.as_dict() for o in outcomes], indent=2))
     elif not outcomes:
