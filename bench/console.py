@@ -29,7 +29,8 @@ from console_units import (  # noqa: E402
     ICCIDS,
     MUSKET,
     VirtualUnit,
-    admit_registry_devices,
+    make_registry,
+    provision_in_service,
     service_watch,
     start_broker,
 )
@@ -57,21 +58,15 @@ def status_seconds(work: Path) -> float:
 
 def eol_seconds(work: Path) -> float:
     from musket.eol import verify
-    from musket.provision import BrokerSettings, provision
     from musket.registry import Registry
 
-    sims = work / "sims.csv"
-    sims.write_text("ICCID,plan,state\n" + "".join(f"{i},iot-eu,inventory\n" for i in ICCIDS))
+    registry_file = make_registry(work)
     mosquitto = start_broker(work / "broker")
     unit = VirtualUnit(work / "eol", scenario={"iccid": ICCIDS[0]}, speed=1)
     try:
-        with Registry.open(work / "registry.sqlite", migrate=True) as registry:
-            registry.import_sims(sims, ACTOR)
-            unit.start()
-            provision(unit.port, registry, BrokerSettings("127.0.0.1", mosquitto.port,
-                                                          tls=False), ACTOR)
-            admit_registry_devices(mosquitto, registry)
-            unit.wait_ready()
+        provision_in_service(unit, registry_file, mosquitto)
+        unit.wait_ready()
+        with Registry.open(registry_file) as registry:
             start = time.perf_counter()
             result = verify(unit.port, registry, ACTOR, service_watch(mosquitto))
             seconds = time.perf_counter() - start

@@ -15,20 +15,16 @@ from console_units import (  # noqa: E402,F401 - fixtures
     ACTOR,
     ICCIDS,
     TESTS,
+    broker,
     load_test_module,
     people,
     units,
 )
 
-# One throwaway PostgreSQL server per test session: the host tests' fixture.
+# One throwaway PostgreSQL server per test session, and the registry's location on SQLite and
+# on it: the host tests' fixtures.
 postgres = load_test_module(TESTS / "host" / "conftest.py", "host_conftest").postgres
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def location(request, tmp_path):
-    if request.param == "sqlite":
-        return str(tmp_path / "registry.sqlite")
-    return request.getfixturevalue("postgres").new_database()
+location = load_test_module(TESTS / "host" / "test_registry.py", "host_test_registry").location
 
 
 @pytest.fixture

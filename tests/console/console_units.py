@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import pexpect
@@ -204,6 +205,10 @@ class Person:
         self.child.send(line + "\r")
         self.pump(0.3)
 
+    def leave(self) -> None:
+        if self.child.isalive():
+            self.child.terminate(force=True)
+
     def quit(self) -> int:
         self.type("quit")
         self.child.expect(pexpect.EOF, timeout=20)
@@ -213,28 +218,58 @@ class Person:
 
 @pytest.fixture
 def units(tmp_path):
-    made: list[VirtualUnit] = []
+    """make(name, **options) -> a VirtualUnit, stopped when the test ends."""
+    with ExitStack() as stack:
+        def make(name: str, **kwargs) -> VirtualUnit:
+            unit = VirtualUnit(tmp_path / name, **kwargs)
+            stack.callback(unit.stop)
+            return unit
 
-    def make(name: str, **kwargs) -> VirtualUnit:
-        unit = VirtualUnit(tmp_path / name, **kwargs)
-        made.append(unit)
-        return unit
-
-    yield make
-    for unit in made:
-        unit.stop()
+        yield make
 
 
 @pytest.fixture
 def people():
-    made: list[Person] = []
+    """make(port, *options) -> a Person at `musket console`, sent away when the test ends."""
+    with ExitStack() as stack:
+        def make(port: str, *args: str, **kwargs) -> Person:
+            person = Person(port, *args, **kwargs)
+            stack.callback(person.leave)
+            return person
 
-    def make(port: str, *args: str, **kwargs) -> Person:
-        person = Person(port, *args, **kwargs)
-        made.append(person)
-        return person
+        yield make
 
-    yield make
-    for person in made:
-        if person.child.isalive():
-            person.child.terminate(force=True)
+
+@pytest.fixture
+def broker(tmp_path):
+    """A real Mosquitto for units in service (see admit_registry_devices)."""
+    mosquitto = start_broker(tmp_path / "broker")
+    yield mosquitto
+    mosquitto.stop()
+
+
+def make_registry(folder: Path) -> Path:
+    """A migrated SQLite registry in `folder` holding the SIMs of ICCIDS in inventory."""
+    from musket.registry import Registry
+
+    sims = folder / "sims.csv"
+    sims.write_text("ICCID,plan,state\n" + "".join(f"{i},iot-eu,inventory\n" for i in ICCIDS))
+    path = folder / "registry.sqlite"
+    with Registry.open(path, migrate=True) as registry:
+        registry.import_sims(sims, ACTOR)
+    return path
+
+
+def provision_in_service(unit: VirtualUnit, registry_file: Path, mosquitto) -> str:
+    """Starts the unit, provisions it for the broker (plain MQTT on loopback) and lets it in;
+    returns its device ID."""
+    from musket.provision import BrokerSettings, provision
+    from musket.registry import Registry
+
+    unit.start()
+    with Registry.open(registry_file) as registry:
+        device_id = provision(unit.port, registry,
+                              BrokerSettings("127.0.0.1", mosquitto.port, tls=False),
+                              ACTOR).device_id
+        admit_registry_devices(mosquitto, registry)
+    return device_id

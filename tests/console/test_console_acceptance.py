@@ -18,9 +18,9 @@ from console_units import (
     BUSY_USAGE,
     ICCIDS,
     MUSKET,
-    admit_registry_devices,
+    make_registry,
+    provision_in_service,
     service_watch,
-    start_broker,
 )
 
 from musket import diagnoses
@@ -41,12 +41,7 @@ def repair_start(code: str) -> str:
 
 @pytest.fixture
 def registry_file(tmp_path):
-    sims = tmp_path / "sims.csv"
-    sims.write_text("ICCID,plan,state\n" + "".join(f"{i},iot-eu,inventory\n" for i in ICCIDS))
-    path = tmp_path / "registry.sqlite"
-    with Registry.open(path, migrate=True) as r:
-        r.import_sims(sims, ACTOR)
-    return path
+    return make_registry(tmp_path)
 
 
 # -- three staged faults, each named on the screen with its code and repair -------------------
@@ -141,18 +136,10 @@ def test_brews_are_counted_while_attached_during_a_selftest_and_after(units, peo
 
 # -- a SIM swap, found by the console and recorded in the registry -----------------------------
 
-def test_a_sim_swap_is_detected_and_recorded_with_old_and_new_iccid(units, people,
-                                                                   registry_file, tmp_path,
-                                                                   request):
-    mosquitto = start_broker(tmp_path / "broker")
-    request.addfinalizer(mosquitto.stop)
+def test_a_sim_swap_is_detected_and_recorded_with_old_and_new_iccid(units, people, broker,
+                                                                   registry_file, tmp_path):
     unit = units("swap", scenario={"iccid": ICCIDS[0]}, speed=5)
-    unit.start()
-    with Registry.open(registry_file) as registry:
-        device_id = provision(unit.port, registry,
-                              BrokerSettings("127.0.0.1", mosquitto.port, tls=False),
-                              ACTOR).device_id
-        admit_registry_devices(mosquitto, registry)
+    device_id = provision_in_service(unit, registry_file, broker)
     # In service, the unit binds itself to its SIM with its first status message (kept on its
     # flash).
     unit.wait_status(lambda st: (st.get("health") or {}).get("iccid_bound") == ICCIDS[0],
@@ -258,29 +245,18 @@ def test_a_unit_with_a_broken_sensor_fails_the_end_of_line_test(units, registry_
 
 
 def test_a_healthy_unit_passes_once_the_broker_has_its_message_and_is_shippable(
-        units, registry_file, tmp_path):
-    mosquitto = start_broker(tmp_path / "broker")
-    try:
-        unit = units("eol-good", scenario={"iccid": ICCIDS[0]}, speed=5)
-        unit.start()
-        with Registry.open(registry_file) as registry:
-            device_id = provision(unit.port, registry,
-                                  BrokerSettings("127.0.0.1", mosquitto.port, tls=False),
-                                  ACTOR).device_id
-            admit_registry_devices(mosquitto, registry)
-        unit.wait_ready()
-        watch = service_watch(mosquitto)
-        env = {"MUSKET_SERVICE_PASSWORD": watch.password}
-        run = subprocess.run(
-            [MUSKET, "factory", "verify", "--port", unit.port, "--registry", str(registry_file),
-             "--station", "eol-2", "--operator", "bo", "--broker-host", watch.host,
-             "--broker-port", str(watch.port), "--no-tls", "--service-user", watch.user,
-             "--json"], capture_output=True, text=True, timeout=300,
-            env={**os.environ, **env})
-        broker_log = mosquitto.log()
-    finally:
-        mosquitto.stop()
-    assert run.returncode == 0, run.stderr + run.stdout + broker_log[-2000:]
+        units, broker, registry_file):
+    unit = units("eol-good", scenario={"iccid": ICCIDS[0]}, speed=5)
+    device_id = provision_in_service(unit, registry_file, broker)
+    unit.wait_ready()
+    watch = service_watch(broker)
+    run = subprocess.run(
+        [MUSKET, "factory", "verify", "--port", unit.port, "--registry", str(registry_file),
+         "--station", "eol-2", "--operator", "bo", "--broker-host", watch.host,
+         "--broker-port", str(watch.port), "--no-tls", "--service-user", watch.user,
+         "--json"], capture_output=True, text=True, timeout=300,
+        env={**os.environ, "MUSKET_SERVICE_PASSWORD": watch.password})
+    assert run.returncode == 0, run.stderr + run.stdout + broker.log()[-2000:]
     result = json.loads(run.stdout)
     assert (result["device_id"], result["passed"], result["codes"]) == (device_id, True, [])
     assert result["measurements"]["telemetry"]["topic"].startswith(f"d/{device_id}/")
