@@ -300,6 +300,7 @@ def _hand_to_repl(port: str) -> None:
 
 @console_group.command("sync")
 @_json_option
+@_unit_options
 @click.pass_obj
 def sync_cmd(settings, as_json):
     """Apply the SIM swaps queued while the registry was out of reach. A swap the registry
