@@ -1,7 +1,7 @@
 """End-of-line test results and which units may ship.
 
 Revision ID: 0004
-Revises: 0002 (0003, the fleet tables, comes between once both branches are merged)
+Revises: 0003
 Create Date: 2026-12-03
 """
 
