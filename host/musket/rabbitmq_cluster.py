@@ -143,6 +143,12 @@ class LocalCluster:
             node.proc.wait(10)
             node.proc = None
 
+    def restart(self, node: Node) -> None:
+        """A node killed and started again on the same data: it rejoins the cluster and the
+        queues it held a replica of catch up."""
+        self.kill(node)
+        self.start_node(node)
+
     def stop(self) -> None:
         for node in self.nodes:
             if node.proc is not None:
