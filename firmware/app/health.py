@@ -50,8 +50,7 @@ class Health:
         rec.pop("next", None)
         rr = rec.setdefault("rr", {})
         rr[reset_cause] = rr.get(reset_cause, 0) + 1
-        self._save()
-        return reset_cause
+        return reset_cause  # the caller saves (save()) once the boot is logged
 
     # -- records -----------------------------------------------------------------------------
 
@@ -96,6 +95,9 @@ class Health:
         self.rec["iccid"] = new
         self.rec["sw"] = [time.time(), old, new, who]
         self.service(who, "SIM swap %s -> %s" % (old, new))
+
+    def save(self):
+        self._save()
 
     def _save(self):
         try:

@@ -77,13 +77,16 @@ class App:
         self.status.boot_count = state["boots"]
         from app.health import Health
 
-        self.status.reset_cause = Health(self.status, self.log).boot(self.status.reset_cause)
+        health = Health(self.status, self.log)
+        self.status.reset_cause = health.boot(self.status.reset_cause)
         version = self.update.get("version", "0.0.0")
         self.status.sections["identity"] = {
             "device_id": config["device_id"], "firmware": version,
             "bundle": (self.update.get("last") or {}).get("version") or version}
         self.log.info("boot", "boot #%d, reset cause %s, board %s" % (
             state["boots"], self.status.reset_cause, self.status.board or "?"))
+        health.save()  # after the line: a cut in this write still leaves the boot logged
+        del health
         del Health
         unload("board", "config", "health")
         return config, board
