@@ -98,7 +98,9 @@ class MQTTClient:
     async def connect(self, stream, keepalive_s, clean=False, will=None, then=None):
         # Sends CONNECT (with the will: (topic, message, retain)) and, in the same write, the
         # packets `then` names: ((topic, payload, qos, retain, pid), ...), which the broker
-        # handles after accepting the connection. Returns the CONNACK's session-present flag.
+        # handles after accepting the connection; one that does not fit that write (a long
+        # device id and a full status) is published right after the CONNACK. Returns the
+        # CONNACK's session-present flag.
         self.stream = stream
         self.error = None
         self._acks = []
@@ -129,8 +131,12 @@ class MQTTClient:
         if user:
             pos = _put_str(buf, pos, user)
             pos = _put_str(buf, pos, password)
+        later = []  # what does not fit the CONNECT's write goes right after the CONNACK
         for p in then or ():
-            pos = self.pack_publish(pos, p[0], p[1], p[2], p[3], p[4])
+            if pos + self.publish_size(p[0], len(p[1]), p[2]) > len(buf):
+                later.append(p)
+            else:
+                pos = self.pack_publish(pos, p[0], p[1], p[2], p[3], p[4])
         await self._send(memoryview(buf)[:pos])
         try:
             kind, size = await asyncio.wait_for_ms(self._read_packet(), ACK_TIMEOUT_MS)
@@ -142,8 +148,11 @@ class MQTTClient:
         if code:
             why = REFUSED[code] if code < len(REFUSED) else "return code %d" % code
             raise UplinkError("connect: refused: %s" % why, code)
+        present = bool(self.rx[0] & 1)
         self._reader = asyncio.create_task(self._read_loop())
-        return bool(self.rx[0] & 1)
+        for p in later:
+            await self.publish(p[0], p[1], p[2], p[3], p[4], wait=False)
+        return present
 
     async def close(self, graceful=False):
         # Ends the connection; a graceful one sends DISCONNECT first (the broker then drops
