@@ -2,6 +2,11 @@
 
 Tools open the pty's path (`console: /dev/pts/N`) as they would a USB serial adapter. The
 bridge outlives device reboots: bytes typed while the device restarts reach the next boot.
+
+Ctrl-C is taken apart from the other bytes, as the ESP32's UART driver does: for each 0x03 a
+note goes down a pipe of its own (INTERRUPT_ENV names its descriptor in the device process)
+before the bytes go to the device's stdin. The device interrupts its program on the note, and
+its stdin stays readable by the application (its console task) as by the REPL.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from typing import IO
 CONSOLE_BAUD = 115200  # MicroPython's ESP32 port runs its REPL UART at this rate
 BITS_PER_BYTE = 10  # start bit, 8 data bits, stop bit
 _READ_CHUNK = 256
+_CTRL_C = 0x03
+INTERRUPT_ENV = "MUSKET_SIM_INTERRUPT_FD"
 
 
 def transfer_seconds(nbytes: int, baud: int = CONSOLE_BAUD) -> float:
@@ -31,16 +38,24 @@ class ConsolePty:
         tty.setraw(self._slave)
         self.path = os.ttyname(self._slave)
         self._device_stdin: IO[bytes] | None = None
+        self._interrupts: int | None = None  # the write end of the device's Ctrl-C notes
         self._pending = bytearray()
         self._lock = threading.Lock()
         self._closed = False
         self._reader = threading.Thread(target=self._from_host, daemon=True)
         self._reader.start()
 
-    def attach(self, device_stdin: IO[bytes]) -> None:
-        """Routes console input to a freshly booted device process."""
+    def interrupt_pipe(self) -> tuple[int, int]:
+        """A new pipe for a boot's Ctrl-C notes: (read end for the device, write end for
+        attach)."""
+        return os.pipe()
+
+    def attach(self, device_stdin: IO[bytes], interrupts: int | None = None) -> None:
+        """Routes console input to a freshly booted device process; `interrupts`: the write
+        end of its Ctrl-C notes' pipe, which the console then owns."""
         with self._lock:
             self._device_stdin = device_stdin
+            self._interrupts = interrupts
             pending, self._pending = bytes(self._pending), bytearray()
         if pending:
             self._send_to_device(pending)
@@ -48,18 +63,26 @@ class ConsolePty:
     def detach(self) -> None:
         with self._lock:
             self._device_stdin = None
+            interrupts, self._interrupts = self._interrupts, None
+        if interrupts is not None:
+            os.close(interrupts)
 
     def _send_to_device(self, data: bytes) -> None:
+        # Under the lock, so that detach() never closes the notes' pipe under a write; a
+        # write blocks only while a live device has not read its stdin, and a dead one's
+        # pipe fails at once.
         with self._lock:
             target = self._device_stdin
+            interrupts = self._interrupts
             if target is None:
                 self._pending.extend(data)
                 return
-        try:
-            target.write(data)
-            target.flush()
-        except (BrokenPipeError, ValueError, OSError):
-            with self._lock:
+            try:
+                if interrupts is not None and _CTRL_C in data:
+                    os.write(interrupts, bytes([_CTRL_C]) * data.count(_CTRL_C))
+                target.write(data)
+                target.flush()
+            except (BrokenPipeError, ValueError, OSError):
                 self._pending.extend(data)
 
     def _from_host(self) -> None:

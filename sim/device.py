@@ -23,7 +23,7 @@ from pathlib import Path
 from musket.boards import Board, load_board
 from musket.errors import BadInput
 from musket_sim import bootrom
-from musket_sim.console import ConsolePty
+from musket_sim.console import INTERRUPT_ENV, ConsolePty
 from musket_sim.coupling import Coupling
 from musket_sim.flash_image import FlashImage
 from musket_sim.models import modem as modem_model
@@ -424,16 +424,26 @@ class VirtualDevice:
         self._crashes: list[dict] = []
         self._last_virtual_us = self.virtual_us
         self._last_progress: dict = {}
-        proc = subprocess.Popen(
-            cmd, env=env, cwd=self.workdir,
-            stdin=subprocess.PIPE if self.console else subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        )
+        notes = None
+        if self.console:
+            # The Ctrl-C notes' pipe (sim/console.py): its read end stays open in the device.
+            notes = self.console.interrupt_pipe()
+            env[INTERRUPT_ENV] = str(notes[0])
+        try:
+            proc = subprocess.Popen(
+                cmd, env=env, cwd=self.workdir,
+                stdin=subprocess.PIPE if self.console else subprocess.DEVNULL,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                pass_fds=(notes[0],) if notes else (),
+            )
+        finally:
+            if notes:
+                os.close(notes[0])
         self._proc = proc
         if self._switched_off:
             proc.kill()
         if self.console:
-            self.console.attach(proc.stdin)
+            self.console.attach(proc.stdin, notes[1])
         output = bytearray()
         stdout_thread = threading.Thread(target=self._pump_console, args=(proc.stdout, output),
                                          daemon=True)

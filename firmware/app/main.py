@@ -75,9 +75,20 @@ class App:
         state["boots"] = state.get("boots", 0) + 1
         store.write_json(STATE_PATH, state)
         self.status.boot_count = state["boots"]
+        from app.health import Health
+
+        health = Health(self.status, self.log)
+        self.status.reset_cause = health.boot(self.status.reset_cause)
+        version = self.update.get("version", "0.0.0")
+        self.status.sections["identity"] = {
+            "device_id": config["device_id"], "firmware": version,
+            "bundle": (self.update.get("last") or {}).get("version") or version}
         self.log.info("boot", "boot #%d, reset cause %s, board %s" % (
             state["boots"], self.status.reset_cause, self.status.board or "?"))
-        unload("board", "config")
+        health.save()  # after the line: a cut in this write still leaves the boot logged
+        del health
+        del Health
+        unload("board", "config", "health")
         return config, board
 
     def spawn(self, name, factory):
@@ -137,6 +148,12 @@ class App:
         largest = ok - ok % _LARGEST_FREE_STEP
         gc.collect()
         snap = self.status.snapshot(self.log)
+        low = self.status.heap_low
+        if low is None:
+            self.status.heap_low = [snap["heap_free"], largest]
+        else:
+            low[0] = min(low[0], snap["heap_free"])
+            low[1] = min(low[1], largest)
         modem = snap.get("modem") or {}
         self.log.info("status", "up %ds, heap free %d, largest free %d, errors %d, modem %s" % (
             snap["uptime_s"], snap["heap_free"], largest, snap["log_errors"],
@@ -158,6 +175,7 @@ class App:
             self.log.error("sensors", "cannot set up the board's sensors: %r" % (e,))
             return None, None
         self.status.sections["sensors"] = sensors.section
+        parts["sensors"] = sensors
         if not (sensors.get("current") or sensors.get("flow")):
             return sensors, None
         rules, problems = counter.parse_rules(config["service_rules"])
@@ -206,6 +224,7 @@ class App:
                                     apn=config["apn"],
                                     reset_board=None if after_modem_reset else reset_board)
         self.status.sections["modem"] = manager.status
+        parts["modem"] = manager
         self.spawn("modem", manager.run)
         return manager
 
@@ -235,6 +254,7 @@ class App:
         queue = parts["readings"] = ReadingQueue(sensors, config["report_interval_s"],
                                                  self.log)
         uplink = parts["uplink"] = Uplink(link, counters, queue, config, self.log, tls)
+        uplink.status_message = self.status_message
         from app.ota.download import Download, outcome_report
 
         download = uplink.download = parts["download"] = Download(self.log)
@@ -261,6 +281,25 @@ class App:
         self.start_uplink(config, link, sensors, counters, tls)
         if self.update.get("phase") == "trial":
             self.start_trial(config, counters)
+        self.start_console()
+
+    def status_message(self, as_json):
+        # The uplink's online status (app.health, loaded for it and let go after it).
+        from app import unload
+        from app.health import Health
+
+        try:
+            return Health(self.status, self.log).message(as_json)
+        finally:
+            del Health
+            unload("health")
+
+    def start_console(self):
+        # The technician's console on the REPL UART (app.console): its commands' modules are
+        # loaded only for a request.
+        from app.console import Console
+
+        self.spawn("console", Console(self.status, self.log).run)
 
     def start_trial(self, config, counters):
         # The version on trial confirms itself once the uplink's broker acknowledged it.
@@ -282,4 +321,21 @@ class App:
 
 
 def start(update=None):
-    asyncio.run(App(update).main())
+    app = App(update)
+    try:
+        asyncio.run(app.main())
+    except KeyboardInterrupt:
+        # Ctrl-C at the console (mpremote, ampy, a person): the REPL takes the console over.
+        # The watchdog keeps running and resets the board unless fed or stretched.
+        print("musket: application stopped by Ctrl-C; Ctrl-D (soft reset) starts it again")
+    except Exception as e:  # noqa: BLE001 - the device resets; the crash is kept for after it
+        _record_crash(app, e)
+
+
+def _record_crash(app, e):
+    # What failed goes to flash before the reset (app.health), so the next boot reports it.
+    from app.health import Health
+
+    Health(app.status, app.log).crash(e)
+    app.log.exception("app", "crashed, resetting", e)
+    machine.reset()

@@ -11,6 +11,9 @@ class Status:
         self.board = ""
         self.config_problems = []
         self.sections = {}
+        # [heap free, largest free block]: the heartbeat's low-water marks of this boot (its
+        # probe is app.main's), for the device's health (app.health).
+        self.heap_low = None
         self._t0 = time.ticks_ms()
 
     def section(self, name):

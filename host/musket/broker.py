@@ -10,7 +10,9 @@ leaf   what                        direction  payload
 ``t``  telemetry: readings         up, QoS 1  telemetry message (CBOR, or JSON for debug)
 ``e``  telemetry with counter      up, QoS 1  the same, holding at least one counter event
        events
-``s``  status, retained            up, QoS 1  ``1`` online (sent on connect), ``0`` offline
+``s``  status, retained            up, QoS 1  the online status map (sent on connect; CBOR, see
+                                              docs/uplink.md "The status message"; older
+                                              firmware: ``1``), ``0`` offline
                                               (the will: the broker sends it when the device
                                               vanishes)
 ``c``  commands                    down       JSON ``{"id", "op", ...}``

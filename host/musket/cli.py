@@ -491,6 +491,13 @@ from musket.cli_fleet import fleet_group  # noqa: E402
 
 main.add_command(fleet_group)
 
+# The technician's console, likewise.
+from musket.cli_console import console_group  # noqa: E402
+from musket.cli_factory import factory_group  # noqa: E402
+
+main.add_command(console_group)
+main.add_command(factory_group)
+
 
 if __name__ == "__main__":
     main()

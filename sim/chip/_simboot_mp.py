@@ -68,7 +68,7 @@ _BALLAST_MIN_PIECE = 16
 # until the newest pool has room for this many more names: the firmware never pays for pool
 # growth, however many names the sim uses. (On the chip the firmware's names cost about 11
 # bytes each in pools on the heap, which the chip's heap holds above the firmware's share.)
-_FIRMWARE_NAMES = 1024
+_FIRMWARE_NAMES = 1280
 _BYTES_PER_POOL_ENTRY = 11  # hash, length and pointer of one name, on the 64-bit port
 
 

@@ -104,6 +104,7 @@ def load_settings(path):
     _builtin("random").seed(settings.get("seed", 0) * 1000003 + settings.get("boot", 0))
     _simflash.start(settings, rng, _cut_rng)
     _stdin_poll.register(sys.stdin, _bselect.POLLIN)
+    _open_interrupts()
     _simlink.connect(settings["link"], settings.get("seed", 0) * 1000003 + settings.get("boot", 0),
                      settings["clock"])
     _simlink.hello(now_us, settings.get("reset_cause", PWRON_RESET), _advance_to)
@@ -135,10 +136,25 @@ _event_seq = 0
 _wdt_timeout_us = 0
 _wdt_deadline_us = -1
 console_attached = False
-# One poller for console input, made at import: the idle path checks it at every step and
-# must not allocate on the firmware's heap to do so.
+# Pollers for console input, made at import: the idle path checks them at every step and must
+# not allocate on the firmware's heap to do so. _stdin_poll: the console's bytes (stdin);
+# _interrupt_poll: the Ctrl-C notes alone; _console_poll: both.
 _stdin_poll = _bselect.poll()
-console_pending = bytearray()  # console bytes read while the application ran
+_interrupt_poll = _bselect.poll()
+_console_poll = _bselect.poll()
+console_pending = bytearray()  # console bytes the REPL read and has not used yet
+# Ctrl-C, as the ESP32's UART driver handles it: the driver sees each byte as it arrives and a
+# 0x03 interrupts the running program, while every other byte waits in the buffer behind
+# sys.stdin for whoever reads it (the REPL, or the application's console task). Here the host
+# (sim/console.py) writes one note to a pipe of its own per 0x03 before the bytes themselves
+# go to stdin, so the device learns of a Ctrl-C without reading stdin, and stdin stays the
+# application's to read. A Ctrl-C that interrupted the program is skipped when the REPL reads
+# on (_skip_ctrl_c); one the REPL reads in its turn takes its note with it.
+_interrupts = None  # the notes' pipe: a file under MicroPython, a descriptor under CPython
+_skip_ctrl_c = 0
+# Readers of sys.stdin in the application (the select shim's and the asyncio shim's
+# registrations): only while there is one does console input end an idle wait early.
+stdin_readers = 0
 
 
 def ticks_ms():
@@ -251,11 +267,21 @@ def _advance_to(target_us):
         now_us = target_us
 
 
-def _console_wait(wall_ms):
+def _console_wait(wall_ms, for_repl=False):
     # Waits up to wall_ms real milliseconds for console input; returns True when some arrived.
+    # A Ctrl-C always counts; other bytes only when someone reads them (the REPL, or a task
+    # of the application awaiting sys.stdin): unread ones must not cut every wait short.
     if not console_attached:
         return False
-    return bool(_stdin_poll.poll(max(0, int(wall_ms))))
+    wall_ms = max(0, int(wall_ms))
+    if for_repl or stdin_readers:
+        poller = _console_poll if _interrupts is not None else _stdin_poll
+    elif _interrupts is not None:
+        poller = _interrupt_poll
+    else:
+        _btime.sleep_ms(wall_ms) if IS_MICROPYTHON else _btime.sleep(wall_ms / 1000)
+        return False
+    return bool(poller.poll(wall_ms))
 
 
 def idle(timeout_us):
@@ -311,7 +337,7 @@ def wait_console():
     pace = speed or 1
     limit = _simlink.idle(now_us, _limit(span_end_us), False, _simlink.stay)
     start = _real_ms()
-    _console_wait(min((limit - now_us) / _US_PER_MS / pace, _CONSOLE_SLICE_MS))
+    _console_wait(min((limit - now_us) / _US_PER_MS / pace, _CONSOLE_SLICE_MS), True)
     waited_ms = _real_since(start)
     _report_progress()
     _simlink.idle(now_us, min(limit, now_us + int(waited_ms * pace * _US_PER_MS)), True,
@@ -339,10 +365,45 @@ def sleep_us(us):
         idle(end - now_us)
 
 
-# ---- console ---------------------------------------------------------------------------
+# ---- console ----------------------------------------------------------------------------
+
+def _open_interrupts():
+    global _interrupts
+    fd = _bos.getenv("MUSKET_SIM_INTERRUPT_FD")
+    if not fd:
+        return
+    # Opened while the host's filesystem is still the root (the littlefs partition replaces
+    # it before the firmware runs).
+    _interrupts = open("/dev/fd/" + fd, "rb") if IS_MICROPYTHON else int(fd)
+    _interrupt_poll.register(_interrupts, _bselect.POLLIN)
+    _console_poll.register(_interrupts, _bselect.POLLIN)
+    _console_poll.register(sys.stdin, _bselect.POLLIN)
+
+
+def _take_interrupt_note():
+    # Blocks only where a note is known to wait: it is written before its 0x03.
+    if IS_MICROPYTHON:
+        _interrupts.read(1)
+    else:
+        _bos.read(_interrupts, 1)
+
+
+def is_console(obj):
+    # Whether a stream the firmware polls is the console (sys.stdin or its binary side).
+    return obj is sys.stdin or obj is getattr(sys.stdin, "buffer", None)
+
+
+def console_ready():
+    # Whether a byte waits on the console for the application.
+    return console_attached and bool(_stdin_poll.poll(0))
+
 
 def console_read_available():
-    # Reads whatever console bytes are waiting, without blocking.
+    # Reads whatever console bytes are waiting, without blocking (the REPL's reads). A 0x03
+    # among them either was the Ctrl-C that interrupted the program (then it and what came
+    # before it are dropped, as the interrupted program would have had them) or is the REPL's
+    # to act on (then its note goes with it).
+    global _skip_ctrl_c
     if not console_attached:
         return b""
     out = bytearray()
@@ -354,7 +415,14 @@ def console_read_available():
         if not chunk:
             # The console's other end closed: the host runner is gone, so is the power.
             raise HostGone()
-        out.extend(chunk)
+        for c in chunk:
+            if c == 0x03 and _interrupts is not None:
+                if _skip_ctrl_c:
+                    _skip_ctrl_c -= 1
+                    out = bytearray()
+                    continue
+                _take_interrupt_note()
+            out.append(c)
     return bytes(out)
 
 
@@ -368,10 +436,8 @@ def console_write(data):
 
 def check_interrupt():
     # Ctrl-C on the console interrupts the running program, as the ESP32 UART driver does.
-    data = console_read_available()
-    if data:
-        i = data.find(b"\x03")
-        if i >= 0:
-            console_pending[:] = data[i + 1:]
-            raise KeyboardInterrupt()
-        console_pending.extend(data)
+    global _skip_ctrl_c
+    if _interrupts is not None and _interrupt_poll.poll(0):
+        _take_interrupt_note()
+        _skip_ctrl_c += 1
+        raise KeyboardInterrupt()

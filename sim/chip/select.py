@@ -15,12 +15,17 @@ class poll:
     def __init__(self):
         self._real = _b.poll()
         self._real_count = 0
-        self._virtual = {}  # id(obj) -> [obj, mask]
+        # id(obj) -> [obj, mask, the console's readiness, or None for a peripheral's own]
+        self._virtual = {}
         self._out = []
 
     def register(self, obj, eventmask=POLLIN | POLLOUT):
         if hasattr(obj, "_sim_ready"):
-            self._virtual[id(obj)] = [obj, eventmask]
+            self._virtual[id(obj)] = [obj, eventmask, None]
+        elif _simcore.is_console(obj):
+            if id(obj) not in self._virtual:
+                _simcore.stdin_readers += 1
+            self._virtual[id(obj)] = [obj, eventmask, _console_ready]
         else:
             self._real.register(obj, eventmask)
             self._real_count += 1
@@ -33,7 +38,10 @@ class poll:
             self._real.modify(obj, eventmask)
 
     def unregister(self, obj):
-        if self._virtual.pop(id(obj), None) is None:
+        entry = self._virtual.pop(id(obj), None)
+        if entry is not None and entry[2] is _console_ready:
+            _simcore.stdin_readers -= 1
+        if entry is None:
             self._real.unregister(obj)
             self._real_count -= 1
 
@@ -42,8 +50,8 @@ class poll:
         # and the chip's poll allocates nothing for it either.
         out = self._out
         out.clear()
-        for obj, mask in self._virtual.values():
-            events = obj._sim_ready(mask)
+        for obj, mask, ready in self._virtual.values():
+            events = obj._sim_ready(mask) if ready is None else ready(mask)
             if events:
                 out.append((obj, events))
         if self._real_count:
@@ -51,8 +59,10 @@ class poll:
         return out
 
     def poll(self, timeout=-1):
-        _simcore.check_interrupt()
+        # A Ctrl-C is looked for after readiness: its note comes before its byte, so a
+        # console reader never gets the 0x03 of a Ctrl-C that was not acted on.
         ready = self._ready_now()
+        _simcore.check_interrupt()
         if ready or timeout == 0:
             return ready
         if timeout is None:
@@ -63,10 +73,14 @@ class poll:
                 _simcore.idle(end - _simcore.now_us)
             else:
                 _simcore.idle(-1)
-            _simcore.check_interrupt()
             ready = self._ready_now()
+            _simcore.check_interrupt()
             if ready or (end >= 0 and _simcore.now_us >= end):
                 return ready
 
     def ipoll(self, timeout=-1, flags=0):
         return self.poll(timeout)
+
+
+def _console_ready(mask):
+    return POLLIN if mask & POLLIN and _simcore.console_ready() else 0

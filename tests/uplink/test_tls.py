@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import cbor2
 import pytest
 from checksuite import call
 from conftest import (
@@ -194,8 +195,9 @@ def test_device_publishes_over_tls_and_the_subscriber_decodes_it(
     assert [e.seq for e in stream.events] == committed, log[-3000:]
     assert stream.gaps == []
     assert len(stream.readings) >= 4  # a reading every 15 min
-    # "online" once connected; "offline" (the will) when the run ended the device's process.
-    assert tls_subscriber.on("d/dev-a/s")[:1] == [b"1"]
+    # "online" (the status map, contract A) once connected; not the will's "offline" (0).
+    online = tls_subscriber.on("d/dev-a/s")[:1]
+    assert online and cbor2.loads(online[0])["on"] == 1, online
     assert "session ended" not in log, log[-3000:]
     assert " as dev-a " in tls_broker.log()
 

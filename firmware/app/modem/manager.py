@@ -65,6 +65,9 @@ class ConnectionManager:
         self.status.update({
             "state": _OFF, "last_error": None, "attach_time_s": None, "attempts": 0,
             "escalations": [], "history": [], "connected_since": None,
+            # For the device's health (app.health): failed bring-ups, registrations the
+            # network denied by reject cause, and bring-ups in a row the modem did not answer.
+            "failures": 0, "rejects": {}, "unanswered": 0,
         })
 
     # -- control ------------------------------------------------------------------------
@@ -101,6 +104,7 @@ class ConnectionManager:
                 await self._bring_up()
                 self._failures = 0
                 self._unanswered = 0
+                self.status["unanswered"] = 0
                 await self._watch()
             except ATTimeout as e:
                 self._record_error(e)
@@ -108,9 +112,11 @@ class ConnectionManager:
                 await self._escalate()
             except (ATError, ModemError) as e:
                 self._record_error(e)
+            self.status["unanswered"] = self._unanswered
             self.connected.clear()
             if self._radio_wanted:
                 self._failures += 1
+                self.status["failures"] += 1
                 await self._backoff()
 
     async def _bring_up(self):
@@ -147,6 +153,8 @@ class ConnectionManager:
             if reg["registered"]:
                 return
             if reg["denied"]:
+                rejects = self.status["rejects"]
+                rejects[reg["cause"]] = rejects.get(reg["cause"], 0) + 1
                 raise ModemError("registration denied by the network (cause %s)"
                                  % reg["cause"], reg["cause"])
             if reg["sms_only"]:

@@ -125,56 +125,19 @@ class Commands:
     # -- config -------------------------------------------------------------------------
 
     def _check_config(self, cmd):
-        from app import config as config_mod
-
         changes = cmd.get("set")
         if not isinstance(changes, dict) or not changes:
             return "config: \"set\" must be an object of keys to values"
-        for key in changes:
-            if key in LOCAL_ONLY:
-                return "config: %s is not settable remotely" % key
-        problems = config_mod.validate(changes)[1]
-        return "; ".join(problems) if problems else None
+        return check_config(changes)
 
     def _do_config(self, cmd):
-        # The config on flash is the one copy of every setting: the change is stored, then
-        # each key goes to the running part that owns it. A key no running part takes (read
-        # only at boot, or its part is not running) is reported as applying after a reboot.
-        from app import config as config_mod
-
-        changes = cmd["set"]
-        stored = config_mod.load()[0]
-        stored.update(changes)
-        config_mod.save(config_mod.DEFAULT_PATH, stored)
-        applied = {}
-        later = {}
-        for key in changes:
-            part = parts.get(config_mod.owner(key))
-            if part is None:
-                later[key] = changes[key]
-            else:
-                part.configure(key, changes[key])
-                applied[key] = changes[key]
-        result = {}
-        if applied:
-            result["applied"] = applied
-        if later:
-            result["after_reboot"] = later
-        return {"ok": True, "result": result}
+        return {"ok": True, "result": apply_config(cmd["set"])}
 
     # -- counter ------------------------------------------------------------------------
 
     def _check_counter(self, cmd):
-        if parts.get("counters") is None:
-            return "counter: this device has no counters"
-        name, value, reason = cmd.get("name"), cmd.get("value"), cmd.get("reason")
-        if not _id_ok(name):
-            return "counter: name must be 1-%d letters, digits, _ or -" % _ID_MAX
-        if type(value) is not int or not 0 <= value <= _VALUE_MAX:
-            return "counter: value must be an integer from 0 to %d" % _VALUE_MAX
-        if not isinstance(reason, str) or not 0 < len(reason) <= _REASON_MAX:
-            return "counter: reason must be 1-%d characters" % _REASON_MAX
-        return None
+        return check_counter(parts.get("counters"), cmd.get("name"), cmd.get("value"),
+                             cmd.get("reason"))
 
     def _do_counter(self, cmd):
         seq = parts["counters"].adjust(cmd["name"], cmd["value"], cmd["reason"],
@@ -213,6 +176,60 @@ class Commands:
         if why:
             return {"ok": False, "error": "ota: " + why}
         return {"ok": True, "result": dict(download.status)}
+
+
+# -- the checks and the one path of a change, for commands and the console (app.console) -----
+
+
+def check_config(changes):
+    # -> why the changes cannot be made, or None.
+    from app import config as config_mod
+
+    for key in changes:
+        if key in LOCAL_ONLY:
+            return "config: %s is not settable remotely" % key
+    problems = config_mod.validate(changes)[1]
+    return "; ".join(problems) if problems else None
+
+
+def apply_config(changes):
+    # The config on flash is the one copy of every setting: the change is stored, then each
+    # key goes to the running part that owns it. A key no running part takes (read only at
+    # boot, or its part is not running) is reported as applying after a reboot. A cut before
+    # the store's rename leaves the old config, after it the new one (app.store).
+    from app import config as config_mod
+
+    stored = config_mod.load()[0]
+    stored.update(changes)
+    config_mod.save(config_mod.DEFAULT_PATH, stored)
+    applied = {}
+    later = {}
+    for key in changes:
+        part = parts.get(config_mod.owner(key))
+        if part is None:
+            later[key] = changes[key]
+        else:
+            part.configure(key, changes[key])
+            applied[key] = changes[key]
+    result = {}
+    if applied:
+        result["applied"] = applied
+    if later:
+        result["after_reboot"] = later
+    return result
+
+
+def check_counter(counters, name, value, reason):
+    # -> why the adjustment cannot be made, or None.
+    if counters is None:
+        return "counter: this device has no counters"
+    if not _id_ok(name):
+        return "counter: name must be 1-%d letters, digits, _ or -" % _ID_MAX
+    if type(value) is not int or not 0 <= value <= _VALUE_MAX:
+        return "counter: value must be an integer from 0 to %d" % _VALUE_MAX
+    if not isinstance(reason, str) or not 0 < len(reason) <= _REASON_MAX:
+        return "counter: reason must be 1-%d characters" % _REASON_MAX
+    return None
 
 
 # -- the uplink's side: replies waiting for the broker's acknowledgement -------------------

@@ -66,6 +66,11 @@ class Uplink:
         self.keepalive_s = settings["keepalive_s"]
         self.batch_size = settings["batch_size"]
         self.telemetry_json = settings["telemetry_json"]
+        self.health_interval_s = settings["health_interval_s"]
+        # The online status message (app.health's message(as_json)), set by the app; without
+        # one the device says a bare "1".
+        self.status_message = None
+        self._status_sent = time.ticks_ms()  # when the last status message was sent
         try:
             state = store.read_json(STATE_PATH, {})
         except store.StoreError as e:
@@ -105,12 +110,16 @@ class Uplink:
         self.status = {"state": "idle", "connects": 0, "sent": 0, "resent": 0,
                        "last_error": None, "queued": self.queue.pending(),
                        "dropped": self.queue.dropped,
-                       "events_acked": counters.acked_seq if counters is not None else 0}
+                       "events_acked": counters.acked_seq if counters is not None else 0,
+                       # For the device's health: sessions that failed, seconds with one up
+                       # (up_since: ticks_ms of the session's start while one is up), and
+                       # when the last telemetry message was acknowledged.
+                       "failures": 0, "up_s": 0, "up_since": None, "last_t": None}
 
     def configure(self, key, value):
         # A change from a config command (app.config names this part the owner of the key):
         # batch_size and telemetry_json from the next message, keepalive_s from the next
-        # session's CONNECT.
+        # session's CONNECT, health_interval_s from the next status message.
         setattr(self, key, value)
 
     def report(self):
@@ -152,6 +161,10 @@ class Uplink:
 
     async def _release(self):
         # A client lives for one session; its buffers and its module stay for the next.
+        since = self.status["up_since"]
+        if since is not None:
+            self.status["up_s"] += time.ticks_diff(time.ticks_ms(), since) // 1000
+            self.status["up_since"] = None
         client, self.client = self.client, None
         if client is not None:
             self._pid = client.next_pid()
@@ -159,6 +172,7 @@ class Uplink:
 
     def _fail(self, e):
         self._failures += 1
+        self.status["failures"] += 1
         self.status["last_error"] = str(e)
         self.log.warning("uplink", "session ended: %s" % e)
 
@@ -202,8 +216,9 @@ class Uplink:
         # The retained "online" status rides in the CONNECT's segment; the will says "offline".
         present = await client.connect(
             stream, keepalive_s, False, (status_topic, "0", True),
-            ((status_topic, b"1", 1, True, client.next_pid()),))
+            ((status_topic, self._status_payload(), 1, True, client.next_pid()),))
         self.status["connects"] += 1
+        self.status["up_since"] = time.ticks_ms()
         # A new session has nothing queued, so its SUBACK is awaited; a kept one that never
         # had its SUBACK may deliver queued commands first, so that SUBACK is only noted when
         # it comes (_on_ack).
@@ -307,10 +322,22 @@ class Uplink:
         if rseq:
             self.queue.ack(rseq)
         self.status["sent"] += 1
+        self.status["last_t"] = time.time()
         self.status["queued"] = self.queue.pending()
         self.status["dropped"] = self.queue.dropped
         if not (self._events_waiting() or self.queue.pending()):
             self._flush = False
+        if time.ticks_diff(time.ticks_ms(), self._status_sent) >= self.health_interval_s * 1000:
+            # The status again, riding with this telemetry: no wake-up of its own. QoS 1
+            # without waiting: a lost one is made good by the next session's.
+            await client.publish(topic(self.device_id, "s"), self._status_payload(), 1, True,
+                                 wait=False)
+
+    def _status_payload(self):
+        self._status_sent = time.ticks_ms()
+        if self.status_message is None:
+            return b"1"
+        return self.status_message(self.telemetry_json)
 
     def _build(self):
         # The next message from what the queues have not had acknowledged: events first (they

@@ -7,8 +7,10 @@ result for the queries. A test checks that the two agree.
 from __future__ import annotations
 
 from sqlalchemy import (
+    Boolean,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Integer,
     MetaData,
@@ -105,6 +107,34 @@ ota_devices = Table(
     Column("reason", Text),
     Column("updated", DateTime(timezone=True), nullable=False),
 )
+
+# ---- end-of-line test (migration 0004; musket.eol) -----------------------------------------
+
+# One row per end-of-line test of a unit: passed or not, the diagnosis codes that failed it
+# (JSON list), its measurements (JSON: signal, sensor readings, the acknowledged telemetry).
+eol_results = Table(
+    "eol_results", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("device_id", String(64), ForeignKey("devices.device_id"), nullable=False,
+           index=True),
+    Column("at", DateTime(timezone=True), nullable=False, index=True),
+    Column("station", String(64), nullable=False),
+    Column("operator", String(64), nullable=False),
+    Column("passed", Boolean, nullable=False),
+    Column("codes", Text, nullable=False),
+    Column("measurements", Text, nullable=False),
+    Column("seconds", Float, nullable=False),
+)
+
+# Whether a unit may ship: its latest end-of-line test passed. Written with each result.
+eol_units = Table(
+    "eol_units", metadata,
+    Column("device_id", String(64), ForeignKey("devices.device_id"), primary_key=True),
+    Column("shippable", Boolean, nullable=False),
+    Column("result_id", Integer, ForeignKey("eol_results.id"), nullable=False),
+    Column("updated", DateTime(timezone=True), nullable=False),
+)
+# ---- end of the end-of-line test's tables ---------------------------------------------------
 
 # -- the fleet service's tables (issue 14, migration 0003) -----------------------------------
 # Defined on this MetaData in their own module; imported here so that every user of

@@ -43,6 +43,22 @@ _SEARCH_PATH_WITH_ROM = ("/", _ROM, _ROM + "/lib", "/lib")
 _S_IFDIR = 0x4000
 
 
+_U_NAMES = frozenset("u" + n for n in (
+    "binascii", "collections", "errno", "hashlib", "heapq", "io", "json", "os", "random", "re",
+    "select", "socket", "ssl", "struct", "sys", "time", "zlib", "asyncio"))
+
+
+class _Stdout(io.TextIOWrapper):
+    """The console's output as MicroPython's sys.stdout is: text, or bytes written as they
+    are (ampy's `get` writes hexlify's bytes)."""
+
+    def write(self, s):  # type: ignore[override]
+        if isinstance(s, (bytes, bytearray, memoryview)):
+            self.flush()
+            return self.buffer.write(bytes(s))
+        return super().write(s)
+
+
 def _load_shim(name: str) -> types.ModuleType:
     # time.py and select.py share their names with CPython's modules, so they load by path.
     spec = importlib.util.spec_from_file_location("_shim_" + name,
@@ -158,6 +174,10 @@ class FirmwareImporter:
         return module
 
     def import_(self, name, globals=None, locals=None, fromlist=(), level=0):
+        if name in _U_NAMES:
+            # MicroPython still answers to its modules' old names (ubinascii is binascii),
+            # which tools such as ampy send to the raw REPL.
+            name = name[1:]
         if level > 0:
             package = (globals or {}).get("__package__") or ""
             base = package.rsplit(".", level - 1)[0] if level > 1 else package
@@ -206,8 +226,8 @@ def main() -> None:
     settings = _simcore.load_settings(sys.argv[1])
     sys.path.extend(settings.get("sim_path", []))
     _simcore.console_attached = settings.get("console", False)
-    sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), write_through=True,
-                                  encoding="utf-8", errors="replace")
+    sys.stdout = _Stdout(io.FileIO(1, "w", closefd=False), write_through=True,
+                         encoding="utf-8", errors="replace")
     script_source = None
     if settings.get("script"):
         with open(settings["script"]) as f:

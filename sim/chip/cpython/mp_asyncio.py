@@ -9,6 +9,7 @@ MicroPython. Virtual peripherals (the UART shim) are awaited through their `_sim
 from __future__ import annotations
 
 import asyncio as _aio
+import os as _os
 import selectors
 
 import _simcore
@@ -28,14 +29,17 @@ _POLLOUT = 4
 
 class _VirtualSelector(selectors.DefaultSelector):
     def select(self, timeout=None):
-        _simcore.check_interrupt()
+        # A Ctrl-C is looked for after readiness: its note comes before its byte, so the
+        # console's reader never gets the 0x03 of a Ctrl-C that was not acted on.
         ready = super().select(0)
+        _simcore.check_interrupt()
         if ready or timeout == 0:
             return ready
         # In whole microseconds, rounded up: a timer due within one must still be reached.
         _simcore.idle(-1 if timeout is None else int(-(-timeout * 1000000 // 1)))
+        ready = super().select(0)
         _simcore.check_interrupt()
-        return super().select(0)
+        return ready
 
 
 class _VirtualLoop(_aio.SelectorEventLoop):
@@ -105,15 +109,48 @@ async def _wait_virtual(obj, mask):
         await future
 
 
+async def _wait_console():
+    # sys.stdin, the console: its descriptor in the loop's selector while someone waits, so
+    # the virtual clock's idle wait ends when a byte arrives (_simcore.stdin_readers). Without
+    # a console nothing ever arrives.
+    loop = get_event_loop()
+    future = loop.create_future()
+    if _simcore.console_attached:
+        loop.add_reader(0, lambda: future.done() or future.set_result(None))
+    _simcore.stdin_readers += 1
+    try:
+        await future
+    finally:
+        _simcore.stdin_readers -= 1
+        if _simcore.console_attached:
+            loop.remove_reader(0)
+
+
+def _read_console(n):
+    data = _os.read(0, n)
+    if not data:
+        raise _simcore.HostGone()
+    return data
+
+
 class StreamReader:
     def __init__(self, stream, writer_stream=None) -> None:
         self.s = stream
+        self._console = _simcore.is_console(stream)
 
     async def read(self, n=-1):
+        if self._console:
+            await _wait_console()
+            return _read_console(1 if n < 0 else n)
         await _wait_virtual(self.s, _POLLIN)
         return self.s.read(None if n < 0 else n)
 
     async def readinto(self, buf):
+        if self._console:
+            await _wait_console()
+            data = _read_console(len(buf))
+            buf[:len(data)] = data
+            return len(data)
         await _wait_virtual(self.s, _POLLIN)
         return self.s.readinto(buf)
 

@@ -67,7 +67,7 @@ def check_defaults():
             "log_level": "info", "wdt_timeout_ms": 30000, "heartbeat_s": 3600,
             "apn": "", "device_id": "",
             "brew_ma": 1500, "brew_min_s": 10, "dispense_gap_s": 3, "dispense_min_pulses": 20,
-            "ota_trial_s": 1800,
+            "ota_trial_s": 1800, "health_interval_s": 21600,
             "service_rules": "brews/200:reorder-beans;litres@1000:replace-filter"}
     expect(config.DEFAULTS == want, "default values")
     expect(config.validate(config.DEFAULTS) == (config.DEFAULTS, []), "defaults are valid")
@@ -151,7 +151,8 @@ def check_owners():
     # Who applies a change at once (the running part a command hands the key to); None: the
     # key is read at boot only, and a change applies after a reboot.
     want = {"report_interval_s": "readings", "keepalive_s": "uplink", "batch_size": "uplink",
-            "telemetry_json": "uplink", "log_level": "log", "brew_ma": "usage",
+            "telemetry_json": "uplink", "health_interval_s": "uplink", "log_level": "log",
+            "brew_ma": "usage",
             "brew_min_s": "usage", "dispense_gap_s": "usage", "dispense_min_pulses": "usage"}
     for key in config.SCHEMA:
         expect(config.owner(key) == want.get(key), "%s: owner %r" % (key, config.owner(key)))
