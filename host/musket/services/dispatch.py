@@ -192,3 +192,44 @@ def outbox(engine: Engine, state: str | None = None) -> list[dict]:
              "attempts": r.attempts, "max_attempts": r.max_attempts,
              "next_at": _iso(r.next_at), "reason": r.reason, "done": _iso(r.done)}
             for r in rows]
+
+
+class CommandPublisher:
+    """Device commands over MQTT (QoS 1, as the OTA server sends its offers): the broker keeps
+    a command for a device that is away. Callable as a Dispatcher's `publish`."""
+
+    CONNECT_TIMEOUT_S = 15
+    PUBLISH_TIMEOUT_S = 10
+
+    def __init__(self, host: str, port: int, user: str, password: str,
+                 ca_file: str | None = None) -> None:
+        import ssl
+        import threading
+
+        import paho.mqtt.client as mqtt
+
+        self._connected = threading.Event()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
+                                  client_id=f"musket-services-{user}"[:64],
+                                  protocol=mqtt.MQTTv311)
+        self.client.username_pw_set(user, password)
+        if ca_file:
+            self.client.tls_set(ca_certs=ca_file, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        self.client.on_connect = lambda c, u, f, rc, p: rc == 0 and self._connected.set()
+        try:
+            self.client.connect(host, port, keepalive=60)
+        except OSError as e:
+            raise DeliveryFailed(f"cannot reach the broker at {host}:{port}: {e}") from None
+        self.client.loop_start()
+
+    def __call__(self, topic_name: str, payload: bytes) -> None:
+        if not self._connected.wait(self.CONNECT_TIMEOUT_S):
+            raise DeliveryFailed("the broker did not accept the session")
+        info = self.client.publish(topic_name, payload, qos=1)
+        info.wait_for_publish(self.PUBLISH_TIMEOUT_S)
+        if not info.is_published():
+            raise DeliveryFailed("the broker did not acknowledge the command in time")
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
