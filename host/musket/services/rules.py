@@ -149,6 +149,7 @@ class _Checker:
                 out[name] = self.value(items[name][1], f"{where}.{name}", kind)
             elif default is REQUIRED:
                 self.bad(node, f"{where}.{name}", "missing")
+                out[name] = None
             else:
                 out[name] = default
         return out
