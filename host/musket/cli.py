@@ -498,6 +498,11 @@ from musket.cli_factory import factory_group  # noqa: E402
 main.add_command(console_group)
 main.add_command(factory_group)
 
+# The services on the fleet's data, likewise.
+from musket.cli_services import services_group  # noqa: E402
+
+main.add_command(services_group)
+
 
 if __name__ == "__main__":
     main()

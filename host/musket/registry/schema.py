@@ -139,4 +139,4 @@ eol_units = Table(
 # -- the fleet service's tables (issue 14, migration 0003) -----------------------------------
 # Defined on this MetaData in their own module; imported here so that every user of
 # `metadata` sees them.
-from musket.registry import fleet_schema  # noqa: E402,F401
+from musket.registry import fleet_schema, services_schema  # noqa: E402,F401

@@ -1,0 +1,152 @@
+"""The rules engine and its dispatcher over the real fleet store, on SQLite and PostgreSQL:
+each trigger acts once whatever is replayed or evaluated again, by one engine or two; an order
+is placed once per installation; a reboot storm opens one ticket, closed when the device is
+healthy again; failed deliveries are retried, then given up with the reason."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import func, select
+from svchelp import T0, Device, import_sites, status_message, take
+
+from musket.registry.services_schema import svc_outbox, svc_triggers
+from musket.services import rules, views
+from musket.services.dispatch import Dispatcher
+from musket.services.engine import RulesEngine
+
+COFFEE = """\
+product: coffee
+consumables:
+  beans: {counter: brews, per_use: 0.01, capacity: 1.0, lead_time_days: 2, margin_days: 1}
+rules:
+  - name: descale
+    when: {counter: brews, every: 50}
+    do: [{sink: {path: descale.jsonl}}]
+  - name: beans-low
+    when: {consumable: beans}
+    do: [{order: }]
+  - name: unstable
+    when: {reboots: 3, within_hours: 24}
+    do: [{ticket: {healthy_after_hours: 1}}, {webhook: {url: "http://127.0.0.1:9/x", tries: 2}}]
+"""
+SITES = [("dev-a", "acme", "coffee", "Acme HQ, floor 2"),
+         ("dev-b", "acme", "coffee", "Acme HQ, lobby")]
+
+
+class Clock:
+    def __init__(self, t: int) -> None:
+        self.t = t
+
+    def __call__(self) -> datetime:
+        return datetime.fromtimestamp(self.t, UTC)
+
+
+def engines(registry, clock, n=1):
+    products = {"coffee": rules.parse(COFFEE, "coffee.yaml")}
+    return [RulesEngine(registry.engine, products, clock) for _ in range(n)]
+
+
+def count(registry, table) -> int:
+    with registry.engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(table)).scalar_one()
+
+
+def test_a_counter_threshold_acts_once_across_replays_restarts_and_two_engines(
+        registry, tmp_path):
+    import_sites(registry.engine, tmp_path, SITES)
+    clock = Clock(T0)
+    one, two = engines(registry, clock, 2)
+    a = Device("dev-a")
+    first = a.use("brews", 60, T0)
+    take(registry.engine, first)
+    results = [one.run_once()]  # 50
+    take(registry.engine, first)  # replayed: the store drops it
+    results.append(two.run_once())
+    assert results[-1].triggers == 0
+    take(registry.engine, a.use("brews", 45, T0 + 3600))  # 105: crosses 100
+    again = engines(registry, clock)[0]  # a restarted engine
+    results += [two.run_once(), again.run_once(), one.run_once()]
+    # every trigger stored acted once, in whichever engine stored it
+    assert sum(r.triggers for r in results) == count(registry, svc_triggers)
+    with registry.engine.connect() as conn:
+        fired = sorted(conn.execute(select(svc_triggers.c.occurrence).where(
+            svc_triggers.c.rule == "coffee/descale")).scalars())
+    assert fired == ["100", "50"]
+    out = Dispatcher(registry.engine, tmp_path, clock=clock)
+    assert out.run_once().delivered == 2
+    assert out.run_once().delivered == 0
+    lines = [json.loads(x) for x in (tmp_path / "descale.jsonl").read_text().splitlines()]
+    assert [x["crossed"] for x in lines] == [50, 100]
+    assert lines[0]["key"] == "coffee/descale/dev-a/50/0" and lines[0]["location"]
+
+
+def test_beans_are_ordered_once_before_they_run_out_and_again_after_installing(
+        registry, tmp_path):
+    import_sites(registry.engine, tmp_path, SITES)
+    clock = Clock(T0)
+    (engine,) = engines(registry, clock)
+    b = Device("dev-b")
+    day = 86400
+    for n in range(8):  # 15 brews a day: 100 last 6.7 days; ordered when 3 days are left
+        clock.t = T0 + n * day + 3600
+        take(registry.engine, b.use("brews", 15, clock.t - 60))
+        engine.run_once()
+        placed = views.orders(registry.engine)
+        if placed:
+            break
+    (order,) = placed
+    assert b.totals["brews"] * 0.01 < 1.0  # placed before the beans ran out
+    runout = datetime.fromisoformat(order["runout_predicted"].replace("Z", "+00:00"))
+    arrives = datetime.fromisoformat(order["placed"].replace("Z", "+00:00")) + timedelta(days=2)
+    assert arrives < runout
+    engine.run_once()
+    assert len(views.orders(registry.engine)) == 1
+    views.set_order_state(registry.engine, order["order_id"], "installed", "ana")
+    take(registry.engine, b.use("brews", 5, clock.t))
+    engine.run_once()
+    assert len(views.orders(registry.engine)) == 1  # a full hopper again: nothing due
+
+
+def test_three_unexpected_reboots_in_a_day_open_one_ticket_closed_when_healthy(
+        registry, tmp_path):
+    import_sites(registry.engine, tmp_path, SITES)
+    clock = Clock(T0)
+    one, two = engines(registry, clock, 2)
+    hour = 3600
+    take(registry.engine, [status_message("dev-a", T0, 1, {"power-on": 1}, 10)])
+    one.run_once()
+    for n in range(1, 5):  # four watchdog resets, each reported by the next status
+        clock.t = T0 + n * hour
+        take(registry.engine, [status_message("dev-a", clock.t, 1 + n,
+                                              {"power-on": 1, "watchdog": n}, 5,
+                                              codes=["MODEM_HUNG"])])
+        one.run_once()
+        two.run_once()
+    (ticket,) = views.tickets(registry.engine)
+    assert ticket["closed"] is None and ticket["codes"] == ["MODEM_HUNG"]
+    assert "modem board" in ticket["parts"] and ticket["location"] == "Acme HQ, floor 2"
+    assert "replace the modem board" in ticket["repair"]
+    assert count(registry, svc_outbox) == 1  # the webhook, once
+    clock.t += 2 * hour
+    take(registry.engine, [status_message("dev-a", clock.t, 5, {"power-on": 1, "watchdog": 4},
+                                          2 * hour)])
+    assert one.run_once().tickets_closed == 1
+    assert views.tickets(registry.engine, state="closed")[0]["ticket_id"] == \
+        ticket["ticket_id"]
+    two.run_once()
+    assert len(views.tickets(registry.engine)) == 1
+    out = Dispatcher(registry.engine, tmp_path, clock=clock)  # nothing listens on port 9
+    assert out.run_once().retrying == 1
+    assert out.run_once().retrying == 0  # not before its backoff
+    clock.t += 3600
+    assert out.run_once().given_up == 1
+    (row,) = views_outbox(registry)
+    assert row["state"] == "given_up" and row["reason"].startswith("given up after 2 tries")
+
+
+def views_outbox(registry):
+    from musket.services.dispatch import outbox
+
+    return outbox(registry.engine)
