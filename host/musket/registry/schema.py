@@ -110,3 +110,6 @@ ota_devices = Table(
 # Defined on this MetaData in their own module; imported here so that every user of
 # `metadata` sees them.
 from musket.registry import fleet_schema  # noqa: E402,F401
+
+# -- the team pages' operators (musket fleet web, migration 0006) ----------------------------
+from musket.registry import web_schema  # noqa: E402,F401
