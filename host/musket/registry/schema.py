@@ -109,7 +109,11 @@ ota_devices = Table(
 # -- the fleet service's tables (issue 14, migration 0003) -----------------------------------
 # Defined on this MetaData in their own module; imported here so that every user of
 # `metadata` sees them.
+<<<<<<< HEAD
 from musket.registry import fleet_schema  # noqa: E402,F401
 
 # -- the team pages' operators (musket fleet web, migration 0006) ----------------------------
 from musket.registry import web_schema  # noqa: E402,F401
+=======
+from musket.registry import fleet_schema, services_schema  # noqa: E402,F401
+>>>>>>> services
