@@ -106,14 +106,7 @@ ota_devices = Table(
     Column("updated", DateTime(timezone=True), nullable=False),
 )
 
-# -- the fleet service's tables (issue 14, migration 0003) -----------------------------------
-# Defined on this MetaData in their own module; imported here so that every user of
-# `metadata` sees them.
-<<<<<<< HEAD
-from musket.registry import fleet_schema  # noqa: E402,F401
-
-# -- the team pages' operators (musket fleet web, migration 0006) ----------------------------
-from musket.registry import web_schema  # noqa: E402,F401
-=======
-from musket.registry import fleet_schema, services_schema  # noqa: E402,F401
->>>>>>> services
+# -- the other parts' tables: the fleet service's (issue 14, migration 0003), the services'
+# (0005), the team pages' operators (musket fleet web, 0006). Defined on this MetaData in their
+# own modules; imported here so that every user of `metadata` sees them.
+from musket.registry import fleet_schema, services_schema, web_schema  # noqa: E402,F401
