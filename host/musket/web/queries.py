@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
-from sqlalchemy import Engine, Integer, MetaData, Table, and_, func, inspect, select
+from sqlalchemy import Engine, Integer, MetaData, Table, and_, case, func, inspect, select
 
 from musket.fleet.views import _iso
 from musket.registry.fleet_schema import fleet_devices, fleet_events, fleet_sessions, fleet_usage
@@ -187,3 +187,32 @@ def factory_yield(engine: Engine, days: int = 7, today: date | None = None) -> d
     return {"days": [d.isoformat() for d in span], "tested": tested, "passed": passed,
             "yield": round(100 * sum(passed) / sum(tested), 1) if sum(tested) else None}
 
+
+
+def status_by_customer(engine: Engine) -> dict[str, dict]:
+    """Per customer: devices on its sites, how many are online now, offline, never heard
+    from (one GROUP BY over the sites and the fleet's device state)."""
+    from musket.registry.services_schema import svc_sites
+
+    s, f = svc_sites.c, fleet_devices.c
+    online = func.sum(case((f.online.is_(True), 1), else_=0))
+    offline = func.sum(case((f.online.is_(False), 1), else_=0))
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(s.customer_id, func.count(), online, offline)
+            .select_from(svc_sites.join(fleet_devices, f.device_id == s.device_id,
+                                        isouter=True))
+            .group_by(s.customer_id)).all()
+    return {c: {"devices": int(n), "online": int(on or 0), "offline": int(off or 0),
+                "never": int(n) - int(on or 0) - int(off or 0)} for c, n, on, off in rows}
+
+
+def per_day(times: list[str | None], days: int = 7, today: date | None = None) -> dict:
+    """How many of `times` (ISO strings, as the services' views give them) fall on each of
+    the last `days` days."""
+    span = [d.isoformat() for d in _days(days, today)]
+    counts = dict.fromkeys(span, 0)
+    for t in times:
+        if t and t[:10] in counts:
+            counts[t[:10]] += 1
+    return {"days": span, "counts": [counts[d] for d in span]}
