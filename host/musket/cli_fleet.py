@@ -439,3 +439,8 @@ def _bulk(action):
 for _action in ACTIONS:
     _bulk(_action)
 
+
+
+from musket.cli_web import web_group  # noqa: E402
+
+fleet_group.add_command(web_group)

@@ -45,6 +45,8 @@ TOOLS: tuple[SystemTool, ...] = (
     # wrappers that switch to the rabbitmq user.
     SystemTool("rabbitmq-defaults", "rabbitmq-server", ("/usr/lib/rabbitmq/bin",),
                "the clustered broker of the fleet's scale-out test"),
+    SystemTool("chromium", "chromium", ("/usr/bin",),
+               "the headless browser of the team pages' tests and bench (driven by Playwright)"),
 )
 BY_PROGRAM = {tool.program: tool for tool in TOOLS}
 

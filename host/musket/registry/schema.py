@@ -136,7 +136,7 @@ eol_units = Table(
 )
 # ---- end of the end-of-line test's tables ---------------------------------------------------
 
-# -- the fleet service's tables (issue 14, migration 0003) -----------------------------------
-# Defined on this MetaData in their own module; imported here so that every user of
-# `metadata` sees them.
-from musket.registry import fleet_schema, services_schema  # noqa: E402,F401
+# -- the other parts' tables: the fleet service's (issue 14, migration 0003), the services'
+# (0005), the team pages' operators (musket fleet web, 0006). Defined on this MetaData in their
+# own modules; imported here so that every user of `metadata` sees them.
+from musket.registry import fleet_schema, services_schema, web_schema  # noqa: E402,F401

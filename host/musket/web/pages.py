@@ -1,0 +1,203 @@
+"""The four teams' pages and the two changes they make. Each page reads through the parts that
+own the data (musket.fleet.views and plans, musket.services.views, musket.web.queries for
+pages of long lists) and changes it only through their audited functions
+(musket.fleet.sims.change_states, musket.services.views.set_order_state)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from fastapi import FastAPI, Form, Request
+from fastapi.responses import RedirectResponse
+
+from musket.errors import MusketError
+from musket.fleet import plans, sims, views
+from musket.registry.core import Registry
+from musket.services import views as services
+from musket.services.orders import NEXT as ORDER_NEXT
+from musket.web import queries
+from musket.web.app import current_user, render, require
+
+AUDIT_SHOWN = 15
+
+
+def _page_number(text: str | None) -> int:
+    return int(text) if text and text.isdigit() else 1
+
+
+def _choice(value: str, allowed: tuple[str, ...]) -> str:
+    return value if value in allowed else allowed[0]
+
+
+def _recent_audit(engine, actions: tuple[str, ...]) -> list[dict]:
+    from sqlalchemy import select
+
+    from musket.registry.schema import audit
+
+    with engine.connect() as conn:
+        rows = conn.execute(select(audit).where(audit.c.action.in_(actions))
+                            .order_by(audit.c.id.desc()).limit(AUDIT_SHOWN)).all()
+    return [{**r._mapping, "at": views._iso(r.at)} for r in rows]
+
+
+def register(app: FastAPI) -> None:  # noqa: C901 - one route per page, read top to bottom
+    engine = app.state.engine
+
+    @app.get("/engineering")
+    def engineering(request: Request, page: str = "1", q: str = "", only: str = "all"):
+        user = current_user(request)
+        only = _choice(only, queries.DEVICE_FILTERS)
+        summary = queries.health_summary(engine)
+        return render(request, "engineering.html", {
+            "user": user, "summary": summary, "only": only, "q": q,
+            "filters": queries.DEVICE_FILTERS,
+            "devices": queries.devices_page(engine, _page_number(page), q.strip(), only),
+            "charts": {
+                "sessions": _bars("Connections opened per day",
+                                  queries.sessions_per_day(engine), "sessions"),
+                "uses": _series("Counted uses per day", queries.uses_per_day(engine)),
+                "reboots": _bar_map("Reboot reasons (all devices)",
+                                    summary["reboot_reasons"]),
+            }})
+
+    @app.get("/engineering/device/{device_id}")
+    def device(request: Request, device_id: str):
+        user = current_user(request)
+        detail = views.device_detail(engine, device_id)
+        if detail is None:
+            return render(request, "refused.html", {
+                "user": user, "why": f"device {device_id} is not in the registry"},
+                status_code=404)
+        return render(request, "device.html", {
+            "user": user, "d": detail,
+            "tickets": [t for t in services.tickets(engine) if t["device_id"] == device_id]})
+
+    @app.get("/operations")
+    def operations(request: Request, page: str = "1", q: str = "", state: str = "all",
+                   done: str = ""):
+        user = current_user(request)
+        state = _choice(state, queries.SIM_STATES_SHOWN)
+        counts = queries.sim_states(engine)
+        factory = queries.factory_yield(engine)
+        charts = {"states": _bar_map("SIMs by state", counts)}
+        if factory:
+            charts["factory"] = {"title": f"End-of-line tests per day (yield "
+                                          f"{factory['yield']} %)", "kind": "bar",
+                                 "x": factory["days"],
+                                 "series": {"tested": factory["tested"],
+                                            "passed": factory["passed"]}}
+        return render(request, "operations.html", {
+            "user": user, "counts": counts, "factory": factory, "state": state, "q": q,
+            "states": queries.SIM_STATES_SHOWN, "actions": sims.ACTIONS, "done": done,
+            "may_change": user.may("sims.lifecycle"), "charts": charts,
+            "sims": queries.sims_page(engine, _page_number(page), q.strip(), state),
+            "audit": _recent_audit(engine, ("sim-state",))})
+
+    @app.post("/operations/sims")
+    async def change_sims(request: Request, action: str = Form(...), reason: str = Form(""),
+                          csrf: str = Form("")):
+        user = current_user(request)
+        require(request, user, "sims.lifecycle", csrf)
+        chosen = [str(i) for i in (await request.form()).getlist("iccid")]
+        try:
+            result = sims.change_states(Registry(engine), chosen, action, reason,
+                                        user.actor())
+        except MusketError as e:
+            return render(request, "refused.html", {"user": user, "why": str(e)},
+                          status_code=400)
+        done = f"{action}: {len(result.changed)} SIMs now {result.state}" + "".join(
+            f"; {i} refused: {why}" for i, why in result.refused.items())
+        return RedirectResponse(f"/operations?done={done}", status_code=303)
+
+    @app.get("/finance")
+    def finance(request: Request, page: str = "1", q: str = "", period: str = ""):
+        user = current_user(request)
+        period = period if _is_period(period) else datetime.now(UTC).strftime("%Y-%m")
+        sims_usage, pools = plans.month_usage(engine)
+        chosen = [s for s in sims_usage if s.iccid.startswith(q.strip())]
+        per = queries.PER_PAGE
+        pages = max(1, -(-len(chosen) // per))
+        number = min(_page_number(page), pages)
+        data = queries.data_per_day(engine)
+        try:
+            statements = services.statements(engine, period)
+        except MusketError as e:
+            statements, period = [], f"{period} ({e})"
+        return render(request, "finance.html", {
+            "user": user, "q": q, "period": period, "pools": pools,
+            "alerts": plans.alerts(engine, datetime.now(UTC).strftime("%Y-%m")),
+            "sims": queries.Page([s.as_dict() for s in chosen[(number - 1) * per:number * per]],
+                                 number, pages, len(chosen)),
+            "totals": {"used": sum(s.used_bytes for s in sims_usage),
+                       "forecast": sum(s.forecast_bytes for s in sims_usage),
+                       "cost": sum(s.cost or 0 for s in sims_usage),
+                       "forecast_cost": sum(s.forecast_cost or 0 for s in sims_usage
+                                            if not s.pooled)
+                       + sum(p["forecast_cost"] for p in pools),
+                       "currency": next((s.currency for s in sims_usage if s.currency), "")},
+            "statements": statements,
+            "charts": {"data": {"title": "Data per day (MB), last 30 days", "kind": "bar",
+                                "x": data["days"],
+                                "series": {"devices": [b / 1e6 for b in data["device_bytes"]],
+                                           "carrier": [None if b is None else b / 1e6
+                                                       for b in data["carrier_bytes"]]}}}})
+
+    @app.get("/customers")
+    def customers(request: Request, customer: str = "", orders: str = "open"):
+        user = current_user(request)
+        chosen = customer or None
+        all_orders = services.orders(engine, chosen)
+        shown = [o for o in all_orders if orders == "all" or o["state"] != "installed"]
+        tickets = services.tickets(engine, customer_id=chosen)
+        return render(request, "customers.html", {
+            "user": user, "customer": customer, "orders_shown": orders,
+            "customers": services.customers(engine),
+            "status": queries.status_by_customer(engine),
+            "orders": shown[:queries.PER_PAGE], "orders_total": len(shown),
+            "open_tickets": [t for t in tickets if t["closed"] is None],
+            "closed_tickets": [t for t in tickets if t["closed"] is not None][-10:],
+            "may_change": user.may("orders.state"), "next_states": ORDER_NEXT,
+            "audit": _recent_audit(engine, ("order-state",)),
+            "charts": {
+                "orders": {"title": "Orders placed and tickets opened per day",
+                           "kind": "bar", **_merge(
+                               queries.per_day([o["placed"] for o in all_orders]),
+                               queries.per_day([t["opened"] for t in tickets]),
+                               "orders placed", "tickets opened")}}})
+
+    @app.post("/customers/orders/{order_id}")
+    def order_state(request: Request, order_id: int, state: str = Form(...),
+                    csrf: str = Form("")):
+        user = current_user(request)
+        require(request, user, "orders.state", csrf)
+        try:
+            services.set_order_state(engine, order_id, state, user.actor())
+        except MusketError as e:
+            return render(request, "refused.html", {"user": user, "why": str(e)},
+                          status_code=400)
+        return RedirectResponse("/customers", status_code=303)
+
+
+def _is_period(text: str) -> bool:
+    try:
+        datetime.strptime(text, "%Y-%m")
+    except ValueError:
+        return False
+    return True
+
+
+def _bars(title: str, counts: dict, key: str) -> dict:
+    return {"title": title, "kind": "bar", "x": counts["days"], "series": {key: counts[key]}}
+
+
+def _series(title: str, counts: dict) -> dict:
+    return {"title": title, "kind": "line", "x": counts["days"], "series": counts["counters"]}
+
+
+def _bar_map(title: str, values: dict) -> dict:
+    return {"title": title, "kind": "bar", "x": list(values), "series": {"": list(
+        values.values())}}
+
+
+def _merge(a: dict, b: dict, name_a: str, name_b: str) -> dict:
+    return {"x": a["days"], "series": {name_a: a["counts"], name_b: b["counts"]}}

@@ -1,0 +1,69 @@
+"""Fixtures for the team pages' tests: a SQLite registry holding a week of 20 devices (seeded
+through the parts' own code, tests/web/webseed.py), one operator per role, `musket fleet web`
+serving it, and Debian's headless Chromium with a fresh profile per test.
+
+Screenshots go to test-artifacts/web/ at the top of the repository (gitignored; see
+docs/tests.md)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import webseed  # noqa: E402
+import webserver  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts" / "web"
+DEVICES = 20
+PASSWORD = "web-test-password"
+# One operator per role, named after it.
+ROLES = ("engineering", "operations", "finance", "customer_success", "admin")
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """The registry's location and the running pages' URL."""
+    from musket.registry import Registry
+    from musket.web import users
+
+    folder = tmp_path_factory.mktemp("web")
+    location = str(folder / "registry.sqlite")
+    with Registry.open(location, migrate=True) as registry:
+        webseed.seed_registry(registry, folder, DEVICES)
+        webseed.seed_week(registry.engine, DEVICES)
+        webseed.seed_services(registry.engine, DEVICES)
+        for role in ROLES:
+            users.add_user(registry.engine, role, role, PASSWORD, webseed.ACTOR)
+    server = webserver.WebServer(location, folder)
+    yield {"location": location, "url": server.url}
+    server.stop()
+
+
+@pytest.fixture
+def browser(tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        context = webserver.launch_chromium(p, tmp_path / "chromium-profile")
+        yield context
+        context.close()
+
+
+@pytest.fixture
+def engine(site):
+    from musket.registry import Registry
+
+    with Registry.open(site["location"]) as registry:
+        yield registry.engine
+
+
+def screenshot(page, name: str) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
