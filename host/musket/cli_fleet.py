@@ -409,10 +409,15 @@ def _bulk(action):
     @click.option("--iccid", "iccids", multiple=True, help="An ICCID (repeat for several).")
     @click.option("--plan", default=None, help="Every SIM on this plan.")
     @click.option("--reason", required=True, help="Why, for the audit log.")
+    @click.option("--carrier-states", type=click.Path(dir_okay=False), default=None,
+                  help="The simulated carrier's SIM-state file (what `musket sim run "
+                       "--carrier-states` reads), told of each change as a carrier's API "
+                       "would be.")
     @_registry_option
     @_actor_options
     @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-    def command(list_file, iccids, plan, reason, location, station, operator, as_json):
+    def command(list_file, iccids, plan, reason, carrier_states, location, station, operator,
+                as_json):
         from musket.fleet import sims
 
         chosen = list(iccids)
@@ -424,6 +429,10 @@ def _bulk(action):
             actor = _registry().default_actor(station, operator)
             result = sims.change_states(registry, list(dict.fromkeys(chosen)), action,
                                         reason, actor)
+        if carrier_states and result.changed:
+            from musket_sim import carrier
+
+            carrier.write_states(carrier_states, dict.fromkeys(result.changed, result.state))
         if as_json:
             _print_json(result.as_dict())
         else:
