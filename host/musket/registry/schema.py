@@ -106,6 +106,14 @@ ota_devices = Table(
     Column("updated", DateTime(timezone=True), nullable=False),
 )
 
+# Free labels on devices that pick cohorts (musket.registry.tags; migration 0008).
+device_tags = Table(
+    "device_tags", metadata,
+    Column("device_id", String(64), ForeignKey("devices.device_id"), primary_key=True),
+    Column("tag", String(32), primary_key=True, index=True),
+    Column("added", DateTime(timezone=True), nullable=False),
+)
+
 # -- the fleet service's tables (issue 14, migration 0003) -----------------------------------
 # Defined on this MetaData in their own module; imported here so that every user of
 # `metadata` sees them.
