@@ -49,6 +49,7 @@ DEFAULTS: dict[str, Any] = {
     "latency_ms": None,
     "hosts": {},
     "data_limit_bytes": None,
+    "carrier_states": None,
     "events": [],
 }
 
@@ -228,6 +229,7 @@ _FIELDS: dict[str, Callable[[Any], Any]] = {
     "latency_ms": _number(0, 10000),
     "hosts": _hosts,
     "data_limit_bytes": _number(1, 2**53, integer=True),
+    "carrier_states": _text(4096),
 }
 
 _EVENT_FIELDS: dict[str, Callable[[Any], Any]] = {

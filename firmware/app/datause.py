@@ -11,7 +11,10 @@
 # retransmissions (a lossy cell costs more than this says).
 #
 # The carrier's data stop: a bearer refused with ESM cause 33 puts "dp": 1 in the section (the
-# status message's data-paused flag) until a bearer comes up again.
+# status message's data-paused flag) until a bearer comes up again. A device whose data is
+# stopped cannot say so upstream, so "ds" counts the stops since the first boot (kept on
+# flash with the totals): the first status after the data returns tells the fleet service
+# that a stop happened, and the fleet keeps how many.
 #
 # Power cuts: the totals are written (an atomic record, app/store.py) at most every
 # save_every_s, on the first traffic after it passed, and by save() when the uplink publishes
@@ -47,6 +50,8 @@ class DataUse:
         if saved:
             self.section["tx"] = saved.get("tx", 0)
             self.section["rx"] = saved.get("rx", 0)
+            if saved.get("ds"):
+                self.section["ds"] = saved["ds"]
         self._saved = time.ticks_ms()
         self._dirty = False
 
@@ -57,6 +62,10 @@ class DataUse:
         if why and _DATA_STOPPED in why.lower():
             if "dp" not in self.section:
                 self.log.warning("data", "the carrier stopped this SIM's data: " + why)
+                self.section["ds"] = self.section.get("ds", 0) + 1
+                self.section["dp"] = 1
+                self._dirty = True
+                self.save()  # no traffic will come to save it while the data is stopped
             self.section["dp"] = 1
 
     def bearer_up(self):

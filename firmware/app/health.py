@@ -188,7 +188,7 @@ class Health:
             msg["hp"] = {"f": st.heap_low[0], "lb": st.heap_low[1]}
         data = st.sections.get("data")
         if data:
-            for key in ("tx", "rx"):
+            for key in ("tx", "rx", "ds"):
                 if key in data:
                     msg[key] = data[key]
             if data.get("dp"):

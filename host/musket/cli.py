@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 
@@ -120,9 +121,12 @@ def _speed(ctx, param, value):
               help="Write the carrier's usage file for the run (iccid,day,bytes: the modem "
                    "model's air bytes per SIM per day), as `musket fleet carrier-import` "
                    "reads it.")
+@click.option("--carrier-states", type=click.Path(dir_okay=False), default=None,
+              help="The carrier's SIM-state file that `musket fleet sims pause|resume "
+                   "--carrier-states` writes: a SIM that is not active there gets no data.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def sim_run(board, span, interpreter, heap, seed, ota, workdir, fresh, with_console, speed,
-            cut_at_write, cut_chance, scenario, usage, carrier_csv, as_json):
+            cut_at_write, cut_chance, scenario, usage, carrier_csv, carrier_states, as_json):
     """Run one virtual device for a span of virtual time.
 
     \b
@@ -131,12 +135,15 @@ def sim_run(board, span, interpreter, heap, seed, ota, workdir, fresh, with_cons
       musket sim run --heap 64K --for 1d
       musket sim run --for 1d --cut-chance 0.2 --seed 3
       musket sim run --for 1d --carrier-csv usage.csv
+      musket sim run --for 1d --carrier-states carrier-states.json
     """
     from musket_sim import VirtualDevice
     from musket_sim.scenario import load_scenario
     from musket_sim.usage_scenario import load_usage
 
     modem = None if scenario == "none" else load_scenario(scenario)
+    if carrier_states and modem is not None:
+        modem["carrier_states"] = os.path.abspath(carrier_states)
     device = VirtualDevice(board, workdir, interpreter=interpreter, heap=heap, seed=seed,
                            ota=ota, modem=modem,
                            usage=None if usage == "none" else load_usage(usage))

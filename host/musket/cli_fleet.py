@@ -391,7 +391,8 @@ def service_close(device_id, seq, by, location):
 
 @fleet_group.group("sims")
 def sims_group() -> None:
-    """SIM lifecycle in bulk: pause, resume, deactivate, each SIM audited.
+    """SIM lifecycle in bulk: pause, resume, deactivate (from a file, a plan or a tag), each
+    SIM audited.
 
     \b
     Example:
@@ -408,11 +409,19 @@ def _bulk(action):
                   help="A file of ICCIDs, one a line (or a CSV whose first column they are).")
     @click.option("--iccid", "iccids", multiple=True, help="An ICCID (repeat for several).")
     @click.option("--plan", default=None, help="Every SIM on this plan.")
+    @click.option("--tag", "tags", multiple=True,
+                  help="The SIMs in the devices carrying this tag (repeat for several; "
+                       "`musket registry tag`).")
     @click.option("--reason", required=True, help="Why, for the audit log.")
+    @click.option("--carrier-states", type=click.Path(dir_okay=False), default=None,
+                  help="The simulated carrier's SIM-state file (what `musket sim run "
+                       "--carrier-states` reads), told of each change as a carrier's API "
+                       "would be.")
     @_registry_option
     @_actor_options
     @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-    def command(list_file, iccids, plan, reason, location, station, operator, as_json):
+    def command(list_file, iccids, plan, tags, reason, carrier_states, location, station,
+                operator, as_json):
         from musket.fleet import sims
 
         chosen = list(iccids)
@@ -421,9 +430,19 @@ def _bulk(action):
         with _open(location) as registry:
             if plan:
                 chosen += [s.iccid for s in registry.sims() if s.plan == plan]
+            if tags:
+                from musket.registry import tags as device_tags
+
+                tagged = set(device_tags.tagged(registry.engine, list(tags)))
+                chosen += [d.iccid for d in registry.devices()
+                           if d.device_id in tagged and d.iccid]
             actor = _registry().default_actor(station, operator)
             result = sims.change_states(registry, list(dict.fromkeys(chosen)), action,
                                         reason, actor)
+        if carrier_states and result.changed:
+            from musket_sim import carrier
+
+            carrier.write_states(carrier_states, dict.fromkeys(result.changed, result.state))
         if as_json:
             _print_json(result.as_dict())
         else:

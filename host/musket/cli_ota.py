@@ -358,6 +358,9 @@ def _registry_option(f):
 @click.option("--board", "boards", multiple=True,
               help="Add every device of the registry built on this board (repeat for "
                    "several), after the --device ones.")
+@click.option("--tag", "tags", multiple=True,
+              help="Add every device of the registry carrying this tag (repeat for several; "
+                   "`musket registry tag`), after the --board ones.")
 @click.option("--stages", default="1,25%,100%", show_default=True,
               help="How far each stage reaches: a count or a share of the devices, comma "
                    "separated; a stage starts once the one before ended well.")
@@ -369,11 +372,12 @@ def _registry_option(f):
 @_registry_option
 @_keys_option
 @_json_option
-def ota_publish(bundle_file, devices, boards, campaign, broker, user, password_env, ca_file,
-                stages, abort_after, stage_timeout_s, location, keys_dir, as_json):
+def ota_publish(bundle_file, devices, boards, tags, campaign, broker, user, password_env,
+                ca_file, stages, abort_after, stage_timeout_s, location, keys_dir, as_json):
     """Roll a bundle out to devices in stages, recorded in the registry.
 
-    The cohort is the --device ones, then the registry's devices on each --board. The first
+    The cohort is the --device ones, then the registry's devices on each --board, then those
+    carrying each --tag (`musket registry tag`). The first
     stage's devices (the canary) get the bundle first; each next stage only once every device
     of the one before confirmed it or no more than --abort-after failed. Exit code 1 if the
     campaign was aborted.
@@ -388,7 +392,7 @@ def ota_publish(bundle_file, devices, boards, campaign, broker, user, password_e
 
     data, version = _signed_version(bundle_file, keys_dir)
     store = _campaign_store(location)
-    cohort = list(devices) + (store.devices_on(list(boards)) if boards else [])
+    cohort = store.cohort(list(devices), list(boards), list(tags))
     by_stage = campaigns.plan(cohort, stages.split(","))
     store.create(campaign, version, data, stages.split(","), abort_after, by_stage)
     server = _bundle_server(broker, user, password_env, ca_file)

@@ -372,3 +372,84 @@ def sim_state_cmd(iccid, state, reason, location, station, operator):
         actor = _registry().default_actor(station, operator)
         sim = registry.set_sim_state(iccid, state, reason, actor)
     click.echo(f"SIM {sim.iccid}: {before.state if before else '?'} → {sim.state}")
+
+
+@registry_group.group("tag")
+def tag_group() -> None:
+    """Device tags: free labels that pick a cohort (`musket ota publish --tag`, `musket fleet
+    sims pause --tag`); each change audited.
+
+    \b
+    Example:
+      musket registry tag add pilot msk-7k3qx9ta msk-2m8wq4hd
+      musket registry tag list
+    """
+
+
+_TAG_HELP = {
+    "add": "Add a tag to devices (all or none: an unknown device changes nothing).\n\n\b\n"
+           "Example:\n  musket registry tag add pilot msk-7k3qx9ta msk-2m8wq4hd\n"
+           "  musket registry tag add cafe-berlin --file units.txt",
+    "remove": "Remove a tag from the devices that carry it.\n\n\b\nExample:\n"
+              "  musket registry tag remove pilot msk-7k3qx9ta",
+}
+
+
+def _tag_change(verb):
+    @tag_group.command(verb, help=_TAG_HELP[verb])
+    @click.argument("tag")
+    @click.argument("device_ids", nargs=-1)
+    @click.option("--file", "list_file", type=click.File("r", encoding="utf-8-sig"),
+                  default=None, help="A file of device IDs, one a line.")
+    @_registry_option
+    @_actor_options
+    @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+    def command(tag, device_ids, list_file, location, station, operator, as_json):
+        from musket.registry import tags
+
+        chosen = list(device_ids)
+        if list_file is not None:
+            chosen += [line.split("#", 1)[0].strip() for line in list_file]
+        chosen = [d for d in chosen if d]
+        if not chosen:
+            raise tags.TagError("no devices given (arguments or --file)")
+        with _registry().Registry.open(location) as registry:
+            actor = _registry().default_actor(station, operator)
+            change = tags.add if verb == "add" else tags.remove
+            changed = change(registry.engine, tag, chosen, actor)
+        if as_json:
+            _print_json({"tag": tags.check_tag(tag), verb + ("ed" if verb == "add" else "d"):
+                         changed})
+        else:
+            click.echo(f"{tags.check_tag(tag)}: {len(changed)} device(s) "
+                       f"{'tagged' if verb == 'add' else 'untagged'}, "
+                       f"{len(chosen) - len(changed)} unchanged")
+
+    return command
+
+
+for _verb in ("add", "remove"):
+    _tag_change(_verb)
+
+
+@tag_group.command("list")
+@_registry_option
+@click.option("--json", "as_json", is_flag=True, help="Print the tags as JSON.")
+def tag_list(location, as_json):
+    """Every tag with its devices.
+
+    \b
+    Example:
+      musket registry tag list --json
+    """
+    from musket.registry import tags
+
+    with _registry().Registry.open(location) as registry:
+        listing = tags.listing(registry.engine)
+    if as_json:
+        _print_json(listing)
+        return
+    for tag, device_ids in listing.items():
+        click.echo(f"{tag} ({len(device_ids)}): {' '.join(device_ids)}")
+    if not listing:
+        click.echo("no tags")

@@ -49,6 +49,7 @@ class Status:
     tx: int | None = None
     rx: int | None = None
     data_paused: bool = False
+    data_stops: int | None = None  # the carrier's data stops since the device's first boot
     raw: dict = field(default_factory=dict, compare=False)
 
 
@@ -109,6 +110,8 @@ def decode_status(payload: bytes) -> Status:
         tx=_part(raw, "tx", int),
         rx=_part(raw, "rx", int),
         data_paused=_part(raw, "dp", int) == 1,
+        # "ds" is sent once there was a stop: totals without it say there was none yet.
+        data_stops=_part(raw, "ds", int) if "ds" in raw or "tx" not in raw else 0,
         raw=raw,
     )
 

@@ -135,6 +135,25 @@ def test_a_health_update_in_the_same_session_is_no_new_session(registry):
     assert d["health"]["uptime_s"] == 50
 
 
+def test_a_carrier_data_stop_the_device_counted_names_the_session_it_ended(registry):
+    store = FleetStore(registry.engine)
+    store.take([msg("d/dev-a/s", status(bc=1, up=10, tx=100, rx=50))])  # no "ds": none yet
+    store.take([msg("d/dev-a/s", b"0", 60, retain=True)])  # the will: data stopped
+    store.take([msg("d/dev-a/s", status(bc=2, up=5, tx=300, rx=90, ds=1), 200)])
+    store.take([msg("d/dev-a/s", b"0", 260, retain=True)])  # an ordinary loss
+    store.take([msg("d/dev-a/s", status(bc=3, up=5, tx=400, rx=99, ds=1), 300)])
+    d = views.device_detail(registry.engine, "dev-a")
+    assert [s["why"] for s in d["sessions"]] == [None, "will", "data-stop"]
+    assert d["data"]["carrier_stops"] == 1
+    # A device first heard with stops behind it: that count is the base, nothing is blamed.
+    store.take([msg("d/dev-b/s", status(bc=9, up=5, tx=10, rx=10, ds=4))])
+    store.take([msg("d/dev-b/s", b"0", 10, retain=True)])
+    store.take([msg("d/dev-b/s", status(bc=10, up=5, tx=20, rx=20, ds=4), 20)])
+    d = views.device_detail(registry.engine, "dev-b")
+    assert [s["why"] for s in d["sessions"]] == [None, "will"]
+    assert d["data"]["carrier_stops"] == 4
+
+
 def test_service_events_stay_open_until_closed_by_someone(registry):
     from fleethelp import codec
 

@@ -65,3 +65,12 @@ def test_a_cohort_is_the_registrys_devices_on_a_board(store):
     assert store.devices_on(["esp32-sim7080g", "esp32-a7670"]) == ["unit-a", "unit-b",
                                                                    "unit-c"]
     assert store.devices_on(["esp32s3-bg95"]) == []
+    # Tags add their devices after the boards', each device once (musket.registry.tags).
+    from musket.registry import tags
+    from musket.registry.records import Actor
+
+    actor = Actor("test-station", "test-operator")
+    assert tags.add(store.engine, "Pilot", ["unit-b", "unit-c"], actor) == ["unit-b", "unit-c"]
+    assert store.cohort(["unit-c"], ["esp32-sim7080g"], ["pilot"]) == ["unit-c", "unit-a",
+                                                                        "unit-b"]
+    assert store.cohort([], [], ["pilot", "other"]) == ["unit-b", "unit-c"]

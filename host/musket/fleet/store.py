@@ -212,6 +212,8 @@ class FleetStore:
                 why, at_end = "reconnect", at
             conn.execute(update(fleet_sessions).where(fleet_sessions.c.id == open_session.id)
                          .values(disconnected=at_end, why=why))
+        if status.online and _new_data_stop(row, status):
+            _blame_data_stop(conn, device_id)
         if new_session:
             conn.execute(insert(fleet_sessions).values(device_id=device_id, connected=at))
         values = {"online": status.online, "status_at": at, "status_digest": digest}
@@ -221,6 +223,24 @@ class FleetStore:
                      .values(**values))
         if status.tx is not None or status.rx is not None:
             usage.record_device_totals(conn, device_id, row, status, at)
+
+
+def _new_data_stop(row, status: messages.Status) -> bool:
+    # The device counted a carrier data stop since its last status (it cannot say so while its
+    # data is stopped); the first count heard is only the base.
+    return status.data_stops is not None and row.data_stops is not None and \
+        status.data_stops > row.data_stops
+
+
+def _blame_data_stop(conn: Connection, device_id: str) -> None:
+    # The session that ended last ended because the carrier stopped the SIM's data, whatever
+    # the broker saw (the will, at the keep-alive's end).
+    last = conn.execute(select(fleet_sessions.c.id).where(
+        fleet_sessions.c.device_id == device_id, fleet_sessions.c.disconnected.is_not(None))
+        .order_by(fleet_sessions.c.id.desc()).limit(1)).scalar()
+    if last is not None:
+        conn.execute(update(fleet_sessions).where(fleet_sessions.c.id == last)
+                     .values(why="data-stop"))
 
 
 def _rebooted(row, status: messages.Status) -> bool:
@@ -240,7 +260,7 @@ def _health(status: messages.Status) -> dict:
            "reset_cause": status.reset_cause, "crash_time": status.crash_time,
            "crash": status.crash, "uptime_s": status.uptime_s, "session_s": status.session_s,
            "connect_failures": status.connect_failures, "heap_free": status.heap_free,
-           "heap_largest": status.heap_largest}
+           "heap_largest": status.heap_largest, "data_stops": status.data_stops}
     for key, value in (("reboot_reasons", status.reboot_reasons), ("rejects", status.rejects),
                        ("diagnosis", status.diagnosis)):
         out[key] = None if value is None else json.dumps(value)

@@ -171,7 +171,8 @@ def device_detail(engine: Engine, device_id: str) -> dict | None:
                    "connect_failures": s.get("connect_failures"),
                    "rejects": js("rejects")},
         "data": {"tx_total": s.get("data_tx"), "rx_total": s.get("data_rx"),
-                 "month_bytes": data, "paused": bool(s.get("data_paused"))},
+                 "month_bytes": data, "paused": bool(s.get("data_paused")),
+                 "carrier_stops": s.get("data_stops")},
         "counters": counts, "open_service_events": service,
         "messages": {"stored": stored, "readings": readings, "gaps": gap},
         "sessions": [{"connected": _iso(c), "disconnected": _iso(d), "why": w}

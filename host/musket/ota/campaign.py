@@ -129,6 +129,15 @@ class CampaignStore:
     def state(self, name: str) -> str:
         return self.get(name)["state"]
 
+    def cohort(self, devices: list[str], boards: list[str], tags: list[str]) -> list[str]:
+        """A campaign's devices: those named, then the registry's devices on each board, then
+        those carrying each tag (musket.registry.tags); each once, in that order."""
+        from musket.registry import tags as device_tags
+
+        out = list(devices) + (self.devices_on(boards) if boards else [])
+        out += device_tags.tagged(self.engine, tags) if tags else []
+        return list(dict.fromkeys(out))
+
     def devices_on(self, boards: list[str]) -> list[str]:
         """The registry's devices built on these boards, by device ID: a cohort."""
         with self.engine.connect() as db:

@@ -57,6 +57,7 @@ fleet_devices = Table(
     Column("data_tx", BigInteger),
     Column("data_rx", BigInteger),
     Column("data_paused", Boolean, nullable=False, default=False),
+    Column("data_stops", Integer),  # the carrier's data stops the device counted (status "ds")
 )
 
 # Connection history: opened by an online status, closed by the will (offline), by the

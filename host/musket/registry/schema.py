@@ -136,6 +136,14 @@ eol_units = Table(
 )
 # ---- end of the end-of-line test's tables ---------------------------------------------------
 
+# Free labels on devices that pick cohorts (musket.registry.tags; migration 0008).
+device_tags = Table(
+    "device_tags", metadata,
+    Column("device_id", String(64), ForeignKey("devices.device_id"), primary_key=True),
+    Column("tag", String(32), primary_key=True, index=True),
+    Column("added", DateTime(timezone=True), nullable=False),
+)
+
 # -- the other parts' tables: the fleet service's (issue 14, migration 0003), the services'
 # (0005), the team pages' operators (musket fleet web, 0006). Defined on this MetaData in their
 # own modules; imported here so that every user of `metadata` sees them.

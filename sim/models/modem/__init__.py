@@ -40,6 +40,9 @@ field is optional, the defaults are a good network):
   data_limit_bytes  the carrier's data limit: once the SIM's billed air bytes (up + down, the
                   run's "billed" figures) reach it, the carrier stops its data as the
                   data_stop event does (a data-limit pause)
+  carrier_states  path of the carrier's SIM-state file (musket_sim.carrier): when the SIM
+                  uses data, a state other than "active" stops its data as data_stop does,
+                  and "active" again lets it flow (`musket fleet sims pause --carrier-states`)
   events          [{"at": <s>, <what>: <value>, ...}], "at" in virtual seconds on the device
                   clock (a fresh device starts at 0; settings "run_start_us", if the host sets
                   it, moves the origin), what:

@@ -96,6 +96,8 @@ class Modem(Power, AtLine, Network, Sockets, TcpIp):
         # the SIM's billed bytes reach the scenario's data_limit_bytes.
         self.w_data_stop = False
         self.data_limit = sc.get("data_limit_bytes")
+        self.carrier_states = sc.get("carrier_states")  # the carrier's SIM-state file, if any
+        self.carrier_stamp = None  # that file's mtime when last read
         self.w_close_next = False
         self.slow_us = 0
         # the modem

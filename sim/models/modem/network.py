@@ -4,8 +4,10 @@ operator, signal and failure reports, the PDP context, and the scenario's timed 
 docstring, musket_sim.models.modem).
 """
 import binascii
+import os
 import time
 
+from musket_sim import carrier
 from musket_sim.models.modem.common import BOOTING, OFF, ON, CmdError, arg, arg_int
 from musket_sim.models.world import US_PER_MS, US_PER_S
 
@@ -289,6 +291,7 @@ class Network:
     # -- PDP -------------------------------------------------------------------------------
 
     def _pdp_allowed(self, apn):
+        self._carrier_check()
         if self.stat not in (1, 5) or self.w_data_stop:
             return False
         return not self.net_apn or apn == "" or apn.lower() == self.net_apn.lower()
@@ -297,6 +300,31 @@ class Network:
         r = self.rng
         self.pdp_ip = "10.%d.%d.%d" % (r.below(256), r.below(256), 1 + r.below(254))
         self.pdp_cid = cid
+
+    def _carrier_check(self):
+        # The carrier's SIM state (scenario "carrier_states"), looked at when the SIM uses data
+        # (a bearer asked for, bytes carried) as the network does; the file is read again only
+        # when it changed. A SIM that is not active loses its data as at a data_stop event.
+        if self.carrier_states is None:
+            return
+        try:
+            stamp = os.stat(self.carrier_states).st_mtime_ns
+        except OSError:
+            stamp = None
+        if stamp == self.carrier_stamp:
+            return
+        self.carrier_stamp = stamp
+        try:
+            states = carrier.read_states(self.carrier_states)
+        except carrier.CarrierStatesError:
+            return  # a file half made by hand: the carrier keeps what it had
+        # The SIM reports its ICCID with an F pad where it has an odd number of digits.
+        state = states.get(self.iccid) or states.get(self.iccid.upper().rstrip("F"))
+        stop = state is not None and state not in carrier.DATA_FLOWS
+        if stop != self.w_data_stop:
+            self.w_data_stop = stop
+            if stop and self.state == ON:
+                self._later(0, self._lose_data)  # not in the middle of a send
 
     def _data_limit_reached(self):
         # The SIM's billed bytes reached the plan's cap: the carrier stops its data.

@@ -152,6 +152,7 @@ class TcpIp:
         s["payload_up"] += payload_up
         s["payload_down"] += payload_down
         if up or down:
+            self._carrier_check()
             billed = f["billed"].setdefault(self.iccid, {})
             day = time.strftime("%Y-%m-%d", time.gmtime(self.world.epoch_seconds()))
             billed[day] = billed.get(day, 0) + up + down

@@ -2,7 +2,7 @@
 orders of consumables, technician tickets, tariffs, unexpected reboots seen.
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0004
 Create Date: 2026-12-04
 """
 
