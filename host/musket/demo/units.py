@@ -1,0 +1,153 @@
+"""The demo's small fleet: six units over the three boards, each a virtual device whose modem
+model holds its SIM (ICCID) and its own IMEI, and the processes that run them.
+
+Every process the demo starts is a `Unit`'s `musket sim run` (in a session of its own, so
+that the firmware's interpreter ends with it) or one of the broker or loader processes the
+stages hold; `Units.stop_all` ends them, on success, failure or Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from musket.boards import Board, load_board
+from musket.errors import UnitSilent
+from musket_sim.rom_loader import device_mac
+
+CONSOLE_START_TIMEOUT_S = 30  # a MicroPython unit on a busy 2-core machine boots in ~2 s
+STOP_TIMEOUT_S = 15
+
+
+@dataclass(frozen=True)
+class UnitSpec:
+    name: str
+    board: str
+    interpreter: str
+    seed: int  # the last bytes of the unit's MAC, and every random draw of its run
+    iccid: str
+    imei: str
+    customer: str
+
+
+# The refused unit's modem holds a SIM that is already in unit-1: a card moved between boards
+# on the line, which provisioning must refuse. Every unit runs the flashed image under the
+# real MicroPython interpreter at its board's heap: the image holds the application as .mpy
+# bytecode in its ROMFS partition, which only MicroPython runs.
+FLEET = (
+    UnitSpec("unit-1", "esp32-sim7080g", "micropython", 101, "8949019237115900018",
+             "869715050000010", "cafe-aurora"),
+    UnitSpec("unit-2", "esp32-sim7080g", "micropython", 102, "8949019237115900026",
+             "869715050000028", "cafe-aurora"),
+    UnitSpec("unit-3", "esp32-a7670", "micropython", 103, "8949019237115900034",
+             "861234050000036", "bistro-lumen"),
+    UnitSpec("unit-4", "esp32-a7670", "micropython", 104, "8949019237115900042",
+             "861234050000044", "bistro-lumen"),
+    UnitSpec("unit-5", "esp32s3-bg95", "micropython", 105, "8949019237115900059",
+             "866123050000051", "office-north"),
+    UnitSpec("unit-6", "esp32s3-bg95", "micropython", 106, "8949019237115900018",
+             "866123050000069", "office-north"),
+)
+
+
+@dataclass
+class Unit:
+    spec: UnitSpec
+    folder: Path
+    device_id: str | None = None
+    refused: str | None = None  # why provisioning refused the unit
+    console: str | None = None
+    proc: subprocess.Popen | None = None
+    notes: dict = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def board(self) -> Board:
+        return load_board(self.spec.board)
+
+    @property
+    def image(self) -> Path:
+        return self.folder / "flash.bin"
+
+    @property
+    def mac(self) -> bytes:
+        return device_mac(self.spec.seed.to_bytes(3, "big"))
+
+    def scenario_file(self, extra: dict | None = None, name: str = "scenario") -> Path:
+        """The unit's modem model: its SIM and IMEI, plus what the network does."""
+        path = self.folder / f"{name}.json"
+        path.write_text(json.dumps({"iccid": self.spec.iccid, "imei": self.spec.imei,
+                                    **(extra or {})}))
+        return path
+
+    def power_on(self, *, speed: str, span: str, scenario: Path | None = None,
+                 usage: str = "none", extra: tuple[str, ...] = ()) -> str:
+        """Boots what is in the unit's flash with its console on a pty; returns the pty."""
+        self.power_off()
+        out = self.folder / "sim-stdout.txt"
+        command = [str(Path(sys.executable).with_name("musket")), "sim", "run", "--console",
+                   "--keep-flash", "--for", span, "--speed", speed,
+                   "--workdir", str(self.folder), "--board", self.spec.board,
+                   "--interpreter", self.spec.interpreter, "--seed", str(self.spec.seed),
+                   "--scenario", str(scenario or self.scenario_file()), "--usage", usage,
+                   "--json", *extra]
+        with open(out, "wb") as stdout:
+            self.proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=stdout,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + CONSOLE_START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            first, newline, _ = out.read_text(errors="replace").partition("\n")
+            if newline and first.startswith("console: "):
+                self.console = first.removeprefix("console: ").strip()
+                return self.console
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        tail = out.read_text(errors="replace")[-400:]
+        self.power_off()
+        raise UnitSilent(f"{self.name}: the virtual device did not open its console: {tail}")
+
+    def run_summary(self) -> dict | None:
+        """The `musket sim run --json` summary of the unit's last run, once it has ended."""
+        text = (self.folder / "sim-stdout.txt").read_text(errors="replace")
+        start = text.find("\n{")
+        return json.loads(text[start:]) if start >= 0 else None
+
+    def wait(self, timeout: float) -> bool:
+        """Waits for the unit's run to end by itself; True when it did."""
+        if self.proc is None:
+            return True
+        try:
+            self.proc.wait(timeout)
+            return True
+        except subprocess.TimeoutExpired:
+            return False
+
+    def power_off(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.proc = None
+        self.console = None
+
+
+def make_fleet(workdir: Path) -> list[Unit]:
+    units = []
+    for spec in FLEET:
+        folder = workdir / "units" / spec.name
+        folder.mkdir(parents=True, exist_ok=True)
+        units.append(Unit(spec, folder))
+    return units
