@@ -16,7 +16,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from musket.demo import factory, report
+from musket.demo import checks as checks_
+from musket.demo import factory, field, report
 from musket.demo.units import make_fleet
 from musket.mosquitto import Mosquitto
 from musket.registry import Registry
@@ -45,7 +46,17 @@ def run(workdir: Path | str | None = None, console: Console | None = None) -> di
         console.print("[bold]1. factory[/]: build, flash in parallel with esptool, SIMs and "
                       "plan, provision, end-of-line test")
         made = factory.run(units, registry, mosquitto, passwords, workdir, console)
-        checks = report.check_factory(units, made, registry)
+        console.print("[bold]2. field[/]: the fleet service takes a virtual day of every unit "
+                      "(MicroPython, full speed)")
+        service = field.FleetService(workdir / "registry.sqlite", mosquitto.port,
+                                     passwords["fleet"], workdir)
+        try:
+            lived = field.live_a_day([u for u in units if u.device_id], console)
+        finally:
+            service.stop()
+        live = [u for u in units if u.device_id]
+        checks = checks_.check_factory(units, made, registry) + checks_.check_field(
+            live, lived, registry)
         return report.show(units, made, checks, registry, workdir, console,
                            time.monotonic() - started)
     finally:

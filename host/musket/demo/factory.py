@@ -32,7 +32,11 @@ PROVISION_SPEED = "20"  # virtual s per wall s while the modem boots: the line w
 EOL_SPEED = "20"
 LINE = Actor("line-1", "demo")
 EOL_STATION = Actor("eol-1", "demo")
-SERVICE_USERS = ("fleet", "eol")
+# The line's settings on every unit's filesystem (provisioning adds its own keys and keeps
+# these): a health status every half hour, so the fleet's view of each unit's data use is
+# never more than half an hour old.
+LINE_CONFIG = build.DeviceData("line", {"health_interval_s": 1800}, {})
+SERVICE_USERS = ("fleet", "eol", "console")
 PLANS_TOML = """\
 [plans.iot-eu-10mb]
 monthly_fee = 1.50
@@ -72,7 +76,7 @@ def build_boards(units: list[Unit], workdir: Path, console: Console) -> dict[str
             release.write_bytes(espimage.stand_in_release(
                 board.chip, parttable.encode(board.partitions(False)), APP_SIZE))
             folders[name] = workdir / "build" / name
-            result = build.build(board, release, folders[name])
+            result = build.build(board, release, folders[name], device=LINE_CONFIG)
             size = sum(p["size"] for p in result.manifest["pieces"]
                        if p["name"] != "flash.bin")
             bars.update(task, completed=1, state=f"{size:,} bytes in "
@@ -158,7 +162,7 @@ def provision_all(units: list[Unit], registry: Registry, broker_port: int, conso
                     bars.update(tasks[unit.name], completed=2, state="REFUSED")
                     continue
                 provisioned[unit.name] = unit.device_id = result.device_id
-                bars.update(tasks[unit.name], completed=2, state=result.label)
+                bars.update(tasks[unit.name], completed=2, state=result.device_id)
         finally:
             _each(units, Unit.power_off)
     return provisioned, refused

@@ -64,7 +64,9 @@ class Unit:
     refused: str | None = None  # why provisioning refused the unit
     console: str | None = None
     proc: subprocess.Popen | None = None
-    notes: dict = field(default_factory=dict)
+    runs: list[dict] = field(default_factory=list)  # each run's `musket sim run --json`
+    counted: tuple = ()  # (brews, litres) the fleet holds, (brews, litres) the model played
+    data: tuple = ()  # (bytes the device reported, bytes its modem model carried)
 
     @property
     def name(self) -> str:
@@ -89,12 +91,12 @@ class Unit:
                                     **(extra or {})}))
         return path
 
-    def power_on(self, *, speed: str, span: str, scenario: Path | None = None,
-                 usage: str = "none", extra: tuple[str, ...] = ()) -> str:
-        """Boots what is in the unit's flash with its console on a pty; returns the pty."""
+    def _start(self, *, console: bool, speed: str, span: str, scenario: Path | None,
+               usage: str, extra: tuple[str, ...]) -> Path:
         self.power_off()
         out = self.folder / "sim-stdout.txt"
-        command = [str(Path(sys.executable).with_name("musket")), "sim", "run", "--console",
+        command = [str(Path(sys.executable).with_name("musket")), "sim", "run",
+                   *(["--console"] if console else []),
                    "--keep-flash", "--for", span, "--speed", speed,
                    "--workdir", str(self.folder), "--board", self.spec.board,
                    "--interpreter", self.spec.interpreter, "--seed", str(self.spec.seed),
@@ -103,6 +105,13 @@ class Unit:
         with open(out, "wb") as stdout:
             self.proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=stdout,
                                          stderr=subprocess.STDOUT, start_new_session=True)
+        return out
+
+    def power_on(self, *, speed: str, span: str, scenario: Path | None = None,
+                 usage: str = "none", extra: tuple[str, ...] = ()) -> str:
+        """Boots what is in the unit's flash with its console on a pty; returns the pty."""
+        out = self._start(console=True, speed=speed, span=span, scenario=scenario,
+                          usage=usage, extra=extra)
         deadline = time.monotonic() + CONSOLE_START_TIMEOUT_S
         while time.monotonic() < deadline:
             first, newline, _ = out.read_text(errors="replace").partition("\n")
@@ -116,11 +125,39 @@ class Unit:
         self.power_off()
         raise UnitSilent(f"{self.name}: the virtual device did not open its console: {tail}")
 
+    def live(self, *, span: str, scenario: Path, usage: str, extra: tuple[str, ...] = ()
+             ) -> None:
+        """Runs the unit on its own for `span` of virtual time, as fast as it goes."""
+        self._start(console=False, speed="max", span=span, scenario=scenario, usage=usage,
+                    extra=extra)
+
+    def virtual_now(self) -> float:
+        """The virtual time of the unit's newest console line (its run's progress)."""
+        try:
+            with open(self.folder / "console.log", "rb") as f:
+                f.seek(0, 2)
+                f.seek(max(0, f.tell() - 4096))
+                tail = f.read().decode(errors="replace")
+        except OSError:
+            return 0.0
+        for line in reversed(tail.splitlines()):
+            if line.startswith("[") and "]" in line:
+                try:
+                    return float(line[1:line.index("]")])
+                except ValueError:
+                    continue
+        return 0.0
+
     def run_summary(self) -> dict | None:
         """The `musket sim run --json` summary of the unit's last run, once it has ended."""
         text = (self.folder / "sim-stdout.txt").read_text(errors="replace")
-        start = text.find("\n{")
-        return json.loads(text[start:]) if start >= 0 else None
+        start = 0 if text.startswith("{") else text.find("\n{")
+        if start < 0:
+            return None
+        try:
+            return json.loads(text[start:])
+        except json.JSONDecodeError:  # a run killed while printing: no summary to keep
+            return None
 
     def wait(self, timeout: float) -> bool:
         """Waits for the unit's run to end by itself; True when it did."""
@@ -133,13 +170,19 @@ class Unit:
             return False
 
     def power_off(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
+        """Ends the unit's run (if it has not ended) and keeps its summary in `runs`."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
             try:
                 self.proc.wait(STOP_TIMEOUT_S)
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
+        summary = self.run_summary()
+        if summary is not None:
+            self.runs.append(summary)
         self.proc = None
         self.console = None
 

@@ -1,0 +1,118 @@
+"""The report's checks: what the registry and the fleet hold, against what the simulation did
+(the fleet as it was made, the usage models' scripts, the modem models' air bytes)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from musket.demo.units import Unit
+from musket.fleet import views
+from musket.registry import Registry
+
+# The firmware's detectors' thresholds (app/usage.py defaults): a brew draws current for at
+# least 10 s, a dispense is at least 20 flow pulses.
+BREW_MIN_S = 10
+MIN_PULSES = 20
+# The device estimates the carrier's bytes from its own traffic (docs/fleet.md, contract C)
+# within 1 %; what it last told the fleet is at most one health interval old.
+DATA_TOLERANCE = 0.05
+
+
+@dataclass(frozen=True)
+class Check:
+    what: str
+    ok: bool
+    detail: str
+
+
+def check_factory(units: list[Unit], made, registry: Registry) -> list[Check]:
+    """The factory's results against the fleet as it was made: every unit flashed; every unit
+    whose SIM was free bound to its own modem's ICCID and IMEI; the unit whose SIM another
+    unit holds refused for that reason; every provisioned unit passed its end-of-line test."""
+    checks = []
+    flashed = [n for n, r in made.flashed.items() if r.ok]
+    checks.append(Check("flashed with esptool", len(flashed) == len(units),
+                        f"{len(flashed)} of {len(units)}"))
+    first_holder: dict[str, str] = {}
+    for unit in units:
+        first_holder.setdefault(unit.spec.iccid, unit.name)
+    for unit in units:
+        holder = first_holder[unit.spec.iccid]
+        if holder == unit.name:
+            device = registry.device(unit.device_id) if unit.device_id else None
+            ok = (device is not None and device.iccid == unit.spec.iccid
+                  and device.imei == unit.spec.imei and device.sim_state == "bound")
+            checks.append(Check(f"{unit.name} bound to its SIM and modem", ok,
+                                f"ICCID {unit.spec.iccid}, IMEI {unit.spec.imei}" if ok
+                                else str(unit.refused)))
+        else:
+            reason = unit.refused or ""
+            ok = unit.device_id is None and unit.spec.iccid in reason
+            checks.append(Check(f"{unit.name} refused: its SIM is in {holder}", ok,
+                                f"SIM {unit.spec.iccid} already bound" if ok else reason))
+    for name, result in sorted(made.eol.items()):
+        checks.append(Check(f"{name} end-of-line", result.passed,
+                            "passed" if result.passed else ", ".join(result.codes)))
+    return checks
+
+
+def expected_day(unit: Unit, usage: dict, day_s: int) -> tuple[int, float, int]:
+    """(brews, litres, uncertain brews) the unit's usage model played in its day."""
+    from musket_sim import VirtualDevice
+    from musket_sim.usage_scenario import expected_counts, load_usage
+
+    settings = VirtualDevice(unit.spec.board, usage=load_usage(usage)).usage_settings()
+    brews, ml, uncertain = expected_counts(settings, unit.spec.seed, 0, day_s,
+                                           brew_min_s=BREW_MIN_S, min_pulses=MIN_PULSES)
+    return brews, ml / 1000, uncertain
+
+
+def air_bytes(unit: Unit) -> int:
+    """What the unit's modem models carried over the air in all its runs (billed bytes)."""
+    return sum(sum(modem["billed"].get(unit.spec.iccid, {}).values())
+               for run in unit.runs for modem in run.get("modem", []))
+
+
+def check_field(units: list[Unit], lived, registry: Registry) -> list[Check]:
+    """Counts, troubles and data: the fleet's view against each unit's models."""
+    checks = []
+    for unit in units:
+        detail = views.device_detail(registry.engine, unit.device_id) or {}
+        counted = detail.get("counters") or {}
+        brews, litres, uncertain = expected_day(unit, lived.usage[unit.name], lived.day_s)
+        got_brews, got_litres = int(counted.get("brews", 0)), counted.get("litres", 0.0)
+        ok = brews <= got_brews <= brews + uncertain and round(got_litres, 3) == round(litres, 3)
+        unit.counted = (got_brews, got_litres, brews, litres)
+        checks.append(Check(f"{unit.name} counted what its appliance did", ok,
+                            f"fleet {got_brews} brews {got_litres:.3f} l; usage model "
+                            f"{brews} brews {litres:.3f} l"
+                            + (f" (+{uncertain} uncertain)" if uncertain else "")))
+        data = detail.get("data") or {}
+        reported = (data.get("tx_total") or 0) + (data.get("rx_total") or 0)
+        air = air_bytes(unit)
+        unit.data = (reported, air)
+        ok = air > 0 and abs(reported - air) <= DATA_TOLERANCE * air
+        checks.append(Check(f"{unit.name} data the fleet heard", ok,
+                            f"device {reported:,} B; modem model {air:,} B over the air"))
+        trouble = lived.trouble[unit.name]
+        if "hangs" in trouble:
+            day = unit.runs[-1]["modem"][0]
+            log = (unit.folder / "console.log").read_text(errors="replace")
+            ladder = [step for step in ("resync", "soft_reset", "power_cycle")
+                      if f"not answering: {step}" in log]
+            ok = day["power_cycles"] >= 2 and ladder and "connected" in log.split(
+                "not answering: " + ladder[-1])[-1]
+            checks.append(Check(f"{unit.name} hung modem recovered", bool(ok),
+                                f"ladder {' → '.join(ladder)}; modem model: "
+                                f"{day['power_cycles']} power-ups"))
+        if "sensor" in trouble:
+            codes = (detail.get("health") or {}).get("diagnosis") or []
+            checks.append(Check(f"{unit.name} unplugged sensor reported",
+                                "SENSOR_MISSING:sht" in codes, ", ".join(codes) or "none"))
+        if "coverage" in trouble:
+            log = (unit.folder / "console.log").read_text(errors="replace")
+            day = unit.runs[-1]
+            checks.append(Check(f"{unit.name} coverage gap ridden out",
+                                "connected" in log and not day.get("errors"),
+                                "events queued in the gap delivered once (counts above)"))
+    return checks
