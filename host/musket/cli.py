@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import calendar
 import json
 import os
 import signal
@@ -124,9 +125,13 @@ def _speed(ctx, param, value):
 @click.option("--carrier-states", type=click.Path(dir_okay=False), default=None,
               help="The carrier's SIM-state file that `musket fleet sims pause|resume "
                    "--carrier-states` writes: a SIM that is not active there gets no data.")
+@click.option("--start", "start_day", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
+              help="The virtual calendar's first day (UTC), where the run's clock starts at "
+                   "midnight. Default: 2026-01-01, the same in every run.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def sim_run(board, span, interpreter, heap, seed, ota, workdir, fresh, with_console, speed,
-            cut_at_write, cut_chance, scenario, usage, carrier_csv, carrier_states, as_json):
+            cut_at_write, cut_chance, scenario, usage, carrier_csv, carrier_states, start_day,
+            as_json):
     """Run one virtual device for a span of virtual time.
 
     \b
@@ -136,16 +141,19 @@ def sim_run(board, span, interpreter, heap, seed, ota, workdir, fresh, with_cons
       musket sim run --for 1d --cut-chance 0.2 --seed 3
       musket sim run --for 1d --carrier-csv usage.csv
       musket sim run --for 1d --carrier-states carrier-states.json
+      musket sim run --for 1d --start 2026-12-04
     """
     from musket_sim import VirtualDevice
+    from musket_sim.device import DEFAULT_EPOCH
     from musket_sim.scenario import load_scenario
     from musket_sim.usage_scenario import load_usage
 
     modem = None if scenario == "none" else load_scenario(scenario)
     if carrier_states and modem is not None:
         modem["carrier_states"] = os.path.abspath(carrier_states)
+    epoch = DEFAULT_EPOCH if start_day is None else calendar.timegm(start_day.timetuple())
     device = VirtualDevice(board, workdir, interpreter=interpreter, heap=heap, seed=seed,
-                           ota=ota, modem=modem,
+                           ota=ota, modem=modem, epoch=epoch,
                            usage=None if usage == "none" else load_usage(usage))
     if fresh or not device.image.exists():
         device.create_flash()

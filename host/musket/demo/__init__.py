@@ -12,12 +12,13 @@ import secrets
 import shutil
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 from rich.console import Console
 
 from musket.demo import checks as checks_
-from musket.demo import factory, field, report
+from musket.demo import factory, field, report, service
 from musket.demo.units import make_fleet
 from musket.mosquitto import Mosquitto
 from musket.registry import Registry
@@ -36,7 +37,10 @@ def run(workdir: Path | str | None = None, console: Console | None = None) -> di
             path.unlink()
     workdir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    units = make_fleet(workdir)
+    # The units' virtual day is today (UTC), so that what the fleet stamps on arrival and
+    # what the devices stamp fall in the same day and month for the services and billing.
+    today = datetime.now(UTC).date()
+    units = make_fleet(workdir, today.isoformat())
     mosquitto = Mosquitto(workdir / "broker")
     # The service users' passwords live only in this process and the broker's hashes.
     passwords = {user: secrets.token_urlsafe(18) for user in factory.SERVICE_USERS}
@@ -46,18 +50,28 @@ def run(workdir: Path | str | None = None, console: Console | None = None) -> di
         console.print("[bold]1. factory[/]: build, flash in parallel with esptool, SIMs and "
                       "plan, provision, end-of-line test")
         made = factory.run(units, registry, mosquitto, passwords, workdir, console)
+        checks = checks_.check_factory(units, made, registry)
+        live = [u for u in units if u.device_id]
         console.print("[bold]2. field[/]: the fleet service takes a virtual day of every unit "
                       "(MicroPython, full speed)")
-        service = field.FleetService(workdir / "registry.sqlite", mosquitto.port,
-                                     passwords["fleet"], workdir)
+        fleet_service = field.FleetService(workdir / "registry.sqlite", mosquitto.port,
+                                           passwords["fleet"], workdir)
         try:
-            lived = field.live_a_day([u for u in units if u.device_id], console)
+            lived = field.live_a_day(live, console)
         finally:
-            service.stop()
-        live = [u for u in units if u.device_id]
-        checks = checks_.check_factory(units, made, registry) + checks_.check_field(
-            live, lived, registry)
-        return report.show(units, made, checks, registry, workdir, console,
+            fleet_service.stop()
+        checks += checks_.check_field(live, lived, registry)
+        console.print("[bold]3. service[/]: rules on what the fleet committed; a technician "
+                      "at the unit with the ticket")
+        acted = service.act(live, registry, workdir, service.end_of_day(today, lived.day_s),
+                            factory.LINE)
+        ticket = next((t for t in acted.tickets
+                       if any(c.startswith("SENSOR_") for c in t["codes"])), None)
+        if ticket is not None:
+            unit = next(u for u in live if u.device_id == ticket["device_id"])
+            acted.visit = service.visit(unit, ticket, console)
+        checks += checks_.check_service(live, lived, acted)
+        return report.show(units, made, acted, checks, registry, workdir, console,
                            time.monotonic() - started)
     finally:
         for unit in units:

@@ -61,6 +61,7 @@ def expected_day(unit: Unit, usage: dict, day_s: int) -> tuple[int, float, int]:
     from musket_sim import VirtualDevice
     from musket_sim.usage_scenario import expected_counts, load_usage
 
+    # The usage model's script depends on the seed and the time of day only, not the date.
     settings = VirtualDevice(unit.spec.board, usage=load_usage(usage)).usage_settings()
     brews, ml, uncertain = expected_counts(settings, unit.spec.seed, 0, day_s,
                                            brew_min_s=BREW_MIN_S, min_pulses=MIN_PULSES)
@@ -115,4 +116,59 @@ def check_field(units: list[Unit], lived, registry: Registry) -> list[Check]:
             checks.append(Check(f"{unit.name} coverage gap ridden out",
                                 "connected" in log and not day.get("errors"),
                                 "events queued in the gap delivered once (counts above)"))
+    return checks
+
+
+def check_service(units: list[Unit], lived, acted) -> list[Check]:
+    """Orders, tickets and statements against the usage models and the units' troubles; the
+    technician's visit against the ticket."""
+    from datetime import datetime, timedelta
+    from decimal import ROUND_HALF_UP, Decimal
+
+    from musket.demo.service import COFFEE_RULES, TECHNICIAN
+    from musket.services.rules import parse
+
+    product = parse(COFFEE_RULES)
+    beans = product.consumables["beans"]
+    checks = []
+    for unit in units:
+        orders = [o for o in acted.orders if o["device_id"] == unit.device_id]
+        ok = len(orders) == 1 and orders[0]["consumable"] == "beans"
+        detail = "no order"
+        if ok:
+            placed = datetime.fromisoformat(orders[0]["placed"])
+            runout = datetime.fromisoformat(orders[0]["runout_predicted"])
+            ok = placed + timedelta(days=beans.lead_time_days) <= runout
+            left = beans.capacity - beans.per_use * unit.counted[2]
+            detail = (f"{left:.3f} kg left after {unit.counted[2]} brews; delivery in "
+                      f"{beans.lead_time_days} d, run-out {runout:%Y-%m-%d %H:%M}")
+        checks.append(Check(f"{unit.name} beans ordered in time", ok, detail))
+    unplugged = {u.device_id for u in units if "sensor" in lived.trouble[u.name]}
+    ticketed = {t["device_id"] for t in acted.tickets}
+    codes = sorted({c for t in acted.tickets for c in t["codes"]})
+    checks.append(Check("a ticket for the unplugged sensor, none for the others",
+                        ticketed == unplugged and codes == ["SENSOR_MISSING:sht"],
+                        ", ".join(codes) or "no ticket"))
+    prices = product.tariff["prices"]
+    for statement in acted.statements:
+        brews = sum(u.counted[2] for u in units if u.spec.customer == statement["customer_id"])
+        use = (Decimal(str(prices["brews"])) * brews).quantize(Decimal("0.01"), ROUND_HALF_UP)
+        want = max(use, Decimal(str(product.tariff["minimum"])))
+        ok = Decimal(str(statement["total"])) == want
+        checks.append(Check(f"{statement['customer_id']} billed for its brews", ok,
+                            f"{brews} brews x {prices['brews']} = {use}, minimum "
+                            f"{product.tariff['minimum']}: {statement['total']} "
+                            f"{statement['currency']}"))
+    visit = acted.visit
+    if visit:
+        confirmed = set(visit["ticket_codes"]) <= set(visit["codes_before"])
+        checks.append(Check("technician confirmed the ticket's diagnosis on site", confirmed,
+                            ", ".join(visit["codes_before"])))
+        checks.append(Check("repair proved by the unit's selftest, visit logged on the unit",
+                            visit["passed_after"] and visit["logged"],
+                            f"selftest {'passed' if visit['passed_after'] else 'failed'}; "
+                            f"{TECHNICIAN}'s service mode in the unit's log: "
+                            f"{'yes' if visit['logged'] else 'no'}"))
+    else:
+        checks.append(Check("technician's visit", False, "no ticket to visit"))
     return checks

@@ -1,5 +1,5 @@
-"""Stage 4, the report: what the registry holds, each line checked against what the
-simulation did (the units' modems, what provisioning was given, what the broker carried)."""
+"""Stage 4, the report: the fleet, data and cost per SIM, orders, tickets, statements, each
+line's check against the simulation (musket.demo.checks), and where to look next."""
 
 from __future__ import annotations
 
@@ -13,33 +13,51 @@ from musket.demo.units import Unit
 from musket.registry import Registry
 
 
-def show(units: list[Unit], made, checks: list[Check], registry: Registry, workdir: Path,
-         console: Console, seconds: float) -> dict:
-    console.rule("report")
-    table = Table(title="units")
-    for column in ("unit", "board", "interpreter", "SIM (ICCID)", "provisioned",
-                   "end-of-line"):
+def _table(title: str, columns: tuple[str, ...], rows: list[tuple]) -> Table:
+    table = Table(title=title, title_justify="left")
+    for column in columns:
         table.add_column(column)
+    for row in rows:
+        table.add_row(*(str(cell) for cell in row))
+    return table
+
+
+def show(units: list[Unit], made, acted, checks: list[Check], registry: Registry,
+         workdir: Path, console: Console, seconds: float) -> dict:
+    console.rule("4. report")
+    console.print(_table("the fleet", (
+        "unit", "board", "customer", "end-of-line", "brews", "litres", "data (device/air)"), [
+        (u.name, u.spec.board, u.spec.customer,
+         ("passed" if made.eol[u.name].passed else "failed") if u.name in made.eol
+         else "refused",
+         u.counted[0] if u.counted else "-", f"{u.counted[1]:.3f}" if u.counted else "-",
+         f"{u.data[0]:,} / {u.data[1]:,} B" if u.data else "-") for u in units]))
     for unit in units:
-        test = made.eol.get(unit.name)
-        table.add_row(unit.name, unit.spec.board, unit.spec.interpreter, unit.spec.iccid,
-                      "yes" if unit.device_id else "[red]refused[/]",
-                      ("passed" if test.passed else "failed") if test else "-")
-    console.print(table)
-    refused = [u for u in units if u.refused]
-    for unit in refused:
-        console.print(f"{unit.name} refused: {unit.refused}")
-    checked = Table(title="checked against the simulation")
-    checked.add_column("check")
-    checked.add_column("result")
-    checked.add_column("detail")
-    for check in checks:
-        checked.add_row(check.what, "[green]ok[/]" if check.ok else "[red]FAILED[/]",
-                        check.detail)
-    console.print(checked)
+        if unit.refused:
+            console.print(f"{unit.name} refused at provisioning: {unit.refused}")
+    console.print(_table("orders", ("order", "unit", "consumable", "state", "placed",
+                                    "run-out predicted"), [
+        (o["order_id"], _name(units, o["device_id"]), o["consumable"], o["state"],
+         o["placed"][:16], (o["runout_predicted"] or "")[:16]) for o in acted.orders]))
+    console.print(_table("tickets", ("ticket", "unit", "codes", "parts", "location"), [
+        (t["ticket_id"], _name(units, t["device_id"]), ", ".join(t["codes"]),
+         "; ".join(t["parts"]), t["location"]) for t in acted.tickets]))
+    console.print(_table(f"statements {acted.period}", ("customer", "brews", "total"), [
+        (s["customer_id"], sum(line["quantity"] for line in s["lines"]),
+         f"{s['total']} {s['currency']}") for s in acted.statements]))
+    console.print(_table("checked against the simulation", ("check", "result", "detail"), [
+        (c.what, "[green]ok[/]" if c.ok else "[red]FAILED[/]", c.detail) for c in checks]))
     ok = all(c.ok for c in checks)
-    console.print(f"work folder (registry, broker, units' flash and console logs): {workdir}")
-    console.print(f"{'all checks passed' if ok else 'SOME CHECKS FAILED'}")
+    console.print(f"work folder (registry, broker, rules, units' flash and console logs): "
+                  f"{workdir}")
+    console.print(f"the team pages: musket fleet web --registry {registry.url}")
+    console.print(f"{sum(c.ok for c in checks)} of {len(checks)} checks passed"
+                  + ("" if ok else ": [red]SOME CHECKS FAILED[/]"))
     return {"ok": ok, "checks": [c.__dict__ for c in checks], "seconds": seconds,
-            "units": {u.name: {"device_id": u.device_id, "refused": u.refused}
+            "units": {u.name: {"device_id": u.device_id, "refused": u.refused,
+                               "counted": list(u.counted), "data": list(u.data)}
                       for u in units}}
+
+
+def _name(units: list[Unit], device_id: str) -> str:
+    return next((u.name for u in units if u.device_id == device_id), device_id)

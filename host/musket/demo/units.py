@@ -60,6 +60,7 @@ FLEET = (
 class Unit:
     spec: UnitSpec
     folder: Path
+    start_day: str  # YYYY-MM-DD: the virtual calendar's first day in every run
     device_id: str | None = None
     refused: str | None = None  # why provisioning refused the unit
     console: str | None = None
@@ -101,7 +102,7 @@ class Unit:
                    "--workdir", str(self.folder), "--board", self.spec.board,
                    "--interpreter", self.spec.interpreter, "--seed", str(self.spec.seed),
                    "--scenario", str(scenario or self.scenario_file()), "--usage", usage,
-                   "--json", *extra]
+                   "--start", self.start_day, "--json", *extra]
         with open(out, "wb") as stdout:
             self.proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=stdout,
                                          stderr=subprocess.STDOUT, start_new_session=True)
@@ -187,10 +188,10 @@ class Unit:
         self.console = None
 
 
-def make_fleet(workdir: Path) -> list[Unit]:
+def make_fleet(workdir: Path, start_day: str) -> list[Unit]:
     units = []
     for spec in FLEET:
         folder = workdir / "units" / spec.name
         folder.mkdir(parents=True, exist_ok=True)
-        units.append(Unit(spec, folder))
+        units.append(Unit(spec, folder, start_day))
     return units
