@@ -112,11 +112,7 @@ def flash_all(units: list[Unit], builds: dict[str, Path], console: Console
                 bars.update(tasks[ports[unit.name]],
                             state="done" if results[unit.name].ok else "FAILED")
 
-            threads = [threading.Thread(target=work, args=(u,)) for u in units]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
+            _each(units, work)
     finally:
         for loader in loaders.values():
             loader.unplug()
@@ -191,12 +187,11 @@ def end_of_line(units: list[Unit], registry: Registry, watch: eol.BrokerWatch,
                 console: Console) -> dict[str, eol.EolResult]:
     """The end-of-line test on every provisioned unit, at once, against the real broker."""
     results: dict[str, eol.EolResult] = {}
-    errors: dict[str, str] = {}
     with _progress(console) as bars:
         tasks = {u.name: bars.add_task(f"end-of-line {u.name}", total=2, state="booting")
                  for u in units}
 
-        def work(unit: Unit) -> None:
+        def test(unit: Unit) -> None:
             try:
                 port = unit.power_on(speed=EOL_SPEED, span="2h", usage="day")
                 bars.update(tasks[unit.name], completed=1, state="online, selftest, telemetry")
@@ -204,19 +199,10 @@ def end_of_line(units: list[Unit], registry: Registry, watch: eol.BrokerWatch,
                 bars.update(tasks[unit.name], completed=2,
                             state="passed" if result.passed else
                             "FAILED " + ", ".join(result.codes))
-            except MusketError as e:
-                errors[unit.name] = str(e)
-                bars.update(tasks[unit.name], completed=2, state=f"ERROR {e}")
             finally:
                 unit.power_off()
 
-        threads = [threading.Thread(target=work, args=(u,)) for u in units]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    if errors:
-        raise MusketError("end-of-line: " + "; ".join(f"{k}: {v}" for k, v in errors.items()))
+        _each(units, test)
     return results
 
 

@@ -1,0 +1,103 @@
+"""`musket demo` end to end: the stages run (real esptool, real Mosquitto, the fleet service,
+the rules engine, `musket console`, six units under the real MicroPython interpreter) and
+each of the report's checks is its own test item, so one failure does not hide the next.
+Run twice in the same work folder, it gives the same report and leaves no process behind."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from musket import demo
+from musket.demo.units import FLEET
+
+pytestmark = pytest.mark.slow
+
+
+def _processes_using(folder: Path) -> list[str]:
+    """Command lines of live processes that name the folder (the demo's units, broker,
+    loaders and fleet service all do)."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if str(folder) in cmdline:
+            found.append(f"{pid}: {cmdline}")
+    return found
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """The demo run twice in one work folder: (report, printed text, processes left) each."""
+    workdir = tmp_path_factory.mktemp("demo")
+    out = []
+    for _ in range(2):
+        text = io.StringIO()
+        report = demo.run(workdir, Console(file=text, width=120))
+        out.append((report, text.getvalue(), _processes_using(workdir)))
+    return out
+
+
+def _checks(report: dict) -> dict[str, dict]:
+    return {c["what"]: c for c in report["checks"]}
+
+
+def _expected_checks() -> list[str]:
+    units = [u.name for u in FLEET]
+    live = units[:5]
+    return (["flashed with esptool"]
+            + [f"{u} bound to its SIM and modem" for u in live]
+            + ["unit-6 refused: its SIM is in unit-1"]
+            + [f"{u} end-of-line" for u in live]
+            + [f"{u} counted what its appliance did" for u in live]
+            + [f"{u} data the fleet heard" for u in live]
+            + ["unit-2 coverage gap ridden out", "unit-3 hung modem recovered",
+               "unit-4 unplugged sensor reported"]
+            + [f"{u} beans ordered in time" for u in live]
+            + ["a ticket for the unplugged sensor, none for the others"]
+            + [f"{c} billed for its brews" for c in ("bistro-lumen", "cafe-aurora",
+                                                      "office-north")]
+            + ["technician confirmed the ticket's diagnosis on site",
+               "repair proved by the unit's selftest, visit logged on the unit"])
+
+
+@pytest.mark.parametrize("what", _expected_checks())
+def test_the_reports_check_passes(runs, what):
+    check = _checks(runs[0][0]).get(what)
+    assert check is not None, f"the report has no check {what!r}"
+    assert check["ok"], f"{what}: {check['detail']}"
+
+
+def test_the_report_has_no_other_checks(runs):
+    assert sorted(_checks(runs[0][0])) == sorted(_expected_checks())
+
+
+def test_the_refused_unit_is_named_with_its_reason(runs):
+    report, text, _ = runs[0]
+    assert report["units"]["unit-6"]["device_id"] is None
+    assert "unit-6 refused at provisioning: SIM 8949019237115900018 is already bound" in \
+        " ".join(text.split())
+
+
+def test_nothing_is_left_running(runs):
+    for _, _, left in runs:
+        assert left == []
+
+
+def test_a_second_run_gives_the_same_report(runs):
+    first, second = runs[0][0], runs[1][0]
+    assert second["ok"]
+    assert [(c["what"], c["ok"]) for c in first["checks"]] == \
+        [(c["what"], c["ok"]) for c in second["checks"]]
+    for name in first["units"]:
+        a, b = first["units"][name], second["units"][name]
+        assert a["counted"] == b["counted"], name
+        assert (a["refused"] is None) == (b["refused"] is None), name
