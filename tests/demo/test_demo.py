@@ -61,6 +61,7 @@ def _expected_checks() -> list[str]:
             + [f"{u} data the fleet heard" for u in live]
             + ["unit-2 coverage gap ridden out", "unit-3 hung modem recovered",
                "unit-4 unplugged sensor reported"]
+            + [f"{u} data cost" for u in live]
             + [f"{u} beans ordered in time" for u in live]
             + ["a ticket for the unplugged sensor, none for the others"]
             + [f"{c} billed for its brews" for c in ("bistro-lumen", "cafe-aurora",

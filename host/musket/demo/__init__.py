@@ -12,7 +12,7 @@ import secrets
 import shutil
 import tempfile
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from rich.console import Console
@@ -61,17 +61,21 @@ def run(workdir: Path | str | None = None, console: Console | None = None) -> di
         finally:
             fleet_service.stop()
         checks += checks_.check_field(live, lived, registry)
+        field.import_carrier_usage(live, registry)
+        day_end = service.end_of_day(today, lived.day_s)
+        cost_checks, sims = checks_.check_data_cost(live, registry, day_end - timedelta(
+            seconds=1))
+        checks += cost_checks
         console.print("[bold]3. service[/]: rules on what the fleet committed; a technician "
                       "at the unit with the ticket")
-        acted = service.act(live, registry, workdir, service.end_of_day(today, lived.day_s),
-                            factory.LINE)
+        acted = service.act(live, registry, workdir, day_end, factory.LINE)
         ticket = next((t for t in acted.tickets
                        if any(c.startswith("SENSOR_") for c in t["codes"])), None)
         if ticket is not None:
             unit = next(u for u in live if u.device_id == ticket["device_id"])
             acted.visit = service.visit(unit, ticket, console)
         checks += checks_.check_service(live, lived, acted)
-        return report.show(units, made, acted, checks, registry, workdir, console,
+        return report.show(units, made, acted, sims, checks, registry, workdir, console,
                            time.monotonic() - started)
     finally:
         for unit in units:

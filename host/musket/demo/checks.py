@@ -172,3 +172,31 @@ def check_service(units: list[Unit], lived, acted) -> list[Check]:
     else:
         checks.append(Check("technician's visit", False, "no ticket to visit"))
     return checks
+
+
+def check_data_cost(units: list[Unit], registry: Registry, now) -> tuple[list[Check], list]:
+    """Each SIM's month as finance sees it (`musket fleet usage`): the carrier's bytes are the
+    modem model's billed bytes of the field day, the cost the plan's fee and overage on the
+    device-reported bytes."""
+    from musket.fleet.plans import BYTES_PER_MB, month_usage, plans
+
+    sims, _pools = month_usage(registry.engine, now)
+    plan = plans(registry.engine)
+    checks = []
+    by_iccid = {s.iccid: s for s in sims}
+    for unit in units:
+        day = unit.runs[-1]  # the field day's run (the visit came after the usage file)
+        billed = sum(m["billed"].get(unit.spec.iccid, {}).get(now.date().isoformat(), 0)
+                     for m in day.get("modem", []))
+        sim = by_iccid.get(unit.spec.iccid)
+        if sim is None:
+            checks.append(Check(f"{unit.name} data cost", False, "no usage for its SIM"))
+            continue
+        p = plan[sim.plan]
+        cost = round(p.monthly_fee + max(0, sim.used_bytes - p.included_bytes)
+                     / BYTES_PER_MB * p.overage_per_mb, 4)
+        ok = sim.carrier_bytes == billed and sim.cost == cost
+        checks.append(Check(f"{unit.name} data cost", ok,
+                            f"carrier {sim.carrier_bytes:,} B (modem model {billed:,} B), "
+                            f"{sim.cost:.2f} {sim.currency} on {sim.plan}"))
+    return checks, sims

@@ -114,3 +114,14 @@ def live_a_day(units: list[Unit], console: Console) -> FieldResult:
         unit.power_off()  # keeps each day's summary
     result.wall_seconds = time.monotonic() - started
     return result
+
+
+def import_carrier_usage(units: list[Unit], registry) -> int:
+    """The carrier's usage file for the day (each unit's modem model's billed air bytes, as
+    `musket sim run --carrier-csv` writes it), imported as finance would; returns its rows."""
+    from musket.fleet.usage import import_carrier
+
+    rows = 0
+    for unit in units:
+        rows += import_carrier(registry.engine, unit.folder / "carrier.csv").rows
+    return rows

@@ -22,7 +22,7 @@ def _table(title: str, columns: tuple[str, ...], rows: list[tuple]) -> Table:
     return table
 
 
-def show(units: list[Unit], made, acted, checks: list[Check], registry: Registry,
+def show(units: list[Unit], made, acted, sims: list, checks: list[Check], registry: Registry,
          workdir: Path, console: Console, seconds: float) -> dict:
     console.rule("4. report")
     console.print(_table("the fleet", (
@@ -35,6 +35,13 @@ def show(units: list[Unit], made, acted, checks: list[Check], registry: Registry
     for unit in units:
         if unit.refused:
             console.print(f"{unit.name} refused at provisioning: {unit.refused}")
+    console.print(_table("data and cost per SIM this month", (
+        "SIM (ICCID)", "unit", "plan", "device", "carrier", "cost", "month forecast"), [
+        (s.iccid, next((u.name for u in units if u.device_id and u.spec.iccid == s.iccid),
+                       "-"), s.plan, f"{s.used_bytes:,} B",
+         f"{s.carrier_bytes:,} B" if s.carrier_bytes is not None else "-",
+         f"{s.cost:.2f} {s.currency}", f"{s.forecast_cost:.2f} {s.currency}")
+        for s in sims]))
     console.print(_table("orders", ("order", "unit", "consumable", "state", "placed",
                                     "run-out predicted"), [
         (o["order_id"], _name(units, o["device_id"]), o["consumable"], o["state"],

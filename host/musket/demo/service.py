@@ -30,7 +30,7 @@ COFFEE_RULES = """\
 product: coffee
 consumables:
   beans: {counter: brews, per_use: 0.012, capacity: 2.0, lead_time_days: 1, margin_days: 1}
-tariff: {currency: EUR, minimum: 10, prices: {brews: 0.05}}
+tariff: {currency: EUR, minimum: 2, prices: {brews: 0.05}}
 rules:
   - name: beans-low
     when: {consumable: beans}
