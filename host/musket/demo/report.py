@@ -57,7 +57,12 @@ def show(units: list[Unit], made, acted, sims: list, checks: list[Check], regist
     ok = all(c.ok for c in checks)
     console.print(f"work folder (registry, broker, rules, units' flash and console logs): "
                   f"{workdir}")
-    console.print(f"the team pages: musket fleet web --registry {registry.url}")
+    from musket.cli_web import DEFAULT_PORT
+
+    registry_file = workdir / "registry.sqlite"
+    console.print(f"the team pages: musket fleet web user add YOU --role engineering "
+                  f"--registry {registry_file}, then musket fleet web --registry "
+                  f"{registry_file} and open http://127.0.0.1:{DEFAULT_PORT}/")
     console.print(f"{sum(c.ok for c in checks)} of {len(checks)} checks passed"
                   + ("" if ok else ": [red]SOME CHECKS FAILED[/]"))
     return {"ok": ok, "checks": [c.__dict__ for c in checks], "seconds": seconds,
