@@ -37,7 +37,12 @@ def services_group() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def services_check(paths, as_json):
     """Check rules files (a file per product, or a directory of *.yaml): every problem is
-    named by file, line and field; nothing runs."""
+    named by file, line and field; nothing runs.
+
+    \b
+    Example:
+      musket services check rules/
+    """
     from musket.services import rules
 
     products = rules.load_all(paths)
@@ -122,7 +127,12 @@ def services_run(location, rule_paths, once, interval, sink_dir, broker, user, p
 @_view_options
 @click.option("--customer", default=None, help="Only this customer's devices.")
 def services_sites(ctx, location, as_json, customer):
-    """Each device's customer, product and location (`sites import FILE` sets them)."""
+    """Each device's customer, product and location (`sites import FILE` sets them).
+
+    \b
+    Example:
+      musket services sites --customer acme
+    """
     if ctx.invoked_subcommand:
         return
     from musket.services import views
@@ -142,7 +152,12 @@ def services_sites(ctx, location, as_json, customer):
 @_actor_options
 def services_sites_import(path, location, station, operator):
     """Import customers and sites from a CSV file (device_id, customer_id, customer_name,
-    product, location): every bad row is named by its line, and then nothing is imported."""
+    product, location): every bad row is named by its line, and then nothing is imported.
+
+    \b
+    Example:
+      musket services sites import sites.csv
+    """
     from musket.services import sites
 
     with _open(location) as registry:
@@ -153,7 +168,12 @@ def services_sites_import(path, location, station, operator):
 @services_group.command("customers")
 @_view_options
 def services_customers(location, as_json):
-    """Every customer and its number of devices."""
+    """Every customer and its number of devices.
+
+    \b
+    Example:
+      musket services customers --json
+    """
     from musket.services import views
 
     with _open(location) as registry:
@@ -171,7 +191,12 @@ def services_customers(location, as_json):
 @click.option("--state", type=click.Choice(["placed", "shipped", "installed"]), default=None)
 @click.option("--customer", default=None)
 def services_orders(ctx, location, as_json, state, customer):
-    """Orders of consumables (`orders set ID STATE` moves one on)."""
+    """Orders of consumables (`orders set ID STATE` moves one on).
+
+    \b
+    Example:
+      musket services orders --state placed
+    """
     if ctx.invoked_subcommand:
         return
     from musket.services import views
@@ -194,7 +219,12 @@ def services_orders(ctx, location, as_json, state, customer):
 @_registry_option
 @_actor_options
 def services_orders_set(order_id, state, location, station, operator):
-    """Move an order on: shipped, or installed (which resets the device's level), audited."""
+    """Move an order on: shipped, or installed (which resets the device's level), audited.
+
+    \b
+    Example:
+      musket services orders set 16 installed --operator ana
+    """
     from musket.services.orders import set_order_state
 
     with _open(location) as registry:
@@ -207,7 +237,12 @@ def services_orders_set(order_id, state, location, station, operator):
 @click.option("--state", type=click.Choice(["open", "closed"]), default=None)
 @click.option("--customer", default=None)
 def services_tickets(location, as_json, state, customer):
-    """Technician tickets: the problem, the diagnosis codes, the repair and the parts."""
+    """Technician tickets: the problem, the diagnosis codes, the repair and the parts.
+
+    \b
+    Example:
+      musket services tickets --state open
+    """
     from musket.services import views
 
     with _open(location) as registry:
@@ -230,7 +265,12 @@ def services_tickets(location, as_json, state, customer):
 @click.option("--json", "as_json", is_flag=True, help="Print the statements as JSON.")
 def services_bill(period, location, customer, as_csv, as_json):
     """Billing statements for a month, from the committed counter events in it: the same
-    rows give the same bytes, however often they are made."""
+    rows give the same bytes, however often they are made.
+
+    \b
+    Example:
+      musket services bill 2026-12 --csv > statements-2026-12.csv
+    """
     from musket.services import billing
 
     if as_csv and as_json:
@@ -255,7 +295,12 @@ def services_bill(period, location, customer, as_csv, as_json):
 @_view_options
 @click.option("--state", type=click.Choice(["pending", "done", "given_up"]), default=None)
 def services_outbox(location, as_json, state):
-    """The actions the dispatcher delivers: done, waiting for a retry, or given up (why)."""
+    """The actions the dispatcher delivers: done, waiting for a retry, or given up (why).
+
+    \b
+    Example:
+      musket services outbox --state given_up
+    """
     from musket.services.dispatch import outbox
 
     with _open(location) as registry:

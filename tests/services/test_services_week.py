@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-import week
+import simweek as week
 from sqlalchemy import delete, func, select
 from svchelp import T0, import_sites
 
