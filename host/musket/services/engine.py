@@ -86,17 +86,21 @@ class RulesEngine:
         self.clock = clock or (lambda: datetime.now(UTC))
 
     def sync_tariffs(self) -> None:
-        """Writes each product's tariff (its `tariff` section) where billing reads it."""
+        """Writes each product's tariff (its `tariff` section) and its customers' own
+        (`customer_tariffs`) where billing reads them."""
+        tariffs = {}
+        for name, product in sorted(self.products.items()):
+            if product.tariff:
+                tariffs[f"product:{name}"] = product.tariff
+            for customer, tariff in product.customer_tariffs.items():
+                tariffs[f"customer:{customer}"] = tariff
         with self.engine.begin() as conn:
-            for name, product in sorted(self.products.items()):
-                if not product.tariff:
-                    continue
-                values = {"currency": product.tariff["currency"],
-                          "minimum": float(product.tariff["minimum"]),
-                          "prices": json.dumps(product.tariff["prices"], sort_keys=True)}
-                insert_new(conn, svc_tariffs, [{"scope": f"product:{name}", **values}])
-                conn.execute(update(svc_tariffs).where(
-                    svc_tariffs.c.scope == f"product:{name}").values(**values))
+            for scope, tariff in sorted(tariffs.items()):
+                values = {"currency": tariff["currency"], "minimum": float(tariff["minimum"]),
+                          "prices": json.dumps(tariff["prices"], sort_keys=True)}
+                insert_new(conn, svc_tariffs, [{"scope": scope, **values}])
+                conn.execute(update(svc_tariffs).where(svc_tariffs.c.scope == scope)
+                             .values(**values))
 
     def run_once(self) -> PassResult:
         now = self.clock()
