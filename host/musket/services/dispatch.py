@@ -12,6 +12,7 @@ once)."""
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import urllib.error
@@ -54,6 +55,11 @@ class DispatchResult:
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
+
+
+def command_id(key: str) -> str:
+    """A device command's id (1-32 of A-Z a-z 0-9 _ -) for an outbox key."""
+    return "svc-" + hashlib.sha256(key.encode()).hexdigest()[:24]
 
 
 def backoff(attempts: int) -> timedelta:
@@ -125,8 +131,11 @@ class Dispatcher:
         elif row.kind == "sink":
             self._sink(row)
         elif row.kind == "command":
+            # The device answers a repeated id once: the id is the row's key, shortened.
+            command = {**json.loads(row.payload), "id": command_id(row.key)}
             try:
-                payload = check_command_size(row.target, row.payload.encode())
+                payload = check_command_size(
+                    row.target, json.dumps(command, separators=(",", ":")).encode())
             except BadInput as e:
                 raise DeliveryFailed(f"command: {e}", permanent=True) from None
             try:

@@ -306,7 +306,7 @@ class RulesEngine:
                     conn.execute(insert(svc_outbox).values(
                         key=key, kind=action.kind,
                         target=d if action.kind == "command" else _target(action),
-                        payload=json.dumps(_command(action, key) if action.kind == "command"
+                        payload=json.dumps(_command(action) if action.kind == "command"
                                            else payload, sort_keys=True, default=str),
                         state="pending", attempts=0,
                         max_attempts=action.params.get("tries", 1) or 1, next_at=now,
@@ -359,11 +359,9 @@ def _target(action) -> str:
     return action.params.get("url") or action.params.get("path") or ""
 
 
-def _command(action, key: str) -> dict:
-    import hashlib
-
-    cid = "svc-" + hashlib.sha256(key.encode()).hexdigest()[:24]
-    return {"id": cid, "op": action.params["op"], **(action.params["args"] or {})}
+def _command(action) -> dict:
+    # The dispatcher adds the id (from the outbox key) as it sends it.
+    return {**(action.params["args"] or {}), "op": action.params["op"]}
 
 
 def _epoch(t: datetime) -> float:
