@@ -91,6 +91,9 @@ def services_run(location, rule_paths, once, interval, sink_dir, broker, user, p
     """
     import json
 
+    from sqlalchemy.exc import OperationalError
+
+    from musket.errors import Unreachable
     from musket.services import rules
     from musket.services.dispatch import CommandPublisher, Dispatcher
     from musket.services.engine import RulesEngine
@@ -109,7 +112,17 @@ def services_run(location, rule_paths, once, interval, sink_dir, broker, user, p
         engine.sync_tariffs()
         dispatcher = Dispatcher(registry.engine, sink_dir, publish)
         while True:
-            figures = {**engine.run_once().as_dict(), **dispatcher.run_once().as_dict()}
+            try:
+                figures = {**engine.run_once().as_dict(), **dispatcher.run_once().as_dict()}
+            except OperationalError as e:
+                # The database went away or ended this pass (a deadlock with another copy):
+                # what committed stands, the cursors did not move, the next pass redoes it.
+                if once:
+                    raise Unreachable(f"registry: {str(e.orig or e).splitlines()[0]}") from None
+                click.echo(f"services: pass failed, retrying: {str(e.orig or e).splitlines()[0]}",
+                           err=True)
+                time.sleep(interval)
+                continue
             if as_json:
                 click.echo(json.dumps(figures, sort_keys=True))
             elif once or any(figures.values()):

@@ -231,3 +231,31 @@ def test_signal_sensor_silence_and_data_conditions_each_act_once(registry, tmp_p
     Dispatcher(registry.engine, tmp_path, clock=clock).run_once()
     keys = [json.loads(x)["key"] for x in (tmp_path / "alerts.jsonl").read_text().splitlines()]
     assert len(keys) == len(set(keys)) == 5
+
+
+KEYS = (0, 1, 2, 10, 11, 12)
+
+
+def test_two_dispatchers_deliver_each_row_once_and_a_sink_skips_what_it_holds(
+        registry, tmp_path):
+    from sqlalchemy import insert
+
+    from musket.registry.core import now
+
+    at = now()
+    with registry.engine.begin() as conn:
+        for n in KEYS:  # k1 and k10: one key the start of another
+            conn.execute(insert(svc_outbox).values(
+                key=f"k{n}", kind="sink", target="out.jsonl",
+                payload=json.dumps({"key": f"k{n}", "n": n}), state="pending", attempts=0,
+                max_attempts=3, next_at=at, created=at))
+    # k10 was written before a crash kept its row pending
+    (tmp_path / "out.jsonl").write_text(json.dumps({"key": "k10", "n": 10}) + "\n")
+    one, two = Dispatcher(registry.engine, tmp_path), Dispatcher(registry.engine, tmp_path)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda d: d.run_once(), [one, two]))
+    assert sum(r.delivered for r in results) == 6
+    lines = [json.loads(x)["key"] for x in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert sorted(lines) == sorted(f"k{n}" for n in KEYS)

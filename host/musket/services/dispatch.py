@@ -163,7 +163,10 @@ class Dispatcher:
         path = self.sink_dir / row.target
         payload = json.loads(row.payload)
         try:
-            if path.exists() and row.key in path.read_text(encoding="utf-8"):
+            # The key as the file holds it: a JSON line's "key" field, a CSV row's first.
+            mark = (f"\n{_csv_line({'key': row.key}, False).split(',')[0]},"
+                    if path.suffix == ".csv" else f'"key": {json.dumps(row.key)}')
+            if path.exists() and mark in "\n" + path.read_text(encoding="utf-8"):
                 return  # written before a crash kept the row pending
             path.parent.mkdir(parents=True, exist_ok=True)
             if path.suffix == ".csv":
