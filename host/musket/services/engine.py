@@ -18,8 +18,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Connection, Engine, and_, func, insert, select, update
+from sqlalchemy.exc import OperationalError
 
 from musket.fleet.sql import aware, insert_new
+from musket.fleet.store import SIGNAL_KEYS
 from musket.fleet.views import _iso
 from musket.registry.fleet_schema import (
     fleet_devices,
@@ -40,7 +42,7 @@ from musket.registry.services_schema import (
 from musket.services import replenish, state, tickets
 from musket.services.rules import Product, Rule
 
-SIGNAL_KEYS = ("rssi", "dbm")  # as the fleet store reads a device's signal
+FIRE_ATTEMPTS = 3  # a trigger's transaction is tried this often when the database fails it
 
 
 @dataclass
@@ -276,6 +278,20 @@ class RulesEngine:
     # -- acting --------------------------------------------------------------------------------
 
     def _fire(self, trigger: Trigger, now: datetime, result: PassResult) -> None:
+        for attempt in range(FIRE_ATTEMPTS):
+            acted = PassResult()
+            try:
+                self._fire_once(trigger, now, acted)
+                break
+            except OperationalError:
+                # PostgreSQL ended this transaction to break a deadlock with another engine
+                # (or lost the connection): nothing of it stands, so trying again is safe.
+                if attempt + 1 == FIRE_ATTEMPTS:
+                    raise
+        for name, value in acted.as_dict().items():
+            setattr(result, name, getattr(result, name) + value)
+
+    def _fire_once(self, trigger: Trigger, now: datetime, result: PassResult) -> None:
         rule, d = trigger.rule, trigger.device_id
         rule_key = f"{trigger.product.name}/{rule.name}"[:64]
         with self.engine.begin() as conn:
