@@ -37,7 +37,12 @@ def services_group() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def services_check(paths, as_json):
     """Check rules files (a file per product, or a directory of *.yaml): every problem is
-    named by file, line and field; nothing runs."""
+    named by file, line and field; nothing runs.
+
+    \b
+    Example:
+      musket services check rules/
+    """
     from musket.services import rules
 
     products = rules.load_all(paths)
@@ -86,6 +91,9 @@ def services_run(location, rule_paths, once, interval, sink_dir, broker, user, p
     """
     import json
 
+    from sqlalchemy.exc import OperationalError
+
+    from musket.errors import Unreachable
     from musket.services import rules
     from musket.services.dispatch import CommandPublisher, Dispatcher
     from musket.services.engine import RulesEngine
@@ -104,7 +112,17 @@ def services_run(location, rule_paths, once, interval, sink_dir, broker, user, p
         engine.sync_tariffs()
         dispatcher = Dispatcher(registry.engine, sink_dir, publish)
         while True:
-            figures = {**engine.run_once().as_dict(), **dispatcher.run_once().as_dict()}
+            try:
+                figures = {**engine.run_once().as_dict(), **dispatcher.run_once().as_dict()}
+            except OperationalError as e:
+                # The database went away or ended this pass (a deadlock with another copy):
+                # what committed stands, the cursors did not move, the next pass redoes it.
+                if once:
+                    raise Unreachable(f"registry: {str(e.orig or e).splitlines()[0]}") from None
+                click.echo(f"services: pass failed, retrying: {str(e.orig or e).splitlines()[0]}",
+                           err=True)
+                time.sleep(interval)
+                continue
             if as_json:
                 click.echo(json.dumps(figures, sort_keys=True))
             elif once or any(figures.values()):
@@ -122,7 +140,12 @@ def services_run(location, rule_paths, once, interval, sink_dir, broker, user, p
 @_view_options
 @click.option("--customer", default=None, help="Only this customer's devices.")
 def services_sites(ctx, location, as_json, customer):
-    """Each device's customer, product and location (`sites import FILE` sets them)."""
+    """Each device's customer, product and location (`sites import FILE` sets them).
+
+    \b
+    Example:
+      musket services sites --customer acme
+    """
     if ctx.invoked_subcommand:
         return
     from musket.services import views
@@ -142,7 +165,12 @@ def services_sites(ctx, location, as_json, customer):
 @_actor_options
 def services_sites_import(path, location, station, operator):
     """Import customers and sites from a CSV file (device_id, customer_id, customer_name,
-    product, location): every bad row is named by its line, and then nothing is imported."""
+    product, location): every bad row is named by its line, and then nothing is imported.
+
+    \b
+    Example:
+      musket services sites import sites.csv
+    """
     from musket.services import sites
 
     with _open(location) as registry:
@@ -153,7 +181,12 @@ def services_sites_import(path, location, station, operator):
 @services_group.command("customers")
 @_view_options
 def services_customers(location, as_json):
-    """Every customer and its number of devices."""
+    """Every customer and its number of devices.
+
+    \b
+    Example:
+      musket services customers --json
+    """
     from musket.services import views
 
     with _open(location) as registry:
@@ -171,7 +204,12 @@ def services_customers(location, as_json):
 @click.option("--state", type=click.Choice(["placed", "shipped", "installed"]), default=None)
 @click.option("--customer", default=None)
 def services_orders(ctx, location, as_json, state, customer):
-    """Orders of consumables (`orders set ID STATE` moves one on)."""
+    """Orders of consumables (`orders set ID STATE` moves one on).
+
+    \b
+    Example:
+      musket services orders --state placed
+    """
     if ctx.invoked_subcommand:
         return
     from musket.services import views
@@ -194,7 +232,12 @@ def services_orders(ctx, location, as_json, state, customer):
 @_registry_option
 @_actor_options
 def services_orders_set(order_id, state, location, station, operator):
-    """Move an order on: shipped, or installed (which resets the device's level), audited."""
+    """Move an order on: shipped, or installed (which resets the device's level), audited.
+
+    \b
+    Example:
+      musket services orders set 16 installed --operator ana
+    """
     from musket.services.orders import set_order_state
 
     with _open(location) as registry:
@@ -207,7 +250,12 @@ def services_orders_set(order_id, state, location, station, operator):
 @click.option("--state", type=click.Choice(["open", "closed"]), default=None)
 @click.option("--customer", default=None)
 def services_tickets(location, as_json, state, customer):
-    """Technician tickets: the problem, the diagnosis codes, the repair and the parts."""
+    """Technician tickets: the problem, the diagnosis codes, the repair and the parts.
+
+    \b
+    Example:
+      musket services tickets --state open
+    """
     from musket.services import views
 
     with _open(location) as registry:
@@ -222,6 +270,28 @@ def services_tickets(location, as_json, state, customer):
              _short(r["closed"])] for r in rows])
 
 
+@services_group.command("tariffs")
+@_view_options
+def services_tariffs(location, as_json):
+    """The prices billing uses: per product, and customers' own (written by `services run`
+    from the rules files).
+
+    \b
+    Example:
+      musket services tariffs --json
+    """
+    from musket.services import views
+
+    with _open(location) as registry:
+        rows = views.tariffs(registry.engine)
+    if as_json:
+        _print_json(rows)
+        return
+    _table("tariffs", ["scope", "currency", "minimum", "prices"],
+           [[r["scope"], r["currency"], f"{r['minimum']:.2f}",
+             " ".join(f"{k}={v:g}" for k, v in sorted(r["prices"].items()))] for r in rows])
+
+
 @services_group.command("bill")
 @click.argument("period", metavar="YYYY-MM")
 @_registry_option
@@ -230,7 +300,12 @@ def services_tickets(location, as_json, state, customer):
 @click.option("--json", "as_json", is_flag=True, help="Print the statements as JSON.")
 def services_bill(period, location, customer, as_csv, as_json):
     """Billing statements for a month, from the committed counter events in it: the same
-    rows give the same bytes, however often they are made."""
+    rows give the same bytes, however often they are made.
+
+    \b
+    Example:
+      musket services bill 2026-12 --csv > statements-2026-12.csv
+    """
     from musket.services import billing
 
     if as_csv and as_json:
@@ -255,7 +330,12 @@ def services_bill(period, location, customer, as_csv, as_json):
 @_view_options
 @click.option("--state", type=click.Choice(["pending", "done", "given_up"]), default=None)
 def services_outbox(location, as_json, state):
-    """The actions the dispatcher delivers: done, waiting for a retry, or given up (why)."""
+    """The actions the dispatcher delivers: done, waiting for a retry, or given up (why).
+
+    \b
+    Example:
+      musket services outbox --state given_up
+    """
     from musket.services.dispatch import outbox
 
     with _open(location) as registry:

@@ -75,3 +75,16 @@ def status_message(device_id: str, at: int, boots: int, reasons: dict, uptime: i
     fields = {"t": at, "bc": boots, "rr": reasons, "up": uptime, "fw": "1.4.0",
               "dx": list(codes)}
     return Incoming(f"d/{device_id}/s", status(**fields), False, datetime.fromtimestamp(at, UTC))
+
+
+def readings_message(device: Device, values: list[dict], t: int) -> Incoming:
+    """One telemetry message of readings (a minute apart from device time `t`) from `device`,
+    continuing its message sequence."""
+    device.mseq += 1
+    device.rseq = getattr(device, "rseq", 0)
+    rows = []
+    for v in values:
+        device.rseq += 1
+        rows.append((device.rseq, v))
+    return Incoming(f"d/{device.device_id}/t", telemetry(device.mseq, readings=rows, t0=t),
+                    False, datetime.fromtimestamp(t, UTC))

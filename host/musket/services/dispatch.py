@@ -12,6 +12,7 @@ once)."""
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import urllib.error
@@ -23,7 +24,7 @@ from pathlib import Path
 from sqlalchemy import Engine, or_, select, update
 
 from musket.broker import check_command_size, topic
-from musket.errors import BadInput
+from musket.errors import BadInput, Unreachable
 from musket.fleet.views import _iso
 from musket.registry.services_schema import svc_outbox
 
@@ -54,6 +55,11 @@ class DispatchResult:
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
+
+
+def command_id(key: str) -> str:
+    """A device command's id (1-32 of A-Z a-z 0-9 _ -) for an outbox key."""
+    return "svc-" + hashlib.sha256(key.encode()).hexdigest()[:24]
 
 
 def backoff(attempts: int) -> timedelta:
@@ -125,8 +131,11 @@ class Dispatcher:
         elif row.kind == "sink":
             self._sink(row)
         elif row.kind == "command":
+            # The device answers a repeated id once: the id is the row's key, shortened.
+            command = {**json.loads(row.payload), "id": command_id(row.key)}
             try:
-                payload = check_command_size(row.target, row.payload.encode())
+                payload = check_command_size(
+                    row.target, json.dumps(command, separators=(",", ":")).encode())
             except BadInput as e:
                 raise DeliveryFailed(f"command: {e}", permanent=True) from None
             try:
@@ -154,7 +163,10 @@ class Dispatcher:
         path = self.sink_dir / row.target
         payload = json.loads(row.payload)
         try:
-            if path.exists() and row.key in path.read_text(encoding="utf-8"):
+            # The key as the file holds it: a JSON line's "key" field, a CSV row's first.
+            mark = (f"\n{_csv_line({'key': row.key}, False).split(',')[0]},"
+                    if path.suffix == ".csv" else f'"key": {json.dumps(row.key)}')
+            if path.exists() and mark in "\n" + path.read_text(encoding="utf-8"):
                 return  # written before a crash kept the row pending
             path.parent.mkdir(parents=True, exist_ok=True)
             if path.suffix == ".csv":
@@ -219,7 +231,7 @@ class CommandPublisher:
         try:
             self.client.connect(host, port, keepalive=60)
         except OSError as e:
-            raise DeliveryFailed(f"cannot reach the broker at {host}:{port}: {e}") from None
+            raise Unreachable(f"cannot reach the broker at {host}:{port}: {e}") from None
         self.client.loop_start()
 
     def __call__(self, topic_name: str, payload: bytes) -> None:

@@ -64,7 +64,7 @@ CONSUMABLE = {"counter": (_STR, REQUIRED), "per_use": (_POS, REQUIRED),
               "rate_window_days": (_POS, 7.0)}
 TARIFF = {"currency": (_STR, REQUIRED), "minimum": (_NUM, 0.0), "prices": (_MAP, REQUIRED)}
 SINK_FORMATS = ("jsonl", "csv")
-TOP = {"product", "consumables", "tariff", "rules"}
+TOP = {"product", "consumables", "tariff", "customer_tariffs", "rules"}
 
 
 @dataclass(frozen=True)
@@ -100,6 +100,8 @@ class Product:
     source: str
     consumables: dict[str, Consumable] = field(default_factory=dict)
     tariff: dict | None = None
+    # A customer's own prices (a contract) for this product's counters: {customer_id: tariff}
+    customer_tariffs: dict[str, dict] = field(default_factory=dict)
     rules: list[Rule] = field(default_factory=list)
 
 
@@ -188,15 +190,13 @@ def parse(text: str, source: str = "<rules>") -> Product:
             if spec and None not in spec.values():
                 product.consumables[key] = Consumable(key, **spec)
     if "tariff" in top:
-        tariff = check.fields(top["tariff"][1], "tariff", TARIFF)
-        if tariff and tariff["prices"] is not None:
-            for counter, price in tariff["prices"].items():
-                if not _is_num(price) or price < 0:
-                    check.bad(top["tariff"][1], f"tariff.prices.{counter}",
-                              f"must be a price of 0 or more, not {price!r}")
-            if not re.fullmatch(r"[A-Z]{3}", str(tariff["currency"])):
-                check.bad(top["tariff"][1], "tariff.currency", "an ISO 4217 code like EUR")
-            product.tariff = tariff
+        product.tariff = _tariff(check, top["tariff"][1], "tariff")
+    if "customer_tariffs" in top:
+        items = check.mapping(top["customer_tariffs"][1], "customer_tariffs") or {}
+        for customer, (_, v) in items.items():
+            tariff = _tariff(check, v, f"customer_tariffs.{customer}")
+            if tariff:
+                product.customer_tariffs[customer] = tariff
     rules_node = top.get("rules", (None, None))[1]
     if rules_node is not None and not isinstance(rules_node, SequenceNode):
         check.bad(rules_node, "rules", "must be a list of rules")
@@ -212,6 +212,19 @@ def parse(text: str, source: str = "<rules>") -> Product:
     if check.problems:
         raise RulesError("; ".join(check.problems))
     return product
+
+
+def _tariff(check: _Checker, node: Node, where: str) -> dict | None:
+    tariff = check.fields(node, where, TARIFF)
+    if not tariff or tariff["prices"] is None:
+        return None
+    for counter, price in tariff["prices"].items():
+        if not _is_num(price) or price < 0:
+            check.bad(node, f"{where}.prices.{counter}",
+                      f"must be a price of 0 or more, not {price!r}")
+    if not re.fullmatch(r"[A-Z]{3}", str(tariff["currency"])):
+        check.bad(node, f"{where}.currency", "an ISO 4217 code like EUR")
+    return tariff
 
 
 def _rule(check: _Checker, node: Node, where: str, product: Product) -> Rule | None:

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-import week
+import simweek as week
 from sqlalchemy import delete, func, select
 from svchelp import T0, import_sites
 
@@ -160,8 +160,10 @@ def test_a_week_of_twenty_devices_acts_once_per_trigger(pg_registry, tmp_path, w
         by_customer[c] = by_customer.get(c, 0) + fleet.devices[d].totals["brews"]
     assert {s["customer_id"]: s["lines"][0]["quantity"] for s in statements} == by_customer
     assert sum(by_customer.values()) == committed
-    for s in statements:
-        assert s["total"] == max(10.0, round(s["lines"][0]["quantity"] * 0.05, 2))
+    for s in statements:  # cafe-c's contract: 0.04 a brew, no minimum
+        price, minimum = (0.04, 0.0) if s["customer_id"] == "cafe-c" else (0.05, 10.0)
+        assert s["lines"][0]["unit_price"] == price and s["minimum"] == minimum
+        assert s["total"] == max(minimum, round(s["lines"][0]["quantity"] * price, 2))
     store.take([m for k in range(0, 24) for m in sent[k]])  # a day replayed after the week
     assert billing.to_csv(views.statements(engine, "2026-12")) == billing.to_csv(statements)
     assert billing.to_json(views.statements(engine, "2026-12")) == billing.to_json(statements)

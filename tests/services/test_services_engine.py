@@ -150,3 +150,112 @@ def views_outbox(registry):
     from musket.services.dispatch import outbox
 
     return outbox(registry.engine)
+
+
+HEALTH = """\
+product: coffee
+rules:
+  - name: weak
+    when: {signal_below: -110, for_days: 3}
+    do: [{sink: {path: alerts.jsonl}}]
+  - name: sensor
+    when: {sensor_fault: "SENSOR_*", for_hours: 1}
+    do: [{sink: {path: alerts.jsonl}}]
+  - name: silent
+    when: {silent_hours: 12}
+    do: [{sink: {path: alerts.jsonl}}]
+  - name: data
+    when: {data_share: 80}
+    do: [{sink: {path: alerts.jsonl}}]
+"""
+
+
+def fired(registry, rule):
+    with registry.engine.connect() as conn:
+        return sorted(conn.execute(select(svc_triggers.c.subject, svc_triggers.c.occurrence)
+                                   .where(svc_triggers.c.rule == f"coffee/{rule}")).all())
+
+
+def test_signal_sensor_silence_and_data_conditions_each_act_once(registry, tmp_path):
+    from fleethelp import PLAN, device_iccid
+    from sqlalchemy import insert
+    from svchelp import readings_message
+
+    from musket.registry.fleet_schema import fleet_plans, fleet_usage
+
+    import_sites(registry.engine, tmp_path, SITES)
+    clock = Clock(T0)
+    engine = RulesEngine(registry.engine, {"coffee": rules.parse(HEALTH, "h.yaml")}, clock)
+    a = Device("dev-a")
+    day = 86400
+    # dev-a: weak for 3 days, with one good reading on day 1 restarting the spell
+    for n, rssi in enumerate([-115, -113, -100, -116, -117, -118, -114, -112]):
+        clock.t = T0 + n * day // 2
+        take(registry.engine, [readings_message(a, [{"rssi": rssi}], clock.t)])
+        engine.run_once()
+    assert fired(registry, "weak") == []  # the spell began at day 1.5: 2 days so far
+    clock.t = T0 + 4 * day + day // 2 + 60
+    take(registry.engine, [readings_message(a, [{"rssi": -119}], clock.t)])
+    engine.run_once()
+    engine.run_once()
+    assert fired(registry, "weak") == [("dev-a", f"l{T0 + 3 * day // 2}")]
+    # dev-b: a sensor fault for an hour
+    t = clock.t
+    take(registry.engine, [status_message("dev-b", t, 1, {"power-on": 1}, 5,
+                                          codes=["SENSOR_MISSING:sht"])])
+    engine.run_once()
+    clock.t = t + 1800
+    engine.run_once()
+    assert fired(registry, "sensor") == []
+    clock.t = t + 3700
+    engine.run_once()
+    engine.run_once()
+    assert fired(registry, "sensor") == [("dev-b", f"s{t}")]
+    # both silent for 12 hours: one alert each, then one more after they spoke again
+    assert fired(registry, "silent") == []
+    clock.t = t + 13 * 3600
+    engine.run_once()
+    engine.run_once()
+    assert [s for s, _ in fired(registry, "silent")] == ["dev-a", "dev-b"]
+    # dev-a's SIM at 85 % of its plan this month
+    with registry.engine.begin() as conn:
+        conn.execute(insert(fleet_plans).values(name=PLAN, monthly_fee=1, pooled=False,
+                                                included_bytes=10_000_000,
+                                                overage_per_mb=0.5, currency="EUR"))
+        conn.execute(insert(fleet_usage).values(iccid=device_iccid("dev-a"),
+                                                day=clock().date(), device_tx=8_000_000,
+                                                device_rx=500_000))
+    engine.run_once()
+    engine.run_once()
+    assert fired(registry, "data") == [("dev-a", clock().strftime("%Y-%m"))]
+    Dispatcher(registry.engine, tmp_path, clock=clock).run_once()
+    keys = [json.loads(x)["key"] for x in (tmp_path / "alerts.jsonl").read_text().splitlines()]
+    assert len(keys) == len(set(keys)) == 5
+
+
+KEYS = (0, 1, 2, 10, 11, 12)
+
+
+def test_two_dispatchers_deliver_each_row_once_and_a_sink_skips_what_it_holds(
+        registry, tmp_path):
+    from sqlalchemy import insert
+
+    from musket.registry.core import now
+
+    at = now()
+    with registry.engine.begin() as conn:
+        for n in KEYS:  # k1 and k10: one key the start of another
+            conn.execute(insert(svc_outbox).values(
+                key=f"k{n}", kind="sink", target="out.jsonl",
+                payload=json.dumps({"key": f"k{n}", "n": n}), state="pending", attempts=0,
+                max_attempts=3, next_at=at, created=at))
+    # k10 was written before a crash kept its row pending
+    (tmp_path / "out.jsonl").write_text(json.dumps({"key": "k10", "n": 10}) + "\n")
+    one, two = Dispatcher(registry.engine, tmp_path), Dispatcher(registry.engine, tmp_path)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda d: d.run_once(), [one, two]))
+    assert sum(r.delivered for r in results) == 6
+    lines = [json.loads(x)["key"] for x in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert sorted(lines) == sorted(f"k{n}" for n in KEYS)

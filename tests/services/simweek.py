@@ -33,6 +33,8 @@ product: coffee
 consumables:
   beans: {counter: brews, per_use: 0.01, capacity: 1.0, lead_time_days: 1, margin_days: 1}
 tariff: {currency: EUR, minimum: 10, prices: {brews: 0.05}}
+customer_tariffs:
+  cafe-c: {currency: EUR, minimum: 0, prices: {brews: 0.04}}
 rules:
   - name: descale
     when: {counter: brews, every: 100}
