@@ -160,3 +160,47 @@ def test_secrets_never_leave_the_client():
     assert result["config"]["mqtt_host"] == "mqtt.example.com"
     assert result["list"] == [{"secret": REDACTED}]
     assert redact({"mqtt_password": ""}) == {"mqtt_password": ""}
+
+
+def test_a_read_the_heap_could_not_serve_is_asked_again(monkeypatch):
+    from musket.console import client as client_mod
+
+    monkeypatch.setattr(client_mod, "READ_RETRY_PAUSE_S", 0)
+    tries = []
+
+    def device(words):
+        tries.append(words)
+        if len(tries) < 3:
+            return {"ok": False, "error": "out of memory now (memory allocation failed, "
+                                          "allocating 464 bytes): ask again"}
+        return {"ok": True, "result": {"passed": True}}
+
+    assert client(device).selftest() == {"passed": True}
+    assert tries == ["selftest"] * 3
+
+
+def test_a_heap_that_stays_short_ends_in_the_devices_reason(monkeypatch):
+    from musket.console import client as client_mod
+
+    monkeypatch.setattr(client_mod, "READ_RETRY_PAUSE_S", 0)
+    tries = []
+
+    def device(words):
+        tries.append(words)
+        return {"ok": False, "error": "out of memory now: ask again"}
+
+    with pytest.raises(DeviceRefused, match="status: out of memory now: ask again"):
+        client(device).status()
+    assert len(tries) == 1 + client_mod.READ_RETRIES
+
+
+def test_other_refusals_are_not_asked_again():
+    tries = []
+
+    def device(words):
+        tries.append(words)
+        return {"ok": False, "error": "unknown key 'x'"}
+
+    with pytest.raises(DeviceRefused):
+        client(device).config_get("x")
+    assert tries == ["config get x"]

@@ -15,6 +15,7 @@ again with the token. Secrets the device might include in an answer are removed 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from musket.console.wire import (
@@ -34,6 +35,13 @@ SELFTEST_TIMEOUT_S = 150.0
 AT_TIMEOUT_S = 40.0
 # Reading the SIM's ICCID may power the modem on first.
 SIMSWAP_TIMEOUT_S = 60.0
+
+# A device whose heap cannot serve a request right now answers "out of memory now ... ask
+# again" (docs/console-device.md, Heap) and changes nothing; a read is asked again this many
+# times, this far apart, while the application's garbage collector frees what it can.
+OUT_OF_MEMORY = "out of memory now"
+READ_RETRIES = 3
+READ_RETRY_PAUSE_S = 1.0
 
 # Keys whose values are secrets wherever they appear in an answer (MQTT password, PSKs, keys).
 SECRET_MARKERS = ("password", "passwd", "secret", "psk", "private", "token", "apikey", "key_pem")
@@ -145,8 +153,14 @@ class ConsoleClient:
     # -- the protocol ------------------------------------------------------------------------
 
     def call(self, words: str, timeout: float = ANSWER_TIMEOUT_S):
-        """One request; the result, or DeviceRefused with the device's reason."""
+        """One request that changes nothing; the result, or DeviceRefused with the device's
+        reason. Asked again when the device's heap could not serve it at that moment."""
         answer = self.wire.request(words, timeout)
+        for _ in range(READ_RETRIES):
+            if answer.ok or OUT_OF_MEMORY not in (answer.error or ""):
+                break
+            time.sleep(READ_RETRY_PAUSE_S)
+            answer = self.wire.request(words, timeout)
         if answer.confirm is not None:
             raise DeviceRefused(f"{words!r} needs a confirmation: use a change method")
         return self._result(words, answer)
