@@ -13,9 +13,15 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "host"))  # pgserver
 
 import webseed  # noqa: E402
 import webserver  # noqa: E402
+from fleethelp import load_module  # noqa: E402 - on sys.path through webseed
+
+# The host tests' throwaway PostgreSQL server (tests/host/conftest.py), the same fixture.
+postgres = load_module("host_conftest", Path(__file__).resolve().parents[1] / "host"
+                       / "conftest.py").postgres
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "web"
@@ -27,12 +33,16 @@ ROLES = ("engineering", "operations", "finance", "customer_success", "admin")
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
-    """The registry's location and the running pages' URL."""
+    """The registry's location (SQLite) and the running pages' URL."""
+    folder = tmp_path_factory.mktemp("web")
+    yield from serve_week(str(folder / "registry.sqlite"), folder)
+
+
+def serve_week(location: str, folder: Path):
+    """Seeds the registry at `location` and serves it until the generator is closed."""
     from musket.registry import Registry
     from musket.web import users
 
-    folder = tmp_path_factory.mktemp("web")
-    location = str(folder / "registry.sqlite")
     with Registry.open(location, migrate=True) as registry:
         webseed.seed_registry(registry, folder, DEVICES)
         webseed.seed_week(registry.engine, DEVICES)
