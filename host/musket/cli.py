@@ -491,6 +491,11 @@ from musket.cli_fleet import fleet_group  # noqa: E402
 
 main.add_command(fleet_group)
 
+# The services on the fleet's data, likewise.
+from musket.cli_services import services_group  # noqa: E402
+
+main.add_command(services_group)
+
 
 if __name__ == "__main__":
     main()

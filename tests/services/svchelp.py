@@ -3,10 +3,11 @@ store, as the devices' own codec encodes them."""
 
 from __future__ import annotations
 
+import csv
 import json
 from datetime import UTC, datetime
 
-from fleethelp import ACTOR, telemetry
+from fleethelp import ACTOR, status, telemetry
 from sqlalchemy import insert
 
 from musket.fleet.store import FleetStore, Incoming
@@ -20,8 +21,10 @@ PER_MESSAGE = 20
 def write_sites(folder, rows) -> str:
     """rows: (device_id, customer_id, product, location)."""
     path = folder / "sites.csv"
-    path.write_text("device_id,customer_id,product,location\n" +
-                    "".join(",".join(r) + "\n" for r in rows))
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["device_id", "customer_id", "product", "location"])
+        writer.writerows(rows)
     return str(path)
 
 
@@ -64,3 +67,24 @@ class Device:
 
 def take(engine, *batches) -> None:
     FleetStore(engine).take([m for batch in batches for m in batch])
+
+
+def status_message(device_id: str, at: int, boots: int, reasons: dict, uptime: int,
+                   codes=()) -> Incoming:
+    """The device's status map (contract A) as it sends it at device time `at`."""
+    fields = {"t": at, "bc": boots, "rr": reasons, "up": uptime, "fw": "1.4.0",
+              "dx": list(codes)}
+    return Incoming(f"d/{device_id}/s", status(**fields), False, datetime.fromtimestamp(at, UTC))
+
+
+def readings_message(device: Device, values: list[dict], t: int) -> Incoming:
+    """One telemetry message of readings (a minute apart from device time `t`) from `device`,
+    continuing its message sequence."""
+    device.mseq += 1
+    device.rseq = getattr(device, "rseq", 0)
+    rows = []
+    for v in values:
+        device.rseq += 1
+        rows.append((device.rseq, v))
+    return Incoming(f"d/{device.device_id}/t", telemetry(device.mseq, readings=rows, t0=t),
+                    False, datetime.fromtimestamp(t, UTC))
