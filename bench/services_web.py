@@ -62,7 +62,6 @@ def main() -> None:
         with Registry.open(location, migrate=True) as registry:
             webseed.seed_registry(registry, folder, DEVICES)
             taken = webseed.seed_week(registry.engine, DEVICES, DAYS)
-            webseed.seed_services(registry.engine, DEVICES)
             users.add_user(registry.engine, "bench", "admin", PASSWORD, webseed.ACTOR)
         print(f"{DEVICES} devices, {taken} messages over {DAYS} days stored in "
               f"{time.monotonic() - started:.0f} s", flush=True)

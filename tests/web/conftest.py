@@ -46,7 +46,6 @@ def serve_week(location: str, folder: Path):
     with Registry.open(location, migrate=True) as registry:
         webseed.seed_registry(registry, folder, DEVICES)
         webseed.seed_week(registry.engine, DEVICES)
-        webseed.seed_services(registry.engine, DEVICES)
         for role in ROLES:
             users.add_user(registry.engine, role, role, PASSWORD, webseed.ACTOR)
     server = webserver.WebServer(location, folder)
