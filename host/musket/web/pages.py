@@ -20,8 +20,6 @@ from musket.services.orders import NEXT as ORDER_NEXT
 from musket.web import charts, queries
 from musket.web.app import current_user, render, require
 
-AUDIT_SHOWN = 15
-
 
 def _page_number(text: str | None) -> int:
     return int(text) if text and text.isdigit() else 1
@@ -29,17 +27,6 @@ def _page_number(text: str | None) -> int:
 
 def _choice(value: str, allowed: tuple[str, ...]) -> str:
     return value if value in allowed else allowed[0]
-
-
-def _recent_audit(engine, actions: tuple[str, ...]) -> list[dict]:
-    from sqlalchemy import select
-
-    from musket.registry.schema import audit
-
-    with engine.connect() as conn:
-        rows = conn.execute(select(audit).where(audit.c.action.in_(actions))
-                            .order_by(audit.c.id.desc()).limit(AUDIT_SHOWN)).all()
-    return [{**r._mapping, "at": views._iso(r.at)} for r in rows]
 
 
 def register(app: FastAPI) -> None:  # noqa: C901 - one route per page, read top to bottom
@@ -78,7 +65,7 @@ def register(app: FastAPI) -> None:  # noqa: C901 - one route per page, read top
             "states": queries.SIM_STATES_SHOWN, "actions": sims.ACTIONS, "done": done,
             "may_change": user.may("sims.lifecycle"), "charts_src": "/charts/operations",
             "sims": queries.sims_page(engine, _page_number(page), q.strip(), state),
-            "audit": _recent_audit(engine, ("sim-state",))})
+            "audit": queries.recent_audit(engine, ("sim-state",))})
 
     @app.post("/operations/sims")
     async def change_sims(request: Request, action: str = Form(...), reason: str = Form(""),
@@ -139,7 +126,7 @@ def register(app: FastAPI) -> None:  # noqa: C901 - one route per page, read top
             "open_tickets_total": len(open_tickets),
             "closed_tickets": services.tickets(engine, "closed", chosen)[-10:],
             "may_change": user.may("orders.state"), "next_states": ORDER_NEXT,
-            "audit": _recent_audit(engine, ("order-state",)),
+            "audit": queries.recent_audit(engine, ("order-state",)),
             "charts_src": "/charts/customers" + (f"?customer={quote(customer)}"
                                                  if customer else "")})
 
