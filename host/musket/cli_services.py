@@ -270,6 +270,28 @@ def services_tickets(location, as_json, state, customer):
              _short(r["closed"])] for r in rows])
 
 
+@services_group.command("tariffs")
+@_view_options
+def services_tariffs(location, as_json):
+    """The prices billing uses: per product, and customers' own (written by `services run`
+    from the rules files).
+
+    \b
+    Example:
+      musket services tariffs --json
+    """
+    from musket.services import views
+
+    with _open(location) as registry:
+        rows = views.tariffs(registry.engine)
+    if as_json:
+        _print_json(rows)
+        return
+    _table("tariffs", ["scope", "currency", "minimum", "prices"],
+           [[r["scope"], r["currency"], f"{r['minimum']:.2f}",
+             " ".join(f"{k}={v:g}" for k, v in sorted(r["prices"].items()))] for r in rows])
+
+
 @services_group.command("bill")
 @click.argument("period", metavar="YYYY-MM")
 @_registry_option

@@ -87,3 +87,6 @@ def test_run_once_then_the_views_orders_and_bill(registry, tmp_path, location):
         "total"] == 4.25
     assert "done" in cli(location, "services", "outbox").output
     assert json.loads(cli(location, "services", "tickets", "--json").output) == []
+    assert json.loads(cli(location, "services", "tariffs", "--json").output) == [
+        {"scope": "product:coffee", "currency": "EUR", "minimum": 1.0,
+         "prices": {"brews": 0.05}}]

@@ -24,7 +24,7 @@ from pathlib import Path
 from sqlalchemy import Engine, or_, select, update
 
 from musket.broker import check_command_size, topic
-from musket.errors import BadInput
+from musket.errors import BadInput, Unreachable
 from musket.fleet.views import _iso
 from musket.registry.services_schema import svc_outbox
 
@@ -231,7 +231,7 @@ class CommandPublisher:
         try:
             self.client.connect(host, port, keepalive=60)
         except OSError as e:
-            raise DeliveryFailed(f"cannot reach the broker at {host}:{port}: {e}") from None
+            raise Unreachable(f"cannot reach the broker at {host}:{port}: {e}") from None
         self.client.loop_start()
 
     def __call__(self, topic_name: str, payload: bytes) -> None:

@@ -18,8 +18,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Connection, Engine, and_, func, insert, select, update
+from sqlalchemy.exc import OperationalError
 
 from musket.fleet.sql import aware, insert_new
+from musket.fleet.store import SIGNAL_KEYS
 from musket.fleet.views import _iso
 from musket.registry.fleet_schema import (
     fleet_devices,
@@ -40,7 +42,8 @@ from musket.registry.services_schema import (
 from musket.services import replenish, state, tickets
 from musket.services.rules import Product, Rule
 
-SIGNAL_KEYS = ("rssi", "dbm")  # as the fleet store reads a device's signal
+FIRE_ATTEMPTS = 3  # a batch's transaction is tried this often when the database fails it
+FIRE_BATCH = 100  # triggers acted on per transaction
 
 
 @dataclass
@@ -119,8 +122,10 @@ class RulesEngine:
             cursors.save(conn)  # derived health: safe to keep before the triggers act
             later: dict[tuple[str, str], float | None] = dict(seq_moves)
             found = self._evaluate(conn, cursors, subjects, now, later)
-        for trigger in found:
-            self._fire(trigger, now, result)
+        # In one order whichever engine fires them: two engines' batches then take the
+        # trigger keys' locks in the same order and do not deadlock each other.
+        found.sort(key=lambda t: (t.device_id, t.product.name, t.rule.name, t.occurrence))
+        self._fire(found, now, result)
         with self.engine.begin() as conn:
             for (device_id, name), value in later.items():
                 cursors.set(device_id, name, value)
@@ -275,44 +280,66 @@ class RulesEngine:
 
     # -- acting --------------------------------------------------------------------------------
 
-    def _fire(self, trigger: Trigger, now: datetime, result: PassResult) -> None:
+    def _fire(self, found: list[Trigger], now: datetime, result: PassResult) -> None:
+        # FIRE_BATCH triggers a transaction: a key another engine holds is skipped by the
+        # insert (ON CONFLICT DO NOTHING) without ending the transaction, so the batch's
+        # other triggers still act.
+        for i in range(0, len(found), FIRE_BATCH):
+            batch = found[i:i + FIRE_BATCH]
+            for attempt in range(FIRE_ATTEMPTS):
+                acted = PassResult()
+                try:
+                    with self.engine.begin() as conn:
+                        for trigger in batch:
+                            self._fire_once(conn, trigger, now, acted)
+                    break
+                except OperationalError:
+                    # PostgreSQL ended the transaction to break a deadlock with another
+                    # engine (or lost the connection): nothing of it stands, so trying
+                    # again is safe.
+                    if attempt + 1 == FIRE_ATTEMPTS:
+                        raise
+            for name, value in acted.as_dict().items():
+                setattr(result, name, getattr(result, name) + value)
+
+    def _fire_once(self, conn: Connection, trigger: Trigger, now: datetime,
+                   result: PassResult) -> None:
         rule, d = trigger.rule, trigger.device_id
         rule_key = f"{trigger.product.name}/{rule.name}"[:64]
-        with self.engine.begin() as conn:
-            won = insert_new(conn, svc_triggers, [{"rule": rule_key, "subject": d,
-                                                   "occurrence": trigger.occurrence,
-                                                   "fired": now}]).first()
-            if won is None:
-                return
-            site = conn.execute(select(svc_sites).where(svc_sites.c.device_id == d)).one()
-            detail = {k: v for k, v in trigger.detail.items() if k != "level"}
-            for i, action in enumerate(rule.actions):
-                if action.kind == "order":
-                    consumable = trigger.product.consumables[rule.params["consumable"]]
-                    detail["order_id"] = replenish.place(
-                        conn, d, site.customer_id, consumable, trigger.detail["level"], now,
-                        action.params["quantity"])
-                    result.orders += 1
-                elif action.kind == "ticket":
-                    detail["ticket_id"] = tickets.open_ticket(
-                        conn, d, site.customer_id, site.location, rule_key,
-                        action.params["problem"], now)
-                    result.tickets_opened += 1
-                else:
-                    key = f"{rule_key}/{d}/{trigger.occurrence}/{i}"
-                    payload = {"key": key, "rule": rule_key, "device_id": d,
-                               "customer_id": site.customer_id, "location": site.location,
-                               "occurrence": trigger.occurrence, "fired": _iso(now), **detail}
-                    conn.execute(insert(svc_outbox).values(
-                        key=key, kind=action.kind,
-                        target=d if action.kind == "command" else _target(action),
-                        payload=json.dumps(_command(action) if action.kind == "command"
-                                           else payload, sort_keys=True, default=str),
-                        state="pending", attempts=0,
-                        max_attempts=action.params.get("tries", 1) or 1, next_at=now,
-                        created=now))
-                    result.queued += 1
-            result.triggers += 1
+        won = insert_new(conn, svc_triggers, [{"rule": rule_key, "subject": d,
+                                               "occurrence": trigger.occurrence,
+                                               "fired": now}]).first()
+        if won is None:
+            return
+        site = conn.execute(select(svc_sites).where(svc_sites.c.device_id == d)).one()
+        detail = {k: v for k, v in trigger.detail.items() if k != "level"}
+        for i, action in enumerate(rule.actions):
+            if action.kind == "order":
+                consumable = trigger.product.consumables[rule.params["consumable"]]
+                detail["order_id"] = replenish.place(
+                    conn, d, site.customer_id, consumable, trigger.detail["level"], now,
+                    action.params["quantity"])
+                result.orders += 1
+            elif action.kind == "ticket":
+                detail["ticket_id"] = tickets.open_ticket(
+                    conn, d, site.customer_id, site.location, rule_key,
+                    action.params["problem"], now)
+                result.tickets_opened += 1
+            else:
+                key = f"{rule_key}/{d}/{trigger.occurrence}/{i}"
+                payload = {"key": key, "rule": rule_key, "device_id": d,
+                           "customer_id": site.customer_id, "location": site.location,
+                           "occurrence": trigger.occurrence, "fired": _iso(now), **detail}
+                conn.execute(insert(svc_outbox).values(
+                    key=key, kind=action.kind,
+                    target=d if action.kind == "command" else _target(action),
+                    payload=json.dumps(_command(action) if action.kind == "command"
+                                       else payload, sort_keys=True, default=str),
+                    state="pending", attempts=0,
+                    max_attempts=action.params.get("tries", 1) or 1, next_at=now,
+                    created=now))
+                result.queued += 1
+        result.triggers += 1
 
     def _healthy_after(self) -> dict[str, float]:
         return {f"{p.name}/{r.name}"[:64]: a.params["healthy_after_hours"]

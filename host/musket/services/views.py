@@ -9,7 +9,13 @@ import json
 from sqlalchemy import Engine, func, select
 
 from musket.fleet.views import _iso
-from musket.registry.services_schema import svc_customers, svc_orders, svc_sites, svc_tickets
+from musket.registry.services_schema import (
+    svc_customers,
+    svc_orders,
+    svc_sites,
+    svc_tariffs,
+    svc_tickets,
+)
 from musket.services import billing
 from musket.services import orders as _orders
 from musket.services.errors import ServicesInput
@@ -76,6 +82,17 @@ def tickets(engine: Engine, state: str | None = None, customer_id: str | None = 
              "connections": json.loads(r.connections),
              "opened": _iso(r.opened), "closed": _iso(r.closed)}
             for r in rows]
+
+
+def tariffs(engine: Engine) -> list[dict]:
+    """Every tariff: its scope ("product:<name>" or "customer:<id>"), currency, monthly
+    minimum and prices per counter."""
+    t = svc_tariffs.c
+    with engine.connect() as conn:
+        rows = conn.execute(select(t.scope, t.currency, t.minimum, t.prices)
+                            .order_by(t.scope)).all()
+    return [{"scope": scope, "currency": cur, "minimum": minimum, "prices": json.loads(p)}
+            for scope, cur, minimum, p in rows]
 
 
 def statements(engine: Engine, period: str, customer_id: str | None = None) -> list[dict]:
