@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import json
 
-from conftest import PASSWORD, screenshot
 from sqlalchemy import func, select
+from webhelp import PASSWORD, screenshot
 from webseed import device_id, iccid
 from webserver import log_in
 

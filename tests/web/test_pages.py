@@ -7,7 +7,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from conftest import DEVICES, PASSWORD, screenshot
+from webhelp import DEVICES, PASSWORD, screenshot
 from webseed import CUSTOMERS, SPARE_SIMS, device_id
 from webserver import log_in
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import DEVICES, PASSWORD, screenshot, serve_week
+from webhelp import DEVICES, PASSWORD, screenshot, serve_week
 from webserver import log_in
 
 
