@@ -81,6 +81,9 @@ def test_finance_shows_data_cost_and_statements(site, browser):
     data = _chart(page, "data")
     assert sum(data["series"]["devices"]) > 0
     assert page.locator("#usage tr").count() == DEVICES + 1
+    plan_row = page.locator("#plans tr", has_text="iot-eu-10mb").inner_text().split("\t")
+    assert plan_row[1] == str(DEVICES)  # every bound SIM is on the one plan, billed
+    assert plan_row[4] == f"{DEVICES * 1.5:.2f} EUR"  # each within its 10 MB: the fee alone
     month_start = datetime.now(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     first_day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - \
         timedelta(days=DAYS - 1)

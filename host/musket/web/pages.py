@@ -98,6 +98,7 @@ def register(app: FastAPI) -> None:  # noqa: C901 - one route per page, read top
             statements, period = [], f"{period} ({e})"
         return render(request, "finance.html", {
             "user": user, "q": q, "period": period, "pools": pools,
+            "by_plan": _by_plan(sims_usage),
             "alerts": plans.alerts(engine, datetime.now(UTC).strftime("%Y-%m")),
             "sims": queries.Page([s.as_dict() for s in chosen[(number - 1) * per:number * per]],
                                  number, pages, len(chosen)),
@@ -158,3 +159,17 @@ def _is_period(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _by_plan(sims_usage) -> list[dict]:
+    """month_usage's SIMs summed per plan: SIMs, data, forecast, cost, forecast cost."""
+    out: dict[str, dict] = {}
+    for s in sims_usage:
+        row = out.setdefault(s.plan or "(none)", {
+            "plan": s.plan or "(none)", "sims": 0, "used_bytes": 0, "forecast_bytes": 0,
+            "cost": 0.0, "currency": s.currency or ""})
+        row["sims"] += 1
+        row["used_bytes"] += s.used_bytes
+        row["forecast_bytes"] += s.forecast_bytes
+        row["cost"] += s.cost or 0.0
+    return sorted(out.values(), key=lambda r: r["plan"])
