@@ -25,6 +25,14 @@ def _page_number(text: str | None) -> int:
     return int(text) if text and text.isdigit() else 1
 
 
+def _slice(rows: list, page: int) -> queries.Page:
+    """One page of a list a part's view returns whole."""
+    per = queries.PER_PAGE
+    pages = max(1, -(-len(rows) // per))
+    page = min(page, pages)
+    return queries.Page(rows[(page - 1) * per:page * per], page, pages, len(rows))
+
+
 def _choice(value: str, allowed: tuple[str, ...]) -> str:
     return value if value in allowed else allowed[0]
 
@@ -88,10 +96,7 @@ def register(app: FastAPI) -> None:  # noqa: C901 - one route per page, read top
         user = current_user(request)
         period = period if _is_period(period) else datetime.now(UTC).strftime("%Y-%m")
         sims_usage, pools = plans.month_usage(engine)
-        chosen = [s for s in sims_usage if s.iccid.startswith(q.strip())]
-        per = queries.PER_PAGE
-        pages = max(1, -(-len(chosen) // per))
-        number = min(_page_number(page), pages)
+        chosen = [s.as_dict() for s in sims_usage if s.iccid.startswith(q.strip())]
         try:
             statements = services.statements(engine, period)
         except MusketError as e:
@@ -100,8 +105,7 @@ def register(app: FastAPI) -> None:  # noqa: C901 - one route per page, read top
             "user": user, "q": q, "period": period, "pools": pools,
             "by_plan": _by_plan(sims_usage),
             "alerts": plans.alerts(engine, datetime.now(UTC).strftime("%Y-%m")),
-            "sims": queries.Page([s.as_dict() for s in chosen[(number - 1) * per:number * per]],
-                                 number, pages, len(chosen)),
+            "sims": _slice(chosen, _page_number(page)),
             "totals": {"used": sum(s.used_bytes for s in sims_usage),
                        "forecast": sum(s.forecast_bytes for s in sims_usage),
                        "cost": sum(s.cost or 0 for s in sims_usage),
@@ -112,7 +116,8 @@ def register(app: FastAPI) -> None:  # noqa: C901 - one route per page, read top
             "statements": statements, "charts_src": "/charts/finance"})
 
     @app.get("/customers")
-    def customers(request: Request, customer: str = "", orders: str = "open"):
+    def customers(request: Request, customer: str = "", orders: str = "open",
+                  page: str = "1"):
         user = current_user(request)
         chosen = customer or None
         shown = [o for o in services.orders(engine, chosen)
@@ -122,7 +127,7 @@ def register(app: FastAPI) -> None:  # noqa: C901 - one route per page, read top
             "user": user, "customer": customer, "orders_shown": orders,
             "customers": services.customers(engine),
             "status": queries.status_by_customer(engine),
-            "orders": shown[:queries.PER_PAGE], "orders_total": len(shown),
+            "orders": _slice(shown, _page_number(page)),
             "open_tickets": open_tickets[:queries.PER_PAGE],
             "open_tickets_total": len(open_tickets),
             "closed_tickets": services.tickets(engine, "closed", chosen)[-10:],
