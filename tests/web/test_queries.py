@@ -35,3 +35,23 @@ def test_factory_yield_counts_tests_and_passes_per_day(tmp_path):
     got = queries.factory_yield(engine, days=3, today=date(2026, 12, 3))
     assert got == {"days": ["2026-12-01", "2026-12-02", "2026-12-03"], "tested": [0, 2, 1],
                    "passed": [0, 1, 1], "yield": 66.7}
+
+
+def test_devices_and_sims_come_a_page_at_a_time(tmp_path):
+    import webseed
+
+    with Registry.open(str(tmp_path / "r.sqlite"), migrate=True) as registry:
+        webseed.seed_registry(registry, tmp_path, 5)
+        engine = registry.engine
+        first = queries.devices_page(engine, 1, per_page=2)
+        last = queries.devices_page(engine, 9, per_page=2)  # past the end: the last page
+        assert [d["device_id"] for d in first.rows] == ["dev-00000", "dev-00001"]
+        assert (first.pages, first.total) == (3, 5)
+        assert (last.page, [d["device_id"] for d in last.rows]) == (3, ["dev-00004"])
+        assert queries.devices_page(engine, prefix="dev-00003").total == 1
+        assert queries.devices_page(engine, only="never").total == 5  # none heard from yet
+        in_stock = queries.sims_page(engine, state="inventory")
+        assert in_stock.total == webseed.SPARE_SIMS
+        assert all(s["device_id"] is None for s in in_stock.rows)
+        assert queries.sims_page(engine, prefix=webseed.iccid(2)).rows[0]["device_id"] == \
+            webseed.device_id(2)
