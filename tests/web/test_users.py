@@ -77,7 +77,7 @@ def test_bad_user_input_is_one_clear_error_and_adds_nobody(location, args, env, 
 def test_roles_decide_the_changes():
     may = {role: {c for c in users.PERMISSIONS if users.WebUser("x", role).may(c)}
            for role in users.ROLES}
-    assert may == {"engineering": set(), "finance": set(),
-                   "operations": {"sims.lifecycle", "orders.state"},
+    assert may == {"engineering": set(), "finance": {"sims.plan"},
+                   "operations": {"sims.lifecycle", "orders.state", "sims.plan"},
                    "customer_success": {"orders.state"},
-                   "admin": {"sims.lifecycle", "orders.state"}}
+                   "admin": {"sims.lifecycle", "orders.state", "sims.plan"}}

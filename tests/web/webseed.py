@@ -35,6 +35,13 @@ included_mb = 10
 overage_per_mb = 0.40
 pooled = false
 currency = "EUR"
+
+[plans.iot-eu-pool-1gb]
+monthly_fee = 4.00
+included_mb = 1000
+overage_per_mb = 0.10
+pooled = true
+currency = "EUR"
 """
 CUSTOMERS = ("cafe-nord", "hotel-sud", "office-ost", "bakery-west")
 PRODUCT = "coffee"

@@ -92,7 +92,8 @@ def register(app: FastAPI) -> None:  # noqa: C901 - one route per page, read top
         return RedirectResponse(f"/operations?done={done}", status_code=303)
 
     @app.get("/finance")
-    def finance(request: Request, page: str = "1", q: str = "", period: str = ""):
+    def finance(request: Request, page: str = "1", q: str = "", period: str = "",
+                done: str = ""):
         user = current_user(request)
         period = period if _is_period(period) else datetime.now(UTC).strftime("%Y-%m")
         sims_usage, pools = plans.month_usage(engine)
@@ -103,7 +104,8 @@ def register(app: FastAPI) -> None:  # noqa: C901 - one route per page, read top
             statements, period = [], f"{period} ({e})"
         return render(request, "finance.html", {
             "user": user, "q": q, "period": period, "pools": pools,
-            "by_plan": _by_plan(sims_usage),
+            "by_plan": _by_plan(sims_usage), "plans": list(plans.plans(engine)),
+            "may_change": user.may("sims.plan"), "done": done,
             "alerts": plans.alerts(engine, datetime.now(UTC).strftime("%Y-%m")),
             "sims": _slice(chosen, _page_number(page)),
             "totals": {"used": sum(s.used_bytes for s in sims_usage),
@@ -114,6 +116,21 @@ def register(app: FastAPI) -> None:  # noqa: C901 - one route per page, read top
                        + sum(p["forecast_cost"] for p in pools),
                        "currency": next((s.currency for s in sims_usage if s.currency), "")},
             "statements": statements, "charts_src": "/charts/finance"})
+
+    @app.post("/finance/plans")
+    def change_plans(request: Request, iccids: str = Form(""), plan: str = Form(...),
+                     reason: str = Form(""), csrf: str = Form("")):
+        user = current_user(request)
+        require(request, user, "sims.plan", csrf)
+        chosen = list(dict.fromkeys(i for i in iccids.replace(",", " ").split() if i))
+        try:
+            result = sims.change_plans(Registry(engine), chosen, plan, reason, user.actor())
+        except MusketError as e:
+            return render(request, "refused.html", {"user": user, "why": str(e)},
+                          status_code=400)
+        done = f"{len(result.changed)} SIMs now on {plan}" + "".join(
+            f"; {i} refused: {why}" for i, why in result.refused.items())
+        return RedirectResponse(f"/finance?done={quote(done)}", status_code=303)
 
     @app.get("/customers")
     def customers(request: Request, customer: str = "", orders: str = "open",

@@ -35,6 +35,7 @@ from musket.registry.web_schema import web_users
 PERMISSIONS: dict[str, frozenset[str]] = {
     "sims.lifecycle": frozenset({"operations", "admin"}),
     "orders.state": frozenset({"operations", "customer_success", "admin"}),
+    "sims.plan": frozenset({"operations", "finance", "admin"}),
 }
 ROLES = ("engineering", "operations", "finance", "customer_success", "admin")
 # Each role's own page, where a login lands.
