@@ -58,7 +58,7 @@ def test_operations_pauses_a_sim_and_it_is_audited(site, browser, engine):
     page.select_option("#action", "pause")
     page.fill("#reason", "customer moved out")
     page.click("#apply")
-    assert "pause: 1 SIMs now suspended" in page.inner_text("#done")
+    assert "1 SIMs now suspended (pause)" in page.inner_text("#done")
     assert _sim_state(engine, 5) == "suspended"
     row = _audit_rows(engine, "sim-state")[-1]
     assert (row.subject, row.operator, row.station) == (iccid(5), "operations", "musket-web")

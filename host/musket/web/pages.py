@@ -33,6 +33,20 @@ def _slice(rows: list, page: int) -> queries.Page:
     return queries.Page(rows[(page - 1) * per:page * per], page, pages, len(rows))
 
 
+def _bulk(request: Request, user, page: str, change):
+    """Makes a bulk SIM change (a musket.fleet.sims function) and goes back to the page saying
+    what it did and what was refused; bad input is the refusal page (400)."""
+    try:
+        result = change()
+    except MusketError as e:
+        return render(request, "refused.html", {"user": user, "why": str(e)}, status_code=400)
+    what = f"now on {result.state}" if result.action == "plan" else \
+        f"now {result.state} ({result.action})"
+    done = f"{len(result.changed)} SIMs {what}" + "".join(
+        f"; {i} refused: {why}" for i, why in result.refused.items())
+    return RedirectResponse(f"{page}?done={quote(done)}", status_code=303)
+
+
 def _choice(value: str, allowed: tuple[str, ...]) -> str:
     return value if value in allowed else allowed[0]
 
@@ -81,15 +95,8 @@ def register(app: FastAPI) -> None:  # noqa: C901 - one route per page, read top
         user = current_user(request)
         require(request, user, "sims.lifecycle", csrf)
         chosen = [str(i) for i in (await request.form()).getlist("iccid")]
-        try:
-            result = sims.change_states(Registry(engine), chosen, action, reason,
-                                        user.actor())
-        except MusketError as e:
-            return render(request, "refused.html", {"user": user, "why": str(e)},
-                          status_code=400)
-        done = f"{action}: {len(result.changed)} SIMs now {result.state}" + "".join(
-            f"; {i} refused: {why}" for i, why in result.refused.items())
-        return RedirectResponse(f"/operations?done={done}", status_code=303)
+        return _bulk(request, user, "/operations", lambda: sims.change_states(
+            Registry(engine), chosen, action, reason, user.actor()))
 
     @app.get("/finance")
     def finance(request: Request, page: str = "1", q: str = "", period: str = "",
@@ -123,14 +130,8 @@ def register(app: FastAPI) -> None:  # noqa: C901 - one route per page, read top
         user = current_user(request)
         require(request, user, "sims.plan", csrf)
         chosen = list(dict.fromkeys(i for i in iccids.replace(",", " ").split() if i))
-        try:
-            result = sims.change_plans(Registry(engine), chosen, plan, reason, user.actor())
-        except MusketError as e:
-            return render(request, "refused.html", {"user": user, "why": str(e)},
-                          status_code=400)
-        done = f"{len(result.changed)} SIMs now on {plan}" + "".join(
-            f"; {i} refused: {why}" for i, why in result.refused.items())
-        return RedirectResponse(f"/finance?done={quote(done)}", status_code=303)
+        return _bulk(request, user, "/finance", lambda: sims.change_plans(
+            Registry(engine), chosen, plan, reason, user.actor()))
 
     @app.get("/customers")
     def customers(request: Request, customer: str = "", orders: str = "open",
