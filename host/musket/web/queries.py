@@ -16,9 +16,10 @@ from sqlalchemy import Engine, Integer, MetaData, Table, and_, case, func, inspe
 
 from musket.fleet.views import _iso
 from musket.registry.fleet_schema import fleet_devices, fleet_events, fleet_sessions, fleet_usage
-from musket.registry.schema import devices, sims
+from musket.registry.schema import audit, devices, sims
 
 PER_PAGE = 50
+AUDIT_SHOWN = 15
 DEVICE_FILTERS = ("all", "online", "offline", "never", "crashed", "diagnosed")
 SIM_STATES_SHOWN = ("all", "inventory", "bound", "active", "suspended", "retired")
 # The end-of-line tables exist only where the factory part is installed (migration 0004).
@@ -216,3 +217,11 @@ def per_day(times: list[str | None], days: int = 7, today: date | None = None) -
         if t and t[:10] in counts:
             counts[t[:10]] += 1
     return {"days": span, "counts": [counts[d] for d in span]}
+
+
+def recent_audit(engine: Engine, actions: tuple[str, ...]) -> list[dict]:
+    """The newest audit rows of these actions (the changes a page makes), newest first."""
+    with engine.connect() as conn:
+        rows = conn.execute(select(audit).where(audit.c.action.in_(actions))
+                            .order_by(audit.c.id.desc()).limit(AUDIT_SHOWN)).all()
+    return [{**r._mapping, "at": _iso(r.at)} for r in rows]
