@@ -10,7 +10,6 @@ from urllib.parse import quote
 
 from fastapi import FastAPI, Form, Request
 from fastapi.responses import JSONResponse, RedirectResponse
-from sqlalchemy import inspect
 
 from musket.errors import MusketError
 from musket.fleet import plans, sims, views
@@ -83,7 +82,7 @@ def register(app: FastAPI) -> None:  # noqa: C901 - one route per page, read top
         counts = queries.sim_states(engine)
         return render(request, "operations.html", {
             "user": user, "counts": counts, "state": state, "q": q,
-            "factory": inspect(engine).has_table(queries.FACTORY_TABLE),
+            "factory": queries.factory_yield(engine) is not None,
             "states": queries.SIM_STATES_SHOWN, "actions": sims.ACTIONS, "done": done,
             "may_change": user.may("sims.lifecycle"), "charts_src": "/charts/operations",
             "sims": queries.sims_page(engine, _page_number(page), q.strip(), state),
