@@ -15,8 +15,8 @@
 # request with " confirm=<token>" appended performs it (app.console_session).
 #
 # Only this module, the line buffer and the service mode's state stay in the heap: the line's
-# handling and the commands (app.console_session, app.console_cmds) are loaded for each
-# request and let go after it. A request the heap cannot serve now is answered "out of memory
+# handling and the commands (app.console_session, app.console_cmds, and for some requests
+# app.console_status or app.console_change) are loaded for each request and let go after it. A request the heap cannot serve now is answered "out of memory
 # now: ask again" (docs/console-device.md, Heap: a reserve held for the console from boot
 # starved the uplink's commands, so there is none).
 import asyncio
@@ -89,7 +89,8 @@ class Console:
             self._out_of_memory(line)
         finally:
             respond = None
-            unload("console_session", "console_cmds", "health", "diagnoses", "selftest")
+            unload("console_session", "console_cmds", "console_status", "console_change",
+                   "health", "diagnoses", "selftest", "config", "uplink.commands")
             gc.collect()
 
     def _out_of_memory(self, line):
