@@ -16,9 +16,10 @@
 #
 # Only this module, the line buffer and the service mode's state stay in the heap: the line's
 # handling and the commands (app.console_session, app.console_cmds, and for some requests
-# app.console_status or app.console_change) are loaded for each request and let go after it. A request the heap cannot serve now is answered "out of memory
-# now: ask again" (docs/console-device.md, Heap: a reserve held for the console from boot
-# starved the uplink's commands, so there is none).
+# app.console_status or app.console_change) are loaded for each request and let go after
+# it. A request the heap cannot serve now is answered "out of memory now: ask again"
+# (docs/console-device.md, Heap: a reserve held for the console from boot starved the
+# uplink's commands, so there is none).
 import asyncio
 import sys
 
