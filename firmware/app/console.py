@@ -26,7 +26,7 @@ import sys
 
 from micropython import const
 
-_LINE_MAX = const(128)  # the line buffer, made once
+_LINE_MAX = const(128)  # the line buffer, made once for each time the console is loaded
 _AT = const(0x40)  # "@": a program's request, not echoed
 _CR = const(0x0D)
 _LF = const(0x0A)
