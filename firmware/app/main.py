@@ -311,13 +311,18 @@ class App:
         byte = bytearray(1)
         last = 0
         con = None
+        lost = False  # the console found no room at this line's first byte: dropped to its end
         while await reader.readinto(byte):  # none: the console's other end is gone (sim only)
             c = byte[0]
             if con is None:
-                try:
-                    con = _open_console(self.status, self.log)
-                except MemoryError:
-                    if c == _CR or c == _LF:  # the line is lost: said at its end
+                if not lost:
+                    try:
+                        con = _open_console(self.status, self.log)
+                    except MemoryError:
+                        lost = True
+                if lost:
+                    if c == _CR or c == _LF:
+                        lost = False
                         sys.stdout.write("\nerror: out of memory now: ask again\n")
                     last = c
                     continue
