@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from musket.firmware import compile_mpy
+from musket.firmware import compile_mpy, device_files
 from musket_sim import VirtualDevice
 from musket_sim.chip.cpython import plain
 from musket_sim.device import INTERPRETERS
@@ -202,9 +202,9 @@ def run_bare(interpreter: str, paths: Sequence[Path], program: str, scratch: Pat
              heap: str) -> SuiteRun:
     """Runs `program` (see `script`) under a bare interpreter in `scratch`, with the firmware
     tree and the check modules `paths` importable: under MicroPython with a `heap` heap, the
-    checks compiled with mpy-cross first (compiling a module that size from source takes more
-    heap than the firmware it exercises), under CPython with the sim's stand-in for
-    MicroPython's `micropython` module."""
+    checks and the firmware compiled with mpy-cross first, as the device runs the firmware
+    (compiling a module from source takes more heap than running it), under CPython with the
+    sim's stand-in for MicroPython's `micropython` module."""
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
     work = scratch / "files"
     work.mkdir()
@@ -215,9 +215,13 @@ def run_bare(interpreter: str, paths: Sequence[Path], program: str, scratch: Pat
     else:
         build = scratch / "mpy"
         build.mkdir()
-        for name, data in modules(interpreter, [RUNNER, *paths], scratch / "mpy-cache").items():
+        cache = scratch.parent / ".mpy-cache-tests"  # the pytest run's (see conftest.py)
+        files = device_files(interpreter, cache)
+        files.update(modules(interpreter, [RUNNER, *paths], cache))
+        for name, data in files.items():
+            (build / name).parent.mkdir(parents=True, exist_ok=True)
             (build / name).write_bytes(data)
-        env["MICROPYPATH"] = f"{build}:{FIRMWARE}:.frozen"
+        env["MICROPYPATH"] = f"{build}:.frozen"
         argv = [str(tool("micropython")), "-X", f"heapsize={heap}", "-c", program]
     try:
         proc = subprocess.run(argv, env=env, cwd=work, capture_output=True, text=True,

@@ -128,13 +128,20 @@ def load(path=DEFAULT_PATH):
     keys and invalid values are listed in problems and replaced by defaults; never raises.
     """
     config = dict(DEFAULTS)
-    try:
-        stored = store.read_json(path, {})
-    except store.StoreError as e:
-        return config, ["config: %s; using defaults" % e]
-    ok, problems = validate(stored)
+    ok, problems = stored(path)
     config.update(ok)
     return config, problems
+
+
+def stored(path=DEFAULT_PATH):
+    """Return (the valid keys stored at ``path``, problems), as load() does but without the
+    defaults: a change to the stored config needs no dict of every key (a downlink command
+    makes one while the heap is busiest)."""
+    try:
+        kept = store.read_json(path, {})
+    except store.StoreError as e:
+        return {}, ["config: %s; using defaults" % e]
+    return validate(kept)
 
 
 def save(path, config):

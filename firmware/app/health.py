@@ -208,6 +208,16 @@ class Health:
         return out
 
 
+def explained(codes):
+    # The codes with what is wrong, the repair and the parts (app.diagnoses): the table is
+    # loaded only when there is a code to explain, so a healthy unit's answers need none of it.
+    if not codes:
+        return []
+    from app.diagnoses import explain
+
+    return explain(codes)
+
+
 def sensor_code(name, fault):
     # A sensor driver's fault (app.sensors) as a diagnosis code.
     if fault == "range":

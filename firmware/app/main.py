@@ -17,6 +17,8 @@ _MODEM_RESET_MARK = const(b"musket:modem-reset")
 _TASK_RESTART_DELAY_MS = const(5000)  # pause before restarting a task that raised
 _WDT_FEEDS_PER_TIMEOUT = const(3)  # feed three times per watchdog period: one miss is no reset
 _LARGEST_FREE_STEP = const(16)  # the largest free block is found to within, and rounded to, this
+_CR = const(0x0D)  # the console's line ends
+_LF = const(0x0A)
 
 
 def reset_cause():
@@ -295,11 +297,40 @@ class App:
             unload("health")
 
     def start_console(self):
-        # The technician's console on the REPL UART (app.console): its commands' modules are
-        # loaded only for a request.
-        from app.console import Console
+        self.spawn("console", self.console)
 
-        self.spawn("console", Console(self.status, self.log).run)
+    async def console(self):
+        # The technician's console on the REPL UART. Between requests only this task, its
+        # reader and a byte are in the heap: the console (app.console: the line being typed,
+        # the service mode) is loaded at a line's first byte and let go once idle again.
+        import sys
+
+        from app import unload
+
+        reader = asyncio.StreamReader(sys.stdin)
+        byte = bytearray(1)
+        last = 0
+        con = None
+        lost = False  # the console found no room at this line's first byte: dropped to its end
+        while await reader.readinto(byte):  # none: the console's other end is gone (sim only)
+            c = byte[0]
+            if con is None:
+                if not lost:
+                    try:
+                        con = _open_console(self.status, self.log)
+                    except MemoryError:
+                        lost = True
+                if lost:
+                    if c == _CR or c == _LF:
+                        lost = False
+                        sys.stdout.write("\nerror: out of memory now: ask again\n")
+                    last = c
+                    continue
+            await con.take(c, last)
+            last = c
+            if con.idle():
+                con = None
+                unload("console")
 
     def start_trial(self, config, counters):
         # The version on trial confirms itself once the uplink's broker acknowledged it.
@@ -330,6 +361,13 @@ def start(update=None):
         print("musket: application stopped by Ctrl-C; Ctrl-D (soft reset) starts it again")
     except Exception as e:  # noqa: BLE001 - the device resets; the crash is kept for after it
         _record_crash(app, e)
+
+
+def _open_console(status, log):
+    # Its own frame: no name of app.console's is left behind to keep the module when it goes.
+    from app.console import Console
+
+    return Console(status, log)
 
 
 def _record_crash(app, e):

@@ -1,13 +1,13 @@
 # The console's selftest: each part checked in turn while the application runs (the usage
 # task goes on counting between the checks' waits), then the diagnosis codes from the checks
 # and from the running state (run's health: an app.health.Health), explained from the one
-# table (app.diagnoses).
+# table (app.diagnoses, through app.health.explained).
 # Loaded for one selftest and let go after it.
 import os
 import time
 
 from app import parts, store
-from app.health import broker_code, sensor_code
+from app.health import broker_code, explained, sensor_code
 from micropython import const
 
 PATH = "/selftest.tmp"
@@ -27,9 +27,7 @@ async def run(health):
     for code in health.codes():
         if code not in codes:
             codes.append(code)
-    from app.diagnoses import explain
-
-    return {"passed": not codes, "checks": checks, "diagnosis": explain(codes)}
+    return {"passed": not codes, "checks": checks, "diagnosis": explained(codes)}
 
 
 def _sensors(checks, codes):

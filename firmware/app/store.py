@@ -43,6 +43,7 @@ _J_HDR = const(6)
 _J_CRC = const(4)
 _J_MAX_PAYLOAD = const(0xFFFF)
 _COPY_CHUNK = const(256)  # bytes copied per step when a torn journal is rewritten
+_CRC_CHUNK = const(64)  # bytes of a JSON record checked per step
 
 JOURNAL_OVERHEAD = const(10)  # bytes a journal record adds to its payload
 
@@ -83,6 +84,21 @@ def write_record(path, data):
         raise _failed(path, "write", e)
 
 
+def _read_header(path, f, size):
+    # -> (payload length, crc) from the record header at the start of the open file `f`.
+    if size < _REC_HDR:
+        raise StoreError("%s: truncated header (%d of %d bytes)" % (path, size, _REC_HDR))
+    magic, version, reserved, length, crc = struct.unpack(_REC_FMT, f.read(_REC_HDR))
+    if magic != _REC_MAGIC:
+        raise StoreError("%s: not a record file (magic %r)" % (path, magic))
+    if version != _REC_VERSION or reserved:
+        raise StoreError("%s: unsupported format version %d.%d" % (path, version, reserved))
+    if size != _REC_HDR + length:
+        raise StoreError("%s: header says %d payload bytes, file holds %d"
+                         % (path, length, size - _REC_HDR))
+    return length, crc
+
+
 def read_record(path):
     """Return the payload stored at ``path``; None if there is no such file.
 
@@ -91,18 +107,9 @@ def read_record(path):
     size = _file_size(path)
     if size < 0:
         return None
-    if size < _REC_HDR:
-        raise StoreError("%s: truncated header (%d of %d bytes)" % (path, size, _REC_HDR))
     try:
         with open(path, "rb") as f:
-            magic, version, reserved, length, crc = struct.unpack(_REC_FMT, f.read(_REC_HDR))
-            if magic != _REC_MAGIC:
-                raise StoreError("%s: not a record file (magic %r)" % (path, magic))
-            if version != _REC_VERSION or reserved:
-                raise StoreError("%s: unsupported format version %d.%d" % (path, version, reserved))
-            if size != _REC_HDR + length:
-                raise StoreError("%s: header says %d payload bytes, file holds %d"
-                                 % (path, length, size - _REC_HDR))
+            length, crc = _read_header(path, f, size)
             data = f.read(length)
     except OSError as e:
         raise _failed(path, "read", e)
@@ -114,19 +121,60 @@ def read_record(path):
 
 
 def write_json(path, obj):
-    """Store ``obj`` as JSON in an atomic record file."""
-    write_record(path, json.dumps(obj).encode())
+    """Store ``obj`` as JSON in an atomic record file; a cut leaves old or new."""
+    # The record of write_record, but the JSON goes to the file as it is made and the header's
+    # length and CRC are read back from the file: no copy of the whole record is made in RAM,
+    # where it would need one free block of its size (what a fragmented heap lacks first).
+    tmp = path + ".tmp"
+    try:
+        with open(tmp, "w+b") as f:  # "w" truncates a .tmp an earlier cut left behind
+            f.write(bytes(_REC_HDR))  # the header's place, filled in once the payload is known
+            try:
+                json.dump(obj, f)  # a MicroPython file takes str, as its UTF-8 bytes
+            except TypeError:  # a binary file of CPython's does not (host tools, checks)
+                f.write(json.dumps(obj).encode())
+            f.seek(_REC_HDR)
+            length, crc = _stream_crc(f)
+            f.seek(0)
+            f.write(struct.pack(_REC_FMT, _REC_MAGIC, _REC_VERSION, 0, length, crc))
+            f.flush()
+        os.rename(tmp, path)
+    except OSError as e:
+        raise _failed(path, "write", e)
 
 
 def read_json(path, default=None):
     """Return the object stored by write_json at ``path``, or ``default`` if there is none."""
-    data = read_record(path)
-    if data is None:
+    # The CRC is checked a chunk at a time and the JSON parsed from the file: as in write_json,
+    # no copy of the whole record is made in RAM.
+    size = _file_size(path)
+    if size < 0:
         return default
     try:
-        return json.loads(data)
-    except ValueError as e:
-        raise StoreError("%s: payload is not valid JSON: %s" % (path, e))
+        with open(path, "rb") as f:
+            length, crc = _read_header(path, f, size)
+            if _stream_crc(f) != (length, crc):
+                raise StoreError("%s: CRC mismatch, payload damaged" % path)
+            f.seek(_REC_HDR)
+            try:
+                return json.load(f)
+            except ValueError as e:
+                raise StoreError("%s: payload is not valid JSON: %s" % (path, e))
+    except OSError as e:
+        raise _failed(path, "read", e)
+
+
+def _stream_crc(f):
+    # -> (bytes, crc32) of the rest of the file, read a chunk at a time.
+    buf = bytearray(_CRC_CHUNK)
+    length = 0
+    crc = 0
+    while True:
+        n = f.readinto(buf)
+        if not n:
+            return length, crc
+        crc = _crc(memoryview(buf)[:n], crc)
+        length += n
 
 
 class Journal:

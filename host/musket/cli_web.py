@@ -99,7 +99,12 @@ def user_add(ctx, name, role, password_env, location, station, operator):
 @_registry_option
 @click.pass_context
 def user_list(ctx, location):
-    """The operators and their roles."""
+    """The operators and their roles.
+
+    \b
+    Example:
+      musket fleet web user list --registry postgresql://fleet@db/musket
+    """
     from musket.web import users
 
     location = location or (ctx.obj or {}).get("location")

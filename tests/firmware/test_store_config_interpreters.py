@@ -1,10 +1,10 @@
 """The firmware's store and config checks (checks/store_checks.py, checks/config_checks.py)
 under real MicroPython and under CPython, one item per check per interpreter.
 
-Under MicroPython they run with an ESP32-sized heap, the firmware modules imported from source
-inside that heap, and the store checks run a second time on a littlefs filesystem in RAM
-(``littlefs:<name>``), the filesystem the device uses. Under CPython the sim's stand-in for
-MicroPython's `micropython` module comes on the path with the firmware.
+Under MicroPython they run with an ESP32-sized heap, the firmware modules compiled with
+mpy-cross as the device runs them, and the store checks run a second time on a littlefs
+filesystem in RAM (``littlefs:<name>``), the filesystem the device uses. Under CPython the
+sim's stand-in for MicroPython's `micropython` module comes on the path with the firmware.
 """
 
 from pathlib import Path

@@ -13,35 +13,23 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "host"))  # pgserver
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fleet"))  # fleethelp
 
-import webseed  # noqa: E402
 import webserver  # noqa: E402
+from fleethelp import load_module  # noqa: E402
+from webhelp import serve_week  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[2]
-ARTIFACTS = ROOT / "test-artifacts" / "web"
-DEVICES = 20
-PASSWORD = "web-test-password"
-# One operator per role, named after it.
-ROLES = ("engineering", "operations", "finance", "customer_success", "admin")
+# The host tests' throwaway PostgreSQL server (tests/host/conftest.py), the same fixture.
+postgres = load_module("host_conftest", Path(__file__).resolve().parents[1] / "host"
+                       / "conftest.py").postgres
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
-    """The registry's location and the running pages' URL."""
-    from musket.registry import Registry
-    from musket.web import users
-
+    """The registry's location (SQLite) and the running pages' URL."""
     folder = tmp_path_factory.mktemp("web")
-    location = str(folder / "registry.sqlite")
-    with Registry.open(location, migrate=True) as registry:
-        webseed.seed_registry(registry, folder, DEVICES)
-        webseed.seed_week(registry.engine, DEVICES)
-        webseed.seed_services(registry.engine, DEVICES)
-        for role in ROLES:
-            users.add_user(registry.engine, role, role, PASSWORD, webseed.ACTOR)
-    server = webserver.WebServer(location, folder)
-    yield {"location": location, "url": server.url}
-    server.stop()
+    yield from serve_week(str(folder / "registry.sqlite"), folder)
 
 
 @pytest.fixture
@@ -60,10 +48,3 @@ def engine(site):
 
     with Registry.open(site["location"]) as registry:
         yield registry.engine
-
-
-def screenshot(page, name: str) -> Path:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    path = ARTIFACTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    return path

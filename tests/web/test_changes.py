@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import json
 
-from conftest import PASSWORD, screenshot
 from sqlalchemy import func, select
+from webhelp import DEVICES, PASSWORD, screenshot
 from webseed import device_id, iccid
 from webserver import log_in
 
@@ -58,7 +58,7 @@ def test_operations_pauses_a_sim_and_it_is_audited(site, browser, engine):
     page.select_option("#action", "pause")
     page.fill("#reason", "customer moved out")
     page.click("#apply")
-    assert "pause: 1 SIMs now suspended" in page.inner_text("#done")
+    assert "1 SIMs now suspended (pause)" in page.inner_text("#done")
     assert _sim_state(engine, 5) == "suspended"
     row = _audit_rows(engine, "sim-state")[-1]
     assert (row.subject, row.operator, row.station) == (iccid(5), "operations", "musket-web")
@@ -123,3 +123,40 @@ def test_engineering_cannot_change_an_order(site, browser, engine):
     assert _order(engine, device_id(3)).state == order.state
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(audit)).scalar_one() == audits
+
+
+def _plan(engine, n: int) -> str:
+    with engine.connect() as conn:
+        return conn.execute(select(sims.c.plan).where(sims.c.iccid == iccid(n))).scalar_one()
+
+
+def test_finance_moves_a_sim_to_another_plan_and_it_is_audited(site, browser, engine):
+    spare = DEVICES + 1  # a SIM in stock: the month's bill of the others stays as it was
+    page = browser.new_page()
+    log_in(page, site["url"], "finance", PASSWORD)
+    page.fill("#plan-iccids", iccid(spare))
+    page.select_option("#plan", "iot-eu-pool-1gb")
+    page.fill("#plan-reason", "pooled from next month")
+    page.click("#change-plan")
+    assert "1 SIMs now on iot-eu-pool-1gb" in page.inner_text("#done")
+    assert _plan(engine, spare) == "iot-eu-pool-1gb"
+    row = _audit_rows(engine, "sim-plan")[-1]
+    assert (row.subject, row.operator) == (iccid(spare), "finance")
+    assert json.loads(row.changes) == {"plan": ["iot-eu-10mb", "iot-eu-pool-1gb"],
+                                       "reason": "pooled from next month"}
+
+
+def test_customer_success_cannot_change_a_plan(site, browser, engine):
+    spare = DEVICES + 2
+    page = browser.new_page()
+    log_in(page, site["url"], "customer_success", PASSWORD)
+    page.goto(site["url"] + "/finance")
+    assert page.locator("#no-plan-change").count() == 1
+    assert page.locator("#plan-form").count() == 0
+    before = len(_audit_rows(engine, "sim-plan"))
+    answer = page.request.post(site["url"] + "/finance/plans", form={
+        "csrf": _csrf(page), "iccids": iccid(spare), "plan": "iot-eu-pool-1gb",
+        "reason": "forged by customer success"}, max_redirects=0)
+    assert answer.status == 403
+    assert _plan(engine, spare) == "iot-eu-10mb"
+    assert len(_audit_rows(engine, "sim-plan")) == before

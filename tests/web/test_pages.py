@@ -7,9 +7,11 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from conftest import DEVICES, PASSWORD, screenshot
-from webseed import CUSTOMERS, DIAGNOSES, SPARE_SIMS
+from webhelp import DEVICES, PASSWORD, screenshot
+from webseed import CUSTOMERS, SPARE_SIMS, device_id
 from webserver import log_in
+
+from musket.services import views as services
 
 DAYS = 7
 
@@ -39,11 +41,11 @@ def test_engineering_shows_health_and_the_weeks_connections(site, browser):
         {"power": DEVICES, "wdt": 2 * 7, "panic": 6}  # devices n % 3 == 1 and == 2
     rows = page.locator("#devices tr")
     assert rows.count() == DEVICES + 1
-    assert "E31 E12" in page.inner_text("#devices")
+    assert "MODEM_HUNG" in page.inner_text("#devices")
     screenshot(page, "engineering")
     page.click("text=dev-00004")
     assert page.locator("#sessions tr").count() == DAYS + 1  # one session a day
-    assert "E31 E12" in page.inner_text("#health")
+    assert "MODEM_HUNG" in page.inner_text("#health")
     screenshot(page, "engineering-device")
 
 
@@ -79,6 +81,9 @@ def test_finance_shows_data_cost_and_statements(site, browser):
     data = _chart(page, "data")
     assert sum(data["series"]["devices"]) > 0
     assert page.locator("#usage tr").count() == DEVICES + 1
+    plan_row = page.locator("#plans tr", has_text="iot-eu-10mb").inner_text().split("\t")
+    assert plan_row[1] == str(DEVICES)  # every bound SIM is on the one plan, billed
+    assert plan_row[4] == f"{DEVICES * 1.5:.2f} EUR"  # each within its 10 MB: the fee alone
     month_start = datetime.now(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     first_day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - \
         timedelta(days=DAYS - 1)
@@ -91,15 +96,21 @@ def test_finance_shows_data_cost_and_statements(site, browser):
     screenshot(page, "finance")
 
 
-def test_customer_success_shows_status_tickets_and_orders(site, browser):
+def test_customer_success_shows_status_tickets_and_orders(site, browser, engine):
     page = browser.new_page()
     log_in(page, site["url"], "customer_success", PASSWORD)
     assert page.url.endswith("/customers")
     assert page.locator("#customers tr").count() == len(CUSTOMERS) + 1
-    open_tickets = [n for n in range(DEVICES) if DIAGNOSES[n % len(DIAGNOSES)] and n % 2 == 0]
-    assert page.locator("#tickets tr").count() == len(open_tickets) + 1
+    # The rules engine opened a ticket for each device whose modem hung (webseed.diagnosis).
+    hung = {device_id(n) for n in range(DEVICES) if n % 5 in (3, 4)}
+    tickets = services.tickets(engine, "open")
+    assert {t["device_id"] for t in tickets} == hung
+    assert page.locator("#tickets tr").count() == len(tickets) + 1
+    orders = services.orders(engine)
+    assert orders and page.locator("#orders tr").count() == len(orders) + 1
     chart = _chart(page, "orders")
-    assert sum(chart["series"]["orders placed"]) == len(range(0, DEVICES, 3))
+    assert sum(chart["series"]["orders placed"]) == len(orders)
+    assert sum(chart["series"]["tickets opened"]) == len(hung)
     screenshot(page, "customers")
 
 

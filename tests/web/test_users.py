@@ -77,7 +77,28 @@ def test_bad_user_input_is_one_clear_error_and_adds_nobody(location, args, env, 
 def test_roles_decide_the_changes():
     may = {role: {c for c in users.PERMISSIONS if users.WebUser("x", role).may(c)}
            for role in users.ROLES}
-    assert may == {"engineering": set(), "finance": set(),
-                   "operations": {"sims.lifecycle", "orders.state"},
+    assert may == {"engineering": set(), "finance": {"sims.plan"},
+                   "operations": {"sims.lifecycle", "orders.state", "sims.plan"},
                    "customer_success": {"orders.state"},
-                   "admin": {"sims.lifecycle", "orders.state"}}
+                   "admin": {"sims.lifecycle", "orders.state", "sims.plan"}}
+
+
+def test_the_documented_role_table_is_the_code_table():
+    from pathlib import Path
+
+    page = (Path(__file__).resolve().parents[2] / "docs" / "web.md").read_text()
+    section = page.split("## Roles", 1)[1]
+    lines = [line for line in section[section.index("| change"):].split("\n\n", 1)[0]
+             .splitlines()]
+    header = [c.strip() for c in lines[0].strip("|").split("|")][1:]
+    assert set(header) == set(users.ROLES)
+    documented = {}
+    for line in lines[2:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        documented[cells[0]] = {role for role, cell in zip(header, cells[1:], strict=True)
+                                if cell == "yes"}
+    changes = {"SIM lifecycle": "sims.lifecycle", "order state": "orders.state",
+               "SIM plan": "sims.plan"}
+    got = {changes[next(c for c in changes if row.startswith(c))]: roles
+           for row, roles in documented.items()}
+    assert got == {c: set(r) for c, r in users.PERMISSIONS.items()}

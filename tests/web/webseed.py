@@ -3,8 +3,8 @@ through the registry's import, units through the factory's binding, plans throug
 import, sites through the services' import, and every status and telemetry message through the
 fleet service's store (musket.fleet.store.FleetStore.take), received at the week's times.
 
-Orders and tickets are rows the services' rules engine writes; until that engine offers a
-function to place them, the seed writes them as the engine would (see _orders_and_tickets).
+Orders, tickets and tariffs come from the services' rules engine (musket.services.engine),
+run over the product's rules (tests/web/coffee.yaml) at the end of each day of the week.
 """
 
 from __future__ import annotations
@@ -13,8 +13,6 @@ import json
 import sys
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-
-from sqlalchemy import insert
 
 TESTS = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(TESTS / "fleet"))
@@ -25,7 +23,8 @@ from musket.fleet import plans  # noqa: E402
 from musket.fleet.store import FleetStore, Incoming  # noqa: E402
 from musket.identity import luhn_check_digit  # noqa: E402
 from musket.registry import Actor, binding  # noqa: E402
-from musket.services import sites  # noqa: E402
+from musket.services import rules, sites  # noqa: E402
+from musket.services.engine import RulesEngine  # noqa: E402
 
 ACTOR = Actor("web-tests", "seed")
 PLAN = "iot-eu-10mb"
@@ -36,6 +35,13 @@ included_mb = 10
 overage_per_mb = 0.40
 pooled = false
 currency = "EUR"
+
+[plans.iot-eu-pool-1gb]
+monthly_fee = 4.00
+included_mb = 1000
+overage_per_mb = 0.10
+pooled = true
+currency = "EUR"
 """
 CUSTOMERS = ("cafe-nord", "hotel-sud", "office-ost", "bakery-west")
 PRODUCT = "coffee"
@@ -44,7 +50,17 @@ BATCH = 400  # messages per FleetStore.take
 BIND_BATCH = 500  # units per binding transaction
 # What the devices say, varied by device number so that the pages have something to show.
 REBOOT_REASONS = ({"power": 1}, {"power": 1, "wdt": 2}, {"power": 1, "panic": 1})
-DIAGNOSES = ([], [], [], ["E12"], ["E31", "E12"])
+RULES = Path(__file__).resolve().parent / "coffee.yaml"
+
+
+def diagnosis(n: int, day: int) -> list[str]:
+    """What device n reports on day `day`: every fifth device's modem hangs all week; the one
+    before it hangs for the first three days, then is healthy."""
+    if n % 5 == 4:
+        return ["MODEM_HUNG"]
+    if n % 5 == 3 and day < 3:
+        return ["MODEM_HUNG", "E31"]
+    return []
 
 
 def device_id(n: int) -> str:
@@ -92,7 +108,7 @@ def _status(n: int, day: int, online: bool, tx: int, rx: int) -> bytes:
     status = {"on": 1, "v": 1, "fw": "1.4.%d" % (n % 3), "bc": 3 + day + n % 3,
               "rc": "wdt" if n % 3 == 1 else "power", "rr": REBOOT_REASONS[n % 3],
               "up": 3600, "hp": {"f": 41000 - 97 * (n % 50), "lb": 20000 - 13 * (n % 50)},
-              "cn": {"s": 36000, "f": n % 4}, "dx": DIAGNOSES[n % len(DIAGNOSES)],
+              "cn": {"s": 36000, "f": n % 4}, "dx": diagnosis(n, day),
               "tx": tx, "rx": rx}
     if n % 3 == 2:
         status["cr"] = {"t": 1_796_000_000, "e": "MemoryError: uplink"}
@@ -101,9 +117,12 @@ def _status(n: int, day: int, online: bool, tx: int, rx: int) -> bytes:
 
 def seed_week(engine, devices: int, days: int = 7, today: date | None = None) -> int:
     """Each device's days: online at 08:00 with its health and data totals, a telemetry
-    message of counted uses (more for some devices than others) at 12:00, offline at 18:00.
-    Returns the messages taken."""
+    message of counted uses (more for some devices than others) at 12:00, offline at 18:00;
+    the rules engine's pass at 20:00. Returns the messages taken."""
     store = FleetStore(engine)
+    clock = [datetime.now(UTC)]
+    rules_engine = RulesEngine(engine, {PRODUCT: rules.load(RULES)}, clock=lambda: clock[0])
+    rules_engine.sync_tariffs()
     today = today or datetime.now(UTC).date()
     taken, batch = 0, []
     totals = [0] * devices
@@ -126,45 +145,9 @@ def seed_week(engine, devices: int, days: int = 7, today: date | None = None) ->
             if len(batch) >= BATCH:
                 taken += store.take(batch).stored
                 batch = []
-    if batch:
-        taken += store.take(batch).stored
+        if batch:
+            taken += store.take(batch).stored
+            batch = []
+        clock[0] = day + timedelta(hours=20)
+        rules_engine.run_once()
     return taken
-
-
-def seed_services(engine, devices: int, today: date | None = None) -> None:
-    """A tariff per product, and orders and tickets as the services' rules would have
-    placed them over the week."""
-    from musket.registry.services_schema import svc_orders, svc_tariffs, svc_tickets
-
-    today = today or datetime.now(UTC).date()
-    start = datetime.combine(today - timedelta(days=6), datetime.min.time(), UTC)
-    with engine.begin() as conn:
-        conn.execute(insert(svc_tariffs).values(
-            scope=f"product:{PRODUCT}", currency="EUR", minimum=20.0,
-            prices=json.dumps({"brews": 0.12})))
-        orders, tickets = [], []
-        for n in range(0, devices, 3):
-            placed = start + timedelta(days=n % 7, hours=9)
-            state = ("placed", "shipped", "installed")[(n // 3) % 3]
-            orders.append({
-                "device_id": device_id(n), "customer_id": CUSTOMERS[n % len(CUSTOMERS)],
-                "consumable": "beans", "generation": 1, "quantity": 1.0, "state": state,
-                "placed": placed,
-                "shipped": placed + timedelta(days=1) if state != "placed" else None,
-                "installed": placed + timedelta(days=2) if state == "installed" else None,
-                "runout_predicted": placed + timedelta(days=4),
-                "arrives": placed + timedelta(days=2)})
-        for n in range(0, devices):
-            if DIAGNOSES[n % len(DIAGNOSES)]:
-                opened = start + timedelta(days=n % 7, hours=10)
-                tickets.append({
-                    "device_id": device_id(n), "customer_id": CUSTOMERS[n % len(CUSTOMERS)],
-                    "problem": "reboots", "codes": json.dumps(DIAGNOSES[n % len(DIAGNOSES)]),
-                    "repair": "replace the grinder motor", "parts": json.dumps(["GM-220"]),
-                    "location": f"floor {n % 7} room {n % 31}", "connections": "[]",
-                    "opened": opened,
-                    "closed": opened + timedelta(days=1) if n % 2 else None})
-        if orders:
-            conn.execute(insert(svc_orders), orders)
-        if tickets:
-            conn.execute(insert(svc_tickets), tickets)

@@ -199,7 +199,7 @@ def apply_config(changes):
     # the store's rename leaves the old config, after it the new one (app.store).
     from app import config as config_mod
 
-    stored = config_mod.load()[0]
+    stored = config_mod.stored()[0]
     stored.update(changes)
     config_mod.save(config_mod.DEFAULT_PATH, stored)
     applied = {}

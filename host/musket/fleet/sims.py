@@ -1,4 +1,5 @@
-"""SIM lifecycle in bulk: pause, resume or deactivate many SIMs with one reason. Each SIM goes
+"""SIM lifecycle in bulk: pause, resume or deactivate many SIMs with one reason, or move them to
+another plan. Each SIM goes
 through the registry's own state change (musket.registry.Registry.set_sim_state: its rules and
 its audit row), in a transaction of its own, so one refused SIM does not hold back the rest and
 every change that was made has its audit row."""
@@ -7,6 +8,8 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+
+from sqlalchemy import select, update
 
 from musket.errors import BadInput, MusketError
 from musket.identity import IdentityError, check_iccid
@@ -69,4 +72,34 @@ def change_states(registry, iccids: list[str], action: str, reason: str, actor) 
             result.changed.append(iccid)
         except MusketError as e:
             result.refused[iccid] = str(e)
+    return result
+
+
+def change_plans(registry, iccids: list[str], plan: str, reason: str, actor) -> BulkResult:
+    """Puts each SIM on `plan` (one of the stored plans, musket.fleet.plans), each in a
+    transaction of its own with one audit row; a retired or unknown SIM is refused."""
+    from musket.fleet import plans
+    from musket.registry.core import now, record_audit
+    from musket.registry.schema import sims
+
+    known = plans.plans(registry.engine)
+    if plan not in known:
+        raise BadInput(f"unknown plan {plan!r} (one of: {', '.join(known) or 'none stored'})")
+    if not reason or not reason.strip():
+        raise BadInput("a reason is required for a plan change")
+    if not iccids:
+        raise BadInput("no SIMs given")
+    result = BulkResult("plan", plan)
+    for iccid in iccids:
+        with registry.transaction() as conn:
+            row = conn.execute(select(sims.c.plan, sims.c.state)
+                               .where(sims.c.iccid == iccid)).first()
+            if row is None or row.state == "retired":
+                result.refused[iccid] = "not in the registry" if row is None else "retired"
+                continue
+            conn.execute(update(sims).where(sims.c.iccid == iccid)
+                         .values(plan=plan, updated=now()))
+            record_audit(conn, actor, "sim-plan", iccid,
+                         {"plan": [row.plan, plan], "reason": reason.strip()})
+        result.changed.append(iccid)
     return result

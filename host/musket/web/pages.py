@@ -6,38 +6,48 @@ pages of long lists) and changes it only through their audited functions
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from urllib.parse import quote
 
 from fastapi import FastAPI, Form, Request
-from fastapi.responses import RedirectResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 
 from musket.errors import MusketError
 from musket.fleet import plans, sims, views
 from musket.registry.core import Registry
 from musket.services import views as services
 from musket.services.orders import NEXT as ORDER_NEXT
-from musket.web import queries
+from musket.web import charts, queries
 from musket.web.app import current_user, render, require
-
-AUDIT_SHOWN = 15
 
 
 def _page_number(text: str | None) -> int:
     return int(text) if text and text.isdigit() else 1
 
 
+def _slice(rows: list, page: int) -> queries.Page:
+    """One page of a list a part's view returns whole."""
+    per = queries.PER_PAGE
+    pages = max(1, -(-len(rows) // per))
+    page = min(page, pages)
+    return queries.Page(rows[(page - 1) * per:page * per], page, pages, len(rows))
+
+
+def _bulk(request: Request, user, page: str, change):
+    """Makes a bulk SIM change (a musket.fleet.sims function) and goes back to the page saying
+    what it did and what was refused; bad input is the refusal page (400)."""
+    try:
+        result = change()
+    except MusketError as e:
+        return render(request, "refused.html", {"user": user, "why": str(e)}, status_code=400)
+    what = f"now on {result.state}" if result.action == "plan" else \
+        f"now {result.state} ({result.action})"
+    done = f"{len(result.changed)} SIMs {what}" + "".join(
+        f"; {i} refused: {why}" for i, why in result.refused.items())
+    return RedirectResponse(f"{page}?done={quote(done)}", status_code=303)
+
+
 def _choice(value: str, allowed: tuple[str, ...]) -> str:
     return value if value in allowed else allowed[0]
-
-
-def _recent_audit(engine, actions: tuple[str, ...]) -> list[dict]:
-    from sqlalchemy import select
-
-    from musket.registry.schema import audit
-
-    with engine.connect() as conn:
-        rows = conn.execute(select(audit).where(audit.c.action.in_(actions))
-                            .order_by(audit.c.id.desc()).limit(AUDIT_SHOWN)).all()
-    return [{**r._mapping, "at": views._iso(r.at)} for r in rows]
 
 
 def register(app: FastAPI) -> None:  # noqa: C901 - one route per page, read top to bottom
@@ -47,18 +57,10 @@ def register(app: FastAPI) -> None:  # noqa: C901 - one route per page, read top
     def engineering(request: Request, page: str = "1", q: str = "", only: str = "all"):
         user = current_user(request)
         only = _choice(only, queries.DEVICE_FILTERS)
-        summary = queries.health_summary(engine)
         return render(request, "engineering.html", {
-            "user": user, "summary": summary, "only": only, "q": q,
-            "filters": queries.DEVICE_FILTERS,
-            "devices": queries.devices_page(engine, _page_number(page), q.strip(), only),
-            "charts": {
-                "sessions": _bars("Connections opened per day",
-                                  queries.sessions_per_day(engine), "sessions"),
-                "uses": _series("Counted uses per day", queries.uses_per_day(engine)),
-                "reboots": _bar_map("Reboot reasons (all devices)",
-                                    summary["reboot_reasons"]),
-            }})
+            "user": user, "summary": queries.health_summary(engine), "only": only, "q": q,
+            "filters": queries.DEVICE_FILTERS, "charts_src": "/charts/engineering",
+            "devices": queries.devices_page(engine, _page_number(page), q.strip(), only)})
 
     @app.get("/engineering/device/{device_id}")
     def device(request: Request, device_id: str):
@@ -78,20 +80,13 @@ def register(app: FastAPI) -> None:  # noqa: C901 - one route per page, read top
         user = current_user(request)
         state = _choice(state, queries.SIM_STATES_SHOWN)
         counts = queries.sim_states(engine)
-        factory = queries.factory_yield(engine)
-        charts = {"states": _bar_map("SIMs by state", counts)}
-        if factory:
-            charts["factory"] = {"title": f"End-of-line tests per day (yield "
-                                          f"{factory['yield']} %)", "kind": "bar",
-                                 "x": factory["days"],
-                                 "series": {"tested": factory["tested"],
-                                            "passed": factory["passed"]}}
         return render(request, "operations.html", {
-            "user": user, "counts": counts, "factory": factory, "state": state, "q": q,
+            "user": user, "counts": counts, "state": state, "q": q,
+            "factory": queries.factory_yield(engine) is not None,
             "states": queries.SIM_STATES_SHOWN, "actions": sims.ACTIONS, "done": done,
-            "may_change": user.may("sims.lifecycle"), "charts": charts,
+            "may_change": user.may("sims.lifecycle"), "charts_src": "/charts/operations",
             "sims": queries.sims_page(engine, _page_number(page), q.strip(), state),
-            "audit": _recent_audit(engine, ("sim-state",))})
+            "audit": queries.recent_audit(engine, ("sim-state",))})
 
     @app.post("/operations/sims")
     async def change_sims(request: Request, action: str = Form(...), reason: str = Form(""),
@@ -99,35 +94,26 @@ def register(app: FastAPI) -> None:  # noqa: C901 - one route per page, read top
         user = current_user(request)
         require(request, user, "sims.lifecycle", csrf)
         chosen = [str(i) for i in (await request.form()).getlist("iccid")]
-        try:
-            result = sims.change_states(Registry(engine), chosen, action, reason,
-                                        user.actor())
-        except MusketError as e:
-            return render(request, "refused.html", {"user": user, "why": str(e)},
-                          status_code=400)
-        done = f"{action}: {len(result.changed)} SIMs now {result.state}" + "".join(
-            f"; {i} refused: {why}" for i, why in result.refused.items())
-        return RedirectResponse(f"/operations?done={done}", status_code=303)
+        return _bulk(request, user, "/operations", lambda: sims.change_states(
+            Registry(engine), chosen, action, reason, user.actor()))
 
     @app.get("/finance")
-    def finance(request: Request, page: str = "1", q: str = "", period: str = ""):
+    def finance(request: Request, page: str = "1", q: str = "", period: str = "",
+                done: str = ""):
         user = current_user(request)
         period = period if _is_period(period) else datetime.now(UTC).strftime("%Y-%m")
         sims_usage, pools = plans.month_usage(engine)
-        chosen = [s for s in sims_usage if s.iccid.startswith(q.strip())]
-        per = queries.PER_PAGE
-        pages = max(1, -(-len(chosen) // per))
-        number = min(_page_number(page), pages)
-        data = queries.data_per_day(engine)
+        chosen = [s.as_dict() for s in sims_usage if s.iccid.startswith(q.strip())]
         try:
             statements = services.statements(engine, period)
         except MusketError as e:
             statements, period = [], f"{period} ({e})"
         return render(request, "finance.html", {
             "user": user, "q": q, "period": period, "pools": pools,
+            "by_plan": _by_plan(sims_usage), "plans": list(plans.plans(engine)),
+            "may_change": user.may("sims.plan"), "done": done,
             "alerts": plans.alerts(engine, datetime.now(UTC).strftime("%Y-%m")),
-            "sims": queries.Page([s.as_dict() for s in chosen[(number - 1) * per:number * per]],
-                                 number, pages, len(chosen)),
+            "sims": _slice(chosen, _page_number(page)),
             "totals": {"used": sum(s.used_bytes for s in sims_usage),
                        "forecast": sum(s.forecast_bytes for s in sims_usage),
                        "cost": sum(s.cost or 0 for s in sims_usage),
@@ -135,35 +121,46 @@ def register(app: FastAPI) -> None:  # noqa: C901 - one route per page, read top
                                             if not s.pooled)
                        + sum(p["forecast_cost"] for p in pools),
                        "currency": next((s.currency for s in sims_usage if s.currency), "")},
-            "statements": statements,
-            "charts": {"data": {"title": "Data per day (MB), last 30 days", "kind": "bar",
-                                "x": data["days"],
-                                "series": {"devices": [b / 1e6 for b in data["device_bytes"]],
-                                           "carrier": [None if b is None else b / 1e6
-                                                       for b in data["carrier_bytes"]]}}}})
+            "statements": statements, "charts_src": "/charts/finance"})
+
+    @app.post("/finance/plans")
+    def change_plans(request: Request, iccids: str = Form(""), plan: str = Form(...),
+                     reason: str = Form(""), csrf: str = Form("")):
+        user = current_user(request)
+        require(request, user, "sims.plan", csrf)
+        chosen = list(dict.fromkeys(i for i in iccids.replace(",", " ").split() if i))
+        return _bulk(request, user, "/finance", lambda: sims.change_plans(
+            Registry(engine), chosen, plan, reason, user.actor()))
 
     @app.get("/customers")
-    def customers(request: Request, customer: str = "", orders: str = "open"):
+    def customers(request: Request, customer: str = "", orders: str = "open",
+                  page: str = "1"):
         user = current_user(request)
         chosen = customer or None
-        all_orders = services.orders(engine, chosen)
-        shown = [o for o in all_orders if orders == "all" or o["state"] != "installed"]
-        tickets = services.tickets(engine, customer_id=chosen)
+        shown = [o for o in services.orders(engine, chosen)
+                 if orders == "all" or o["state"] != "installed"]
+        open_tickets = services.tickets(engine, "open", chosen)
         return render(request, "customers.html", {
             "user": user, "customer": customer, "orders_shown": orders,
             "customers": services.customers(engine),
             "status": queries.status_by_customer(engine),
-            "orders": shown[:queries.PER_PAGE], "orders_total": len(shown),
-            "open_tickets": [t for t in tickets if t["closed"] is None],
-            "closed_tickets": [t for t in tickets if t["closed"] is not None][-10:],
+            "orders": _slice(shown, _page_number(page)),
+            "open_tickets": open_tickets[:queries.PER_PAGE],
+            "open_tickets_total": len(open_tickets),
+            "closed_tickets": services.tickets(engine, "closed", chosen)[-10:],
             "may_change": user.may("orders.state"), "next_states": ORDER_NEXT,
-            "audit": _recent_audit(engine, ("order-state",)),
-            "charts": {
-                "orders": {"title": "Orders placed and tickets opened per day",
-                           "kind": "bar", **_merge(
-                               queries.per_day([o["placed"] for o in all_orders]),
-                               queries.per_day([t["opened"] for t in tickets]),
-                               "orders placed", "tickets opened")}}})
+            "audit": queries.recent_audit(engine, ("order-state",)),
+            "charts_src": "/charts/customers" + (f"?customer={quote(customer)}"
+                                                 if customer else "")})
+
+    @app.get("/charts/{team}")
+    def team_charts(request: Request, team: str, customer: str = ""):
+        current_user(request)
+        if team not in charts.TEAMS:
+            return JSONResponse({"error": f"no page {team}"}, status_code=404)
+        made = charts.TEAMS[team]
+        return JSONResponse(made(engine, customer or None) if team == "customers"
+                            else made(engine))
 
     @app.post("/customers/orders/{order_id}")
     def order_state(request: Request, order_id: int, state: str = Form(...),
@@ -186,18 +183,15 @@ def _is_period(text: str) -> bool:
     return True
 
 
-def _bars(title: str, counts: dict, key: str) -> dict:
-    return {"title": title, "kind": "bar", "x": counts["days"], "series": {key: counts[key]}}
-
-
-def _series(title: str, counts: dict) -> dict:
-    return {"title": title, "kind": "line", "x": counts["days"], "series": counts["counters"]}
-
-
-def _bar_map(title: str, values: dict) -> dict:
-    return {"title": title, "kind": "bar", "x": list(values), "series": {"": list(
-        values.values())}}
-
-
-def _merge(a: dict, b: dict, name_a: str, name_b: str) -> dict:
-    return {"x": a["days"], "series": {name_a: a["counts"], name_b: b["counts"]}}
+def _by_plan(sims_usage) -> list[dict]:
+    """month_usage's SIMs summed per plan: SIMs, data, forecast, cost, forecast cost."""
+    out: dict[str, dict] = {}
+    for s in sims_usage:
+        row = out.setdefault(s.plan or "(none)", {
+            "plan": s.plan or "(none)", "sims": 0, "used_bytes": 0, "forecast_bytes": 0,
+            "cost": 0.0, "currency": s.currency or ""})
+        row["sims"] += 1
+        row["used_bytes"] += s.used_bytes
+        row["forecast_bytes"] += s.forecast_bytes
+        row["cost"] += s.cost or 0.0
+    return sorted(out.values(), key=lambda r: r["plan"])

@@ -12,17 +12,16 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
-from sqlalchemy import Engine, Integer, MetaData, Table, and_, case, func, inspect, select
+from sqlalchemy import Engine, and_, case, func, select
 
 from musket.fleet.views import _iso
 from musket.registry.fleet_schema import fleet_devices, fleet_events, fleet_sessions, fleet_usage
-from musket.registry.schema import devices, sims
+from musket.registry.schema import audit, devices, sims
 
 PER_PAGE = 50
+AUDIT_SHOWN = 15
 DEVICE_FILTERS = ("all", "online", "offline", "never", "crashed", "diagnosed")
 SIM_STATES_SHOWN = ("all", "inventory", "bound", "active", "suspended", "retired")
-# The end-of-line tables exist only where the factory part is installed (migration 0004).
-FACTORY_TABLE = "eol_results"
 
 
 @dataclass
@@ -170,23 +169,23 @@ def sim_states(engine: Engine) -> dict[str, int]:
 
 
 def factory_yield(engine: Engine, days: int = 7, today: date | None = None) -> dict | None:
-    """End-of-line results per day (tested, passed) when the factory's tables exist; None
-    where they do not (a registry without the factory part)."""
-    if not inspect(engine).has_table(FACTORY_TABLE):
-        return None
-    results = Table(FACTORY_TABLE, MetaData(), autoload_with=engine)
-    span = _days(days, today)
-    at = results.c.at
-    with engine.connect() as conn:
-        day = func.date(at) if conn.dialect.name == "sqlite" else func.date_trunc("day", at)
-        rows = {str(d)[:10]: (int(n), int(ok or 0)) for d, n, ok in conn.execute(
-            select(day, func.count(), func.sum(results.c.passed.cast(Integer)))
-            .where(at >= datetime.combine(span[0], datetime.min.time(), UTC)).group_by(day))}
-    tested = [rows.get(d.isoformat(), (0, 0))[0] for d in span]
-    passed = [rows.get(d.isoformat(), (0, 0))[1] for d in span]
-    return {"days": [d.isoformat() for d in span], "tested": tested, "passed": passed,
-            "yield": round(100 * sum(passed) / sum(tested), 1) if sum(tested) else None}
+    """End-of-line tests per day over the last `days` days, every station together (the
+    factory's own yield report, musket.registry.eol); None when no unit was tested then."""
+    from musket.registry import Registry, eol
 
+    span = _days(days, today)
+    since = datetime.combine(span[0], datetime.min.time(), UTC)
+    by_day: dict[str, list[int]] = {}
+    for row in eol.yield_report(Registry(engine), since=since):
+        day = by_day.setdefault(row.day, [0, 0])
+        day[0] += row.passed + row.failed
+        day[1] += row.passed
+    tested = [by_day.get(d.isoformat(), [0, 0])[0] for d in span]
+    passed = [by_day.get(d.isoformat(), [0, 0])[1] for d in span]
+    if not sum(tested):
+        return None
+    return {"days": [d.isoformat() for d in span], "tested": tested, "passed": passed,
+            "yield": round(100 * sum(passed) / sum(tested), 1)}
 
 
 def status_by_customer(engine: Engine) -> dict[str, dict]:
@@ -216,3 +215,11 @@ def per_day(times: list[str | None], days: int = 7, today: date | None = None) -
         if t and t[:10] in counts:
             counts[t[:10]] += 1
     return {"days": span, "counts": [counts[d] for d in span]}
+
+
+def recent_audit(engine: Engine, actions: tuple[str, ...]) -> list[dict]:
+    """The newest audit rows of these actions (the changes a page makes), newest first."""
+    with engine.connect() as conn:
+        rows = conn.execute(select(audit).where(audit.c.action.in_(actions))
+                            .order_by(audit.c.id.desc()).limit(AUDIT_SHOWN)).all()
+    return [{**r._mapping, "at": _iso(r.at)} for r in rows]

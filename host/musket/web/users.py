@@ -4,16 +4,18 @@ KDF, with a random salt per user); it is never logged, echoed or returned.
 
 What a role may change (every role may look at every team's page):
 
-=================  ==========  ==========  ======  ================  =====
-change             operations  engineering finance customer_success  admin
-=================  ==========  ==========  ======  ================  =====
-SIM lifecycle      yes         no          no      no                yes
-order state        yes         no          no      yes               yes
-=================  ==========  ==========  ======  ================  =====
+=============  ==========  ===========  =======  ================  =====
+change         operations  engineering  finance  customer_success  admin
+=============  ==========  ===========  =======  ================  =====
+SIM lifecycle  yes         no           no       no                yes
+order state    yes         no           no       yes               yes
+SIM plan       yes         no           yes      no                yes
+=============  ==========  ===========  =======  ================  =====
 
 SIM lifecycle is pause, resume and deactivate (musket.fleet.sims.change_states); the order
-state is placed → shipped → installed (musket.services.views.set_order_state). No role changes
-a plan from these pages: plans are data (`musket fleet plans import`).
+state is placed → shipped → installed (musket.services.views.set_order_state); a SIM's plan is
+one of the stored plans (musket.fleet.sims.change_plans; the plans themselves are data,
+`musket fleet plans import`). docs/web.md has the same table; PERMISSIONS is its code.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from musket.registry.web_schema import web_users
 PERMISSIONS: dict[str, frozenset[str]] = {
     "sims.lifecycle": frozenset({"operations", "admin"}),
     "orders.state": frozenset({"operations", "customer_success", "admin"}),
+    "sims.plan": frozenset({"operations", "finance", "admin"}),
 }
 ROLES = ("engineering", "operations", "finance", "customer_success", "admin")
 # Each role's own page, where a login lands.

@@ -225,6 +225,12 @@ class _File:
 
         return lambda *args, **kwargs: _checked(attr, *args, **kwargs)
 
+    def write(self, data):
+        # MicroPython writes a str to a binary file as its UTF-8 bytes (json.dump does so).
+        if isinstance(data, str) and not isinstance(self._h, io.TextIOBase):
+            data = data.encode()
+        return _checked(self._h.write, data)
+
     def flush(self):
         # MicroPython's flush on a littlefs file is lfs_file_sync: the data reaches flash.
         # Python's buffered layers stop short of the raw file, so sync it here.

@@ -6,6 +6,7 @@ the filesystem the device uses.
 """
 
 import binascii
+import json
 import os
 import struct
 
@@ -117,6 +118,26 @@ def check_record_json():
     store.write_record("c.json", b"{not json")
     msg = raises(StoreError, store.read_json, "c.json", {})
     expect("c.json" in msg and "JSON" in msg, "invalid JSON: " + msg)
+
+
+def check_record_json_streamed():
+    # write_json streams the JSON to the file and reads its length and CRC back: the file is
+    # the same record write_record makes of the JSON's bytes, and read_json checks it as well.
+    obj = {"ids": [["c%d" % i, True, {"ok": True, "result": "x" * 20}, 1] for i in range(4)]}
+    store.write_json("c.json", obj)
+    expect(json.loads(store.read_record("c.json")) == obj, "a record of the JSON's bytes")
+    expect(store.read_json("c.json") == obj, "read back whole (more than one chunk)")
+    good = raw_read("c.json")
+    raw_write("c.json", good[:-2] + b"0}")
+    expect("CRC" in raises(StoreError, store.read_json, "c.json"), "damaged payload")
+    raw_write("c.json", good[:-1])
+    expect("file holds" in raises(StoreError, store.read_json, "c.json"), "truncated payload")
+    store.write_json("c.json", [])
+    raw_write("c.json.tmp", b"MSKR\x01half-written by a cut")
+    expect(store.read_json("c.json") == [], "a stray .tmp does not hide the record")
+    store.write_json("c.json", {"n": 1})
+    expect(store.read_json("c.json") == {"n": 1} and not exists("c.json.tmp"),
+           "the next write replaces the stray .tmp")
 
 
 # --- journal ------------------------------------------------------------------------------
