@@ -297,7 +297,14 @@ def demo_cmd(workdir):
     """
     from musket import demo
 
-    if not demo.run(workdir)["ok"]:
+    # SIGTERM (a script, a CI timeout) ends the demo as Ctrl-C does: every process it
+    # started is stopped on the way out.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        ok = demo.run(workdir)["ok"]
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if not ok:
         sys.exit(ExitCode.FAILED)
 
 

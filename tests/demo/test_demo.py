@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import io
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -102,3 +106,26 @@ def test_a_second_run_gives_the_same_report(runs):
         a, b = first["units"][name], second["units"][name]
         assert a["counted"] == b["counted"], name
         assert (a["refused"] is None) == (b["refused"] is None), name
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupted_demo_leaves_nothing_running(tmp_path, signum):
+    """Ctrl-C (or a script's SIGTERM) once the units are being provisioned, each on a console
+    of its own: the demo stops them, the loaders and the broker before it exits."""
+    out = tmp_path / "out.txt"
+    workdir = tmp_path / "work"
+    with open(out, "wb") as f:
+        proc = subprocess.Popen([str(Path(sys.executable).with_name("musket")), "demo",
+                                 "--workdir", str(workdir)], stdout=f, stderr=subprocess.STDOUT,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.monotonic() + 120
+        while "provision unit-" not in out.read_text(errors="replace"):
+            assert proc.poll() is None and time.monotonic() < deadline, out.read_text()
+            time.sleep(0.2)
+        proc.send_signal(signum)
+        assert proc.wait(60) != 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert _processes_using(workdir) == []
