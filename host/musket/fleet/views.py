@@ -30,7 +30,8 @@ def month_start(today: date | None = None) -> date:
     return today.replace(day=1)
 
 
-def _iso(t) -> str | None:
+def iso_utc(t) -> str | None:
+    """A stored time as ISO 8601 in UTC with a Z, as every view and page shows times."""
     t = aware(t)
     return t.isoformat().replace("+00:00", "Z") if t else None
 
@@ -99,7 +100,7 @@ def fleet_status(engine: Engine, today: date | None = None) -> list[dict]:
         out.append({
             "device_id": device_id,
             "online": bool(m["online"]) if m["last_seen"] is not None else None,
-            "last_seen": _iso(m["last_seen"]),
+            "last_seen": iso_utc(m["last_seen"]),
             "signal": m["signal"],
             "iccid": m["iccid"],
             "sim_state": m["sim_state"],
@@ -160,8 +161,8 @@ def device_detail(engine: Engine, device_id: str) -> dict | None:
     return {
         "device_id": device_id, "iccid": reg.iccid, "imei": reg.imei, "board": reg.board,
         "plan": reg.plan, "sim_state": reg.state,
-        "online": bool(s["online"]) if s else None, "last_seen": _iso(s.get("last_seen")),
-        "status_at": _iso(s.get("status_at")), "firmware": s.get("firmware"),
+        "online": bool(s["online"]) if s else None, "last_seen": iso_utc(s.get("last_seen")),
+        "status_at": iso_utc(s.get("status_at")), "firmware": s.get("firmware"),
         "signal": s.get("signal"),
         "health": {"boot_count": s.get("boot_count"), "reset_cause": s.get("reset_cause"),
                    "reboot_reasons": js("reboot_reasons"), "crash": s.get("crash"),
@@ -175,11 +176,11 @@ def device_detail(engine: Engine, device_id: str) -> dict | None:
                  "carrier_stops": s.get("data_stops")},
         "counters": counts, "open_service_events": service,
         "messages": {"stored": stored, "readings": readings, "gaps": gap},
-        "sessions": [{"connected": _iso(c), "disconnected": _iso(d), "why": w}
+        "sessions": [{"connected": iso_utc(c), "disconnected": iso_utc(d), "why": w}
                      for c, d, w in sessions],
         "events": [dict(e._mapping) for e in events],
         "rejected": [{"reason": r, "count": n, "detail": d} for r, n, d in rejected],
-        "ota": [{"campaign": c, "state": st, "reason": why, "updated": _iso(t)}
+        "ota": [{"campaign": c, "state": st, "reason": why, "updated": iso_utc(t)}
                 for c, st, why, t in ota],
     }
 
@@ -188,8 +189,8 @@ def rejected(engine: Engine) -> list[dict]:
     """Every rejected source and reason, with its count, newest first."""
     r = fleet_rejected.c
     with engine.connect() as conn:
-        return [{"source": s, "reason": why, "count": int(n), "first": _iso(f),
-                 "last": _iso(last), "detail": d}
+        return [{"source": s, "reason": why, "count": int(n), "first": iso_utc(f),
+                 "last": iso_utc(last), "detail": d}
                 for s, why, n, f, last, d in conn.execute(
                     select(r.source, r.reason, r.count, r.first, r.last, r.detail)
                     .order_by(r.last.desc()))]

@@ -25,7 +25,7 @@ from sqlalchemy import Engine, or_, select, update
 
 from musket.broker import check_command_size, topic
 from musket.errors import BadInput, Unreachable
-from musket.fleet.views import _iso
+from musket.fleet.views import iso_utc
 from musket.registry.services_schema import svc_outbox
 
 BACKOFF_BASE_S = 30  # the wait after a first failure; doubled after each next one
@@ -202,7 +202,7 @@ def outbox(engine: Engine, state: str | None = None) -> list[dict]:
         rows = conn.execute(query).all()
     return [{"id": r.id, "key": r.key, "kind": r.kind, "state": r.state,
              "attempts": r.attempts, "max_attempts": r.max_attempts,
-             "next_at": _iso(r.next_at), "reason": r.reason, "done": _iso(r.done)}
+             "next_at": iso_utc(r.next_at), "reason": r.reason, "done": iso_utc(r.done)}
             for r in rows]
 
 

@@ -22,7 +22,7 @@ from sqlalchemy.exc import OperationalError
 
 from musket.fleet.sql import aware, insert_new
 from musket.fleet.store import SIGNAL_KEYS
-from musket.fleet.views import _iso
+from musket.fleet.views import iso_utc
 from musket.registry.fleet_schema import (
     fleet_devices,
     fleet_events,
@@ -216,7 +216,7 @@ class RulesEngine:
         if lvl.due(consumable, now):
             yield f"g{lvl.generation}", {"consumable": consumable.name, "level": lvl,
                                          "remaining": round(lvl.remaining, 6),
-                                         "runout_predicted": _iso(lvl.runout)}
+                                         "runout_predicted": iso_utc(lvl.runout)}
 
     def _when_reboots(self, conn, cursors, d, rule, now, later, rebooted, **_):
         if d.device_id not in rebooted:
@@ -228,7 +228,7 @@ class RulesEngine:
         rows = state.reboots_since(conn, d.device_id, since)
         if len(rows) >= rule.params["reboots"]:
             yield (f"t{ticket}" if ticket is not None else f"b{rows[0].boot}",
-                   {"reboots": [{"at": _iso(aware(at)), "reason": why} for _, at, why in rows]})
+                   {"reboots": [{"at": iso_utc(aware(at)), "reason": why} for _, at, why in rows]})
 
     def _when_diagnosis(self, conn, cursors, d, rule, now, later, **_):
         yield from self._codes(conn, cursors, d, rule, rule.params["diagnosis"], now, 0)
@@ -264,14 +264,14 @@ class RulesEngine:
                 since = None
         later[(d.device_id, name)] = since
         if since is not None and _epoch(now) - since >= rule.params["for_days"] * 86400:
-            yield f"l{since:.0f}", {"low_since": _iso(replenish.utc(since))}
+            yield f"l{since:.0f}", {"low_since": iso_utc(replenish.utc(since))}
 
     def _when_silent_hours(self, conn, cursors, d, rule, now, later, **_):
         if d.row is None:
             return
         last = aware(d.row.last_seen)
         if now - last >= timedelta(hours=rule.params["silent_hours"]):
-            yield f"q{_epoch(last):.0f}", {"last_seen": _iso(last)}
+            yield f"q{_epoch(last):.0f}", {"last_seen": iso_utc(last)}
 
     def _when_data_share(self, conn, cursors, d, rule, now, later, data, **_):
         used, included = data.get(d.device_id, (0, 0))
@@ -329,7 +329,7 @@ class RulesEngine:
                 key = f"{rule_key}/{d}/{trigger.occurrence}/{i}"
                 payload = {"key": key, "rule": rule_key, "device_id": d,
                            "customer_id": site.customer_id, "location": site.location,
-                           "occurrence": trigger.occurrence, "fired": _iso(now), **detail}
+                           "occurrence": trigger.occurrence, "fired": iso_utc(now), **detail}
                 conn.execute(insert(svc_outbox).values(
                     key=key, kind=action.kind,
                     target=d if action.kind == "command" else _target(action),

@@ -14,7 +14,7 @@ from sqlalchemy import Connection, func, insert, select, update
 
 from musket import diagnoses
 from musket.fleet.sql import aware
-from musket.fleet.views import _iso
+from musket.fleet.views import iso_utc
 from musket.registry.fleet_schema import fleet_devices, fleet_sessions
 from musket.registry.services_schema import svc_reboots, svc_tickets
 
@@ -48,7 +48,7 @@ def open_ticket(conn: Connection, device_id: str, customer_id: str, location: st
     if not summary:
         summary = "; ".join(f"{code}: {d.problem}" for code, d in found if d) or problem
     s = fleet_sessions.c
-    sessions = [{"connected": _iso(c), "disconnected": _iso(d), "why": w}
+    sessions = [{"connected": iso_utc(c), "disconnected": iso_utc(d), "why": w}
                 for c, d, w in conn.execute(
                     select(s.connected, s.disconnected, s.why).where(s.device_id == device_id)
                     .order_by(s.id.desc()).limit(SESSIONS_CARRIED))]

@@ -8,7 +8,7 @@ import json
 
 from sqlalchemy import Engine, func, select
 
-from musket.fleet.views import _iso
+from musket.fleet.views import iso_utc
 from musket.registry.services_schema import (
     svc_customers,
     svc_orders,
@@ -57,8 +57,8 @@ def orders(engine: Engine, customer_id: str | None = None, state: str | None = N
         rows = conn.execute(query).all()
     return [{"order_id": r.order_id, "device_id": r.device_id, "customer_id": r.customer_id,
              "consumable": r.consumable, "quantity": r.quantity, "state": r.state,
-             "placed": _iso(r.placed), "shipped": _iso(r.shipped),
-             "installed": _iso(r.installed), "runout_predicted": _iso(r.runout_predicted)}
+             "placed": iso_utc(r.placed), "shipped": iso_utc(r.shipped),
+             "installed": iso_utc(r.installed), "runout_predicted": iso_utc(r.runout_predicted)}
             for r in rows]
 
 
@@ -80,7 +80,7 @@ def tickets(engine: Engine, state: str | None = None, customer_id: str | None = 
              "problem": r.problem, "codes": json.loads(r.codes), "repair": r.repair,
              "parts": json.loads(r.parts), "location": r.location,
              "connections": json.loads(r.connections),
-             "opened": _iso(r.opened), "closed": _iso(r.closed)}
+             "opened": iso_utc(r.opened), "closed": iso_utc(r.closed)}
             for r in rows]
 
 

@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import Engine, and_, case, func, select
 
-from musket.fleet.views import _iso
+from musket.fleet.views import iso_utc
 from musket.registry.fleet_schema import fleet_devices, fleet_events, fleet_sessions, fleet_usage
 from musket.registry.schema import audit, devices, sims
 
@@ -68,7 +68,7 @@ def devices_page(engine: Engine, page: int = 1, prefix: str = "", only: str = "a
     for r in rows:
         m = dict(r._mapping)
         m["online"] = None if m["last_seen"] is None else bool(m["online"])
-        m["last_seen"] = _iso(m["last_seen"])
+        m["last_seen"] = iso_utc(m["last_seen"])
         m["reboot_reasons"] = json.loads(m["reboot_reasons"] or "{}")
         m["diagnosis"] = json.loads(m["diagnosis"] or "[]")
         out.append(m)
@@ -158,7 +158,7 @@ def sims_page(engine: Engine, page: int = 1, prefix: str = "", state: str = "all
     count = select(func.count()).select_from(sims).where(*where)
     with engine.connect() as conn:
         rows, page, total = _page_of(conn, query, count, page, per_page)
-    out = [{**r._mapping, "updated": _iso(r.updated)} for r in rows]
+    out = [{**r._mapping, "updated": iso_utc(r.updated)} for r in rows]
     return Page(out, page, -(-total // per_page) or 1, total)
 
 
@@ -222,4 +222,4 @@ def recent_audit(engine: Engine, actions: tuple[str, ...]) -> list[dict]:
     with engine.connect() as conn:
         rows = conn.execute(select(audit).where(audit.c.action.in_(actions))
                             .order_by(audit.c.id.desc()).limit(AUDIT_SHOWN)).all()
-    return [{**r._mapping, "at": _iso(r.at)} for r in rows]
+    return [{**r._mapping, "at": iso_utc(r.at)} for r in rows]
