@@ -30,9 +30,10 @@ def _chunk_for(request, feed, buf):
     return n + 5
 
 
-def download(version):
+def download(version, chunks=-1):
     # Takes the offer (again, after a cut: the same campaign goes on from the checkpoint)
-    # and pulls the bundle chunk by chunk, committing a use after every chunk.
+    # and pulls the bundle chunk by chunk, committing a use after every chunk; given
+    # `chunks`, stops after that many, as a download the link left part way.
     import otaboot
 
     counters = counter.Counters([])
@@ -47,14 +48,15 @@ def download(version):
             print("REFUSED", refused)
             return
         buf = bytearray(5 + 240)
-        while not dl.done:
+        while not dl.done and chunks != 0:
+            chunks -= 1
             request = dl.request()
             if request is None:
                 print("NO REQUEST")
                 return
             dl.take_chunk(buf, _chunk_for(request, feed, buf))
             _count(counters)
-    print("DOWNLOADED")
+    print("DOWNLOADED" if dl.done else "HELD %d" % dl.status["at"])
 
 
 def confirm():
