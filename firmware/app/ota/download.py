@@ -54,8 +54,11 @@ class Download:
         self.phases_sent.set()
         # The "ota" section of the device's status: changed in place, as the status holds it.
         self.status = {"state": "idle"}
-        if self.offer is not None and _size(BUNDLE) >= 0:
-            self._complete()  # a cut came between the bundle's rename and the state's write
+        if self.offer is not None and (_size(BUNDLE) >= 0 or
+                                       _size(PART) == self.offer["size"]):
+            # A cut came after the last chunk reached flash: before the bundle's rename, or
+            # between it and the state's write. Nothing is left to fetch.
+            self._complete()
         elif self.offer is not None:
             self._show("downloading", at=max(0, _size(PART)), size=self.offer["size"])
 
@@ -144,8 +147,8 @@ class Download:
 
     def _complete(self):
         # The bundle is whole: the boot stage installs it at the next boot. Its state is
-        # written last: a cut before leaves a complete bundle that the offer, still on flash,
-        # finds again (an offer with nothing left to fetch completes at once, below).
+        # written last: a cut before leaves a complete bundle (or part file) that the offer,
+        # still on flash, finds again at the next start, which completes it at once.
         import otaboot
 
         if _size(PART) >= 0:

@@ -21,10 +21,11 @@ def _count(counters):
 
 
 def _chunk_for(request, feed, buf):
-    # The fleet's answer to a request: 0x00, the offset (u32 big-endian), the bytes.
-    at = json.loads(request)["at"]
+    # The fleet's answer to a request: 0x00, the offset (u32 big-endian), the bytes asked for.
+    asked = json.loads(request)
+    at = asked["at"]
     feed.seek(at)
-    n = feed.readinto(memoryview(buf)[5:])
+    n = feed.readinto(memoryview(buf)[5:5 + asked["n"]])
     buf[0] = 0
     buf[1:5] = at.to_bytes(4, "big")
     return n + 5
