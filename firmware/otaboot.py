@@ -38,6 +38,10 @@ IDLE = "idle"  # running `version`
 INSTALL = "install"  # a complete bundle waits at BUNDLE
 SWAP = "swap"  # swapping: to a version on trial ("forward") or back to the previous one
 TRIAL = "trial"  # the new version runs on trial until it confirms itself
+# The steps of an update the fleet hears of are kept in the state's "phases" until the
+# application reported them (app/ota/download.py): "verifying" (the bundle checked), "staged"
+# (the new image written to the spare partition), "booting" (the trial's first boot); only
+# for an update a campaign sent. Literals, not names: this module's heap is the device's.
 
 
 def load():
@@ -128,6 +132,7 @@ def confirm(state):
     """The version on trial works: it becomes the device's version."""
     trial = state.pop("trial")
     state.pop("boots", None)
+    state.pop("phases", None)  # the fleet has them: it confirms only once they were sent
     state["phase"] = IDLE
     state["previous"] = state.get("version", FACTORY_VERSION)
     state["version"] = trial["version"]
@@ -152,6 +157,8 @@ def _remove_bundle():
 
 
 def _reject(state, reason):
+    if state.get("campaign"):
+        state["phases"] = ["verifying"]
     state["phase"] = IDLE
     state["last"] = {"version": None, "result": "rejected", "reason": reason,
                      "campaign": state.pop("campaign", None)}
@@ -185,6 +192,8 @@ def _install(state, board, trusted_keys, buf):
     blocks = blocks_for(running_size, manifest["image"]["size"])
     state["trial"] = {"version": manifest["version"], "blocks": blocks,
                       "trusted_keys": manifest.get("trusted_keys")}
+    if state.get("campaign"):
+        state["phases"] = ["verifying", "staged"]
     start_swap(state, "forward", blocks)
     _remove_bundle()
     return blocks
@@ -218,6 +227,8 @@ def run():
         _install(state, _board_name(), trusted_keys(), buf)
     if state["phase"] == TRIAL:
         state["boots"] = state.get("boots", 0) + 1
+        if state["boots"] == 1 and state.get("campaign"):
+            state["phases"] = state.get("phases", []) + ["booting"]
         if state["boots"] > MAX_TRIAL_BOOTS:
             rollback(state, "%d boots without confirming" % MAX_TRIAL_BOOTS)
     if state["phase"] == SWAP:

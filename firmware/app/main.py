@@ -257,12 +257,10 @@ class App:
                                                  self.log)
         uplink = parts["uplink"] = Uplink(link, counters, queue, config, self.log, tls)
         uplink.status_message = self.status_message
-        from app.ota.download import Download, outcome_report
+        from app.ota.download import Download
 
         download = uplink.download = parts["download"] = Download(self.log)
-        report = outcome_report(self.update)
-        if report is not None:
-            download.reports.append(report)
+        download.boot_reports(self.update)
         uplink.reboot = download.done  # a bundle completed before a cut: install it now
         self.status.sections["ota"] = download.status
         self.status.sections["uplink"] = uplink.status

@@ -7,7 +7,7 @@ import datetime
 
 import pytest
 
-from musket.ota import campaign
+from musket.ota import campaign, transfer
 from musket.registry import Registry
 from musket.registry.schema import devices, sims
 
@@ -74,3 +74,15 @@ def test_a_cohort_is_the_registrys_devices_on_a_board(store):
     assert store.cohort(["unit-c"], ["esp32-sim7080g"], ["pilot"]) == ["unit-c", "unit-a",
                                                                         "unit-b"]
     assert store.cohort([], [], ["pilot", "other"]) == ["unit-b", "unit-c"]
+
+
+def test_a_device_update_moves_only_forward_through_its_states():
+    update = transfer.DeviceUpdate("unit-01", "c1", "1.1.0", b"bundle")
+    for state in ("downloading", "downloaded", "verifying", "staged", "verifying", "booting",
+                  "upgraded", None, "rejected", "confirmed"):
+        update.moved(state, "signature: unknown key" if state == "rejected" else None)
+    # A report sent again (verifying) or unknown moves nothing; a final state stays.
+    assert update.history == [("offered", None), ("downloading", None), ("downloaded", None),
+                              ("verifying", None), ("staged", None), ("booting", None),
+                              ("rejected", "signature: unknown key")]
+    assert (update.state, update.reason) == ("rejected", "signature: unknown key")

@@ -42,8 +42,10 @@ def test_a_failing_version_aborts_its_campaign_after_the_canary(make_device, tmp
             server = transfer.BundleServer("127.0.0.1", broker.port, SERVICE_USER,
                                            SERVICE_PASSWORD)
             outcome: list[str] = []
+            changes: list[tuple[str, str]] = []
             runner = threading.Thread(target=lambda: outcome.append(campaign.run(
-                store, server, "bad-1", "1.1.0", bundle, by_stage, 0, 60)))
+                store, server, "bad-1", "1.1.0", bundle, by_stage, 0, 60,
+                on_change=lambda device, state, reason: changes.append((device, state)))))
             runner.start()
             try:
                 canary = devices[by_stage[0][0]]
@@ -59,6 +61,9 @@ def test_a_failing_version_aborts_its_campaign_after_the_canary(make_device, tmp
         broker.stop()
     states = {d["device_id"]: d["state"] for d in found["devices"]}
     assert states[by_stage[0][0]] == "rolled_back", found
+    # The canary's every state, in turn, though the boot stage's came up together.
+    assert changes == [(by_stage[0][0], state) for state in (
+        "downloading", "downloaded", "verifying", "staged", "booting", "rolled_back")], changes
     assert {states[d] for d in FLEET[1:]} == {"skipped"}, found
     assert "stage 1: 1 of 1 device(s) failed" in found["reason"], found
     assert set(server.updates) == {by_stage[0][0]}

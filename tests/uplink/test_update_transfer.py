@@ -15,7 +15,15 @@ from pathlib import Path
 
 import pytest
 from conftest import SERVICE_PASSWORD, SERVICE_USER, device_files
-from updates import UPDATED, boot_lines, fresh_keys, signed_update, state_of, trusting
+from updates import (
+    UPDATED,
+    boot_lines,
+    delta_update,
+    fresh_keys,
+    signed_update,
+    state_of,
+    trusting,
+)
 
 from musket.ota import transfer
 from musket_sim.device import INTERPRETERS
@@ -46,12 +54,42 @@ def test_an_offered_update_is_pulled_installed_and_confirmed(make_device, mosqui
     assert not result.errors, result.errors
     served = server.updates["dev-a"]
     assert served.state == "confirmed", served.reports
-    assert [r["state"] for r in served.reports] == ["downloaded", "confirmed"], served.reports
+    # The boot stage's steps came up from the next boots, each once, then the outcome.
+    assert [r["state"] for r in served.reports] == [
+        "downloaded", "verifying", "staged", "booting", "confirmed"], served.reports
+    assert {r["v"] for r in served.reports} == {"1.1.0"}, served.reports
+    assert [s for s, _ in served.history] == ["offered", "downloading", *transfer.STATES[2:7]]
+    assert "phases" not in state_of(device), state_of(device)  # each marked as sent
+    assert "E app: task" not in device.console_log.read_text()  # no part failed for heap
     assert served.resent_chunks == 0, served.served
     assert served.bytes_served == len(bundle)
     assert UPDATED in boot_lines(device)[-1]
     state = state_of(device)
     assert state["version"] == "1.1.0" and state["last"]["campaign"] == "c1", state
+
+
+@pytest.mark.parametrize("interpreter", INTERPRETERS)
+def test_a_bundle_the_device_refuses_is_reported_verifying_then_rejected_with_why(
+        make_device, mosquitto, tmp_path, interpreter):
+    stranger = fresh_keys(tmp_path / "stranger")
+    bundle = delta_update(stranger, tmp_path / "new", interpreter)
+    device = make_device(files={**device_files("dev-a", mosquitto.port),
+                                **trusting(fresh_keys(tmp_path / "keys"))},
+                         modem=load_scenario("good"))
+    device.run(300)
+    server = transfer.BundleServer("127.0.0.1", mosquitto.port, SERVICE_USER, SERVICE_PASSWORD)
+    try:
+        server.offer("dev-a", "c5", "1.1.0", bundle)
+        result = device.run(900)
+        assert server.wait(["dev-a"], ("rejected",), 10), server.updates["dev-a"]
+    finally:
+        server.close()
+    assert not result.errors, result.errors
+    served = server.updates["dev-a"]
+    assert [r["state"] for r in served.reports] == ["downloaded", "verifying", "rejected"]
+    assert served.state == "rejected" and "signature" in served.reason, served.reports
+    assert UPDATED not in boot_lines(device)[-1]
+    assert "phases" not in state_of(device) and state_of(device)["last"]["reported"]
 
 
 @pytest.mark.parametrize("interpreter", ["micropython"])

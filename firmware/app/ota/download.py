@@ -6,6 +6,7 @@
 # the next request starts there, so no byte that arrived is asked for again, and a chunk for
 # any other offset (a repeat, a late one) is dropped. Complete, the file becomes the bundle
 # the update's boot stage installs at the next boot (otaboot.py), and the device resets.
+import asyncio
 import json
 import os
 import time
@@ -47,10 +48,17 @@ class Download:
         self._asked_at = -1  # offset of the request in flight
         self._asked_ms = 0
         self.reports = []  # what goes up on d/<id>/u next, as JSON-able dicts
+        # Set once the broker has every step of the boot stage reported (boot_reports): a
+        # version on trial confirms itself only then, and drops them from the state.
+        self.phases_sent = asyncio.Event()
+        self.phases_sent.set()
         # The "ota" section of the device's status: changed in place, as the status holds it.
         self.status = {"state": "idle"}
-        if self.offer is not None and _size(BUNDLE) >= 0:
-            self._complete()  # a cut came between the bundle's rename and the state's write
+        if self.offer is not None and (_size(BUNDLE) >= 0 or
+                                       _size(PART) == self.offer["size"]):
+            # A cut came after the last chunk reached flash: before the bundle's rename, or
+            # between it and the state's write. Nothing is left to fetch.
+            self._complete()
         elif self.offer is not None:
             self._show("downloading", at=max(0, _size(PART)), size=self.offer["size"])
 
@@ -139,8 +147,8 @@ class Download:
 
     def _complete(self):
         # The bundle is whole: the boot stage installs it at the next boot. Its state is
-        # written last: a cut before leaves a complete bundle that the offer, still on flash,
-        # finds again (an offer with nothing left to fetch completes at once, below).
+        # written last: a cut before leaves a complete bundle (or part file) that the offer,
+        # still on flash, finds again at the next start, which completes it at once.
         import otaboot
 
         if _size(PART) >= 0:
@@ -156,17 +164,41 @@ class Download:
                              "v": self.offer["v"]})
         self.log.info("ota", "%s downloaded: installing at the next boot" % self.offer["v"])
 
+    def boot_reports(self, state):
+        # What the boot stage's state holds for the fleet (otaboot.py): the steps of the
+        # update it passed, then how the update ended. The steps are dropped from the state
+        # with the next write it needs anyway (the confirmation, the outcome's report), so
+        # that their acknowledgements cost no flash write and no heap for the boot stage.
+        last = state.get("last") or {}
+        campaign = state.get("campaign") or last.get("campaign")
+        version = state.get("trial", {}).get("version") or last.get("version")
+        for phase in state.get("phases", ()):
+            self.reports.append({"c": campaign, "state": phase, "v": version})
+            self.phases_sent.clear()
+        report = outcome_report(state)
+        if report is not None:
+            self.reports.append(report)
+
     def reported(self, report):
         # The broker acknowledged `report`. One about an update's outcome (from the boot
-        # stage's state) is marked sent there, so that it goes up once.
-        if report.get("state") in ("confirmed", "rolled_back", "rejected"):
+        # stage's state) is marked sent there, so that it goes up once; so are the steps that
+        # went before it.
+        done = report.get("state")
+        if done in _PHASES:
+            if not any(r.get("state") in _PHASES for r in self.reports):
+                self.phases_sent.set()
+        elif done in ("confirmed", "rolled_back", "rejected"):
             import otaboot
 
             state = otaboot.load()
             last = state.get("last")
             if last is not None and last.get("campaign") == report.get("c"):
                 last["reported"] = True
+                state.pop("phases", None)
                 otaboot.save(state)
+
+
+_PHASES = ("verifying", "staged", "booting")  # the boot stage's steps (otaboot.py)
 
 
 def outcome_report(state):

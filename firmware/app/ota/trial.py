@@ -21,14 +21,20 @@ def _decide(confirm, reason=None):
     return state
 
 
+async def _acknowledged(session_up, download):
+    await session_up.wait()
+    await download.phases_sent.wait()  # the fleet heard the update's steps: the state drops them
+
+
 async def run(session_up, counters_ok, trial_s, download, log):
-    """`session_up`: an event the uplink sets when the broker acknowledged its session;
+    """`session_up`: an event the uplink sets when the broker acknowledged its session (and
+    then the reports of the update's steps);
     `download`: app.ota.download's Download, whose reports tell the fleet."""
     if not counters_ok:
         reason = "the counters did not open"
     else:
         try:
-            await asyncio.wait_for(session_up.wait(), trial_s)
+            await asyncio.wait_for(_acknowledged(session_up, download), trial_s)
             state = _decide(True)
             if state is not None:
                 log.info("ota", "version %s confirmed" % state["version"])

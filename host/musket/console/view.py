@@ -156,12 +156,23 @@ def _status_rows(st: dict):
     faults = _dict(sensors.get("faults"))
     yield "faults", (", ".join(f"{k}: {v}" for k, v in faults.items()) if faults
                      else ("none" if sensors else None))
+    yield "update", _update(_dict(st.get("ota")))
     health = _dict(st.get("health"))
     yield "health", _pairs(("reboots", health.get("reboots")),
                            ("last crash", health.get("last_crash")),
                            ("connectivity", health.get("connectivity")))
     log = health.get("service_log") or []
     yield "service log", _service_entry(log[-1]) if log else None
+
+
+def _update(ota: dict) -> str:
+    """Where an update stands (app/ota/download.py's status): its state, campaign and
+    version, and while it downloads the bytes the unit holds of the bundle's."""
+    held = None
+    if isinstance(ota.get("at"), int) and isinstance(ota.get("size"), int) and ota["size"] > 0:
+        held = f"{ota['at']:,} of {ota['size']:,} bytes ({100 * ota['at'] // ota['size']}%)"
+    return _pairs(("", ota.get("state")), ("campaign", ota.get("campaign")),
+                  ("version", ota.get("version")), ("held", held))
 
 
 def _service_entry(entry) -> str:

@@ -159,15 +159,18 @@ def run(store: CampaignStore, server: BundleServer, name: str, version: str, dat
             server.offer(device, name, version, data)
             store.set_device(name, device, "offered")
         seen = {device: "offered" for device in stage}
+        recorded = {device: 1 for device in stage}  # of each update's history
         deadline = time.monotonic() + stage_timeout_s
         while True:
             for device in stage:
-                update = server.updates[device]
-                if update.state != seen[device]:
-                    seen[device] = update.state
-                    store.set_device(name, device, update.state, update.reason)
+                # Every state the device passed, in turn, though several came at once.
+                passed = server.updates[device].history[recorded[device]:]
+                recorded[device] += len(passed)
+                for state, reason in passed:
+                    seen[device] = state
+                    store.set_device(name, device, state, reason)
                     if on_change:
-                        on_change(device, update.state, update.reason or "")
+                        on_change(device, state, reason or "")
             pending = [d for d in stage if seen[d] not in FINAL_STATES]
             if not pending or store.state(name) != "running":
                 break

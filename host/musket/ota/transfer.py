@@ -4,8 +4,10 @@ The fleet offers a bundle with an "ota" command on the device's command topic; t
 then pulls it: each request on ``d/<id>/u`` names the campaign, an offset and a length, and
 the chunk goes back on ``d/<id>/c`` as binary (0x00, the offset as u32 big-endian, the bytes).
 The device asks only for what it does not hold, so a chunk goes twice only when a request or
-its chunk was lost. The device's reports on the same topic say how the update goes
-(downloaded, then confirmed, rolled back or rejected after its next boots).
+its chunk was lost. The device's reports on the same topic say how the update goes:
+downloaded, then from the update's boot stage at its next boots verifying (the bundle
+checked), staged (written to the spare partition), booting (the trial's first boot), and
+confirmed, rolled back or rejected.
 
 The server answers any number of devices from one MQTT session, as a service user of the
 broker's ACL (musket.broker: service users read and write every device's topics).
@@ -28,6 +30,9 @@ from musket.errors import BadInput
 CHUNK_MAX = 240  # the most a device asks for at once (firmware/app/ota/download.py)
 CHUNK_MARK = b"\x00"
 FINAL_STATES = ("confirmed", "rolled_back", "rejected")
+# The states of a device's update, in the order it passes them; the last three are final.
+STATES = ("offered", "downloading", "downloaded", "verifying", "staged", "booting",
+          *FINAL_STATES)
 
 
 class TransferError(BadInput):
@@ -42,10 +47,22 @@ class DeviceUpdate:
     campaign: str
     version: str
     data: bytes
-    state: str = "offered"  # then downloading, downloaded, and one of FINAL_STATES
+    state: str = "offered"  # then on through STATES
     reason: str | None = None
+    # Every state it went through, with its reason, in order: several can come at once.
+    history: list[tuple[str, str | None]] = field(default_factory=lambda: [("offered", None)])
     served: Counter = field(default_factory=Counter)  # offset -> times its chunk was sent
     reports: list[dict] = field(default_factory=list)
+
+    def moved(self, state: object, reason: object = None) -> None:
+        """The device reported `state`: the update moves on to it, unless it is not one of
+        STATES or not past the one it is in (a report sent again)."""
+        if state not in STATES or self.state in FINAL_STATES or \
+                STATES.index(state) <= STATES.index(self.state):
+            return
+        self.state = state
+        self.reason = reason if isinstance(reason, str) else None
+        self.history.append((self.state, self.reason))
 
     @property
     def bytes_served(self) -> int:
@@ -121,12 +138,10 @@ class BundleServer:
                 if chunk is not None:
                     update.served[body["at"]] += 1
                     if update.state == "offered":
-                        update.state = "downloading"
+                        update.moved("downloading")
             else:
                 update.reports.append(body)
-                if isinstance(body.get("state"), str):
-                    update.state = body["state"]
-                    update.reason = body.get("reason")
+                update.moved(body.get("state"), body.get("reason"))
                 chunk = None
             self._changed.notify_all()
         if chunk is not None:

@@ -97,7 +97,8 @@ ota_campaigns = Table(
 )
 
 # Each device of a campaign: its stage, and where its update stands (pending, offered,
-# downloading, downloaded, confirmed, rolled_back, rejected, timed_out, skipped).
+# downloading, downloaded, verifying, staged, booting, confirmed, rolled_back, rejected,
+# timed_out, skipped).
 ota_devices = Table(
     "ota_devices", metadata,
     Column("campaign", String(28), ForeignKey("ota_campaigns.name"), primary_key=True),
