@@ -3,7 +3,6 @@
 # adjust, reboot. A config change and a counter adjustment go through the same checks and the
 # same path as the MQTT commands (app.uplink.commands).
 from app import parts
-from app.console_cmds import _health
 from micropython import const
 
 _AT_MAX = const(64)
@@ -108,7 +107,9 @@ async def simswap(con):
     link = parts.get("modem")
     if link is None:
         return "error", "this device has no modem"
-    health = _health()
+    from app.health import current
+
+    health = current()
     # The SIM the device is bound to: recorded at the first status message, else the one the
     # modem read at its bring-up; a device that never read one binds to the SIM in it now.
     before = (link.status.get("identity") or {}).get("iccid")
@@ -156,7 +157,9 @@ async def reboot():
 
     import machine
 
-    _health().rebooting("console")
+    from app.health import current
+
+    current().rebooting("console")
     # The reply goes out before the reset: the UART drains within this.
     asyncio.create_task(_reset_soon(machine))
     return "rebooting"

@@ -12,6 +12,7 @@
 # dispatch and the reads that need no other module; the status is app.console_status, the
 # commands that can change something app.console_change, each loaded only for its requests.
 from app import parts
+from app.console_reads import counters, sensors
 from micropython import const
 
 _LOG_LINES = const(20)  # log lines shown by default
@@ -20,13 +21,6 @@ HELP = (
     "config set KEY VALUE", "at CMD", "simswap", "counter adjust NAME VALUE REASON",
     "service on NAME", "service off", "reboot", "help",
 )
-
-
-def _health():
-    # The health record (app.health), for this request: app.console lets the module go.
-    from app.health import Health
-
-    return Health(parts["status"], parts["log"])
 
 
 async def plan(con, words):
@@ -46,9 +40,10 @@ async def plan(con, words):
     if name == "sensors":
         return sensors()
     if name == "selftest":
+        from app.health import current
         from app.selftest import run
 
-        return "result", await run(_health())
+        return "result", await run(current())
     if name in ("config", "at", "simswap", "counter", "reboot"):
         from app import console_change as change
 
@@ -89,23 +84,3 @@ def log(words):
             return "error", "log: N must be a number of lines"
     entries = parts["log"].entries()
     return "result", [format_entry(e) for e in entries[-n:]] if n > 0 else []
-
-
-def counters():
-    c = parts.get("counters")
-    if c is None:
-        return "result", None
-    out = dict(c.status())
-    # Thresholds as app.counter keeps them (in the counter's units of record).
-    out["rules"] = [{"counter": r[0], "every": r[1], "at": r[2], "action": r[3]}
-                    for r in c.rules]
-    out["marks"] = c.marks
-    return "result", out
-
-
-def sensors():
-    s = parts.get("sensors")
-    if s is None:
-        return "result", None
-    s.update_section()
-    return "result", {"readings": s.section, "faults": s.faults()}

@@ -6,7 +6,7 @@
 import json
 import sys
 
-from app.console_cmds import _health, plan
+from app.console_cmds import plan
 from micropython import const
 
 PROMPT = "musket> "
@@ -132,7 +132,9 @@ async def _change(con, text, token, summary, perform):
     result = await perform()
     who = con.technician
     con.log.info("console", "%s: %s" % (who, summary))
-    _health().service(who, summary)
+    from app.health import current
+
+    current().service(who, summary)
     return {"ok": True, "result": result}
 
 

@@ -1,16 +1,16 @@
 # The console's status (app.console_cmds' plan), loaded for a status request and let go
 # after it: every section of the device's status, health and diagnosis, written as it is made.
 from app import parts
-from app.console_cmds import _health, counters, sensors
+from app.console_reads import counters, sensors
 
 
 def status():
     # The sections as pairs, each made as the answer reaches it and garbage after: no map of
     # the whole status is ever in the heap. The modules they need are loaded first, so that
     # a heap too short for them fails the request before its answer has begun.
-    from app.health import explained
+    from app.health import current, explained
 
-    health = _health()
+    health = current()
     diagnosis = explained(health.codes())
     return _status(health, diagnosis)
 

@@ -208,6 +208,13 @@ class Health:
         return out
 
 
+def current():
+    # The health record for one request (the console's): the module is let go after it.
+    from app import parts
+
+    return Health(parts["status"], parts["log"])
+
+
 def explained(codes):
     # The codes with what is wrong, the repair and the parts (app.diagnoses): the table is
     # loaded only when there is a code to explain, so a healthy unit's answers need none of it.
