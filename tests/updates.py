@@ -39,7 +39,7 @@ def marked_firmware(folder: Path, breaking: bool = False) -> Path:
 def trusting(keys: KeyStore) -> dict[str, bytes]:
     """The file that makes a device trust the store's active and trusted keys, as the line
     writes it."""
-    return {"ota/keys.json": json.dumps([k.public_key.hex() for k in keys.trusted()]).encode()}
+    return keys.device_file()
 
 
 def waiting_update(keys: KeyStore, bundle: bytes, version: str = "1.0.0") -> dict[str, bytes]:

@@ -101,17 +101,21 @@ class DeviceData:
 def build(board: Board | str, micropython: Path | str, out_dir: Path | str, *,
           bootloader: Path | str | None = None, ota: bool = False,
           device: DeviceData | None = None, devices: list[DeviceData] | tuple = (),
-          firmware_root: Path | None = None, cache_dir: Path | None = None) -> BuildResult:
+          firmware_root: Path | None = None, cache_dir: Path | None = None,
+          trusted_keys: dict[str, bytes] | None = None) -> BuildResult:
     """Builds every piece and the merged image into `out_dir`; returns the manifest.
 
     `device` goes on the shared filesystem image; each of `devices` gets its own filesystem
-    and merged image under devices/<name>/.
+    and merged image under devices/<name>/. `trusted_keys`: the update keys' file
+    (`KeyStore.device_file`), on every filesystem image, so units take the updates those keys
+    sign.
     """
     board = load_board(board) if isinstance(board, str) else board
     out = Path(out_dir)
     parts = _firmware_parts(board, Path(micropython), bootloader)
     cache = Path(cache_dir) if cache_dir else _default_cache()
     fs_files, rom_files = application_files(board, cache, firmware_root)
+    fs_files.update(trusted_keys or {})
     layout = board.partitions(ota)
     app_part = next(p for p in layout if p.type == "app")
     if len(parts.app) > app_part.size:

@@ -362,23 +362,30 @@ def _list_boards(boards, as_json: bool) -> None:
 @click.option("--device-config", "device_dir", default=None,
               help="A folder of <name>.json device files: one filesystem and merged image "
                    "each, under devices/<name>/.")
+@click.option("--keys", "keys_dir", default=None,
+              help="An update key store (`musket keys`): its active and trusted public keys "
+                   "go on the filesystem, so the units take the updates they sign. Without "
+                   "it, the units refuse every update.")
 @click.option("--out", "out_dir", default="build", show_default=True,
               help="Output folder.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
-def build_cmd(board, micropython, bootloader, ota, config_file, device_dir, out_dir, as_json):
+def build_cmd(board, micropython, bootloader, ota, config_file, device_dir, keys_dir, out_dir,
+              as_json):
     """Build the flash images for a board: compiled firmware, filesystem, merged image.
 
     \b
     Example:
       musket build --board esp32-sim7080g \\
-          --micropython ESP32_GENERIC-20250415-v1.28.0.bin --out build
+          --micropython ESP32_GENERIC-20250415-v1.28.0.bin --keys keys --out build
     """
     from musket import build
+    from musket.ota.keys import KeyStore
 
     device = build.load_device(config_file) if config_file else None
     devices = build.load_devices(device_dir) if device_dir else []
+    trusted = KeyStore(keys_dir).device_file() if keys_dir else None
     result = build.build(board, micropython, out_dir, bootloader=bootloader, ota=ota,
-                         device=device, devices=devices)
+                         device=device, devices=devices, trusted_keys=trusted)
     if as_json:
         click.echo(json.dumps(result.manifest, indent=2))
         return

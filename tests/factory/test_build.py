@@ -195,3 +195,25 @@ def test_partition_table_binary_layout():
         parttable.decode(bytes(damaged))
     with pytest.raises(MusketError, match="longer than 15"):
         parttable.encode([Partition("a-very-long-partition", "data", "nvs", 0x9000, 0x1000)])
+
+
+def test_units_built_with_a_key_store_trust_its_keys_and_only_them(tmp_path, stand_in):
+    from musket.ota.keys import DEVICE_KEYS_PATH, KeyStore
+
+    keys = KeyStore(tmp_path / "keys")
+    keys.generate()
+    keys.rotate()  # the first key stays trusted beside the new active one
+    runner = CliRunner()
+    made = runner.invoke(main, ["build", "--micropython", str(stand_in()), "--keys",
+                                str(keys.folder), "--out", str(tmp_path / "out"), "--json"])
+    assert made.exit_code == 0, made.output
+    image = (tmp_path / "out" / "flash.bin").read_bytes()
+    board = load_board("esp32-sim7080g")
+    fs = board.filesystem(False)
+    files = fsimage.read(image.ljust(board.flash_size, b"\xff")[fs.offset:fs.end])
+    trusted = json.loads(files[DEVICE_KEYS_PATH])
+    assert trusted == [k.public_key.hex() for k in keys.keys()] and len(trusted) == 2
+    empty = runner.invoke(main, ["build", "--micropython", str(stand_in()), "--keys",
+                                 str(tmp_path / "no-keys"), "--out", str(tmp_path / "x")])
+    assert empty.exit_code == ExitCode.BAD_INPUT, empty.output
+    assert "no active key" in empty.output and not (tmp_path / "x").exists()

@@ -419,6 +419,18 @@ def test_bg95_send_fail_is_a_clear_error(make_device):
     assert sent[1:] == [b"AT+QISEND=0,5\r", b"hello", b"AT+QISEND=0,5\r", b"hello"]
 
 
+def test_sends_from_two_tasks_each_end_on_their_own_result(make_device):
+    # The SIM7600 family confirms a send in a line after OK ("+CIPSEND: <link>,<asked>,
+    # <sent>"); the first send's line, 30 ms late, must not answer the second.
+    table = {SOCKET["sim7600"][1][0]: SOCKET["sim7600"][0][SOCKET["sim7600"][1][0]],
+             b"AT+CIPSEND=0,4\r": b"\r\n>", b"AT+CIPSEND=0,5\r": b"\r\n>",
+             b"ack!": ((1, OK), (30, b"\r\n+CIPSEND: 0,4,4\r\n")),
+             b"reply": OK + b"\r\n+CIPSEND: 0,5,5\r\n"}
+    sent, shown = run(make_device, "sim7600", table, "driver_sockets.two_writers")
+    assert shown["WROTE"] == [4, 5]
+    assert sent[1:] == [b"AT+CIPSEND=0,4\r", b"ack!", b"AT+CIPSEND=0,5\r", b"reply"]
+
+
 # -- what real modems do ------------------------------------------------------------------------
 
 # An error where the ">" prompt was expected (a link the modem no longer has): each family's

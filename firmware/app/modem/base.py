@@ -88,6 +88,7 @@ class Modem:
         self._awaiting = None  # prefix of the reply URC a command waits for
         self._reply_line = None
         self._reply_event = asyncio.Event()
+        self._reply_idle = asyncio.Event()  # set when no command waits for its reply URC
         self._boot_seen = time.ticks_ms()  # the last boot URC, power-on or reset
         self.status = {"family": self.FAMILY, "identity": None, "signal": None,
                        "registration": None, "bearer": False, "ip": None, "sim": None,
@@ -128,6 +129,12 @@ class Modem:
     async def _reply(self, cmd, prefix, what, timeout_ms, cmd_timeout_ms=_CMD_TIMEOUT_MS, **kw):
         # Sends cmd; its result is a `prefix` line sent after OK (or before ERROR), caught by
         # _on_reply. Returns that line's fields; the caller reads its result code.
+        # One such command at a time, from its command to its reply: two tasks' sends on one
+        # link (a PUBACK and a reply) wait for the same prefix, and the first one's reply
+        # must not answer the second.
+        while self._awaiting is not None:
+            self._reply_idle.clear()
+            await self._reply_idle.wait()
         self._awaiting = prefix
         self._reply_line = None
         self._reply_event.clear()
@@ -145,6 +152,7 @@ class Modem:
             return find((self._reply_line,), prefix)
         finally:
             self._awaiting = None
+            self._reply_idle.set()
 
     # -- events ------------------------------------------------------------------------------
 

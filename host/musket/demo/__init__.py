@@ -18,9 +18,10 @@ from pathlib import Path
 from rich.console import Console
 
 from musket.demo import checks as checks_
-from musket.demo import factory, field, report, service
+from musket.demo import factory, field, report, service, update
 from musket.demo.units import make_fleet
 from musket.mosquitto import Mosquitto
+from musket.ota.keys import KeyStore
 from musket.registry import Registry
 
 
@@ -29,7 +30,8 @@ def run(workdir: Path | str | None = None, console: Console | None = None) -> di
     console = console or Console()
     workdir = Path(workdir or tempfile.mkdtemp(prefix="musket-demo-"))
     # Same seed, same report: each run starts from an empty work folder.
-    for leftover in ("units", "build", "broker", "registry.sqlite"):
+    for leftover in ("units", "build", "broker", "registry.sqlite", "keys", "releases",
+                     "fleet-serve.log"):
         path = workdir / leftover
         if path.is_dir():
             shutil.rmtree(path)
@@ -45,11 +47,14 @@ def run(workdir: Path | str | None = None, console: Console | None = None) -> di
     # The service users' passwords live only in this process and the broker's hashes.
     passwords = {user: secrets.token_urlsafe(18) for user in factory.SERVICE_USERS}
     registry = Registry.open(workdir / "registry.sqlite", migrate=True)
+    # The line's update keys: the units are built trusting them, the releases signed with them.
+    keys = KeyStore(workdir / "keys")
+    keys.generate()
     try:
         console.rule("musket demo: six units, three boards, one command")
         console.print("[bold]1. factory[/]: build, flash in parallel with esptool, SIMs and "
                       "plan, provision, end-of-line test")
-        made = factory.run(units, registry, mosquitto, passwords, workdir, console)
+        made = factory.run(units, registry, mosquitto, passwords, keys, workdir, console)
         checks = checks_.check_factory(units, made, registry)
         live = [u for u in units if u.device_id]
         console.print("[bold]2. field[/]: the fleet service takes a virtual day of every unit "
@@ -67,14 +72,26 @@ def run(workdir: Path | str | None = None, console: Console | None = None) -> di
             seconds=1))
         checks += cost_checks
         console.print("[bold]3. service[/]: rules on what the fleet committed; a technician "
-                      "at the unit with the ticket")
+                      "at the unit with the ticket; updates in stages")
         acted = service.act(live, registry, workdir, day_end, factory.LINE)
-        ticket = next((t for t in acted.tickets
-                       if any(c.startswith("SENSOR_") for c in t["codes"])), None)
-        if ticket is not None:
-            unit = next(u for u in live if u.device_id == ticket["device_id"])
-            acted.visit = service.visit(unit, ticket, console)
-        checks += checks_.check_service(live, lived, acted)
+        # The fleet service hears the visit and the updates too (the units' firmware versions).
+        fleet_service = field.FleetService(workdir / "registry.sqlite", mosquitto.port,
+                                           passwords["fleet"], workdir)
+        try:
+            ticket = next((t for t in acted.tickets
+                           if any(c.startswith("SENSOR_") for c in t["codes"])), None)
+            if ticket is not None:
+                unit = next(u for u in live if u.device_id == ticket["device_id"])
+                acted.visit = service.visit(unit, ticket, console)
+            checks += checks_.check_service(live, lived, acted)
+            console.print("  updates: two signed releases in stages, a canary first: "
+                          f"{update.GOOD} for every unit, then {update.BAD}, which cannot "
+                          "start")
+            updated = update.roll_out(live, registry, mosquitto.port, passwords["ota"], keys,
+                                      workdir / "releases", console)
+        finally:
+            fleet_service.stop()
+        checks += checks_.check_updates(live, updated)
         return report.show(units, made, acted, sims, checks, registry, workdir, console,
                            time.monotonic() - started)
     finally:

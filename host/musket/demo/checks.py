@@ -200,3 +200,50 @@ def check_data_cost(units: list[Unit], registry: Registry, now) -> tuple[list[Ch
                             f"carrier {sim.carrier_bytes:,} B (modem model {billed:,} B), "
                             f"{sim.cost:.2f} {sim.currency} on {sim.plan}"))
     return checks, sims
+
+
+def _boot_lines(unit: Unit) -> list[str]:
+    log = (unit.folder / "console.log").read_text(errors="replace")
+    return [line for line in log.splitlines() if "boot: boot #" in line]
+
+
+def check_updates(units: list[Unit], updated) -> list[Check]:
+    """The campaigns as the registry records them, against what each unit ran: the boot line
+    of the image that booted last (each release's line names it) and whether the bad
+    release reached any unit but the canary."""
+    from musket.demo.update import BAD, GOOD, campaign_name
+
+    checks = []
+    good = updated.campaigns.get(campaign_name(GOOD)) or {}
+    states = {d["device_id"]: d["state"] for d in good.get("devices", [])}
+    running = {u.name: (_boot_lines(u) or [""])[-1] for u in units}
+    on_good = [u.name for u in units if running[u.name].endswith(f"release {GOOD}")]
+    confirmed = [u.name for u in units if states.get(u.device_id) == "confirmed"]
+    resent = sum(s["resent_chunks"] for s in updated.served.get(campaign_name(GOOD), {}).values())
+    checks.append(Check(f"release {GOOD} confirmed on every unit",
+                        good.get("state") == "completed" and len(confirmed) == len(units)
+                        and len(on_good) == len(units),
+                        f"campaign {good.get('state')}; confirmed {len(confirmed)} of "
+                        f"{len(units)}; booting {GOOD}: {len(on_good)}; chunks sent twice: "
+                        f"{resent}"))
+    bad = updated.campaigns.get(campaign_name(BAD)) or {}
+    states = {d["device_id"]: d["state"] for d in bad.get("devices", [])}
+    canary = next((u for u in units if any(d["device_id"] == u.device_id and d["stage"] == 1
+                                           for d in bad.get("devices", []))), None)
+    rolled_back = canary is not None and states.get(canary.device_id) == "rolled_back"
+    failed_boots = 0
+    if canary is not None:
+        log = (canary.folder / "console.log").read_text(errors="replace")
+        failed_boots = log.count("part_left_out")
+    offered = set(updated.served.get(campaign_name(BAD), {}))
+    others = {d: s for d, s in states.items() if canary is None or d != canary.device_id}
+    ok = (bad.get("state") == "aborted" and rolled_back and failed_boots > 0
+          and canary is not None and running[canary.name].endswith(f"release {GOOD}")
+          and offered == {canary.name} and set(others.values()) == {"skipped"})
+    checks.append(Check(f"release {BAD} rolled back on the canary, campaign aborted", ok,
+                        f"campaign {bad.get('state')}; "
+                        f"{canary.name if canary else 'no canary'}: "
+                        f"{states.get(canary.device_id) if canary else '-'} after "
+                        f"{failed_boots} failed start(s), back on {GOOD}; "
+                        f"offered to {len(offered)} unit(s), the other {len(others)} skipped"))
+    return checks

@@ -23,6 +23,7 @@ from musket.demo.units import Unit
 from musket.errors import MusketError
 from musket.fleet import plans
 from musket.mosquitto import Mosquitto
+from musket.ota.keys import KeyStore
 from musket.provision import BrokerSettings, ProvisionOptions, provision
 from musket.registry import Actor, Registry
 
@@ -36,7 +37,7 @@ EOL_STATION = Actor("eol-1", "demo")
 # these): a health status every half hour, so the fleet's view of each unit's data use is
 # never more than half an hour old.
 LINE_CONFIG = build.DeviceData("line", {"health_interval_s": 1800}, {})
-SERVICE_USERS = ("fleet", "eol", "console")
+SERVICE_USERS = ("fleet", "eol", "console", "ota")
 PLANS_TOML = """\
 [plans.iot-eu-10mb]
 monthly_fee = 1.50
@@ -63,8 +64,10 @@ def _progress(console: Console) -> Progress:
                     TextColumn("{task.fields[state]}"), TimeElapsedColumn(), console=console)
 
 
-def build_boards(units: list[Unit], workdir: Path, console: Console) -> dict[str, Path]:
-    """One build per board; returns board -> build folder."""
+def build_boards(units: list[Unit], workdir: Path, keys: KeyStore, console: Console
+                 ) -> dict[str, Path]:
+    """One build per board, its units trusting the line's update keys; returns board ->
+    build folder."""
     folders: dict[str, Path] = {}
     boards = sorted({u.spec.board for u in units})
     with _progress(console) as bars:
@@ -76,7 +79,8 @@ def build_boards(units: list[Unit], workdir: Path, console: Console) -> dict[str
             release.write_bytes(espimage.stand_in_release(
                 board.chip, parttable.encode(board.partitions(False)), APP_SIZE))
             folders[name] = workdir / "build" / name
-            result = build.build(board, release, folders[name], device=LINE_CONFIG)
+            result = build.build(board, release, folders[name], device=LINE_CONFIG,
+                                 trusted_keys=keys.device_file())
             size = sum(p["size"] for p in result.manifest["pieces"]
                        if p["name"] != "flash.bin")
             bars.update(task, completed=1, state=f"{size:,} bytes in "
@@ -207,9 +211,9 @@ def end_of_line(units: list[Unit], registry: Registry, watch: eol.BrokerWatch,
 
 
 def run(units: list[Unit], registry: Registry, mosquitto: Mosquitto, service_passwords: dict,
-        workdir: Path, console: Console) -> FactoryResult:
+        keys: KeyStore, workdir: Path, console: Console) -> FactoryResult:
     result = FactoryResult()
-    builds = build_boards(units, workdir, console)
+    builds = build_boards(units, workdir, keys, console)
     result.builds = {b: str(f) for b, f in builds.items()}
     result.flashed = flash_all(units, builds, console)
     failed = [f"{name}: {r.error}" for name, r in result.flashed.items() if not r.ok]

@@ -52,7 +52,8 @@ class FleetService:
     def __init__(self, registry_path: Path, broker_port: int, password: str, folder: Path):
         self.log_path = folder / "fleet-serve.log"
         env = dict(os.environ, MUSKET_FLEET_DEMO_PASSWORD=password)
-        with open(self.log_path, "wb") as log:
+        with open(self.log_path, "ab") as log:
+            start = log.tell()  # the service started again appends: this run's lines
             self.proc = subprocess.Popen(
                 [str(Path(sys.executable).with_name("musket")), "fleet", "serve",
                  "--registry", str(registry_path), "--broker", f"127.0.0.1:{broker_port}",
@@ -60,12 +61,17 @@ class FleetService:
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
                 start_new_session=True)
         deadline = time.monotonic() + SERVE_START_TIMEOUT_S
-        while "subscribed" not in self.log_path.read_text(errors="replace"):
+        while b"subscribed" not in self._log_since(start):
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.stop()
                 raise MusketError("the fleet service did not start: "
-                                  + self.log_path.read_text(errors="replace")[-400:])
+                                  + self._log_since(start)[-400:].decode(errors="replace"))
             time.sleep(0.05)
+
+    def _log_since(self, offset: int) -> bytes:
+        with open(self.log_path, "rb") as log:
+            log.seek(offset)
+            return log.read()
 
     def stop(self) -> None:
         if self.proc.poll() is None:

@@ -126,10 +126,11 @@ class Unit:
         self.power_off()
         raise UnitSilent(f"{self.name}: the virtual device did not open its console: {tail}")
 
-    def live(self, *, span: str, scenario: Path, usage: str, extra: tuple[str, ...] = ()
-             ) -> None:
-        """Runs the unit on its own for `span` of virtual time, as fast as it goes."""
-        self._start(console=False, speed="max", span=span, scenario=scenario, usage=usage,
+    def live(self, *, span: str, scenario: Path, usage: str, extra: tuple[str, ...] = (),
+             speed: str = "max") -> None:
+        """Runs the unit on its own for `span` of virtual time, as fast as it goes (or at
+        `speed` virtual seconds per wall second)."""
+        self._start(console=False, speed=speed, span=span, scenario=scenario, usage=usage,
                     extra=extra)
 
     def virtual_now(self) -> float:

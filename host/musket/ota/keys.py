@@ -30,6 +30,8 @@ INDEX = "index.json"
 INDEX_FORMAT = 1
 ACTIVE, TRUSTED, RETIRED = "active", "trusted", "retired"
 STATES = (ACTIVE, TRUSTED, RETIRED)
+# The public keys a unit trusts, hex, as a JSON list on its filesystem (firmware/otaboot.py).
+DEVICE_KEYS_PATH = "ota/keys.json"
 ID_BYTES = 8
 
 
@@ -118,6 +120,15 @@ class KeyStore:
     def trusted(self) -> list[KeyInfo]:
         """The keys a bundle tells devices to trust: the active one and the trusted ones."""
         return [key for key in self.keys() if key.state in (ACTIVE, TRUSTED)]
+
+    def device_file(self) -> dict[str, bytes]:
+        """The file that makes a unit trust these keys, as the line writes it on its
+        filesystem (firmware/otaboot.py reads it): path → bytes."""
+        trusted = self.trusted()
+        if not trusted:
+            raise KeyStoreError(f"no active key in {self.folder}",
+                                hint="create one with `musket keys generate`")
+        return {DEVICE_KEYS_PATH: json.dumps([k.public_key.hex() for k in trusted]).encode()}
 
     def public_keys(self) -> dict[str, bytes]:
         """ID → raw public key of every key, retired ones too (to read old bundles)."""

@@ -104,3 +104,17 @@ async def direct_push(modem, fake, ch):
     except OSError as e:
         show("OVERFLOW", [got] + oserror(e))
     await sock.close()
+
+
+async def two_writers(modem, fake, ch):
+    # Two tasks write at once (the uplink's PUBACK and a command's reply): each send ends on
+    # its own result, though the first one's comes late.
+    sock = await modem.open_socket("broker.example", 1883, 30000)
+
+    async def write(data):
+        try:
+            return await sock.write(data)
+        except OSError as e:
+            return oserror(e)
+
+    show("WROTE", await asyncio.gather(write(b"ack!"), write(b"reply")))
