@@ -245,17 +245,21 @@ def services_orders_set(order_id, state, location, station, operator):
     click.echo(f"order {order_id}: {state}")
 
 
-@services_group.command("tickets")
+@services_group.group("tickets", invoke_without_command=True)
+@click.pass_context
 @_view_options
 @click.option("--state", type=click.Choice(["open", "closed"]), default=None)
 @click.option("--customer", default=None)
-def services_tickets(location, as_json, state, customer):
-    """Technician tickets: the problem, the diagnosis codes, the repair and the parts.
+def services_tickets(ctx, location, as_json, state, customer):
+    """Technician tickets: the problem, the diagnosis codes, the repair and the parts
+    (`tickets close ID` closes one on site).
 
     \b
     Example:
       musket services tickets --state open
     """
+    if ctx.invoked_subcommand:
+        return
     from musket.services import views
 
     with _open(location) as registry:
@@ -268,6 +272,26 @@ def services_tickets(location, as_json, state, customer):
            [[r["ticket_id"], r["device_id"], r["location"], r["problem"],
              " ".join(r["codes"]), "; ".join(r["parts"]), _short(r["opened"]),
              _short(r["closed"])] for r in rows])
+
+
+@services_tickets.command("close")
+@click.argument("ticket_id", type=int)
+@click.option("--repair", required=True, help="What was done on site, for the record.")
+@_registry_option
+@_actor_options
+def services_tickets_close(ticket_id, repair, location, station, operator):
+    """Close a ticket on site with the repair made, audited (a ticket also closes itself
+    once its device reports healthy again).
+
+    \b
+    Example:
+      musket services tickets close 7 --repair "sensor connector reseated" --operator rui
+    """
+    from musket.services.tickets import close_on_site
+
+    with _open(location) as registry:
+        close_on_site(registry.engine, ticket_id, _actor(station, operator), repair)
+    click.echo(f"ticket {ticket_id}: closed")
 
 
 @services_group.command("tariffs")

@@ -71,7 +71,10 @@ def _expected_checks() -> list[str]:
             + [f"{c} billed for its brews" for c in ("bistro-lumen", "cafe-aurora",
                                                       "office-north")]
             + ["technician confirmed the ticket's diagnosis on site",
-               "repair proved by the unit's selftest, visit logged on the unit"])
+               "repair proved by the unit's selftest, visit logged on the unit",
+               "ticket closed on site with the repair, audited",
+               "release 1.1.0 confirmed on every unit",
+               "release 1.2.0 rolled back on the canary, campaign aborted"])
 
 
 @pytest.mark.parametrize("what", _expected_checks())

@@ -90,3 +90,29 @@ def test_run_once_then_the_views_orders_and_bill(registry, tmp_path, location):
     assert json.loads(cli(location, "services", "tariffs", "--json").output) == [
         {"scope": "product:coffee", "currency": "EUR", "minimum": 1.0,
          "prices": {"brews": 0.05}}]
+
+
+def test_a_technician_closes_a_ticket_on_site_once_with_the_repair_audited(registry, location):
+    from datetime import UTC, datetime
+
+    from musket.services.tickets import open_ticket
+
+    with registry.engine.begin() as conn:
+        ticket_id = open_ticket(conn, "dev-a", "acme", "Acme HQ", "coffee/sensor",
+                                "a sensor has failed", datetime(2026, 12, 3, tzinfo=UTC))
+    missing = cli(location, "services", "tickets", "close", str(ticket_id), "--repair", " ",
+                  ok=False)
+    assert missing.exit_code == ExitCode.BAD_INPUT and "needs the repair" in missing.output
+    assert "closed" in cli(location, "services", "tickets", "close", str(ticket_id),
+                           "--repair", "sensor connector reseated", "--operator", "rui").output
+    (closed,) = json.loads(cli(location, "services", "tickets", "--state", "closed",
+                               "--json").output)
+    assert closed["ticket_id"] == ticket_id and closed["closed"] is not None
+    (entry,) = [e for e in registry.audit("dev-a") if e.action == "ticket-closed"]
+    assert entry.operator == "rui", entry
+    assert entry.changes["repair"] == "sensor connector reseated"
+    again = cli(location, "services", "tickets", "close", str(ticket_id), "--repair", "x",
+                ok=False)
+    assert again.exit_code == ExitCode.BAD_INPUT and "was closed at" in again.output
+    unknown = cli(location, "services", "tickets", "close", "999", "--repair", "x", ok=False)
+    assert unknown.exit_code == ExitCode.BAD_INPUT and "no ticket 999" in unknown.output

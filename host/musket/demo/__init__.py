@@ -1,9 +1,11 @@
 """`musket demo`: the product's whole life on a small fleet, in one command.
 
 Stages, each a module: `factory` (build, flash, SIMs and plans, provision, end-of-line),
-then `report`, whose checks compare what the registry and the broker hold with what the
-simulation did. `run` starts every process through `Unit`, `Mosquitto` or the loaders and
-ends them all before it returns, also on an error or Ctrl-C.
+`field` (the fleet service takes a virtual day of every unit), `service` (rules, orders,
+tickets, bills; a technician's visit) and `update` (two signed releases in stages), then
+`report`, whose checks (`checks`) compare what the registry and the broker hold with what the
+simulation did. `run` starts every process through `Unit`, `Mosquitto`, `FleetService` or the
+loaders and ends them all before it returns, also on an error or Ctrl-C.
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ from musket.demo.units import make_fleet
 from musket.mosquitto import Mosquitto
 from musket.ota.keys import KeyStore
 from musket.registry import Registry
+from musket.services import views as service_views
+
+VISIT_AFTER = timedelta(hours=1)  # the technician's visit, on the services' clock
 
 
 def run(workdir: Path | str | None = None, console: Console | None = None) -> dict:
@@ -82,7 +87,9 @@ def run(workdir: Path | str | None = None, console: Console | None = None) -> di
                            if any(c.startswith("SENSOR_") for c in t["codes"])), None)
             if ticket is not None:
                 unit = next(u for u in live if u.device_id == ticket["device_id"])
-                acted.visit = service.visit(unit, ticket, console)
+                acted.visit = service.visit(unit, ticket, registry, day_end + VISIT_AFTER,
+                                            console)
+                acted.tickets = service_views.tickets(registry.engine)  # closed on site
             checks += checks_.check_service(live, lived, acted)
             console.print("  updates: two signed releases in stages, a canary first: "
                           f"{update.GOOD} for every unit, then {update.BAD}, which cannot "
@@ -92,7 +99,7 @@ def run(workdir: Path | str | None = None, console: Console | None = None) -> di
         finally:
             fleet_service.stop()
         checks += checks_.check_updates(live, updated)
-        return report.show(units, made, acted, sims, checks, registry, workdir, console,
+        return report.show(units, made, acted, updated, sims, checks, registry, workdir, console,
                            time.monotonic() - started)
     finally:
         for unit in units:

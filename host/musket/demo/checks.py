@@ -169,6 +169,12 @@ def check_service(units: list[Unit], lived, acted) -> list[Check]:
                             f"selftest {'passed' if visit['passed_after'] else 'failed'}; "
                             f"{TECHNICIAN}'s service mode in the unit's log: "
                             f"{'yes' if visit['logged'] else 'no'}"))
+        closed = visit.get("closed") or {}
+        ticket = next((t for t in acted.tickets if t["ticket_id"] == visit["ticket"]),
+                      {})
+        checks.append(Check("ticket closed on site with the repair, audited",
+                            bool(closed) and ticket.get("closed") is not None,
+                            f"ticket {visit['ticket']}: {closed.get('repair', 'still open')}"))
     else:
         checks.append(Check("technician's visit", False, "no ticket to visit"))
     return checks

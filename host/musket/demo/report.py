@@ -22,16 +22,22 @@ def _table(title: str, columns: tuple[str, ...], rows: list[tuple]) -> Table:
     return table
 
 
-def show(units: list[Unit], made, acted, sims: list, checks: list[Check], registry: Registry,
-         workdir: Path, console: Console, seconds: float) -> dict:
+def show(units: list[Unit], made, acted, updated, sims: list, checks: list[Check],
+         registry: Registry, workdir: Path, console: Console, seconds: float) -> dict:
+    from musket.fleet import views
+
     console.rule("4. report")
+    firmware = {u.name: (views.device_detail(registry.engine, u.device_id) or {}).get("firmware")
+                for u in units if u.device_id}
     console.print(_table("the fleet", (
-        "unit", "board", "customer", "end-of-line", "brews", "litres", "data (device/air)"), [
+        "unit", "board", "customer", "end-of-line", "brews", "litres", "data (device/air)",
+        "firmware"), [
         (u.name, u.spec.board, u.spec.customer,
          ("passed" if made.eol[u.name].passed else "failed") if u.name in made.eol
          else "refused",
          u.counted[0] if u.counted else "-", f"{u.counted[1]:.3f}" if u.counted else "-",
-         f"{u.data[0]:,} / {u.data[1]:,} B" if u.data else "-") for u in units]))
+         f"{u.data[0]:,} / {u.data[1]:,} B" if u.data else "-",
+         firmware.get(u.name) or "-") for u in units]))
     for unit in units:
         if unit.refused:
             console.print(f"{unit.name} refused at provisioning: {unit.refused}")
@@ -46,12 +52,20 @@ def show(units: list[Unit], made, acted, sims: list, checks: list[Check], regist
                                     "run-out predicted"), [
         (o["order_id"], _name(units, o["device_id"]), o["consumable"], o["state"],
          o["placed"][:16], (o["runout_predicted"] or "")[:16]) for o in acted.orders]))
-    console.print(_table("tickets", ("ticket", "unit", "codes", "parts", "location"), [
+    console.print(_table("tickets", ("ticket", "unit", "codes", "parts", "location",
+                                     "closed"), [
         (t["ticket_id"], _name(units, t["device_id"]), ", ".join(t["codes"]),
-         "; ".join(t["parts"]), t["location"]) for t in acted.tickets]))
+         "; ".join(t["parts"]), t["location"], (t["closed"] or "open")[:16])
+        for t in acted.tickets]))
     console.print(_table(f"statements {acted.period}", ("customer", "brews", "total"), [
         (s["customer_id"], sum(line["quantity"] for line in s["lines"]),
          f"{s['total']} {s['currency']}") for s in acted.statements]))
+    console.print(_table("update campaigns", (
+        "campaign", "release", "bundle", "stages", "result", "units"), [
+        (name, c["version"], f"{updated.bundles[c['version']]['kind']} "
+                             f"{updated.bundles[c['version']]['bytes']:,} B",
+         ",".join(c["stages"]), c["state"] + (f": {c['reason']}" if c["reason"] else ""),
+         _unit_states(units, c["devices"])) for name, c in updated.campaigns.items()]))
     console.print(_table("checked against the simulation", ("check", "result", "detail"), [
         (c.what, "[green]ok[/]" if c.ok else "[red]FAILED[/]", c.detail) for c in checks]))
     ok = all(c.ok for c in checks)
@@ -66,9 +80,22 @@ def show(units: list[Unit], made, acted, sims: list, checks: list[Check], regist
     console.print(f"{sum(c.ok for c in checks)} of {len(checks)} checks passed"
                   + ("" if ok else ": [red]SOME CHECKS FAILED[/]"))
     return {"ok": ok, "checks": [c.__dict__ for c in checks], "seconds": seconds,
+            "campaigns": {name: {"state": c["state"], "reason": c["reason"],
+                                 "units": {_name(units, d["device_id"]): d["state"]
+                                           for d in c["devices"]}}
+                          for name, c in updated.campaigns.items()},
             "units": {u.name: {"device_id": u.device_id, "refused": u.refused,
                                "counted": list(u.counted), "data": list(u.data)}
                       for u in units}}
+
+
+def _unit_states(units: list[Unit], devices: list[dict]) -> str:
+    """"unit-1 rolled_back; 4 skipped": each state once, with its units when few."""
+    by_state: dict[str, list[str]] = {}
+    for d in devices:
+        by_state.setdefault(d["state"], []).append(_name(units, d["device_id"]))
+    return "; ".join(f"{', '.join(names)} {state}" if len(names) <= 2
+                     else f"{len(names)} {state}" for state, names in by_state.items())
 
 
 def _name(units: list[Unit], device_id: str) -> str:

@@ -21,9 +21,11 @@ from rich.console import Console
 
 from musket.demo.units import Unit
 from musket.errors import MusketError
+from musket.registry import Actor
 from musket.services import rules, sites, views
 from musket.services.dispatch import Dispatcher
 from musket.services.engine import RulesEngine
+from musket.services.tickets import close_on_site
 
 COFFEE_RULES = """\
 # The demo's coffee machines: a 2 kg bean hopper, 12 g a brew, beans delivered next day.
@@ -45,6 +47,7 @@ rules:
 CUSTOMER_NAMES = {"cafe-aurora": "Café Aurora", "bistro-lumen": "Bistro Lumen",
                   "office-north": "Office North"}
 TECHNICIAN = "Rui Costa"
+REPAIR = "temperature sensor's connector reseated; selftest passed"
 # The technician plugs the sensor back in five virtual minutes into the visit.
 RECONNECT_AT_S = 300
 VISIT_SPEED = "20"
@@ -119,9 +122,10 @@ def _wait_for(port: str, ready, what: str) -> dict:
     raise MusketError(f"the unit did not get {what} in {VISIT_TIMEOUT_S} s")
 
 
-def visit(unit: Unit, ticket: dict, console: Console) -> dict:
-    """The technician at the unit: confirms the ticket's diagnosis, plugs the sensor back in,
-    proves the repair with the unit's selftest; service mode records the visit on the unit."""
+def visit(unit: Unit, ticket: dict, registry, at: datetime, console: Console) -> dict:
+    """The technician at the unit (at `at` on the services' clock): confirms the ticket's
+    diagnosis, plugs the sensor back in, proves the repair with the unit's selftest (service
+    mode records the visit on the unit), then closes the ticket with the repair made."""
     usage = unit.folder / "visit-usage.json"
     usage.write_text(json.dumps({"faults": [{"at": 0, "for": RECONNECT_AT_S, "sensor": "sht",
                                              "kind": "nack"}]}))
@@ -146,8 +150,14 @@ def visit(unit: Unit, ticket: dict, console: Console) -> dict:
                       "service mode off")
     finally:
         unit.power_off()
+    closed = None
+    if after.get("passed"):
+        closed = close_on_site(registry.engine, ticket["ticket_id"], Actor("field", TECHNICIAN),
+                               REPAIR, at)
+        console.print(f"  ticket {ticket['ticket_id']} closed: {REPAIR}")
     log = (unit.folder / "console.log").read_text(errors="replace")
     return {"unit": unit.name, "ticket": ticket.get("ticket_id"), "codes_before": codes,
+            "closed": closed,
             "ticket_codes": ticket.get("codes", []), "passed_after": bool(after.get("passed")),
             "logged": f"service mode on: {TECHNICIAN}" in log
             and f"service mode off: {TECHNICIAN}" in log}

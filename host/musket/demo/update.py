@@ -22,7 +22,7 @@ from musket import firmware
 from musket.demo.units import Unit
 from musket.ota import campaign, image, release
 from musket.ota.keys import KeyStore
-from musket.ota.transfer import STATES, BundleServer
+from musket.ota.transfer import FINAL_STATES, STATES, BundleServer
 
 GOOD, BAD = "1.1.0", "1.2.0"
 STAGES = ["1", "100%"]  # a canary, then everyone
@@ -115,16 +115,18 @@ def roll_out(units: list[Unit], registry, broker_port: int, password: str, keys:
                                           state="waiting for its stage") for d in cohort}
 
                 def moved(device: str, state: str, reason: str, bars=bars, tasks=tasks):
-                    at = STATES.index(state) + 1 if state in STATES else len(STATES)
+                    at = (len(STATES) if state not in STATES[:-len(FINAL_STATES)]
+                          else STATES.index(state) + 1)
                     bars.update(tasks[device], completed=at,
                                 state=state + (f": {reason}" if reason else ""))
 
                 ended = campaign.run(store, server, name, version, made.data, by_stage,
                                      ABORT_AFTER, STAGE_TIMEOUT_S, moved)
-                for device in cohort:
-                    if device not in server.updates:
-                        bars.update(tasks[device], state="never offered")
-            result.campaigns[name] = found = store.get(name)
+                result.campaigns[name] = found = store.get(name)
+                for device in found["devices"]:
+                    if device["state"] == "skipped":
+                        bars.update(tasks[device["device_id"]],
+                                    state="skipped: never offered")
             result.served[name] = {
                 names[d]: {"bytes": u.bytes_served, "resent_chunks": u.resent_chunks}
                 for d, u in server.updates.items() if u.campaign == name}

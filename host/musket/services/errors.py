@@ -16,3 +16,7 @@ class RulesError(ServicesInput):
 
 class OrderStateError(ServicesInput):
     """An order state that does not exist, or a transition an order cannot make."""
+
+
+class TicketError(ServicesInput):
+    """A ticket that does not exist or is already closed, or a close without its repair."""

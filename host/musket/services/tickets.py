@@ -3,20 +3,23 @@ needs before driving out: the device's diagnosis codes with the recommended repa
 parts (musket.diagnoses: the same table the device uses), the location label and the
 connection history. A ticket closes itself when the device reports healthy again: a status
 since the ticket opened, no diagnosis code, and no unexpected reboot for the rule's
-`healthy_after_hours`."""
+`healthy_after_hours`; or the technician closes it on site with what they did (audited)."""
 
 from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, Engine, func, insert, select, update
 
 from musket import diagnoses
 from musket.fleet.sql import aware
 from musket.fleet.views import iso_utc
+from musket.registry.core import now as registry_now
+from musket.registry.core import record_audit
 from musket.registry.fleet_schema import fleet_devices, fleet_sessions
 from musket.registry.services_schema import svc_reboots, svc_tickets
+from musket.services.errors import TicketError
 
 SESSIONS_CARRIED = 10  # the newest connections a ticket carries
 NO_PARTS = "none"
@@ -82,3 +85,27 @@ def close_healthy(conn: Connection, healthy_after: dict[str, float], now: dateti
         closed += conn.execute(update(svc_tickets).where(
             t.ticket_id == ticket_id, t.closed.is_(None)).values(closed=now)).rowcount
     return closed
+
+
+def close_on_site(engine: Engine, ticket_id: int, actor, repair: str,
+                  at: datetime | None = None) -> dict:
+    """The technician closes an open ticket with the repair they made; the audit row keeps
+    who and what. Returns the audit's changes."""
+    repair = (repair or "").strip()
+    if not repair:
+        raise TicketError("closing a ticket needs the repair made (--repair)")
+    with engine.begin() as conn:
+        ticket = conn.execute(select(svc_tickets).where(
+            svc_tickets.c.ticket_id == int(ticket_id))).first()
+        if ticket is None:
+            raise TicketError(f"no ticket {ticket_id}")
+        if ticket.closed is not None:
+            raise TicketError(f"ticket {ticket_id} was closed at {iso_utc(ticket.closed)}")
+        closed = at or registry_now()
+        conn.execute(update(svc_tickets).where(svc_tickets.c.ticket_id == ticket.ticket_id)
+                     .values(closed=closed))
+        changes = {"ticket": ticket.ticket_id, "problem": ticket.problem,
+                   "codes": json.loads(ticket.codes), "repair": repair[:200],
+                   "closed": iso_utc(closed)}
+        record_audit(conn, actor, "ticket-closed", ticket.device_id, changes)
+    return changes
