@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 from musket import broker as broker_mod
@@ -113,6 +114,9 @@ class ProvisionOptions:
     # A SIM the vendor's list did not bring is refused unless this is set.
     allow_unknown_sim: bool = False
     id_prefix: str = binding.DEFAULT_ID_PREFIX
+    # Draws each character of a new device ID: at random, or from a seeded generator where
+    # the same line must give the same IDs (the demo).
+    id_choice: Callable[[str], str] = secrets.choice
     # Restart the unit afterwards, so that it runs its application with the new config.
     reset: bool = True
 
@@ -267,7 +271,7 @@ def _bind(console: UnitConsole, registry: Registry, broker: BrokerSettings, acto
     with registry.transaction() as conn:
         plan = binding.plan(conn, unit, rebind=options.rebind,
                             allow_unknown_sim=options.allow_unknown_sim,
-                            id_prefix=options.id_prefix)
+                            id_prefix=options.id_prefix, id_choice=options.id_choice)
         config = broker.device_config(plan.device_id)
         config_changes = {key: [held["config"].get(key), value]
                           for key, value in config.items() if held["config"].get(key) != value}

@@ -214,6 +214,25 @@ def test_a_bound_sim_can_be_activated_but_not_put_back_in_stock(registry, tmp_pa
 # -- binding -------------------------------------------------------------------------------
 
 
+def test_a_seeded_id_choice_gives_the_same_ids_and_a_taken_one_is_drawn_again(tmp_path):
+    import random
+
+    drawn = []
+    for run in ("a", "b"):
+        with Registry.open(tmp_path / f"{run}.sqlite", migrate=True) as registry:
+            registry.import_sims(write_csv(tmp_path, [f"{i},iot,inventory" for i in ICCIDS],
+                                           name=f"{run}.csv"), ACTOR)
+            seeded = random.Random("line-7")
+            first, _ = bind(registry, unit(), id_choice=seeded.choice)
+            # The same draws again: the first ID is taken, so the next one is drawn.
+            again = random.Random("line-7")
+            second, _ = bind(registry, unit(iccid=ICCIDS[1], imei=IMEI_B, chip="240ac4000002"),
+                             id_choice=again.choice)
+            drawn.append((first.device_id, second.device_id))
+    assert drawn[0] == drawn[1]
+    assert drawn[0][0] != drawn[0][1] and drawn[0][1].startswith("msk-")
+
+
 def test_binding_rules(registry, tmp_path):
     registry.import_sims(write_csv(tmp_path, [f"{i},iot,inventory" for i in ICCIDS]), ACTOR)
     plan, action = bind(registry, unit())

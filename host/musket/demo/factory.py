@@ -10,6 +10,7 @@ runs the end-of-line test on every provisioned unit.
 
 from __future__ import annotations
 
+import random
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -155,8 +156,10 @@ def provision_all(units: list[Unit], registry: Registry, broker_port: int, conso
             for unit in units:
                 bars.update(tasks[unit.name], completed=1, state="reading its modem")
                 try:
+                    # Drawn from the unit's seed: the same units get the same IDs every run.
+                    ids = random.Random(f"demo-{unit.spec.seed}")
                     result = provision(unit.console, registry, settings, LINE,
-                                       ProvisionOptions(reset=False))
+                                       ProvisionOptions(reset=False, id_choice=ids.choice))
                 except MusketError as e:
                     refused[unit.name] = unit.refused = str(e)
                     bars.update(tasks[unit.name], completed=2, state="REFUSED")

@@ -11,6 +11,7 @@ in a unit's life: a swap is a rebind, with a reason, audited.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, insert, select, update
@@ -67,8 +68,10 @@ class BindingPlan:
 
 
 def plan(conn: Connection, unit: Unit, *, rebind: bool = False,
-         allow_unknown_sim: bool = False, id_prefix: str = DEFAULT_ID_PREFIX) -> BindingPlan:
-    """Decides what binding `unit` means; raises BindingRefused with the reason."""
+         allow_unknown_sim: bool = False, id_prefix: str = DEFAULT_ID_PREFIX,
+         id_choice: Callable[[str], str] = secrets.choice) -> BindingPlan:
+    """Decides what binding `unit` means; raises BindingRefused with the reason.
+    `id_choice` draws each character of a new device ID from the alphabet it is given."""
     by_imei = _device_where(conn, devices.c.imei == unit.imei)
     by_chip = _device_where(conn, devices.c.chip_id == unit.chip_id)
     if by_imei and by_chip and by_imei.device_id != by_chip.device_id:
@@ -102,7 +105,8 @@ def plan(conn: Connection, unit: Unit, *, rebind: bool = False,
             raise BindingRefused(f"SIM {unit.iccid} is {sim.state}, not in inventory: only a "
                                  "SIM in inventory can be bound")
     if device is None:
-        return BindingPlan(_new_device_id(conn, id_prefix), True, None, sim is None, None)
+        return BindingPlan(_new_device_id(conn, id_prefix, id_choice), True, None,
+                           sim is None, None)
     secret_check = conn.execute(select(credentials.c.secret_check)
                                 .where(credentials.c.username == device.device_id)).scalar()
     return BindingPlan(device.device_id, False, device.iccid if swap else None, sim is None,
@@ -178,9 +182,9 @@ def _device_where(conn: Connection, condition):
     return conn.execute(select(devices).where(condition)).first()
 
 
-def _new_device_id(conn: Connection, prefix: str) -> str:
+def _new_device_id(conn: Connection, prefix: str, choice: Callable[[str], str]) -> str:
     while True:
-        body = "".join(secrets.choice(ID_ALPHABET) for _ in range(ID_LENGTH))
+        body = "".join(choice(ID_ALPHABET) for _ in range(ID_LENGTH))
         device_id = f"{prefix}-{body}" if prefix else body
         if _device_where(conn, devices.c.device_id == device_id) is None:
             return device_id
