@@ -34,8 +34,8 @@ def run(workdir: Path | str | None = None, console: Console | None = None) -> di
     """Runs every stage; returns the report (figures and checks) for tests and scripts."""
     console = console or Console()
     workdir = Path(workdir or tempfile.mkdtemp(prefix="musket-demo-"))
-    # Same seed, same report: each run starts from an empty work folder.
-    for leftover in ("units", "build", "broker", "registry.sqlite", "keys", "releases",
+    # Same seed, same report: each run starts from an empty work folder (but for its keys).
+    for leftover in ("units", "build", "broker", "registry.sqlite", "releases",
                      "fleet-serve.log"):
         path = workdir / leftover
         if path.is_dir():
@@ -53,8 +53,10 @@ def run(workdir: Path | str | None = None, console: Console | None = None) -> di
     passwords = {user: secrets.token_urlsafe(18) for user in factory.SERVICE_USERS}
     registry = Registry.open(workdir / "registry.sqlite", migrate=True)
     # The line's update keys: the units are built trusting them, the releases signed with them.
+    # Kept from run to run, as a line keeps its keys.
     keys = KeyStore(workdir / "keys")
-    keys.generate()
+    if not keys.trusted():
+        keys.generate()
     try:
         console.rule("musket demo: six units, three boards, one command")
         console.print("[bold]1. factory[/]: build, flash in parallel with esptool, SIMs and "
