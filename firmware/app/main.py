@@ -340,7 +340,8 @@ class App:
             return
         trial_s = config["ota_trial_s"]
         self.spawn("trial", lambda: trial.run(uplink.session_up, counters is not None,
-                                              trial_s, uplink.download, self.log))
+                                              trial_s, uplink.download, self.log,
+                                              self.status.sections.get("identity")))
 
     async def main(self):
         self.spawn("watchdog", self.watchdog)

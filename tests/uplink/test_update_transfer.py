@@ -39,8 +39,11 @@ def update(tmp_path_factory, interpreter):
 
 @pytest.mark.parametrize("interpreter", INTERPRETERS)
 def test_an_offered_update_is_pulled_installed_and_confirmed(make_device, mosquitto, update,
-                                                             interpreter):
+                                                             subscriber, interpreter):
+    from musket.messages import decode_status
+
     keys, bundle = update
+    sub = subscriber()
     device = make_device(files={**device_files("dev-a", mosquitto.port), **trusting(keys)},
                          modem=load_scenario("good"))
     device.run(300)  # the device's session and subscription, kept by the broker
@@ -66,6 +69,11 @@ def test_an_offered_update_is_pulled_installed_and_confirmed(make_device, mosqui
     assert UPDATED in boot_lines(device)[-1]
     state = state_of(device)
     assert state["version"] == "1.1.0" and state["last"]["campaign"] == "c1", state
+    # The status the trial's session began with named the old version; the one sent behind
+    # the confirmed report names the new one.
+    statuses = [decode_status(p) for p in sub.on("d/dev-a/s") if p != b"0"]
+    assert statuses and statuses[-1].firmware == "1.1.0", [s.firmware for s in statuses]
+    assert "0.0.0" in [s.firmware for s in statuses[:-1]]
 
 
 @pytest.mark.parametrize("interpreter", INTERPRETERS)

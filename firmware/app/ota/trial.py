@@ -26,10 +26,12 @@ async def _acknowledged(session_up, download):
     await download.phases_sent.wait()  # the fleet heard the update's steps: the state drops them
 
 
-async def run(session_up, counters_ok, trial_s, download, log):
+async def run(session_up, counters_ok, trial_s, download, log, identity=None):
     """`session_up`: an event the uplink sets when the broker acknowledged its session (and
     then the reports of the update's steps);
-    `download`: app.ota.download's Download, whose reports tell the fleet."""
+    `download`: app.ota.download's Download, whose reports tell the fleet;
+    `identity`: the status's identity section, whose firmware becomes the confirmed version
+    (the uplink sends the status again behind the confirmed report)."""
     if not counters_ok:
         reason = "the counters did not open"
     else:
@@ -38,6 +40,8 @@ async def run(session_up, counters_ok, trial_s, download, log):
             state = _decide(True)
             if state is not None:
                 log.info("ota", "version %s confirmed" % state["version"])
+                if identity is not None:
+                    identity["firmware"] = state["version"]
                 report = outcome_report(state)
                 if report is not None:
                     download.reports.append(report)

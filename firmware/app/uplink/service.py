@@ -286,6 +286,11 @@ class Uplink:
             await client.publish(topic(self.device_id, "u"), json.dumps(report).encode(), 1)
             d.reports.pop(0)
             d.reported(report)
+            if report.get("state") == "confirmed":
+                # The version this session's status named is no longer the one running: the
+                # retained status says so at once, not at the next health interval.
+                await client.publish(topic(self.device_id, "s"), self._status_payload(), 1,
+                                     True, wait=False)
             return True
         request = d.request()
         if request is None:

@@ -84,8 +84,16 @@ def show(units: list[Unit], made, acted, updated, sims: list, checks: list[Check
                                  "units": {_name(units, d["device_id"]): d["state"]
                                            for d in c["devices"]}}
                           for name, c in updated.campaigns.items()},
+            "orders": [{"unit": _name(units, o["device_id"]), "consumable": o["consumable"],
+                        "state": o["state"], "placed": o["placed"],
+                        "runout_predicted": o["runout_predicted"]} for o in acted.orders],
+            "tickets": [{"unit": _name(units, t["device_id"]), "codes": t["codes"],
+                         "closed": t["closed"]} for t in acted.tickets],
+            "statements": [{"customer": s["customer_id"], "total": s["total"]}
+                           for s in acted.statements],
             "units": {u.name: {"device_id": u.device_id, "refused": u.refused,
-                               "counted": list(u.counted), "data": list(u.data)}
+                               "counted": list(u.counted), "data": list(u.data),
+                               "firmware": firmware.get(u.name)}
                       for u in units}}
 
 
