@@ -114,7 +114,8 @@ def check_rules(manifest, board, running_version, running_image, slot_size):
         base = manifest.get("base") or {}
         if (base.get("size"), base.get("sha256")) != running_image:
             raise Rejected("base", "made against %s, the device runs another image"
-                           % base.get("version"))
+                           % (base.get("version")
+                              or "image %s" % str(base.get("sha256"))[:12]))
     elif kind != "full":
         raise Rejected("format", "kind %r" % (kind,))
 
