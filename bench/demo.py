@@ -1,5 +1,6 @@
 """demo.seconds: the wall time of `musket demo`, the whole product's life on six units
-(factory, a field day, service, report), as a newcomer runs it with `make demo`.
+(factory, a field day, service, two staged updates, report), as a newcomer runs it with
+`make demo`.
 
 Runs the command itself (a process of its own, as `make demo` does) in a temporary work
 folder; a run whose report has a failed check is not a figure, and the script fails.

@@ -1,65 +1,13 @@
-"""The three modem drivers against a fake modem on the virtual board's UART.
-
-Each test runs a script on a virtual device (the family's board), under MicroPython (64K heap)
-and under CPython. The fake attaches to the modem UART through _simworld and answers exact
-requests from a table, one virtual millisecond later (or after the delay a reply names), so
-the tests check the exact bytes each driver sends and what it makes of the answers.
-"""
+"""The three modem drivers against a fake modem on the virtual board's UART
+(driverharness.py): each family's dialect for identity, signal, registration, the bearer and
+sockets, and how each ends on errors, garbage and timeouts."""
 
 from __future__ import annotations
 
-import ast
 import errno
-import json
-from pathlib import Path
 
 import pytest
-
-FAMILIES = ["sim7080", "sim7600", "bg95"]
-BOARDS = {"sim7080": "esp32-sim7080g", "sim7600": "esp32-a7670", "bg95": "esp32s3-bg95"}
-CME = json.loads((Path(__file__).parent / "fixtures" / "at_replies.json").read_text())["cme"]
-
-# The fake modem and the harness (checks/modemfake.py) and the steps each test runs on the
-# device (checks/driver_*.py): modules on the device's flash, compiled with mpy-cross for
-# MicroPython as the firmware is, so compiling them costs the 64K heap nothing.
-CHECKS = Path(__file__).parent / "checks"
-SCRIPT = "from modemfake import run\nimport {module}\nrun({table}, {module}.{step}, {args!r})\n"
-
-
-OK = b"\r\nOK\r\n"
-ERROR = b"\r\nERROR\r\n"
-
-
-def info(*lines: str) -> bytes:
-    """A reply: information lines, then OK, framed as the modem frames them."""
-    return b"".join(b"\r\n" + line.encode() + b"\r\n" for line in lines) + OK
-
-
-def render(table: dict) -> str:
-    return "{" + ", ".join("%r: %r" % (k, v) for k, v in table.items()) + "}"
-
-
-def run(make_device, family, table, step, args=()):
-    """Runs `step` ("module.function", an `async def step(modem, fake, ch, *args)` in
-    checks/) against the fake answering from `table`; returns the requests the driver sent
-    and the values the step showed."""
-    module, function = step.split(".")
-    device = make_device(BOARDS[family], device_modules=[CHECKS / "modemfake.py",
-                                                         CHECKS / (module + ".py")])
-    script = SCRIPT.format(module=module, table=render(table), step=function, args=tuple(args))
-    result = device.run(3600, script=script)
-    out = result.script_output
-    assert result.errors == [], out
-    sent, shown = None, {}
-    for line in out.splitlines():
-        tag, _, rest = line.partition(" ")
-        if tag == "SENT":
-            sent = ast.literal_eval(rest)
-        elif tag.isupper() and rest:
-            shown[tag] = json.loads(rest)
-    assert sent is not None, out
-    return sent, shown
-
+from driverharness import BOARDS, CME, COPS, ERROR, FAMILIES, OK, SOCKET, info, run
 
 # -- per-family dialect ------------------------------------------------------------------------
 
@@ -205,7 +153,6 @@ def test_set_apn_clears_stale_contexts(make_device, family):
     assert shown["BAD"][0] == "ModemError" and "bad APN" in shown["BAD"][1]
 
 
-COPS = b"AT+COPS?\r"
 CEER = b"AT+CEER\r"
 ATTACH = {
     # Each family reads the bearer's address once it is up.
@@ -272,40 +219,6 @@ def test_attach_refused_on_denied_or_sms_only_networks_and_timeouts(make_device,
     assert activate in sent
 
 
-SOCKET = {
-    "sim7080": (
-        {b'AT+CAOPEN=0,0,"TCP","broker.example",1883\r': info("+CAOPEN: 0,0"),
-         b"AT+CASEND=0,4\r": b"\r\n> ", b"AT+CASEND=0,1\r": b"\r\n> ",
-         b"hell": OK, b"o": ((1, OK), (50, b"\r\n+CADATAIND: 0\r\n")),
-         b"AT+CARECV=0,512\r": b"\r\n+CARECV: 5,world\r\nOK\r\n",
-         b"AT+CACLOSE=0\r": ERROR},
-        [b'AT+CAOPEN=0,0,"TCP","broker.example",1883\r', b"AT+CASEND=0,4\r", b"hell",
-         b"AT+CASEND=0,1\r", b"o", b"AT+CARECV=0,512\r", b"AT+CACLOSE=0\r"],
-        b"\r\n+CASTATE: 0,0\r\n",
-    ),
-    "sim7600": (
-        {b'AT+CIPOPEN=0,"TCP","broker.example",1883\r': OK + b"\r\n+CIPOPEN: 0,0\r\n",
-         b"AT+CIPSEND=0,4\r": b"\r\n>", b"AT+CIPSEND=0,1\r": b"\r\n>",
-         b"hell": OK + b"\r\n+CIPSEND: 0,4,4\r\n",
-         b"o": ((1, OK + b"\r\n+CIPSEND: 0,1,1\r\n"), (50, b"\r\n+CIPRXGET: 1,0\r\n")),
-         b"AT+CIPRXGET=2,0,512\r": b"\r\n+CIPRXGET: 2,0,5,0\r\nworld\r\nOK\r\n",
-         b"AT+CIPCLOSE=0\r": b"\r\n+CIPCLOSE: 0,4\r\n" + ERROR},
-        [b'AT+CIPOPEN=0,"TCP","broker.example",1883\r', b"AT+CIPSEND=0,4\r", b"hell",
-         b"AT+CIPSEND=0,1\r", b"o", b"AT+CIPRXGET=2,0,512\r", b"AT+CIPCLOSE=0\r"],
-        b"\r\n+IPCLOSE: 0,1\r\n",
-    ),
-    "bg95": (
-        {b'AT+QIOPEN=1,0,"TCP","broker.example",1883,0,0\r': OK + b"\r\n+QIOPEN: 0,0\r\n",
-         b"AT+QISEND=0,4\r": b"\r\n> ", b"AT+QISEND=0,1\r": b"\r\n> ",
-         b"hell": b"\r\nSEND OK\r\n",
-         b"o": ((1, b"\r\nSEND OK\r\n"), (50, b'\r\n+QIURC: "recv",0\r\n')),
-         b"AT+QIRD=0,512\r": b"\r\n+QIRD: 5\r\nworld\r\n\r\nOK\r\n",
-         b"AT+QICLOSE=0\r": OK},
-        [b'AT+QIOPEN=1,0,"TCP","broker.example",1883,0,0\r', b"AT+QISEND=0,4\r", b"hell",
-         b"AT+QISEND=0,1\r", b"o", b"AT+QIRD=0,512\r", b"AT+QICLOSE=0\r"],
-        b'\r\n+QIURC: "closed",0\r\n',
-    ),
-}
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -429,98 +342,3 @@ def test_sends_from_two_tasks_each_end_on_their_own_result(make_device):
     sent, shown = run(make_device, "sim7600", table, "driver_sockets.two_writers")
     assert shown["WROTE"] == [4, 5]
     assert sent[1:] == [b"AT+CIPSEND=0,4\r", b"ack!", b"AT+CIPSEND=0,5\r", b"reply"]
-
-
-# -- what real modems do ------------------------------------------------------------------------
-
-# An error where the ">" prompt was expected (a link the modem no longer has): each family's
-# form, and the code the send ends with.
-PROMPT_ERRORS = {
-    "sim7080": (b"AT+CASEND=0,5\r", b"\r\n+CME ERROR: operation not allowed\r\n",
-                "+CME ERROR: operation not allowed"),
-    "sim7600": (b"AT+CIPSEND=0,5\r", b"\r\n+CIPERROR: 4\r\n", "+CIPERROR: 4"),
-    "bg95": (b"AT+QISEND=0,5\r", ERROR, "ERROR"),
-}
-
-
-@pytest.mark.parametrize("family", FAMILIES)
-def test_an_error_in_place_of_the_prompt_ends_the_send_at_once(make_device, family):
-    table, commands, _ = SOCKET[family]
-    send, refusal, words = PROMPT_ERRORS[family]
-    table = {commands[0]: table[commands[0]], send: refusal,
-             b"AT+CSQ\r": info("+CSQ: 18,99")}
-    sent, shown = run(make_device, family, table, "driver_sockets.prompt_error")
-    kind, number, message, elapsed = shown["FAIL"]
-    assert (kind, number) == ("OSError", errno.EIO)
-    assert words in message
-    assert elapsed < 100, "no waiting out the send's timeout"
-    assert b"hello" not in sent, "no data without the prompt"
-    assert sent[1:] == [send, b"AT+CSQ\r"], "and no resync: the channel is in step"
-    assert shown["NEXT"] == ["+CSQ: 18,99"]
-
-
-# The remote end closes the link between the open's reply and the open's return: its URC
-# comes right behind the reply.
-CLOSED_ON_OPEN = {
-    "sim7080": info("+CAOPEN: 0,0") + b"\r\n+CASTATE: 0,0\r\n",
-    "sim7600": OK + b"\r\n+CIPOPEN: 0,0\r\n\r\n+IPCLOSE: 0,1\r\n",
-    "bg95": OK + b'\r\n+QIOPEN: 0,0\r\n\r\n+QIURC: "closed",0\r\n',
-}
-
-
-@pytest.mark.parametrize("family", FAMILIES)
-def test_a_socket_closed_as_it_opens_stays_closed(make_device, family):
-    table, commands, _ = SOCKET[family]
-    table = {commands[0]: CLOSED_ON_OPEN[family], commands[-1]: table[commands[-1]]}
-    sent, shown = run(make_device, family, table, "driver_sockets.closed_on_open")
-    assert shown["CLOSED"] is True
-    assert shown["READ"] == 0
-    assert shown["WRITE"][:2] == ["OSError", errno.ECONNRESET]
-    assert sent == [commands[0], commands[-1]], "nothing sent on it; its link given back"
-
-
-def test_quectel_direct_push_goes_straight_into_the_socket(make_device):
-    # "+QIURC: "recv",<id>,<len>" and the bytes, unasked: no AT+QIRD. The data may look like
-    # result codes and may come in pieces; a push beyond the receive buffer loses the stream.
-    opener = b'AT+QIOPEN=1,0,"TCP","broker.example",1883,0,0\r'
-    table = {opener: OK + b"\r\n+QIOPEN: 0,0\r\n", b"AT+CSQ\r": info("+CSQ: 18,99"),
-             b"AT+QICLOSE=0\r": OK}
-    sent, shown = run(make_device, "bg95", table, "driver_sockets.direct_push")
-    assert shown["GOT"] == "hello\r\nOK\r\n\r\nworld"
-    assert shown["NEXT"] == ["+CSQ: 18,99"]
-    got, kind, number, message = shown["OVERFLOW"]
-    assert got == 512 and (kind, number) == ("OSError", errno.EIO), shown
-    assert sent == [opener, b"AT+CSQ\r", b"AT+QICLOSE=0\r"]
-
-
-def test_sim7000_bearer_forms(make_device):
-    # A SIM7000 answers the SIM7080's bearer commands in their older form: "+CNACT:
-    # <status>,<address>" and "+APP PDP: ACTIVE", both without an index; the driver then
-    # switches the bearer with AT+CNACT=1,"<apn>" and AT+CNACT=0.
-    table = {b"AT+CGDCONT?\r": info('+CGDCONT: 1,"IP","iot.example","0.0.0.0",0,0,0,0'),
-             b'AT+CNCFG=0,1,"iot.example"\r': OK,
-             b"AT+CEREG?\r": info("+CEREG: 0,1"), COPS: info('+COPS: 0,0,"MusketNet",7'),
-             b"AT+CNACT?\r": [info('+CNACT: 0,"0.0.0.0"'), info('+CNACT: 1,"10.45.6.7"')],
-             b'AT+CNACT=1,"iot.example"\r': ((1, OK), (300, b"\r\n+APP PDP: ACTIVE\r\n")),
-             b"AT+CNACT=0\r": ((1, OK), (200, b"\r\n+APP PDP: DEACTIVE\r\n"))}
-    sent, shown = run(make_device, "sim7080", table, "driver_bearer.sim7000_bearer")
-    assert sent == [b"AT+CGDCONT?\r", b'AT+CNCFG=0,1,"iot.example"\r', b"AT+CEREG?\r", COPS,
-                    b"AT+CNACT?\r", b'AT+CNACT=1,"iot.example"\r', b"AT+CNACT?\r",
-                    b"AT+CNACT=0\r"]
-    assert shown["UP"] == [True, "10.45.6.7"]
-    assert shown["LOST"] == [False, None, "bearer lost: +APP PDP: DEACTIVE"]
-
-
-@pytest.mark.parametrize("family", FAMILIES)
-def test_the_modems_own_restart_and_sim_urcs_show_in_status(make_device, family):
-    # The boot URCs after the driver's own power-on count for nothing; after a quiet spell
-    # they mean the modem restarted by itself: bearer and sockets gone, the owner told.
-    table, commands, _ = SOCKET[family]
-    table = {commands[0]: table[commands[0]], b"AT\r": OK, b"ATE0\r": OK,
-             b"AT+CMEE=2\r": OK, b"AT+CIPRXGET=1\r": OK, b"AT+CEREG=3\r": OK}
-    boot = {"sim7080": "SMS Ready", "sim7600": "*ATREADY: 1", "bg95": "RDY"}[family]
-    sent, shown = run(make_device, family, table, "driver_power.restart_urcs", (boot,))
-    assert shown["EXPECTED"] == [0, "RDY", "READY", False]
-    assert shown["RESTARTED"] == [1, boot, "NOT READY", False,
-                                  "modem restarted by itself: RDY"]
-    assert shown["SOCKET"][:2] == ["OSError", errno.ECONNRESET]

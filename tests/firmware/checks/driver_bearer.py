@@ -1,4 +1,4 @@
-# Steps for the modem driver tests (tests/firmware/test_modem_drivers.py): bringing the
+# Steps for the modem driver tests (tests/firmware/test_modem_*.py): bringing the
 # bearer up, and networks that refuse it.
 import asyncio
 

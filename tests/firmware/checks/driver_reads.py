@@ -1,4 +1,4 @@
-# Steps for the modem driver tests (tests/firmware/test_modem_drivers.py): identity,
+# Steps for the modem driver tests (tests/firmware/test_modem_*.py): identity,
 # signal, registration, the APN, and errors, garbage and timeouts in replies.
 import asyncio
 

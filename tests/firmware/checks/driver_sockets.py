@@ -1,4 +1,4 @@
-# Steps for the modem driver tests (tests/firmware/test_modem_drivers.py): sockets over
+# Steps for the modem driver tests (tests/firmware/test_modem_*.py): sockets over
 # each family's AT commands.
 import asyncio
 

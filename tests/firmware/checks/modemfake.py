@@ -1,4 +1,4 @@
-# The fake modem and the harness the modem driver tests (tests/firmware/test_modem_drivers.py)
+# The fake modem and the harness the modem driver tests (tests/firmware/test_modem_*.py)
 # run their steps with on a virtual device: the fake attaches to the board's modem UART and
 # answers exact requests from a table; a step shows what it saw as "TAG <json>" lines, and
 # the requests the driver sent end the output as "SENT <repr>".
