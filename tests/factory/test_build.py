@@ -36,7 +36,7 @@ def test_every_board_builds_images_the_device_can_read(make_build, board_name, o
     # The virtual chip's ROM and bootloader check the bootloader image, read the table (MD5
     # row included) and find a valid app in the first app partition.
     app_part = next(p for p in layout if p.type == "app")
-    outcome = bootrom.boot(flash, board.chip, app_part.name, reset_cause=1)
+    outcome = bootrom.boot(flash, board.chip, reset_cause=1)
     assert outcome.bootable, outcome.error
     assert outcome.app == app_part.name
     assert outcome.partitions == [
