@@ -14,6 +14,12 @@
 # last): the live block goes to scratch, the spare's to the live one, scratch to the spare's,
 # and the state records each step. A cut at any write is resumed at the next boot from the
 # step recorded; every step only reads blocks that no step since the record has written.
+#
+# An image bundle (the MicroPython firmware itself, on a board built with the OTA layout) is
+# written to the other OTA app slot instead, which otadata then names for the next boot
+# (esp32.Partition.set_boot()). The ESP-IDF bootloader runs its trial: it boots the slot once
+# as PENDING_VERIFY, and boots the previous slot again at any reset before the application
+# confirms it (esp32.Partition.mark_app_valid_cancel_rollback(), in confirm()).
 import binascii
 import json
 import os
@@ -38,6 +44,8 @@ IDLE = "idle"  # running `version`
 INSTALL = "install"  # a complete bundle waits at BUNDLE
 SWAP = "swap"  # swapping: to a version on trial ("forward") or back to the previous one
 TRIAL = "trial"  # the new version runs on trial until it confirms itself
+SET_BOOT = "set_boot"  # a firmware image is whole in the other app slot: otadata is to name it
+IMAGE = "image"  # the kind of a trial of a firmware image (an application's has none)
 # The steps of an update the fleet hears of are kept in the state's "phases" until the
 # application reported them (app/ota/download.py): "verifying" (the bundle checked), "staged"
 # (the new image written to the spare partition), "booting" (the trial's first boot); only
@@ -123,8 +131,12 @@ def _after_swap(state):
 
 
 def rollback(state, reason):
-    """The version on trial failed: swap the previous one back (at the next boot)."""
+    """The version on trial failed: swap the previous one back (at the next boot); for a
+    firmware image, the bootloader boots the previous slot at the next reset."""
     state["rollback_reason"] = reason
+    if state["trial"].get("kind") == IMAGE:
+        save(state)
+        return
     start_swap(state, "back", state["trial"]["blocks"])
 
 
@@ -134,8 +146,16 @@ def confirm(state):
     state.pop("boots", None)
     state.pop("phases", None)  # the fleet has them: it confirms only once they were sent
     state["phase"] = IDLE
-    state["previous"] = state.get("version", FACTORY_VERSION)
-    state["version"] = trial["version"]
+    if trial.get("kind") == IMAGE:
+        # otadata first: a cut before the state's write leaves the slot confirmed and the
+        # trial to confirm again at the next boot, never a state that names an image the
+        # bootloader is about to roll back.
+        esp32.Partition.mark_app_valid_cancel_rollback()
+        state["image_previous"] = state.get("image_version", FACTORY_VERSION)
+        state["image_version"] = trial["version"]
+    else:
+        state["previous"] = state.get("version", FACTORY_VERSION)
+        state["version"] = trial["version"]
     state["last"] = {"version": trial["version"], "result": "confirmed",
                      "campaign": state.pop("campaign", None)}
     if trial.get("trusted_keys"):
@@ -168,35 +188,101 @@ def _reject(state, reason):
 
 
 def _install(state, board, trusted_keys, buf):
-    # Checks the downloaded bundle and writes its image to the spare partition; returns the
-    # number of blocks to swap, or None when the bundle was refused (recorded in the state).
+    # Checks the downloaded bundle and writes its image where its kind goes: the spare romfs
+    # partition (then the swap, recorded in the state) or the other app slot (then otadata).
+    # A refused bundle is recorded in the state.
     from app.ota import install
 
-    live = esp32.Partition(LIVE)
-    spare = esp32.Partition(SPARE)
-    room = (spare.ioctl(4, 0) - 1) * _BLOCK  # less the scratch block
-    running_size = install.romfs_size(live, buf)
     try:
         with open(BUNDLE, "rb") as f:
             manifest, payload_at = install.read_manifest(f, trusted_keys)
-            running = (running_size, install.image_digest(live, running_size, buf))
-            install.check_rules(manifest, board, state.get("version", FACTORY_VERSION),
-                                running, room)
-            install.install(f, manifest, payload_at, live, spare, buf)
+            if manifest.get("kind") == IMAGE:
+                slot = _install_image(install, f, manifest, payload_at, state, board, buf)
+            else:
+                blocks = _install_application(install, f, manifest, payload_at, state, board,
+                                              buf)
     except install.Rejected as e:
         return _reject(state, str(e))
     except Exception as e:  # noqa: BLE001 - whatever a bundle does, the device must boot on
         # Anything else (an unreadable file, no memory, a fault in the installer) refuses the
         # bundle too: left waiting, it would stop every boot here.
         return _reject(state, "install failed: %s: %s" % (type(e).__name__, e))
-    blocks = blocks_for(running_size, manifest["image"]["size"])
-    state["trial"] = {"version": manifest["version"], "blocks": blocks,
-                      "trusted_keys": manifest.get("trusted_keys")}
     if state.get("campaign"):
         state["phases"] = ["verifying", "staged"]
-    start_swap(state, "forward", blocks)
+    if manifest.get("kind") == IMAGE:
+        state["trial"] = {"version": manifest["version"], "kind": IMAGE, "slot": slot,
+                          "trusted_keys": manifest.get("trusted_keys")}
+        state["phase"] = SET_BOOT
+        save(state)
+    else:
+        state["trial"] = {"version": manifest["version"], "blocks": blocks,
+                          "trusted_keys": manifest.get("trusted_keys")}
+        start_swap(state, "forward", blocks)
     _remove_bundle()
-    return blocks
+
+
+def _install_application(install, f, manifest, payload_at, state, board, buf):
+    # -> the number of blocks the swap exchanges.
+    live = esp32.Partition(LIVE)
+    spare = esp32.Partition(SPARE)
+    room = (spare.ioctl(4, 0) - 1) * _BLOCK  # less the scratch block
+    running_size = install.romfs_size(live, buf)
+    running = (running_size, install.image_digest(live, running_size, buf))
+    install.check_rules(manifest, board, state.get("version", FACTORY_VERSION), running, room)
+    install.install(f, manifest, payload_at, live, spare, buf)
+    return blocks_for(running_size, manifest["image"]["size"])
+
+
+def _install_image(install, f, manifest, payload_at, state, board, buf):
+    # -> the app slot the firmware image went to: the one after the running one.
+    try:
+        target = esp32.Partition(esp32.Partition.RUNNING).get_next_update()
+    except OSError:
+        raise install.Rejected("board", "no OTA app slot: the board runs the plain layout")
+    info = target.info()
+    install.check_rules(manifest, board, state.get("image_version", FACTORY_VERSION), None,
+                        info[3])
+    install.install(f, manifest, payload_at, None, target, buf)
+    return info[4]
+
+
+def _running_slot():
+    return esp32.Partition(esp32.Partition.RUNNING).info()[4]
+
+
+def _set_boot(state):
+    # The image in the trial's slot was checked whole (install): otadata names it, then the
+    # device resets into it. A cut before set_boot() landed finds the old slot running and
+    # does it again; one after, the new slot running (the bootloader's first boot of it).
+    _remove_bundle()  # installed: a cut may have come before _install removed it
+    slot = state["trial"]["slot"]
+    if _running_slot() == slot:
+        state["phase"] = TRIAL
+        state["boots"] = 0
+        return
+    try:
+        esp32.Partition(slot).set_boot()
+    except OSError as e:
+        state.pop("trial")
+        _reject(state, "set_boot: %s" % e)
+        return
+    state["phase"] = TRIAL
+    state["boots"] = 0
+    save(state)
+    machine.reset()
+
+
+def _image_rolled_back(state):
+    # The bootloader booted the previous slot: the image on trial reset before it confirmed
+    # itself (it hung, failed, lost power, or asked for its rollback).
+    rejected = state.pop("trial")
+    state.pop("boots", None)
+    state["phase"] = IDLE
+    state["last"] = {"version": rejected["version"], "result": "rolled_back",
+                     "reason": state.pop("rollback_reason", "not confirmed before a reset: "
+                                         "the bootloader booted %s again" % _running_slot()),
+                     "campaign": state.pop("campaign", None)}
+    save(state)
 
 
 def trusted_keys():
@@ -219,17 +305,24 @@ def _board_name():
 
 def run():
     """At every boot, before the application: finishes what an update left to do. Returns the
-    state; resets the device after a swap, so that the port mounts the image now in place."""
+    state; resets the device after a swap, so that the port mounts the image now in place,
+    and after set_boot(), so that the bootloader starts the new firmware image."""
     state = load()
     buf = None
     if state["phase"] == INSTALL:
         buf = bytearray(_CHUNK)
         _install(state, _board_name(), trusted_keys(), buf)
+    if state["phase"] == SET_BOOT:
+        _set_boot(state)
+    if state["phase"] == TRIAL and state["trial"].get("kind") == IMAGE and \
+            _running_slot() != state["trial"]["slot"]:
+        _image_rolled_back(state)
     if state["phase"] == TRIAL:
         state["boots"] = state.get("boots", 0) + 1
         if state["boots"] == 1 and state.get("campaign"):
             state["phases"] = state.get("phases", []) + ["booting"]
-        if state["boots"] > MAX_TRIAL_BOOTS:
+        # (An image's trial ends at its second boot: the bootloader's rollback.)
+        if state["boots"] > MAX_TRIAL_BOOTS and state["trial"].get("kind") != IMAGE:
             rollback(state, "%d boots without confirming" % MAX_TRIAL_BOOTS)
     if state["phase"] == SWAP:
         _swap(state, buf or bytearray(_CHUNK))

@@ -74,3 +74,19 @@ def confirm():
 
 def counts():
     print("COUNTS", counter.Counters([]).totals.get("brews", 0))
+
+
+def trial_boot():
+    # What main.py does first at every boot: the update's boot stage. It may install a
+    # waiting bundle and reset; on a version on trial it counts the boot.
+    import otaboot
+
+    state = otaboot.run()
+    print("PHASE", state["phase"])
+
+
+def trial_boot_and_confirm():
+    # A trial's boot that reaches the broker: the boot stage, then the confirmation, in one
+    # boot (a reset in between would be the bootloader's cue to roll an image back).
+    trial_boot()
+    confirm()
