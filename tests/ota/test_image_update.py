@@ -10,18 +10,18 @@ there, is what the simulator's boot stage read."""
 from __future__ import annotations
 
 import pytest
-from checksuite import call
-from updates import STEPS, fresh_keys, state_of, waiting_update
+from image_updates import (
+    NEW_VERSION,
+    TRIAL_BOOT,
+    TRIAL_BOOT_AND_CONFIRM,
+    image_bundle_for,
+    otadata_of,
+    slot_holds,
+)
+from updates import BOARD, STEPS, fresh_keys, state_of, waiting_update
 
-from musket.ota import bundle, release
-from musket_sim import bootrom
+from musket.ota import bundle
 from musket_sim.chip import _simotadata as otadata
-from musket_sim.esp_formats import stand_in_image
-
-BOARD = "esp32-sim7080g"
-NEW_VERSION = "v1.29.0"  # the new image's app description (the factory image says v1.28.0)
-TRIAL_BOOT = call("update_steps.trial_boot")
-TRIAL_BOOT_AND_CONFIRM = call("update_steps.trial_boot_and_confirm")
 
 
 @pytest.fixture(scope="module")
@@ -31,24 +31,7 @@ def keys(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def image_bundle(tmp_path_factory, keys) -> tuple[bytes, bytes]:
-    """(an image bundle of version 1.29.0 for the board, the app image it carries)."""
-    app = stand_in_image("esp32", "micropython", NEW_VERSION, payload_size=48 * 1024)
-    path = tmp_path_factory.mktemp("image") / "firmware.bin"
-    path.write_bytes(app)
-    made = release.build_image_release(keys, version="1.29.0", boards=[BOARD], firmware=path)
-    return made.data, bundle.read_bundle(made.data, keys.public_keys()).image()
-
-
-def _entries(device) -> list:
-    part = device.board.partition("otadata", True)
-    return bootrom.read_otadata(device.image.read_bytes(), part)
-
-
-def _slot_holds(device, slot: str, app: bytes) -> bool:
-    part = device.board.partition(slot, True)
-    with open(device.image, "rb") as f:
-        f.seek(part.offset)
-        return f.read(len(app)) == app
+    return image_bundle_for(keys, tmp_path_factory.mktemp("image"))
 
 
 def test_an_image_bundle_is_signed_compressed_and_checked_like_the_others(image_bundle, keys):
@@ -69,8 +52,8 @@ def test_an_image_update_is_installed_and_confirmed(make_device, keys, image_bun
     first = device.run(60, max_boots=1)  # the boot stage installs, sets the boot slot, resets
     assert not first.errors, first.errors
     assert [(b.app, b.reason) for b in first.boot_log] == [("ota_0", "reset")]
-    assert _slot_holds(device, "ota_1", app)
-    assert (_entries(device)[1].seq, _entries(device)[1].state) == (2, otadata.NEW)
+    assert slot_holds(device, "ota_1", app)
+    assert (otadata_of(device)[1].seq, otadata_of(device)[1].state) == (2, otadata.NEW)
     assert "ota/bundle" not in device.read_files()
 
     trial = device.run(60, script=TRIAL_BOOT_AND_CONFIRM)
@@ -78,7 +61,7 @@ def test_an_image_update_is_installed_and_confirmed(make_device, keys, image_bun
     assert "PHASE trial" in trial.script_output and "CONFIRMED" in trial.script_output, \
         trial.script_output
     assert device.last_boot.app == "ota_1" and device.last_boot.image.version == NEW_VERSION
-    assert _entries(device)[1].state == otadata.VALID
+    assert otadata_of(device)[1].state == otadata.VALID
     state = state_of(device)
     assert state["phase"] == "idle" and state["image_version"] == "1.29.0", state
     assert state["version"] == "1.0.0", state  # the application's version is its own
@@ -97,12 +80,12 @@ def test_an_image_that_never_confirms_is_rolled_back_by_the_bootloader(
     device.run(60, max_boots=1)
     trial = device.run(60, script=TRIAL_BOOT)  # the trial's boot, never confirmed
     assert [b.app for b in trial.boot_log] == ["ota_1"], trial.boot_log
-    assert _entries(device)[1].state == otadata.PENDING_VERIFY
+    assert otadata_of(device)[1].state == otadata.PENDING_VERIFY
     after = device.run(60, script=TRIAL_BOOT)  # the next boot
     assert not after.errors, after.errors
     assert [b.app for b in after.boot_log] == ["ota_0"], after.boot_log
     assert device.last_boot.image.version != NEW_VERSION
-    assert _entries(device)[1].state == otadata.ABORTED
+    assert otadata_of(device)[1].state == otadata.ABORTED
     state = state_of(device)
     assert state["phase"] == "idle" and state.get("image_version") is None, state
     assert state["last"]["result"] == "rolled_back", state
