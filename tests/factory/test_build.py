@@ -57,7 +57,8 @@ def test_every_board_builds_images_the_device_can_read(make_build, board_name, o
     fs = board.filesystem(ota)
     files = fsimage.read(flash[fs.offset:fs.end])
     # The scripts the port runs, the update's boot stage (outside the image it swaps), the board.
-    assert set(files) == {"boot.py", "main.py", "otaboot.mpy", "board.json"}
+    assert set(files) == {"boot.py", "main.py", "otaboot.mpy", "otastate.mpy",
+                          "board.json"}
     assert json.loads(files["board.json"])["name"] == board_name
     assert result.manifest["board"] == board_name
     assert result.manifest["layout"] == ("ota" if ota else "plain")

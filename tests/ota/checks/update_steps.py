@@ -35,10 +35,10 @@ def download(version, chunks=-1):
     # Takes the offer (again, after a cut: the same campaign goes on from the checkpoint)
     # and pulls the bundle chunk by chunk, committing a use after every chunk; given
     # `chunks`, stops after that many, as a download the link left part way.
-    import otaboot
+    import otastate
 
     counters = counter.Counters([])
-    if otaboot.load()["phase"] != otaboot.IDLE:
+    if otastate.load()["phase"] != otastate.IDLE:
         print("DOWNLOADED")  # the cut came after the download completed
         return
     dl = Download(Log(echo=False))
