@@ -7,11 +7,10 @@ so that it stays at the boots after."""
 from __future__ import annotations
 
 import pytest
-from conftest import SERVICE_PASSWORD, SERVICE_USER, device_files
+from conftest import device_files, serve_update
 from image_updates import NEW_VERSION, image_bundle_for, otadata_of
 from updates import fresh_keys, state_of, trusting
 
-from musket.ota import transfer
 from musket_sim.chip import _simotadata as otadata
 from musket_sim.device import INTERPRETERS
 from musket_sim.scenario import load_scenario
@@ -25,15 +24,9 @@ def test_an_offered_image_update_is_confirmed_by_the_application(
     device = make_device(files={**device_files("dev-a", mosquitto.port), **trusting(keys)},
                          modem=load_scenario("good"), ota=True)
     device.run(300)
-    server = transfer.BundleServer("127.0.0.1", mosquitto.port, SERVICE_USER, SERVICE_PASSWORD)
-    try:
-        server.offer("dev-a", "img-1", "1.29.0", bundle)
-        result = device.run(1800)
-        assert server.wait(["dev-a"], ("confirmed",), 10), server.updates["dev-a"]
-    finally:
-        server.close()
+    result, served = serve_update(device, mosquitto.port, "img-1", "1.29.0", bundle,
+                                  "confirmed")
     assert not result.errors, result.errors
-    served = server.updates["dev-a"]
     assert [r["state"] for r in served.reports] == [
         "downloaded", "verifying", "staged", "booting", "confirmed"], served.reports
     # One boot on ota_0 downloaded and reset, one installed and reset, then the new image.
