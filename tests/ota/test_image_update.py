@@ -92,6 +92,26 @@ def test_an_image_that_never_confirms_is_rolled_back_by_the_bootloader(
     assert "bootloader booted ota_0 again" in state["last"]["reason"], state
 
 
+def test_an_image_bundle_whose_payload_was_changed_is_refused_and_its_bytes_erased(
+        make_device, keys, image_bundle):
+    data, app = image_bundle
+    changed = bytearray(data)
+    changed[-100] ^= 0x01  # in the payload: the signature (over the manifest) still holds
+    device = make_device(BOARD, ota=True, files=waiting_update(keys, bytes(changed)),
+                         device_modules=[STEPS])
+    result = device.run(60, script=TRIAL_BOOT)
+    assert not result.errors, result.errors
+    state = state_of(device)
+    assert state["last"]["result"] == "rejected" and "hash" in state["last"]["reason"], state
+    assert [b.app for b in result.boot_log] == ["ota_0"]
+    assert otadata_of(device)[1].seq == otadata.EMPTY  # otadata never named the slot
+    part = device.board.partition("ota_1", True)
+    with open(device.image, "rb") as f:
+        f.seek(part.offset)
+        assert f.read(4096) == b"\xff" * 4096  # nothing there reads as an image
+    assert device.run(5, script=TRIAL_BOOT).boot_log[0].app == "ota_0"
+
+
 def test_an_image_bundle_on_the_plain_layout_is_refused(make_device, keys, image_bundle):
     data, _ = image_bundle
     device = make_device(BOARD, files=waiting_update(keys, data), device_modules=[STEPS])

@@ -21,7 +21,13 @@ def install(install, f, manifest, payload_at, state, board, buf):
     info = target.info()
     install.check_rules(manifest, board, state.get("image_version", otastate.FACTORY_VERSION),
                         None, info[3])
-    install.install(f, manifest, payload_at, None, target, buf)
+    try:
+        install.install(f, manifest, payload_at, None, target, buf)
+    except install.Rejected:
+        # What was written is not the image the manifest promised: its first block goes, so
+        # that nothing of it reads as an app image (the bootloader would pass over it anyway).
+        target.ioctl(6, 0)
+        raise
     return {"kind": otastate.IMAGE, "slot": info[4]}
 
 
