@@ -8,6 +8,7 @@ import otaboot
 update = otaboot.run()
 del otaboot
 sys.modules.pop("otaboot", None)
+sys.modules.pop("otastate", None)  # the application loads it again when it needs it
 
 import app.main  # noqa: E402
 

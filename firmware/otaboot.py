@@ -6,64 +6,49 @@
 #
 # It lives on the filesystem, outside the images it swaps: the application's bytecode runs in
 # place from the romfs partition, so no code from there may run while that partition is being
-# rewritten. That is also why it keeps its own state file rather than using app.store: the
-# format is the same idea (a whole file, written to a temporary name and renamed, so that a
-# cut leaves the old state or the new one).
+# rewritten. That is also why it keeps its own state file rather than using app.store (its
+# reading and writing are otastate.py's, the part the application loads too).
 #
 # The swap exchanges the two partitions block by block through a scratch block (the spare's
 # last): the live block goes to scratch, the spare's to the live one, scratch to the spare's,
 # and the state records each step. A cut at any write is resumed at the next boot from the
 # step recorded; every step only reads blocks that no step since the record has written.
+#
+# An image bundle (the MicroPython firmware itself, on a board built with the OTA layout) is
+# written to the other OTA app slot instead, which otadata then names for the next boot; the
+# ESP-IDF bootloader runs its trial. Those steps are app.ota.slots': they run from the
+# application image, which an image update never rewrites, so that this module, which the
+# application loads again to confirm or roll back a trial, stays small in its heap.
 import binascii
 import json
-import os
 
 import esp32
 import machine
 from micropython import const
 
-STATE = "/ota/state.json"
-KEYS = "/ota/keys.json"
-BUNDLE = "/ota/bundle"
+from otastate import (
+    BUNDLE,
+    FACTORY_VERSION,
+    IDLE,
+    IMAGE,
+    INSTALL,
+    KEYS,
+    SET_BOOT,
+    SWAP,
+    TRIAL,
+    load,
+    remove_bundle,
+    rollback,
+    save,
+    start_swap,
+)
+
 LIVE = "romfs"
 SPARE = "romfs_spare"
-FACTORY_VERSION = "0.0.0"  # the image flashed on the line, until the first update confirms
 MAX_TRIAL_BOOTS = const(3)  # a version on trial that boots this often unconfirmed is rolled back
 _BLOCK = const(4096)
 _CHUNK = const(1024)  # bytes copied per step of a block copy
 _TRIAL_WDT_MS = const(120000)  # a version on trial that does not feed the watchdog this long
-
-# Phases
-IDLE = "idle"  # running `version`
-INSTALL = "install"  # a complete bundle waits at BUNDLE
-SWAP = "swap"  # swapping: to a version on trial ("forward") or back to the previous one
-TRIAL = "trial"  # the new version runs on trial until it confirms itself
-# The steps of an update the fleet hears of are kept in the state's "phases" until the
-# application reported them (app/ota/download.py): "verifying" (the bundle checked), "staged"
-# (the new image written to the spare partition), "booting" (the trial's first boot); only
-# for an update a campaign sent. Literals, not names: this module's heap is the device's.
-
-
-def load():
-    try:
-        with open(STATE) as f:
-            state = json.loads(f.read())
-    except (OSError, ValueError):
-        state = None
-    if not isinstance(state, dict) or "phase" not in state:
-        state = {"phase": IDLE, "version": FACTORY_VERSION}
-    return state
-
-
-def save(state):
-    try:
-        os.mkdir("/ota")
-    except OSError:
-        pass  # it exists
-    tmp = STATE + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(json.dumps(state))
-    os.rename(tmp, STATE)
 
 
 def _copy_block(src, src_block, dst, dst_block, buf):
@@ -102,12 +87,6 @@ def blocks_for(*sizes):
     return (max(sizes) + _BLOCK - 1) // _BLOCK
 
 
-def start_swap(state, direction, blocks):
-    state["phase"] = SWAP
-    state["swap"] = {"direction": direction, "block": 0, "step": 0, "blocks": blocks}
-    save(state)
-
-
 def _after_swap(state):
     swap = state.pop("swap")
     if swap["direction"] == "forward":
@@ -122,81 +101,57 @@ def _after_swap(state):
     save(state)
 
 
-def rollback(state, reason):
-    """The version on trial failed: swap the previous one back (at the next boot)."""
-    state["rollback_reason"] = reason
-    start_swap(state, "back", state["trial"]["blocks"])
-
-
-def confirm(state):
-    """The version on trial works: it becomes the device's version."""
-    trial = state.pop("trial")
-    state.pop("boots", None)
-    state.pop("phases", None)  # the fleet has them: it confirms only once they were sent
-    state["phase"] = IDLE
-    state["previous"] = state.get("version", FACTORY_VERSION)
-    state["version"] = trial["version"]
-    state["last"] = {"version": trial["version"], "result": "confirmed",
-                     "campaign": state.pop("campaign", None)}
-    if trial.get("trusted_keys"):
-        # Key rotation: the bundle, signed by a key trusted until now, names the keys to
-        # trust from here on. Written before the state, so a cut between the two leaves the
-        # new keys with the version still on trial, which confirms again.
-        tmp = KEYS + ".tmp"
-        with open(tmp, "w") as f:
-            f.write(json.dumps(trial["trusted_keys"]))
-        os.rename(tmp, KEYS)
-    save(state)
-
-
-def _remove_bundle():
-    try:
-        os.remove(BUNDLE)
-    except OSError:
-        pass  # already gone
-
-
-def _reject(state, reason):
+def reject(state, reason):
     if state.get("campaign"):
         state["phases"] = ["verifying"]
     state["phase"] = IDLE
     state["last"] = {"version": None, "result": "rejected", "reason": reason,
                      "campaign": state.pop("campaign", None)}
     save(state)
-    _remove_bundle()
+    remove_bundle()
     return None
 
 
 def _install(state, board, trusted_keys, buf):
-    # Checks the downloaded bundle and writes its image to the spare partition; returns the
-    # number of blocks to swap, or None when the bundle was refused (recorded in the state).
+    # Checks the downloaded bundle and writes its image where its kind goes: the spare romfs
+    # partition (then the swap, recorded in the state) or the other app slot (then otadata).
+    # A refused bundle is recorded in the state.
     from app.ota import install
 
-    live = esp32.Partition(LIVE)
-    spare = esp32.Partition(SPARE)
-    room = (spare.ioctl(4, 0) - 1) * _BLOCK  # less the scratch block
-    running_size = install.romfs_size(live, buf)
     try:
         with open(BUNDLE, "rb") as f:
             manifest, payload_at = install.read_manifest(f, trusted_keys)
-            running = (running_size, install.image_digest(live, running_size, buf))
-            install.check_rules(manifest, board, state.get("version", FACTORY_VERSION),
-                                running, room)
-            install.install(f, manifest, payload_at, live, spare, buf)
+            if manifest.get("kind") == IMAGE:
+                from app.ota import slots
+
+                trial = slots.install(install, f, manifest, payload_at, state, board, buf)
+            else:
+                live = esp32.Partition(LIVE)
+                spare = esp32.Partition(SPARE)
+                room = (spare.ioctl(4, 0) - 1) * _BLOCK  # less the scratch block
+                running_size = install.romfs_size(live, buf)
+                running = (running_size, install.image_digest(live, running_size, buf))
+                install.check_rules(manifest, board, state.get("version", FACTORY_VERSION),
+                                    running, room)
+                install.install(f, manifest, payload_at, live, spare, buf)
+                trial = {"blocks": blocks_for(running_size, manifest["image"]["size"])}
     except install.Rejected as e:
-        return _reject(state, str(e))
+        return reject(state, str(e))
     except Exception as e:  # noqa: BLE001 - whatever a bundle does, the device must boot on
         # Anything else (an unreadable file, no memory, a fault in the installer) refuses the
         # bundle too: left waiting, it would stop every boot here.
-        return _reject(state, "install failed: %s: %s" % (type(e).__name__, e))
-    blocks = blocks_for(running_size, manifest["image"]["size"])
-    state["trial"] = {"version": manifest["version"], "blocks": blocks,
-                      "trusted_keys": manifest.get("trusted_keys")}
+        return reject(state, "install failed: %s: %s" % (type(e).__name__, e))
+    trial["version"] = manifest["version"]
+    trial["trusted_keys"] = manifest.get("trusted_keys")
+    state["trial"] = trial
     if state.get("campaign"):
         state["phases"] = ["verifying", "staged"]
-    start_swap(state, "forward", blocks)
-    _remove_bundle()
-    return blocks
+    if "blocks" in trial:
+        start_swap(state, "forward", trial["blocks"])
+    else:
+        state["phase"] = SET_BOOT
+        save(state)
+    remove_bundle()
 
 
 def trusted_keys():
@@ -219,17 +174,23 @@ def _board_name():
 
 def run():
     """At every boot, before the application: finishes what an update left to do. Returns the
-    state; resets the device after a swap, so that the port mounts the image now in place."""
+    state; resets the device after a swap, so that the port mounts the image now in place,
+    and after set_boot(), so that the bootloader starts the new firmware image."""
     state = load()
     buf = None
     if state["phase"] == INSTALL:
         buf = bytearray(_CHUNK)
         _install(state, _board_name(), trusted_keys(), buf)
+    if "slot" in state.get("trial", ()):  # an image update: set_boot, or its trial
+        from app.ota import slots
+
+        slots.boot(state)
     if state["phase"] == TRIAL:
         state["boots"] = state.get("boots", 0) + 1
         if state["boots"] == 1 and state.get("campaign"):
             state["phases"] = state.get("phases", []) + ["booting"]
-        if state["boots"] > MAX_TRIAL_BOOTS:
+        # (An image's trial ends at its second boot: the bootloader's rollback.)
+        if state["boots"] > MAX_TRIAL_BOOTS and "blocks" in state["trial"]:
             rollback(state, "%d boots without confirming" % MAX_TRIAL_BOOTS)
     if state["phase"] == SWAP:
         _swap(state, buf or bytearray(_CHUNK))

@@ -140,6 +140,7 @@ class VirtualDevice:
         """Writes a fresh flash image: erased everywhere, with the firmware packed for this
         interpreter (its application modules in the ROMFS partition, see FlashImage.create),
         /board.json and any extra `files` on the littlefs filesystem."""
+        self.running_app = "ota_0" if self.ota else "factory"  # where the build puts the app
         self.flash.create(self.interpreter, self.running_app, files, with_firmware)
         self.console_log.write_bytes(b"")
         self.virtual_us = 0
@@ -287,8 +288,12 @@ class VirtualDevice:
 
     def _boot_stage(self, run: Run) -> bool:
         """The ROM and the bootloader on the flash as written; False when nothing boots."""
-        outcome = bootrom.boot(self.image.read_bytes(), self.board.chip, self.running_app,
-                               run.reset_cause)
+        outcome = bootrom.boot(self.image.read_bytes(), self.board.chip, run.reset_cause)
+        # What the bootloader wrote to otadata (a slot's trial state) reaches the image first.
+        with open(self.image, "r+b") as image:
+            for offset, data in outcome.writes:
+                image.seek(offset)
+                image.write(data)
         self.last_boot = outcome
         self._console_text("\n".join(outcome.lines) + "\n")
         if outcome.bootable:
@@ -372,9 +377,6 @@ class VirtualDevice:
             run.heap_peak = max(run.heap_peak, exit_event.get("heap_peak") or 0)
             run.sim_heap = max(run.sim_heap, exit_event.get("sim_heap_bytes") or 0)
             run.flash_writes += exit_event.get("flash_writes") or 0
-            # esp32.Partition.set_boot() takes effect at the next boot, as on the chip.
-            if exit_event.get("next_app") and run.reason not in FINAL:
-                self.running_app = exit_event["next_app"]
             # RTC memory outlives resets and deep sleep, not a loss of power.
             self.rtc_memory = "" if run.reason == "power_cut" else (
                 exit_event.get("rtc_memory") or "")
@@ -387,7 +389,7 @@ class VirtualDevice:
                               f"{self.virtual_us / US_PER_S:.3f} s")
         run.boots.append(BootRecord(boot_no, run.reset_cause, run.mode, start_us,
                                     self.virtual_us, run.reason,
-                                    (exit_event or {}).get("detail")))
+                                    (exit_event or {}).get("detail"), self.running_app))
 
     def _next_boot(self, run: Run, start_us: int, exit_event: dict,
                    max_boots: int | None) -> bool:

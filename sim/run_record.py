@@ -38,6 +38,7 @@ class BootRecord:
     end_virtual_us: int
     reason: str
     detail: object = None
+    app: str | None = None  # the app partition the bootloader started
 
 
 @dataclass

@@ -130,11 +130,14 @@ def keys_retire(key_id, keys_dir, as_json):
 
 @click.group("ota")
 def ota_group() -> None:
-    """Signed update bundles of the application image, full or delta (docs/ota.md).
+    """Signed update bundles of the application image, full or delta, and of the MicroPython
+    firmware image (docs/ota.md).
 
     \b
     Example:
       musket ota build --version 1.4.0 --board esp32-sim7080g --out app-1.4.0.mkot
+      musket ota build --version 1.28.1 --board esp32-sim7080g --image ESP32_GENERIC.bin \\
+          --out image-1.28.1.mkot
       musket ota inspect app-1.4.0.mkot
     """
 
@@ -155,6 +158,10 @@ def ota_group() -> None:
                    "its raw image.")
 @click.option("--firmware", "firmware_dir", default=None, type=click.Path(file_okay=False),
               help="The firmware tree to build (default: the repository's firmware/).")
+@click.option("--image", "image_file", default=None,
+              type=click.Path(dir_okay=False, exists=True),
+              help="Bundle this MicroPython firmware binary (a release .bin or an app image) "
+                   "for the boards' OTA app slots instead of the application.")
 @click.option("--sign-with", default=None, metavar="KEY_ID",
               help="Sign with this trusted key instead of the active one (after a rotation, "
                    "until devices trust the new key).")
@@ -163,24 +170,34 @@ def ota_group() -> None:
 @_keys_option
 @_json_option
 def ota_build(version, boards, interpreter, min_version, downgrade, base_file, firmware_dir,
-              sign_with, out_file, keys_dir, as_json):
+              image_file, sign_with, out_file, keys_dir, as_json):
     """Build and sign an update bundle of the application image: full, or a delta against
-    --base.
+    --base; or, with --image, of a MicroPython firmware binary.
 
     \b
     Examples:
       musket ota build --version 1.3.0 --board esp32-sim7080g --out app-1.3.0.mkot
       musket ota build --version 1.4.0 --board esp32-sim7080g --base app-1.3.0.mkot \\
           --out app-1.4.0-delta.mkot
+      musket ota build --version 1.28.1 --board esp32-sim7080g --image firmware.bin \\
+          --out image-1.28.1.mkot
     """
     from musket.ota import release
 
     store = _store(keys_dir)
-    base = release.load_base(base_file, store) if base_file else None
-    made = release.build_release(
-        store, version=version, boards=list(boards), interpreter=interpreter,
-        min_version=min_version, downgrade=downgrade, base=base,
-        firmware_root=Path(firmware_dir) if firmware_dir else None, sign_with=sign_with)
+    if image_file is not None:
+        if base_file or firmware_dir or interpreter != "micropython":
+            raise click.UsageError("--image bundles a firmware binary: it takes no --base, "
+                             "--firmware or --interpreter")
+        made = release.build_image_release(
+            store, version=version, boards=list(boards), firmware=Path(image_file),
+            min_version=min_version, downgrade=downgrade, sign_with=sign_with)
+    else:
+        base = release.load_base(base_file, store) if base_file else None
+        made = release.build_release(
+            store, version=version, boards=list(boards), interpreter=interpreter,
+            min_version=min_version, downgrade=downgrade, base=base,
+            firmware_root=Path(firmware_dir) if firmware_dir else None, sign_with=sign_with)
     out = Path(out_file)
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_bytes(made.data)
@@ -194,7 +211,8 @@ def ota_build(version, boards, interpreter, min_version, downgrade, base_file, f
     table.add_column("value")
     table.add_row("version", summary["version"])
     table.add_row("kind", summary["kind"] + (f" (from {summary['base'].get('version', 'an image')})"
-                                             if "base" in summary else ""))
+                                             if "base" in summary else "")
+                  + (f" (layout {summary['layout']})" if "layout" in summary else ""))
     table.add_row("boards", ", ".join(summary["boards"]) + f" ({summary['interpreter']})")
     table.add_row("image", f"{summary['image_size']:,} bytes")
     table.add_row("payload", f"{summary['payload_size']:,} bytes")
@@ -219,14 +237,15 @@ def ota_inspect(bundle_file, keys_dir, as_json):
     store = _store(keys_dir)
     found = bundle.read_bundle(Path(bundle_file).read_bytes(), store.public_keys())
     key = store.get(found.key_id)
-    if found.kind == "full":
+    if found.kind != "delta":
         found.image()  # the image the manifest names
     if as_json:
         _print_json({"key_id": key.id, "key_state": key.state, "manifest": found.manifest})
         return
     m = found.manifest
     console = Console(soft_wrap=True)
-    lines = [f"version {m['version']}, {m['kind']}, for {', '.join(m['boards'])} "
+    kind = m["kind"] + (f" (layout {m['layout']})" if "layout" in m else "")
+    lines = [f"version {m['version']}, {kind}, for {', '.join(m['boards'])} "
              f"({m['interpreter']})",
              f"signed by key {key.id} ({key.state}); signature and payload check out"]
     if "base" in m:
@@ -240,6 +259,8 @@ def ota_inspect(bundle_file, keys_dir, as_json):
     lines.append(f"trusted keys: {len(m.get('trusted_keys', []))}")
     for line in lines:
         console.print(line, markup=False, highlight=False)
+    if m["kind"] == "image":
+        return  # one ESP app image: no files to list
     table = Table(title="files")
     for column in ("path", "size", "sha256"):
         table.add_column(column, justify="right" if column == "size" else "left")

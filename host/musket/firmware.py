@@ -19,7 +19,7 @@ from musket.errors import BadInput
 RUN_AS_SOURCE = ("boot.py", "main.py")
 # The update's boot stage: compiled, but kept on the filesystem, outside the application
 # image an update swaps (docs/ota.md), since it runs while that image is rewritten.
-OUTSIDE_IMAGE = ("otaboot.py",)
+OUTSIDE_IMAGE = ("otaboot.py", "otastate.py")
 
 
 class FirmwareError(BadInput):

@@ -225,7 +225,6 @@ def report_exit(reason, detail=None):
         "heap_peak": _simcore.heap_peak,
         "flash_writes": _simflash.writes,
         "rtc_memory": s.get("rtc_memory", ""),
-        "next_app": s.get("next_app"),
         "sim_heap_bytes": _simcore.sim_heap_bytes,
     }
     _simcore.report("exit", reason=reason, detail=detail, **state)

@@ -36,7 +36,7 @@ def test_every_board_builds_images_the_device_can_read(make_build, board_name, o
     # The virtual chip's ROM and bootloader check the bootloader image, read the table (MD5
     # row included) and find a valid app in the first app partition.
     app_part = next(p for p in layout if p.type == "app")
-    outcome = bootrom.boot(flash, board.chip, app_part.name, reset_cause=1)
+    outcome = bootrom.boot(flash, board.chip, reset_cause=1)
     assert outcome.bootable, outcome.error
     assert outcome.app == app_part.name
     assert outcome.partitions == [
@@ -57,7 +57,8 @@ def test_every_board_builds_images_the_device_can_read(make_build, board_name, o
     fs = board.filesystem(ota)
     files = fsimage.read(flash[fs.offset:fs.end])
     # The scripts the port runs, the update's boot stage (outside the image it swaps), the board.
-    assert set(files) == {"boot.py", "main.py", "otaboot.mpy", "board.json"}
+    assert set(files) == {"boot.py", "main.py", "otaboot.mpy", "otastate.mpy",
+                          "board.json"}
     assert json.loads(files["board.json"])["name"] == board_name
     assert result.manifest["board"] == board_name
     assert result.manifest["layout"] == ("ota" if ota else "plain")

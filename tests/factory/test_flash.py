@@ -47,7 +47,7 @@ def test_four_devices_at_once_four_bars_and_a_summary(station, make_build):
     plan = flash.Plan.load(plan_dir)
     for server in servers:
         _check_written(server.image, plan, [p.name for p in plan.pieces])
-        assert bootrom.boot(server.image.read_bytes(), "esp32", "factory", 1).bootable
+        assert bootrom.boot(server.image.read_bytes(), "esp32", 1).bootable
         assert (plan_dir / "logs").is_dir()
 
 

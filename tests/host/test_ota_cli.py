@@ -111,3 +111,58 @@ def test_bad_options_are_one_clear_error(work, args, expected):
     assert result.exit_code == ExitCode.BAD_INPUT, result.output
     assert expected in result.output
     assert not (folder / "x.mkot").exists()
+
+
+@pytest.fixture(scope="module")
+def release_bin(work):
+    """A binary shaped like a MicroPython release for the ESP32 (bootloader, table, app)."""
+    from musket import espimage, parttable
+    from musket.boards import load_board
+
+    folder, _ = work
+    table = parttable.encode(load_board("esp32-sim7080g").partitions(True))
+    path = folder / "ESP32_GENERIC.bin"
+    path.write_bytes(espimage.stand_in_release("esp32", table, 64 * 1024))
+    return path
+
+
+def test_an_image_bundle_of_a_firmware_binary(work, release_bin):
+    from musket import espimage
+
+    folder, keys = work
+    out, made = build(work, "image.mkot", "--version", "1.28.1", "--image", str(release_bin))
+    app = espimage.split_firmware(release_bin.read_bytes(), "esp32").app
+    assert made["kind"] == "image" and made["layout"] == "ota"
+    assert made["interpreter"] == "micropython"
+    assert made["image_size"] == len(app)  # the app alone: the bootloader is not updated
+    shown = ota(keys, "inspect", str(out))
+    assert shown.exit_code == 0, shown.output
+    assert "image (layout ota)" in shown.output and "files" not in shown.output
+
+
+@pytest.mark.parametrize(("board", "more", "expected"), [
+    ("esp32s3-bg95", [], "built for another chip"),
+    ("esp32-sim7080g", ["--base", "x.mkot"], "takes no --base"),
+    ("esp32-sim7080g", ["--interpreter", "cpython"], "takes no --base"),
+])
+def test_an_image_bundle_refuses_what_does_not_fit_it(work, release_bin, board, more,
+                                                      expected):
+    folder, keys = work
+    result = ota(keys, "build", "--version", "1.28.1", "--image", str(release_bin),
+                 "--board", board, "--out", str(folder / "y.mkot"), *more)
+    assert result.exit_code != 0, result.output
+    assert expected in result.output
+    assert not (folder / "y.mkot").exists()
+
+
+def test_a_damaged_firmware_binary_is_refused(work, release_bin, tmp_path):
+    folder, keys = work
+    data = bytearray(release_bin.read_bytes())
+    data[0x10000 - 0x1000 + 200] ^= 0xFF  # a byte of the app
+    bad = tmp_path / "bad.bin"
+    bad.write_bytes(bytes(data))
+    result = ota(keys, "build", "--version", "1.28.1", "--board", "esp32-sim7080g",
+                 "--image", str(bad), "--out", str(folder / "z.mkot"))
+    assert result.exit_code == ExitCode.BAD_INPUT, result.output
+    assert "does not match" in result.output
+    assert not (folder / "z.mkot").exists()

@@ -375,14 +375,14 @@ def test_the_rom_looks_for_the_bootloader_at_its_own_offset(chip, tmp_path):
     dev.create_flash(with_firmware=False)
     flash = bytearray(dev.image.read_bytes())
     dev.close()
-    assert bootrom.boot(bytes(flash), chip, "factory", 1).bootable
+    assert bootrom.boot(bytes(flash), chip, 1).bootable
     # The same bootloader where the other chip's ROM would look for it: nothing boots.
     here, there = BOOTLOADER_OFFSETS[chip], BOOTLOADER_OFFSETS["esp32s3" if chip == "esp32"
                                                                  else "esp32"]
     boot = bytes(flash[here:here + 0x1000 - 16])
     flash[here:here + len(boot)] = b"\xff" * len(boot)
     flash[there:there + len(boot)] = boot
-    outcome = bootrom.boot(bytes(flash), chip, "factory", 1)
+    outcome = bootrom.boot(bytes(flash), chip, 1)
     assert not outcome.bootable
     assert f"no valid bootloader at {here:#x}" in outcome.error
 

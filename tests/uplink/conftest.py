@@ -171,3 +171,20 @@ def device_files(device_id: str, port: int, password: str | None = None,
     secret = password if password is not None else DEVICES[device_id]
     return {"config.json": store_record(cfg),
             "secrets.json": store_record({"mqtt_user": device_id, "mqtt_password": secret})}
+
+
+def serve_update(device, port: int, campaign: str, version: str, bundle: bytes, until: str,
+                 span_s: float = 1800):
+    """Offers `bundle` to dev-a (`device`, whose session the broker on `port` keeps) as the
+    fleet does (musket.ota.transfer), runs the device for `span_s` and waits for its report
+    `until`; -> (the run's result, the fleet's record of dev-a's update)."""
+    from musket.ota import transfer
+
+    server = transfer.BundleServer("127.0.0.1", port, SERVICE_USER, SERVICE_PASSWORD)
+    try:
+        server.offer("dev-a", campaign, version, bundle)
+        result = device.run(span_s)
+        assert server.wait(["dev-a"], (until,), 10), server.updates["dev-a"]
+    finally:
+        server.close()
+    return result, server.updates["dev-a"]

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import SERVICE_PASSWORD, SERVICE_USER, device_files
+from conftest import SERVICE_PASSWORD, SERVICE_USER, device_files, serve_update
 from updates import (
     UPDATED,
     boot_lines,
@@ -47,15 +47,8 @@ def test_an_offered_update_is_pulled_installed_and_confirmed(make_device, mosqui
     device = make_device(files={**device_files("dev-a", mosquitto.port), **trusting(keys)},
                          modem=load_scenario("good"))
     device.run(300)  # the device's session and subscription, kept by the broker
-    server = transfer.BundleServer("127.0.0.1", mosquitto.port, SERVICE_USER, SERVICE_PASSWORD)
-    try:
-        server.offer("dev-a", "c1", "1.1.0", bundle)
-        result = device.run(1800)
-        assert server.wait(["dev-a"], ("confirmed",), 10), server.updates["dev-a"]
-    finally:
-        server.close()
+    result, served = serve_update(device, mosquitto.port, "c1", "1.1.0", bundle, "confirmed")
     assert not result.errors, result.errors
-    served = server.updates["dev-a"]
     assert served.state == "confirmed", served.reports
     # The boot stage's steps came up from the next boots, each once, then the outcome.
     assert [r["state"] for r in served.reports] == [
@@ -85,15 +78,9 @@ def test_a_bundle_the_device_refuses_is_reported_verifying_then_rejected_with_wh
                                 **trusting(fresh_keys(tmp_path / "keys"))},
                          modem=load_scenario("good"))
     device.run(300)
-    server = transfer.BundleServer("127.0.0.1", mosquitto.port, SERVICE_USER, SERVICE_PASSWORD)
-    try:
-        server.offer("dev-a", "c5", "1.1.0", bundle)
-        result = device.run(900)
-        assert server.wait(["dev-a"], ("rejected",), 10), server.updates["dev-a"]
-    finally:
-        server.close()
+    result, served = serve_update(device, mosquitto.port, "c5", "1.1.0", bundle, "rejected",
+                                  900)
     assert not result.errors, result.errors
-    served = server.updates["dev-a"]
     assert [r["state"] for r in served.reports] == ["downloaded", "verifying", "rejected"]
     assert served.state == "rejected" and "signature" in served.reason, served.reports
     assert UPDATED not in boot_lines(device)[-1]

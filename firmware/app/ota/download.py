@@ -149,14 +149,14 @@ class Download:
         # The bundle is whole: the boot stage installs it at the next boot. Its state is
         # written last: a cut before leaves a complete bundle (or part file) that the offer,
         # still on flash, finds again at the next start, which completes it at once.
-        import otaboot
+        import otastate
 
         if _size(PART) >= 0:
             os.rename(PART, BUNDLE)
-        state = otaboot.load()
-        state["phase"] = otaboot.INSTALL
+        state = otastate.load()
+        state["phase"] = otastate.INSTALL
         state["campaign"] = self.offer["c"]
-        otaboot.save(state)
+        otastate.save(state)
         os.remove(OFFER)
         self.done = True
         self._show("downloaded")
@@ -188,14 +188,14 @@ class Download:
             if not any(r.get("state") in _PHASES for r in self.reports):
                 self.phases_sent.set()
         elif done in ("confirmed", "rolled_back", "rejected"):
-            import otaboot
+            import otastate
 
-            state = otaboot.load()
+            state = otastate.load()
             last = state.get("last")
             if last is not None and last.get("campaign") == report.get("c"):
                 last["reported"] = True
                 state.pop("phases", None)
-                otaboot.save(state)
+                otastate.save(state)
 
 
 _PHASES = ("verifying", "staged", "booting")  # the boot stage's steps (otaboot.py)

@@ -91,13 +91,17 @@ def read_manifest(f, trusted_keys):
 
 def check_rules(manifest, board, running_version, running_image, slot_size):
     """Whether this device may install the bundle, before anything is written:
-    `running_version` the version it runs, `running_image` (size, sha256 hex) the image it
-    runs from, `slot_size` the room in the other slot."""
+    `running_version` the version it runs (of the application, or for an image bundle of its
+    firmware image), `running_image` (size, sha256 hex) the image it runs from (a delta's
+    base), `slot_size` the room in the other slot."""
     version = parse_version(manifest.get("version"))
     current = parse_version(running_version)
+    kind = manifest.get("kind")
     if board not in (manifest.get("boards") or ()):
         raise Rejected("board", "not built for %s" % board)
-    if manifest.get("interpreter") != sys.implementation.name:
+    # An image bundle carries the interpreter itself (the MicroPython binary); the others
+    # carry code for the one running.
+    if kind != "image" and manifest.get("interpreter") != sys.implementation.name:
         raise Rejected("board", "built for %s" % manifest.get("interpreter"))
     if current < parse_version(manifest.get("min_version") or "0.0.0"):
         raise Rejected("version", "needs at least %s, runs %s" % (manifest["min_version"],
@@ -109,14 +113,13 @@ def check_rules(manifest, board, running_version, running_image, slot_size):
     if not 0 < image.get("size", 0) <= slot_size:
         raise Rejected("size", "an image of %s bytes does not fit %d" % (image.get("size"),
                                                                          slot_size))
-    kind = manifest.get("kind")
     if kind == "delta":
         base = manifest.get("base") or {}
         if (base.get("size"), base.get("sha256")) != running_image:
             raise Rejected("base", "made against %s, the device runs another image"
                            % (base.get("version")
                               or "image %s" % str(base.get("sha256"))[:12]))
-    elif kind != "full":
+    elif kind not in ("full", "image"):
         raise Rejected("format", "kind %r" % (kind,))
 
 
@@ -227,8 +230,9 @@ def _hex(digest):
 
 def install(f, manifest, payload_offset, running_part, target_part, buf):
     """Streams the payload of a checked bundle (`read_manifest`, `check_rules`) into
-    `target_part`; `running_part` is the base of a delta. Raises Rejected if a byte is not
-    what the manifest promised; the slot is then not to be booted."""
+    `target_part`; `running_part` is the base of a delta (None for the others). Raises
+    Rejected if a byte is not what the manifest promised; the slot is then not to be
+    booted."""
     payload = manifest.get("payload") or {}
     image = manifest["image"]
     f.seek(payload_offset)

@@ -1,7 +1,8 @@
 # A version on trial (the update's boot stage booted it: otaboot.py) confirms itself only
 # when it works: it booted, its counters opened, and the broker acknowledged a session within
-# ota_trial_s. Otherwise it asks for the previous version back and resets. The boot stage's
-# module is loaded only for that one decision, so it holds no heap while the device runs.
+# ota_trial_s. Otherwise it asks for the previous version back and resets. The update's
+# state (otastate.py) is loaded only for that one decision, so it holds no heap while the
+# device runs.
 import asyncio
 
 import machine
@@ -9,15 +10,18 @@ from app.ota.download import outcome_report
 
 
 def _decide(confirm, reason=None):
-    import otaboot
+    import otastate
 
-    state = otaboot.load()
-    if state.get("phase") != otaboot.TRIAL:
+    state = otastate.load()
+    if state.get("phase") != otastate.TRIAL:
         return None
+    steps = otastate
+    if state["trial"].get("kind") == otastate.IMAGE:
+        from app.ota import slots as steps  # a firmware image: otadata says which slot boots
     if confirm:
-        otaboot.confirm(state)
+        steps.confirm(state)
     else:
-        otaboot.rollback(state, reason)
+        steps.rollback(state, reason)
     return state
 
 

@@ -29,7 +29,10 @@ HEADER = struct.Struct(">4sBBH8s64s")  # magic, format, flags, manifest length, 
 HEADER_SIZE = HEADER.size  # 80
 SIGNED_PREFIX = b"musket-ota\0"
 WBITS = 12  # the payload's zlib window: 4 KB, what the device can spare to inflate it
-KINDS = ("full", "delta")
+# full: the application image; delta: patch operations against the image the device runs;
+# image: the MicroPython firmware binary (an ESP app image) for the board's other OTA app slot.
+KINDS = ("full", "delta", "image")
+IMAGE_LAYOUT = "ota"  # the partition layout an image bundle needs: two OTA app slots
 _VERSION = re.compile(r"(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)")
 
 
@@ -78,12 +81,13 @@ class Bundle:
         return HEADER_SIZE + len(self.manifest_bytes) + len(self.payload)
 
     def contents(self) -> bytes:
-        """The decompressed payload: the image (full) or the delta's operations (delta)."""
+        """The decompressed payload: the image (full, image) or the delta's operations
+        (delta)."""
         return decompress(self.payload)
 
     def image(self) -> bytes:
-        """A full bundle's image, checked against the manifest's size and SHA-256."""
-        if self.kind != "full":
+        """A full or image bundle's image, checked against the manifest's size and SHA-256."""
+        if self.kind == "delta":
             raise BundleError("a delta bundle holds no image: apply it to its base")
         data = self.contents()
         check_image(data, self.manifest["image"], "the payload")
@@ -192,6 +196,9 @@ def _check_manifest(m: dict, partial: bool = False) -> None:
     need(m.get("kind") in KINDS, f"kind {m.get('kind')!r}")
     need(_is_blob(m.get("image")), "image: expected size and sha256")
     need(_is_blob(m.get("payload")), "payload: expected size and sha256")
+    if m["kind"] == "image":
+        need(m.get("layout") == IMAGE_LAYOUT,
+             f"layout {m.get('layout')!r}: an image bundle is for the {IMAGE_LAYOUT!r} layout")
     if m["kind"] == "delta":
         need(_is_blob(m.get("base")), "base: a delta needs the base's size and sha256")
         if "version" in m["base"]:

@@ -51,6 +51,20 @@ def application_image(interpreter: str, root: Path | None = None,
     return Image(firmware.romfs_image(files), files)
 
 
+def check_fits_slots(app: bytes, board: Board) -> None:
+    """A firmware image fits each OTA app slot of the board's OTA layout (where an image
+    update writes it)."""
+    slots = [p for p in board.partitions(True) if p.type == "app"
+             and p.subtype.startswith("ota_")]
+    if len(slots) < 2:
+        raise ImageError(f"{board.name}'s OTA layout has no two app slots: it cannot take "
+                         "image updates")
+    room = min(p.size for p in slots)
+    if len(app) > room:
+        raise ImageError(f"the firmware image ({len(app):,} bytes) does not fit "
+                         f"{board.name}'s OTA app slots ({room:,} bytes)")
+
+
 def check_fits(image: bytes, boards: list[Board]) -> None:
     """The image fits where each board's update swaps it (docs/ota.md): the romfs partition,
     and the romfs_spare partition less its last block, the swap's scratch. Only a layout with

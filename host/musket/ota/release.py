@@ -1,5 +1,6 @@
 """A release: the application image of a firmware tree, signed into a full bundle, or into a
-delta against the image the fleet runs (given as its full bundle or as the raw image)."""
+delta against the image the fleet runs (given as its full bundle or as the raw image); or a
+MicroPython firmware binary, signed into an image bundle for the boards' OTA app slots."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from musket import espimage
 from musket.boards import load_board
 from musket.ota import bundle, delta, image
 from musket.ota.keys import KeyStore
@@ -41,6 +43,8 @@ class Release:
                "key_id": self.key_id}
         if "base" in m:
             out["base"] = m["base"]
+        if "layout" in m:
+            out["layout"] = m["layout"]
         return out
 
 
@@ -103,6 +107,44 @@ def build_release(store: KeyStore, *, version: str, boards: list[str],
         manifest["files"] = files
     manifest["trusted_keys"] = [k.public_key.hex() for k in store.trusted()]
     data = bundle.build_bundle(manifest, bundle.compress(contents), private)
+    made = bundle.read_bundle(data, {key.id: key.public_key})  # as a device would see it
+    return Release(data, made.manifest, key.id)
+
+
+def build_image_release(store: KeyStore, *, version: str, boards: list[str], firmware: Path,
+                        min_version: str | None = None, downgrade: bool = False,
+                        sign_with: str | None = None) -> Release:
+    """The image bundle of the MicroPython firmware binary `firmware` (a release .bin, whose
+    app is taken, or an app image) for `boards`: checked as the bootloader will check it
+    (espimage), for each board's chip, and against the room of its OTA app slots; compressed
+    and signed as application bundles are."""
+    bundle.parse_version(version)
+    if min_version is not None:
+        bundle.parse_version(min_version, "min version")
+    if not boards:
+        raise bundle.BundleError("a bundle is for at least one board (--board)")
+    boards = list(dict.fromkeys(boards))
+    try:
+        data = Path(firmware).read_bytes()
+    except OSError as e:
+        raise bundle.BundleError(f"image {firmware}: cannot read: {e.strerror}") from None
+    app = None
+    for board in (load_board(name) for name in boards):
+        found = espimage.split_firmware(data, board.chip, str(firmware)).app
+        if app is not None and found != app:
+            raise bundle.BundleError(f"{board.name}: the image reads differently for its chip")
+        app = found
+        image.check_fits_slots(app, board)
+    key, private = store.private_key(sign_with)
+    manifest: dict = {"version": version, "boards": boards, "interpreter": "micropython"}
+    if min_version is not None:
+        manifest["min_version"] = min_version
+    manifest["downgrade"] = downgrade
+    manifest["kind"] = "image"
+    manifest["layout"] = bundle.IMAGE_LAYOUT
+    manifest["image"] = {"size": len(app), "sha256": hashlib.sha256(app).hexdigest()}
+    manifest["trusted_keys"] = [k.public_key.hex() for k in store.trusted()]
+    data = bundle.build_bundle(manifest, bundle.compress(app), private)
     made = bundle.read_bundle(data, {key.id: key.public_key})  # as a device would see it
     return Release(data, made.manifest, key.id)
 

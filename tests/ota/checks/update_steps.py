@@ -35,10 +35,10 @@ def download(version, chunks=-1):
     # Takes the offer (again, after a cut: the same campaign goes on from the checkpoint)
     # and pulls the bundle chunk by chunk, committing a use after every chunk; given
     # `chunks`, stops after that many, as a download the link left part way.
-    import otaboot
+    import otastate
 
     counters = counter.Counters([])
-    if otaboot.load()["phase"] != otaboot.IDLE:
+    if otastate.load()["phase"] != otastate.IDLE:
         print("DOWNLOADED")  # the cut came after the download completed
         return
     dl = Download(Log(echo=False))
@@ -74,3 +74,19 @@ def confirm():
 
 def counts():
     print("COUNTS", counter.Counters([]).totals.get("brews", 0))
+
+
+def trial_boot():
+    # What main.py does first at every boot: the update's boot stage. It may install a
+    # waiting bundle and reset; on a version on trial it counts the boot.
+    import otaboot
+
+    state = otaboot.run()
+    print("PHASE", state["phase"])
+
+
+def trial_boot_and_confirm():
+    # A trial's boot that reaches the broker: the boot stage, then the confirmation, in one
+    # boot (a reset in between would be the bootloader's cue to roll an image back).
+    trial_boot()
+    confirm()
