@@ -61,6 +61,7 @@ FAULTS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fault", FAULTS)
 def test_the_screen_names_a_staged_fault_with_its_code_and_repair(fault, units, people):
     staged = FAULTS[fault]
@@ -109,6 +110,7 @@ BUSY_SPEED = 20
 BUSY_SPAN_S = 300
 
 
+@pytest.mark.slow
 def test_brews_are_counted_while_attached_during_a_selftest_and_after(units, people):
     unit = units("busy", usage=BUSY_USAGE, speed=BUSY_SPEED)
     unit.start()

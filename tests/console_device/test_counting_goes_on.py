@@ -55,6 +55,7 @@ def busy_device(tmp_path, interpreter):
     assert result.errors == [], result.errors
 
 
+@pytest.mark.slow
 def test_counting_goes_on_during_console_commands_and_selftests(busy_device):
     con, device = busy_device
     first, t0 = _check(con, device)
