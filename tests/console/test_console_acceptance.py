@@ -61,12 +61,15 @@ FAULTS = {
 }
 
 
+FAULT_SPEED = 10  # virtual seconds per wall second: the hang comes 6 s after the start
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("fault", FAULTS)
 def test_the_screen_names_a_staged_fault_with_its_code_and_repair(fault, units, people):
     staged = FAULTS[fault]
     unit = units(fault, scenario=staged.get("scenario", "good"),
-                 usage=staged.get("usage", "day"), speed=5)
+                 usage=staged.get("usage", "day"), speed=FAULT_SPEED)
     unit.start()
     unit.wait_ready()
     person = people(unit.port, "--technician", "Rui Costa")
