@@ -66,10 +66,10 @@ def pytest_itemcollected(item):
 # After pytest's own ordering by shared fixtures, which would undo it.
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(items):
-    """Puts the items marked slow first (items in a group stay where they are: moving some of
-    a module's items would split the module and build its shared fixtures twice in a run
-    without xdist). Under --dist loadgroup the biggest groups are handed out first, then the
-    single items in this order, so the long runs start early rather than leaving one worker
-    to finish one alone at the end."""
+    """Puts the items in a group (a shared fixture, a check suite's run) and the items marked
+    slow before the others, each keeping its order, so a module's grouped items stay together.
+    Under --dist loadgroup the biggest groups are handed out first, then the single items in
+    this order: the long runs start early rather than leaving one worker to finish one alone
+    at the end."""
     items.sort(key=lambda item: not item.get_closest_marker("xdist_group")
                and item.get_closest_marker("slow") is None)
