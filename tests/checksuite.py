@@ -3,9 +3,9 @@
 A suite is a module of checks (functions named ``check_<name>``) that runs on the device or
 under a bare interpreter. The device-side runner (tests/device/checkrun.py) runs the suite's
 checks in one interpreter process and prints one result line per check. Here the names are
-read from the module's source, the suite runs once per interpreter and test session (its
-items share one xdist worker, `Suite.group`), and each item asserts its own check's result,
-with what that check printed. A check without a result line failed: the process died first.
+read from the module's source, the suite runs once per interpreter and test session (the
+items of one interpreter's run share one xdist worker), and each item asserts its own check's
+result, with what that check printed. A check without a result line failed: the process died first.
 """
 
 from __future__ import annotations
@@ -112,9 +112,13 @@ class Suite:
                                                 if interpreter == "micropython" else [])]
         self._runner = runner
         self._runs: dict[str, SuiteRun] = {}
-        # Every item of the suite goes to the same xdist worker (--dist loadgroup), so the
-        # suite runs once per interpreter, not once per worker.
-        self.group = pytest.mark.xdist_group(module.stem)
+
+    def _param(self, interpreter: str, *values: object):
+        # Every item of one interpreter's run goes to the same xdist worker (--dist loadgroup),
+        # so the suite runs once per interpreter, not once per worker; the two interpreters'
+        # runs may go to different workers.
+        return pytest.param(*values, marks=pytest.mark.xdist_group(
+            "%s-%s" % (self.module.stem, interpreter)))
 
     def run(self, interpreter: str, tmp_path_factory) -> SuiteRun:
         if interpreter not in self._runs:
@@ -126,13 +130,12 @@ class Suite:
         """The suite's pytest functions, for a test module to name: one item per check per
         interpreter, and one per interpreter for the run as a whole."""
 
-        @self.group
-        @pytest.mark.parametrize(("interpreter", "check"), self.items)
+        @pytest.mark.parametrize(("interpreter", "check"),
+                                 [self._param(i, i, name) for i, name in self.items])
         def test_check(interpreter, check, tmp_path_factory):
             self.run(interpreter, tmp_path_factory).assert_passed(check)
 
-        @self.group
-        @pytest.mark.parametrize("interpreter", INTERPRETERS)
+        @pytest.mark.parametrize("interpreter", [self._param(i, i) for i in INTERPRETERS])
         def test_run_is_clean(interpreter, tmp_path_factory):
             self.run(interpreter, tmp_path_factory).assert_clean()
 

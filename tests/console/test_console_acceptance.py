@@ -61,11 +61,15 @@ FAULTS = {
 }
 
 
+FAULT_SPEED = 10  # virtual seconds per wall second: the hang comes 6 s after the start
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("fault", FAULTS)
 def test_the_screen_names_a_staged_fault_with_its_code_and_repair(fault, units, people):
     staged = FAULTS[fault]
     unit = units(fault, scenario=staged.get("scenario", "good"),
-                 usage=staged.get("usage", "day"), speed=5)
+                 usage=staged.get("usage", "day"), speed=FAULT_SPEED)
     unit.start()
     unit.wait_ready()
     person = people(unit.port, "--technician", "Rui Costa")
@@ -103,13 +107,20 @@ def screen_status(person) -> dict:
             "counters": {"values": {"brews": int(brews.group(1)) if brews else 0}}}
 
 
+# Virtual seconds per wall second for the busy unit, and the virtual seconds it runs attached
+# and then detached: a few brews each (BUSY_USAGE: one about every 86 s).
+BUSY_SPEED = 20
+BUSY_SPAN_S = 300
+
+
+@pytest.mark.slow
 def test_brews_are_counted_while_attached_during_a_selftest_and_after(units, people):
-    unit = units("busy", usage=BUSY_USAGE, speed=10)
+    unit = units("busy", usage=BUSY_USAGE, speed=BUSY_SPEED)
     unit.start()
     unit.wait_ready()
     person = people(unit.port)
     person.wait_for("awaiting delivery")
-    time.sleep(30)  # about 300 virtual seconds: a few brews with the console attached
+    time.sleep(BUSY_SPAN_S / BUSY_SPEED)  # a few brews with the console attached
     person.pump(6)  # the status view refreshes every 5 s
     attached = screen_status(person)
     count, (low, high) = counted_and_expected(unit, attached)
@@ -123,7 +134,7 @@ def test_brews_are_counted_while_attached_during_a_selftest_and_after(units, peo
     assert low <= count <= high, (count, low, high)
     assert person.quit() == 0
 
-    time.sleep(30)
+    time.sleep(BUSY_SPAN_S / BUSY_SPEED)
     detached = json.loads(subprocess.run(
         [MUSKET, "console", "--port", unit.port, "status", "--json"], capture_output=True,
         text=True, check=True, timeout=60).stdout)

@@ -23,7 +23,7 @@ from musket_sim.usage_scenario import load_usage
 
 BOARD = "esp32-sim7080g"
 SPAN_S = 6 * 3600
-SPEED = 5
+SPEED = 10  # virtual seconds per wall second: the watchdog's 30 s are 3 s of wall time
 HANG_AT_S = 60  # after the first attach
 FAULT_WAIT_S = 60  # wall seconds for a staged fault to show
 

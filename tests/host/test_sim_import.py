@@ -241,6 +241,7 @@ def test_cli_exit_codes_bad_file_4_known_iccid_6(run, tmp_path):
 # -- memory ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_50mb_list_is_imported_in_bounded_memory(tmp_path):
     path = tmp_path / "sims.csv"
     with open(path, "w", encoding="utf-8", newline="") as f:

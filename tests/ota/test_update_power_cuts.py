@@ -30,6 +30,8 @@ from musket.ota import bundle, image, release
 from musket.ota.keys import KeyStore
 from musket_sim.device import INTERPRETERS
 
+pytestmark = pytest.mark.slow  # dozens of device runs each
+
 CUT_POINTS = 8  # spread over each step's writes
 COMPLETION_WRITES = 24  # a download's last chunk, count and completion take fewer writes
 

@@ -57,6 +57,7 @@ def _burst_when_online(sub, online_seen: int, sent: dict, stop: threading.Event)
     sent["acked_s"] = time.monotonic() - start
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("interpreter", ["micropython"])
 # Open (docs/uplink.md, Commands): at the board's heap every command is answered once and no
 # session is lost, but the burst costs about 93 KB over the air, and 200 config commands cannot

@@ -19,6 +19,7 @@ FLEET = [f"unit-{i:02d}" for i in range(20)]
 INTERPRETER = "cpython"  # twenty devices: the faster interpreter; the canary's path is the same
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("interpreter", [INTERPRETER])
 def test_a_failing_version_aborts_its_campaign_after_the_canary(make_device, tmp_path,
                                                                interpreter):
