@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 from sqlalchemy import Connection
 from sqlalchemy.dialects import postgresql, sqlite
 
+IN_CHUNK = 500  # keys per IN (...) query: well under either database's bound parameters
+
 
 def insert_new(conn: Connection, table, rows: list[dict]):
     """INSERT rows, skipping those whose key is taken (by this or another copy of the service);
