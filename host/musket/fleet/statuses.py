@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from types import SimpleNamespace
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, select
 
 from musket import messages
 from musket.fleet import usage
-from musket.fleet.sql import IN_CHUNK, aware
+from musket.fleet.sql import IN_CHUNK, aware, insert_many, update_many
 from musket.registry.fleet_schema import fleet_devices, fleet_sessions
 
 
@@ -138,27 +138,22 @@ def _last_closed(conn: Connection, device_id: str) -> _Session | None:
 
 def _write(conn: Connection, changed: dict[int, _Session], opened: list[_Session],
            values: dict[str, dict]) -> None:
-    s = fleet_sessions.c
     if changed:
-        conn.execute(update(fleet_sessions).where(s.id == bindparam("b_id"))
-                     .values(disconnected=bindparam("b_disconnected"), why=bindparam("b_why")),
-                     [{"b_id": sid, "b_disconnected": changed[sid].disconnected,
-                       "b_why": changed[sid].why} for sid in sorted(changed)])
+        update_many(conn, fleet_sessions, "id", [
+            {"id": sid, "disconnected": changed[sid].disconnected, "why": changed[sid].why}
+            for sid in sorted(changed)])
     if opened:
-        conn.execute(insert(fleet_sessions), [
+        insert_many(conn, fleet_sessions, [
             {"device_id": o.device_id, "connected": o.connected,
              "disconnected": o.disconnected, "why": o.why} for o in opened])
     # One UPDATE per set of columns, each device's row once, in device order (see
     # FleetStore._take_all on lock order).
     by_columns: dict[tuple[str, ...], list[dict]] = {}
     for device_id in sorted(values):
-        columns = tuple(sorted(values[device_id]))
-        by_columns.setdefault(columns, []).append(
-            {"b_device_id": device_id, **{f"v_{c}": v for c, v in values[device_id].items()}})
-    for columns, params in by_columns.items():
-        conn.execute(update(fleet_devices)
-                     .where(fleet_devices.c.device_id == bindparam("b_device_id"))
-                     .values({c: bindparam(f"v_{c}") for c in columns}), params)
+        by_columns.setdefault(tuple(sorted(values[device_id])), []).append(
+            {"device_id": device_id, **values[device_id]})
+    for rows in by_columns.values():
+        update_many(conn, fleet_devices, "device_id", rows)
 
 
 def _new_data_stop(row, status: messages.Status) -> bool:

@@ -26,14 +26,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, Engine, and_, bindparam, select, tuple_, update
+from sqlalchemy import Connection, Engine, and_, select, tuple_, update
 from sqlalchemy.exc import OperationalError
 
 from musket import messages
 from musket.broker import BrokerError, parse_topic
 from musket.errors import Unreachable
 from musket.fleet import statuses
-from musket.fleet.sql import IN_CHUNK, insert_new
+from musket.fleet.sql import IN_CHUNK, insert_new, update_many
 from musket.registry import database
 from musket.registry.fleet_schema import (
     fleet_devices,
@@ -228,9 +228,8 @@ def _telemetry_all(conn: Connection, batch: list, outcome: Outcome) -> list:
             if signal is not None:
                 signals[device_id] = float(signal)
     if signals:
-        conn.execute(update(fleet_devices).where(fleet_devices.c.device_id == bindparam("d"))
-                     .values(signal=bindparam("s")),
-                     [{"d": d, "s": v} for d, v in sorted(signals.items())])
+        update_many(conn, fleet_devices, "device_id",
+                    [{"device_id": d, "signal": v} for d, v in sorted(signals.items())])
     return refused
 
 
@@ -253,11 +252,8 @@ def _touch_all(conn: Connection, seen: dict[str, datetime]) -> None:
     order = sorted(seen)
     insert_new(conn, fleet_devices, [{"device_id": d, "online": False, "last_seen": seen[d],
                                       "data_paused": False} for d in order])
-    d = fleet_devices.c
-    conn.execute(update(fleet_devices).where(and_(d.device_id == bindparam("d"),
-                                                  d.last_seen < bindparam("at")))
-                 .values(last_seen=bindparam("at")),
-                 [{"d": device_id, "at": seen[device_id]} for device_id in order])
+    update_many(conn, fleet_devices, "device_id",
+                [{"device_id": d, "last_seen": seen[d]} for d in order], forward="last_seen")
 
 
 def _count_rejected(conn: Connection, r: Rejected, at: datetime) -> None:
