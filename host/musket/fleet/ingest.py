@@ -2,11 +2,11 @@
 after its batch is committed.
 
 One copy subscribes to ``d/+/t``, ``d/+/e``, ``d/+/r`` and ``d/+/s`` with a persistent
-session (clean_session off) under a client id of its own, and acknowledges (PUBACK) a message
-only once the transaction that stored it has committed. So a copy killed between the two
-leaves its unacknowledged messages in its session, the broker keeps whatever arrives while it
-is away, and sends both when that copy connects again; the tables' unique keys make a second
-delivery a counted duplicate.
+session (MQTT 5: clean start off, a session that never expires) under a client id of its own,
+and acknowledges (PUBACK) a message only once the transaction that stored it has committed.
+So a copy killed between the two leaves its unacknowledged messages in its session, the broker
+keeps whatever arrives while it is away, and sends both when that copy connects again; the
+tables' unique keys make a second delivery a counted duplicate.
 
 Several copies share the load through MQTT shared subscriptions (``--group NAME``:
 ``$share/NAME/d/+/t``, ``.../e``, ``.../r``): the broker hands each message to one member of
@@ -38,9 +38,15 @@ from musket.fleet.store import FleetStore, Incoming, Outcome
 
 SHARED_LEAVES = ("t", "e", "r")  # what a group of copies shares
 STATUS_TOPIC = "d/+/s"
-# The broker keeps this many QoS 1 messages unacknowledged in flight to one client (Mosquitto's
-# max_inflight_messages default is 20); a batch never waits for more than it can get.
-BATCH_MAX = 20
+# Messages taken in one transaction. The copy's Receive Maximum (MQTT 5) lets the broker keep
+# two batches unacknowledged in flight to it, so the next batch arrives while one is stored;
+# without it Mosquitto sends an MQTT 3.1.1 client 20 at a time (max_inflight_messages, a
+# setting for every client of the broker, devices included). After an outage the whole
+# fleet's backlog waits in the broker: the fewer and bigger the transactions, the faster it
+# drains (docs/fleet-scale.md#figures).
+BATCH_MAX = 500
+RECEIVE_MAXIMUM = 2 * BATCH_MAX
+SESSION_NEVER_EXPIRES = 0xFFFFFFFF  # MQTT 5's Session Expiry Interval for "kept for good"
 KEEPALIVE_S = 30
 RECONNECT_MIN_S, RECONNECT_MAX_S = 0.2, 10.0  # back-off while the broker is away
 
@@ -121,13 +127,18 @@ class Ingest:
 
     def _client(self):
         import aiomqtt
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
 
         tls = ssl.create_default_context(cafile=self.login.ca_file) if self.login.ca_file \
             else None
+        connect = Properties(PacketTypes.CONNECT)
+        connect.SessionExpiryInterval = SESSION_NEVER_EXPIRES
+        connect.ReceiveMaximum = max(RECEIVE_MAXIMUM, 2 * self.batch_max)
         client = aiomqtt.Client(
             self.login.host, self.login.port, username=self.login.user,
             password=self.login.password, identifier=self.login.client_id,
-            protocol=aiomqtt.ProtocolVersion.V311, clean_session=False,
+            protocol=aiomqtt.ProtocolVersion.V5, clean_start=False, properties=connect,
             keepalive=KEEPALIVE_S, tls_context=tls)
         # Manual acknowledgement, set before connecting so that no message of the session's
         # backlog is acknowledged before it is stored. aiomqtt 2 does not expose paho's
