@@ -22,7 +22,10 @@ default; run the others with ``--no-status``), subscribes to it. A retained mess
 sent to a shared subscription when it subscribes, so a group member would never learn of
 devices that connected before it; and a device's online/offline sequence is only right when
 one consumer applies it in order (its sessions open and close on it). A status is one
-message per session start and per health interval per device: one copy takes them all.
+message per session start and per health interval per device: one copy takes them all. After
+an outage, though, every device's reconnection sends one at once; a copy that takes only the
+statuses (``--no-telemetry``) keeps them from queueing in front of its share of the backlog's
+telemetry, which the other copies then take.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from musket.errors import Unreachable
+from musket.errors import BadInput, Unreachable
 from musket.fleet.store import FleetStore, Incoming, Outcome
 
 SHARED_LEAVES = ("t", "e", "r")  # what a group of copies shares
@@ -67,15 +70,17 @@ class Ingest:
     """One copy of the fleet service's ingest, run until `stop` is set."""
 
     def __init__(self, store: FleetStore, login: BrokerLogin, *, group: str | None = None,
-                 status: bool = True, batch_max: int = BATCH_MAX,
+                 status: bool = True, telemetry: bool = True, batch_max: int = BATCH_MAX,
                  log: Callable[[str], None] = print) -> None:
+        if not (status or telemetry):
+            raise BadInput("a copy of the fleet service takes statuses, telemetry or both")
         self.store = store
         self.login = login
         self.status = status
         self.batch_max = batch_max
         self.log = log
         share = f"$share/{group}/" if group else ""
-        self.topics = [f"{share}d/+/{leaf}" for leaf in SHARED_LEAVES]
+        self.topics = [f"{share}d/+/{leaf}" for leaf in SHARED_LEAVES] if telemetry else []
         if status:
             self.topics.append(STATUS_TOPIC)
         self.totals = Outcome()
