@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, and_, bindparam, insert, update
+from sqlalchemy import Connection, and_, bindparam, case, func, insert, update
 from sqlalchemy.dialects import sqlite
 
 IN_CHUNK = 500  # keys per IN (...) query: well under either database's bound parameters
@@ -39,17 +39,27 @@ def insert_many(conn: Connection, table, rows: list[dict]) -> None:
 
 
 def update_many(conn: Connection, table, key: str, rows: list[dict],
-                forward: str | None = None) -> None:
+                forward: str | None = None, keep: bool = False) -> None:
     """UPDATE the row whose `key` column is each row's `key` value with the row's other values;
-    every row has the same keys. With `forward` (a column among them), only where the stored
-    value is older than the new one."""
+    every row has the same keys. With `forward` (a column among them), that column only moves
+    forward: with `keep`, it is set to the newer of the two and the rest still applies;
+    without, the whole row is left alone unless the new value is newer. With `keep`, a None
+    leaves the stored value as it is, so one statement writes rows that change different
+    columns."""
     columns = [c for c in rows[0] if c != key]
     if conn.dialect.name == "postgresql":
         names = [key, *columns]
         target = conn.dialect.identifier_preparer.format_table(table)
-        sets = ", ".join(f"{_quote(conn, c)} = v.{_quote(conn, c)}" for c in columns)
+
+        def new(c):  # the value column c gets
+            old, value = f"{target}.{_quote(conn, c)}", f"v.{_quote(conn, c)}"
+            if c == forward and keep:
+                return f"GREATEST({old}, {value})"
+            return f"COALESCE({value}, {old})" if keep else value
+
+        sets = ", ".join(f"{_quote(conn, c)} = {new(c)}" for c in columns)
         where = f"{target}.{_quote(conn, key)} = v.{_quote(conn, key)}"
-        if forward is not None:
+        if forward is not None and not keep:
             where += f" AND {target}.{_quote(conn, forward)} < v.{_quote(conn, forward)}"
         unnest, arrays = _arrays(conn, table, names, rows)
         conn.exec_driver_sql(
@@ -57,10 +67,19 @@ def update_many(conn: Connection, table, key: str, rows: list[dict],
             f"AS v({', '.join(_quote(conn, c) for c in names)}) WHERE {where}", arrays)
         return
     t = table.c
-    where = t[key] == bindparam(f"b_{key}")
-    if forward is not None:
-        where = and_(where, t[forward] < bindparam(f"v_{forward}"))
-    conn.execute(update(table).where(where).values({c: bindparam(f"v_{c}") for c in columns}),
+
+    def param(c):
+        return bindparam(f"v_{c}", type_=t[c].type)
+
+    def new_value(c):
+        if c == forward and keep:
+            return case((param(c) > t[c], param(c)), else_=t[c])
+        return func.coalesce(param(c), t[c]) if keep else param(c)
+
+    where = t[key] == bindparam(f"b_{key}", type_=t[key].type)
+    if forward is not None and not keep:
+        where = and_(where, t[forward] < param(forward))
+    conn.execute(update(table).where(where).values({c: new_value(c) for c in columns}),
                  [{f"b_{key}": row[key], **{f"v_{c}": row[c] for c in columns}}
                   for row in rows])
 

@@ -36,9 +36,11 @@ class _Session:
 
 
 def apply(conn: Connection, statuses: list[tuple[str, messages.Status, object]],
-          digests: list[str], broker_lost_at: datetime | None) -> None:
+          digests: list[str], broker_lost_at: datetime | None) -> dict[str, dict]:
     """Applies (device_id, status, message) in order; `digests` are their payloads'. Each
-    device's fleet_devices row exists (the batch's devices are touched first)."""
+    device's fleet_devices row exists (the batch's devices are added first). Writes the
+    sessions and the SIMs' use; returns what changes in each device's fleet_devices row, for
+    the caller to write with the rest of the batch's changes to those rows."""
     ids = sorted({device_id for device_id, _, _ in statuses})
     rows = _rows(conn, ids)
     open_sessions = _open_sessions(conn, ids)
@@ -99,9 +101,10 @@ def apply(conn: Connection, statuses: list[tuple[str, messages.Status, object]],
                 use[(device_id, at.date())] = (before[0] + added[0], before[1] + added[1])
         vars(row).update(now)
         values.setdefault(device_id, {}).update(now)
-    _write(conn, changed, opened, values)
+    _write(conn, changed, opened)
     if use:
         usage.add_device_use(conn, use)
+    return values
 
 
 def _rows(conn: Connection, ids: list[str]) -> dict[str, SimpleNamespace]:
@@ -136,8 +139,7 @@ def _last_closed(conn: Connection, device_id: str) -> _Session | None:
                                              row.disconnected, row.why)
 
 
-def _write(conn: Connection, changed: dict[int, _Session], opened: list[_Session],
-           values: dict[str, dict]) -> None:
+def _write(conn: Connection, changed: dict[int, _Session], opened: list[_Session]) -> None:
     if changed:
         update_many(conn, fleet_sessions, "id", [
             {"id": sid, "disconnected": changed[sid].disconnected, "why": changed[sid].why}
@@ -146,14 +148,6 @@ def _write(conn: Connection, changed: dict[int, _Session], opened: list[_Session
         insert_many(conn, fleet_sessions, [
             {"device_id": o.device_id, "connected": o.connected,
              "disconnected": o.disconnected, "why": o.why} for o in opened])
-    # One UPDATE per set of columns, each device's row once, in device order (see
-    # FleetStore._take_all on lock order).
-    by_columns: dict[tuple[str, ...], list[dict]] = {}
-    for device_id in sorted(values):
-        by_columns.setdefault(tuple(sorted(values[device_id])), []).append(
-            {"device_id": device_id, **values[device_id]})
-    for rows in by_columns.values():
-        update_many(conn, fleet_devices, "device_id", rows)
 
 
 def _new_data_stop(row, status: messages.Status) -> bool:

@@ -109,10 +109,13 @@ class FleetStore:
         raise AssertionError("unreachable")
 
     def _take_all(self, conn: Connection, batch: list[Incoming], outcome: Outcome) -> None:
-        # A batch in a few statements, whatever its size: the devices' rows first, in device
-        # order, so that two copies taking batches of the same devices lock those rows in the
-        # same order (no deadlock between them); then every telemetry message at once; then
-        # the statuses, applied in order (each opens or closes a session: fleet.statuses).
+        # A batch in a few statements, whatever its size: rows for devices new to the fleet
+        # first; then every telemetry message at once; then the statuses, applied in order
+        # (each opens or closes a session: fleet.statuses); last, everything the batch changes
+        # in its devices' rows, in one statement. Those rows are what copies taking batches of
+        # the same devices (the status owner and a telemetry copy) both write: taken last and
+        # together, their locks are held only until the commit that follows, and always in
+        # one order (no deadlock between copies).
         taken: list[tuple[Incoming, str, str, object]] = []
         for message in batch:
             try:
@@ -134,15 +137,16 @@ class FleetStore:
             seen[device_id] = max(seen.get(device_id, message.received), message.received)
             if value is not None:
                 decoded.append((message, device_id, leaf, value))
-        _touch_all(conn, seen)
+        _add_devices(conn, seen)
         telemetry = [t for t in decoded if t[2] in ("t", "e")]
-        for r, message in _telemetry_all(conn, telemetry, outcome):
+        refused, signals = _telemetry_all(conn, telemetry, outcome)
+        for r, message in refused:
             self._refuse(conn, r, message, outcome)
         status = [(device_id, value, message) for message, device_id, leaf, value in decoded
                   if leaf == "s"]
-        if status:
-            statuses.apply(conn, status, [_digest(m.payload) for _, _, m in status],
-                           self.broker_lost_at)
+        changes = statuses.apply(conn, status, [_digest(m.payload) for _, _, m in status],
+                                 self.broker_lost_at) if status else {}
+        _write_devices(conn, seen, signals, changes)
         outcome.stored += len(status) + sum(1 for t in decoded if t[2] == "r")
 
     def _refuse(self, conn: Connection, r: Rejected, message: Incoming,
@@ -176,10 +180,10 @@ class FleetStore:
         return None
 
 
-def _telemetry_all(conn: Connection, batch: list, outcome: Outcome) -> list:
+def _telemetry_all(conn: Connection, batch: list, outcome: Outcome) -> tuple[list, dict]:
     """Stores the batch's telemetry messages (message, device_id, leaf, decoded) with their
     events and readings, each message once; returns [(Rejected, message)] for replays (a
-    sequence number stored before with other content)."""
+    sequence number stored before with other content), and each device's newest signal."""
     first: dict[tuple[str, int], tuple] = {}
     again = []
     for message, device_id, leaf, msg in batch:
@@ -227,10 +231,7 @@ def _telemetry_all(conn: Connection, batch: list, outcome: Outcome) -> list:
             signal = next((newest.values[k] for k in SIGNAL_KEYS if k in newest.values), None)
             if signal is not None:
                 signals[device_id] = float(signal)
-    if signals:
-        update_many(conn, fleet_devices, "device_id",
-                    [{"device_id": d, "signal": v} for d, v in sorted(signals.items())])
-    return refused
+    return refused, signals
 
 
 def _digests(conn: Connection, keys: list[tuple[str, int]]) -> dict[tuple[str, int], str]:
@@ -244,16 +245,30 @@ def _digests(conn: Connection, keys: list[tuple[str, int]]) -> dict[tuple[str, i
     return out
 
 
-def _touch_all(conn: Connection, seen: dict[str, datetime]) -> None:
-    # Each device's row exists from its first message on, and last_seen only moves forward.
-    # In device order: see FleetStore._take_all.
+def _add_devices(conn: Connection, seen: dict[str, datetime]) -> None:
+    # Each device's row exists from its first message on.
+    if seen:
+        insert_new(conn, fleet_devices, [{"device_id": d, "online": False,
+                                          "last_seen": seen[d], "data_paused": False}
+                                         for d in sorted(seen)])
+
+
+def _write_devices(conn: Connection, seen: dict[str, datetime], signals: dict[str, float],
+                   changes: dict[str, dict]) -> None:
+    # Every change to the batch's devices' rows in one statement, in device order (see
+    # FleetStore._take_all): last_seen only moves forward, a column a device's messages did
+    # not change (None here) keeps its value.
     if not seen:
         return
-    order = sorted(seen)
-    insert_new(conn, fleet_devices, [{"device_id": d, "online": False, "last_seen": seen[d],
-                                      "data_paused": False} for d in order])
-    update_many(conn, fleet_devices, "device_id",
-                [{"device_id": d, "last_seen": seen[d]} for d in order], forward="last_seen")
+    columns = sorted({"signal"} | {c for values in changes.values() for c in values})
+    rows = []
+    for device_id in sorted(seen):
+        values = changes.get(device_id, {})
+        row = {"device_id": device_id, "last_seen": seen[device_id]}
+        row.update({c: values.get(c) for c in columns})
+        row["signal"] = signals.get(device_id)
+        rows.append(row)
+    update_many(conn, fleet_devices, "device_id", rows, forward="last_seen", keep=True)
 
 
 def _count_rejected(conn: Connection, r: Rejected, at: datetime) -> None:
