@@ -100,7 +100,7 @@ class Ingest:
                 async with client:
                     delay = RECONNECT_MIN_S
                     for topic_filter in self.topics:
-                        await client.subscribe(topic_filter, qos=1)
+                        await client.subscribe(topic_filter, options=_options(topic_filter))
                     self.subscribed.set()
                     self.log(f"fleet: {self.login.client_id} subscribed to "
                              f"{', '.join(self.topics)}")
@@ -183,6 +183,20 @@ class Ingest:
             self.log(f"fleet: rejected {problem}")
         if outcome.duplicates:
             self.log(f"fleet: {outcome.duplicates} duplicate(s) dropped")
+
+
+def _options(topic_filter: str):
+    # QoS 1 for all. The retained statuses only when the subscription is new to the session:
+    # a copy that comes back to its persistent session (subscribing again, as it does at each
+    # connection) is not handed every device's retained status once more, which after an
+    # outage would double what the status owner has to take. A new session (the copy's first,
+    # or one the broker lost) still gets them all: that is how it learns of devices that
+    # connected before it.
+    from paho.mqtt.subscribeoptions import SubscribeOptions
+
+    if topic_filter != STATUS_TOPIC:
+        return SubscribeOptions(qos=1)
+    return SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)
 
 
 def _database_away(e: Exception):
