@@ -74,7 +74,12 @@ def fleet_group() -> None:
                    "broker restart caveat).")
 @click.option("--status/--no-status", default=True, show_default=True,
               help="This copy takes the devices' status messages: exactly one copy should.")
-def fleet_serve(location, brokers, user, password_env, ca_file, client_id, group, status):
+@click.option("--telemetry/--no-telemetry", default=True, show_default=True,
+              help="This copy takes telemetry and replies (MQTT only): a status owner "
+                   "without them keeps a fleet's reconnection statuses from queueing in front "
+                   "of its share of the telemetry.")
+def fleet_serve(location, brokers, user, password_env, ca_file, client_id, group, status,
+                telemetry):
     """Take what devices publish (telemetry, status, replies) into the registry's database,
     each message once, until SIGTERM. Several copies share the load (one with --status).
 
@@ -112,7 +117,7 @@ def fleet_serve(location, brokers, user, password_env, ca_file, client_id, group
         click.echo(f"fleet: serving {registry.url} from {where} as {user}"
                    f"{' (status owner)' if status and not nodes else ''}", err=True)
         asyncio.run(serve(registry.engine, login, group=group, status=status,
-                          log=lambda line: click.echo(line, err=True)))
+                          telemetry=telemetry, log=lambda line: click.echo(line, err=True)))
 
 
 def _amqp_node(url: str) -> tuple[str, int]:

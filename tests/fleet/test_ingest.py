@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import threading
 
+import pytest
 from fleethelp import (
     DevicePublisher,
     ServeProcess,
@@ -18,7 +19,9 @@ from fleethelp import (
 )
 from sqlalchemy import func, select
 
+from musket.errors import BadInput
 from musket.fleet import views
+from musket.fleet.ingest import BrokerLogin, Ingest
 from musket.registry.fleet_schema import fleet_events, fleet_messages
 
 
@@ -169,3 +172,13 @@ def test_serve_over_tls_checks_the_broker_certificate(registry, location, tmp_pa
             assert wrong.stop() == 0
     finally:
         tls.stop()
+
+
+def test_a_copy_takes_statuses_telemetry_or_both_and_subscribes_to_what_it_takes():
+    login = BrokerLogin("127.0.0.1", 1883, "fleet-s", "pw", "fleet-s")
+    owner = Ingest(None, login, group="fleet", status=True, telemetry=False, log=lambda _: None)
+    assert owner.topics == ["d/+/s"]
+    member = Ingest(None, login, group="fleet", status=False, log=lambda _: None)
+    assert member.topics == ["$share/fleet/d/+/t", "$share/fleet/d/+/e", "$share/fleet/d/+/r"]
+    with pytest.raises(BadInput):
+        Ingest(None, login, status=False, telemetry=False, log=lambda _: None)

@@ -154,6 +154,44 @@ def test_a_carrier_data_stop_the_device_counted_names_the_session_it_ended(regis
     assert d["data"]["carrier_stops"] == 4
 
 
+def test_a_device_s_statuses_in_one_batch_leave_what_they_leave_one_batch_each(registry):
+    """After an outage the status owner takes a device's statuses together: applied in order
+    within one batch, they open, close and blame the same sessions and leave the same health
+    and data use as taken one at a time."""
+    from musket.registry.fleet_schema import fleet_devices, fleet_sessions
+
+    statuses = [(0, status(bc=1, up=10, tx=100, rx=50), False),
+                (60, b"0", True),  # the will
+                (200, status(bc=2, up=5, tx=300, rx=90, ds=1), False),  # a stop: at 60
+                (230, status(bc=2, up=35, tx=350, rx=95, ds=1), False),  # same session
+                (260, b"0", True),  # the will: the carrier stopped the data
+                (300, status(bc=3, up=5, tx=400, rx=99, ds=2), False),  # ...and it says so
+                (310, b"1", False)]  # a reconnection
+    store = FleetStore(registry.engine)
+    store.take([msg("d/dev-a/s", payload, m, retain=r) for m, payload, r in statuses])
+    for m, payload, r in statuses:
+        store.take([msg("d/dev-b/s", payload, m, retain=r)])
+
+    def left(device_id):
+        with registry.engine.connect() as conn:
+            row = conn.execute(select(fleet_devices).where(
+                fleet_devices.c.device_id == device_id)).one()._asdict()
+            s = fleet_sessions.c
+            sessions = conn.execute(select(s.connected, s.disconnected, s.why).where(
+                s.device_id == device_id).order_by(s.id)).all()
+            use = conn.execute(select(fleet_usage.c.device_tx, fleet_usage.c.device_rx).where(
+                fleet_usage.c.iccid == device_iccid(device_id))).one()
+        del row["device_id"]
+        return row, [tuple(x) for x in sessions], tuple(use)
+
+    batched, one_by_one = left("dev-a"), left("dev-b")
+    assert batched == one_by_one
+    row, sessions, use = batched
+    assert [why for _, _, why in sessions] == ["data-stop", "data-stop", "reconnect", None]
+    assert row["online"] is True and row["boot_count"] == 3 and row["data_stops"] == 2
+    assert use == (400 - 100, 99 - 50)
+
+
 def test_service_events_stay_open_until_closed_by_someone(registry):
     from fleethelp import codec
 

@@ -2,11 +2,11 @@
 after its batch is committed.
 
 One copy subscribes to ``d/+/t``, ``d/+/e``, ``d/+/r`` and ``d/+/s`` with a persistent
-session (clean_session off) under a client id of its own, and acknowledges (PUBACK) a message
-only once the transaction that stored it has committed. So a copy killed between the two
-leaves its unacknowledged messages in its session, the broker keeps whatever arrives while it
-is away, and sends both when that copy connects again; the tables' unique keys make a second
-delivery a counted duplicate.
+session (MQTT 5: clean start off, a session that never expires) under a client id of its own,
+and acknowledges (PUBACK) a message only once the transaction that stored it has committed.
+So a copy killed between the two leaves its unacknowledged messages in its session, the broker
+keeps whatever arrives while it is away, and sends both when that copy connects again; the
+tables' unique keys make a second delivery a counted duplicate.
 
 Several copies share the load through MQTT shared subscriptions (``--group NAME``:
 ``$share/NAME/d/+/t``, ``.../e``, ``.../r``): the broker hands each message to one member of
@@ -22,7 +22,10 @@ default; run the others with ``--no-status``), subscribes to it. A retained mess
 sent to a shared subscription when it subscribes, so a group member would never learn of
 devices that connected before it; and a device's online/offline sequence is only right when
 one consumer applies it in order (its sessions open and close on it). A status is one
-message per session start and per health interval per device: one copy takes them all.
+message per session start and per health interval per device: one copy takes them all. After
+an outage, though, every device's reconnection sends one at once; a copy that takes only the
+statuses (``--no-telemetry``) keeps them from queueing in front of its share of the backlog's
+telemetry, which the other copies then take.
 """
 
 from __future__ import annotations
@@ -33,14 +36,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from musket.errors import Unreachable
+from musket.errors import BadInput, Unreachable
 from musket.fleet.store import FleetStore, Incoming, Outcome
 
 SHARED_LEAVES = ("t", "e", "r")  # what a group of copies shares
 STATUS_TOPIC = "d/+/s"
-# The broker keeps this many QoS 1 messages unacknowledged in flight to one client (Mosquitto's
-# max_inflight_messages default is 20); a batch never waits for more than it can get.
-BATCH_MAX = 20
+# Messages taken in one transaction. The copy's Receive Maximum (MQTT 5) lets the broker keep
+# two batches unacknowledged in flight to it, so the next batch arrives while one is stored;
+# without it Mosquitto sends an MQTT 3.1.1 client 20 at a time (max_inflight_messages, a
+# setting for every client of the broker, devices included). After an outage the whole
+# fleet's backlog waits in the broker: the fewer and bigger the transactions, the faster it
+# drains (docs/fleet-scale.md#figures).
+BATCH_MAX = 500
+RECEIVE_MAXIMUM = 2 * BATCH_MAX
+SESSION_NEVER_EXPIRES = 0xFFFFFFFF  # MQTT 5's Session Expiry Interval for "kept for good"
 KEEPALIVE_S = 30
 RECONNECT_MIN_S, RECONNECT_MAX_S = 0.2, 10.0  # back-off while the broker is away
 
@@ -61,15 +70,17 @@ class Ingest:
     """One copy of the fleet service's ingest, run until `stop` is set."""
 
     def __init__(self, store: FleetStore, login: BrokerLogin, *, group: str | None = None,
-                 status: bool = True, batch_max: int = BATCH_MAX,
+                 status: bool = True, telemetry: bool = True, batch_max: int = BATCH_MAX,
                  log: Callable[[str], None] = print) -> None:
+        if not (status or telemetry):
+            raise BadInput("a copy of the fleet service takes statuses, telemetry or both")
         self.store = store
         self.login = login
         self.status = status
         self.batch_max = batch_max
         self.log = log
         share = f"$share/{group}/" if group else ""
-        self.topics = [f"{share}d/+/{leaf}" for leaf in SHARED_LEAVES]
+        self.topics = [f"{share}d/+/{leaf}" for leaf in SHARED_LEAVES] if telemetry else []
         if status:
             self.topics.append(STATUS_TOPIC)
         self.totals = Outcome()
@@ -89,7 +100,7 @@ class Ingest:
                 async with client:
                     delay = RECONNECT_MIN_S
                     for topic_filter in self.topics:
-                        await client.subscribe(topic_filter, qos=1)
+                        await client.subscribe(topic_filter, options=_options(topic_filter))
                     self.subscribed.set()
                     self.log(f"fleet: {self.login.client_id} subscribed to "
                              f"{', '.join(self.topics)}")
@@ -121,13 +132,18 @@ class Ingest:
 
     def _client(self):
         import aiomqtt
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
 
         tls = ssl.create_default_context(cafile=self.login.ca_file) if self.login.ca_file \
             else None
+        connect = Properties(PacketTypes.CONNECT)
+        connect.SessionExpiryInterval = SESSION_NEVER_EXPIRES
+        connect.ReceiveMaximum = max(RECEIVE_MAXIMUM, 2 * self.batch_max)
         client = aiomqtt.Client(
             self.login.host, self.login.port, username=self.login.user,
             password=self.login.password, identifier=self.login.client_id,
-            protocol=aiomqtt.ProtocolVersion.V311, clean_session=False,
+            protocol=aiomqtt.ProtocolVersion.V5, clean_start=False, properties=connect,
             keepalive=KEEPALIVE_S, tls_context=tls)
         # Manual acknowledgement, set before connecting so that no message of the session's
         # backlog is acknowledged before it is stored. aiomqtt 2 does not expose paho's
@@ -167,6 +183,20 @@ class Ingest:
             self.log(f"fleet: rejected {problem}")
         if outcome.duplicates:
             self.log(f"fleet: {outcome.duplicates} duplicate(s) dropped")
+
+
+def _options(topic_filter: str):
+    # QoS 1 for all. The retained statuses only when the subscription is new to the session:
+    # a copy that comes back to its persistent session (subscribing again, as it does at each
+    # connection) is not handed every device's retained status once more, which after an
+    # outage would double what the status owner has to take. A new session (the copy's first,
+    # or one the broker lost) still gets them all: that is how it learns of devices that
+    # connected before it.
+    from paho.mqtt.subscribeoptions import SubscribeOptions
+
+    if topic_filter != STATUS_TOPIC:
+        return SubscribeOptions(qos=1)
+    return SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)
 
 
 def _database_away(e: Exception):

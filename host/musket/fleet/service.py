@@ -18,7 +18,7 @@ ALERTS_EVERY_S = 60.0  # how often this copy looks for plan thresholds crossed
 
 
 async def serve(engine, login: BrokerLogin | AmqpLogin, *, group: str | None = None,
-                status: bool = True, alerts_every_s: float = ALERTS_EVERY_S,
+                status: bool = True, telemetry: bool = True, alerts_every_s: float = ALERTS_EVERY_S,
                 stop: asyncio.Event | None = None,
                 log: Callable[[str], None] = print,
                 ready: Callable[[Ingest], None] | None = None) -> Outcome:
@@ -35,7 +35,8 @@ async def serve(engine, login: BrokerLogin | AmqpLogin, *, group: str | None = N
     if isinstance(login, AmqpLogin):  # a RabbitMQ cluster: its queues, not MQTT
         ingest = AmqpIngest(FleetStore(engine), login, log=log)
     else:
-        ingest = Ingest(FleetStore(engine), login, group=group, status=status, log=log)
+        ingest = Ingest(FleetStore(engine), login, group=group, status=status,
+                        telemetry=telemetry, log=log)
     if ready is not None:
         ready(ingest)
     alerting = asyncio.ensure_future(_alerts(engine, alerts_every_s, stop, log))

@@ -26,14 +26,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, Engine, and_, bindparam, insert, select, tuple_, update
+from sqlalchemy import Connection, Engine, and_, select, tuple_, update
 from sqlalchemy.exc import OperationalError
 
 from musket import messages
 from musket.broker import BrokerError, parse_topic
 from musket.errors import Unreachable
-from musket.fleet import usage
-from musket.fleet.sql import aware, insert_new
+from musket.fleet import statuses
+from musket.fleet.sql import IN_CHUNK, insert_new, update_many
 from musket.registry import database
 from musket.registry.fleet_schema import (
     fleet_devices,
@@ -41,14 +41,15 @@ from musket.registry.fleet_schema import (
     fleet_messages,
     fleet_readings,
     fleet_rejected,
-    fleet_sessions,
 )
 from musket.registry.schema import devices
 
 REASONS = ("topic", "unknown", "undecodable", "replayed")
 TAKE_ATTEMPTS = 3  # a batch is tried this often when the database fails it
 SIGNAL_KEYS = ("rssi", "dbm")  # a reading's value taken as the device's signal, if it sends one
-_IN_CHUNK = 500  # keys per IN (...) query: well under either database's bound parameters
+# A reading's values as stored: json.dumps(values, sort_keys=True), with the encoder made once
+# rather than for each of a backlog's thousands of readings.
+_VALUES_JSON = json.JSONEncoder(sort_keys=True)
 
 
 @dataclass(frozen=True)
@@ -111,10 +112,13 @@ class FleetStore:
         raise AssertionError("unreachable")
 
     def _take_all(self, conn: Connection, batch: list[Incoming], outcome: Outcome) -> None:
-        # A batch in a few statements, whatever its size: the devices' rows first, in device
-        # order, so that two copies taking batches of the same devices lock those rows in the
-        # same order (no deadlock between them); then every telemetry message at once; the
-        # statuses one by one, in order (each opens or closes a session).
+        # A batch in a few statements, whatever its size: rows for devices new to the fleet
+        # first; then every telemetry message at once; then the statuses, applied in order
+        # (each opens or closes a session: fleet.statuses); last, everything the batch changes
+        # in its devices' rows, in one statement. Those rows are what copies taking batches of
+        # the same devices (the status owner and a telemetry copy) both write: taken last and
+        # together, their locks are held only until the commit that follows, and always in
+        # one order (no deadlock between copies).
         taken: list[tuple[Incoming, str, str, object]] = []
         for message in batch:
             try:
@@ -136,16 +140,17 @@ class FleetStore:
             seen[device_id] = max(seen.get(device_id, message.received), message.received)
             if value is not None:
                 decoded.append((message, device_id, leaf, value))
-        _touch_all(conn, seen)
+        _add_devices(conn, seen)
         telemetry = [t for t in decoded if t[2] in ("t", "e")]
-        for r, message in _telemetry_all(conn, telemetry, outcome):
+        refused, signals = _telemetry_all(conn, telemetry, outcome)
+        for r, message in refused:
             self._refuse(conn, r, message, outcome)
-        for message, device_id, leaf, value in decoded:
-            if leaf == "s":
-                self._status(conn, device_id, value, message)
-                outcome.stored += 1
-            elif leaf == "r":
-                outcome.stored += 1
+        status = [(device_id, value, message) for message, device_id, leaf, value in decoded
+                  if leaf == "s"]
+        changes = statuses.apply(conn, status, [_digest(m.payload) for _, _, m in status],
+                                 self.broker_lost_at) if status else {}
+        _write_devices(conn, seen, signals, changes)
+        outcome.stored += len(status) + sum(1 for t in decoded if t[2] == "r")
 
     def _refuse(self, conn: Connection, r: Rejected, message: Incoming,
                 outcome: Outcome) -> None:
@@ -157,9 +162,9 @@ class FleetStore:
         # The registry's devices among these, in one query (they are never removed: known
         # once, known for good).
         new = sorted(device_ids - self._known)
-        for i in range(0, len(new), _IN_CHUNK):
+        for i in range(0, len(new), IN_CHUNK):
             self._known.update(conn.execute(select(devices.c.device_id).where(
-                devices.c.device_id.in_(new[i:i + _IN_CHUNK]))).scalars())
+                devices.c.device_id.in_(new[i:i + IN_CHUNK]))).scalars())
 
     def _decode(self, device_id: str, leaf: str, message: Incoming):
         # -> the decoded message, or None for traffic that is not the fleet's (OTA's `u`).
@@ -177,102 +182,11 @@ class FleetStore:
             raise Rejected(device_id, "undecodable", str(e)) from None
         return None
 
-    def _status(self, conn: Connection, device_id: str, status: messages.Status,
-                message: Incoming) -> None:
-        digest = _digest(message.payload)
-        row = conn.execute(select(fleet_devices).where(
-            fleet_devices.c.device_id == device_id)).first()
-        at = message.received
-        open_session = conn.execute(
-            select(fleet_sessions.c.id, fleet_sessions.c.connected)
-            .where(fleet_sessions.c.device_id == device_id,
-                   fleet_sessions.c.disconnected.is_(None))
-            .order_by(fleet_sessions.c.id.desc())).first()
-        lost = self.broker_lost_at
-        broker_restarted = open_session is not None and lost is not None and \
-            lost >= aware(open_session.connected)
-        if row.status_digest == digest and (message.retain or status.raw
-                                            or not broker_restarted):
-            # The same bytes as the last status: the broker's retained copy handed again at
-            # a (re)subscribe, or a redelivery of one this service took but had not
-            # acknowledged: nothing new (a map carries its time, so a new one differs). Only
-            # a bare 1 sent live after the broker restarted is a new session.
-            return
-        # A device publishes its status at each session start and again with its health
-        # every health_interval_s: the latter is no new session unless the device restarted
-        # meanwhile (its boot count or uptime says so) or the broker did.
-        new_session = status.online and (open_session is None or not status.raw
-                                         or broker_restarted or _rebooted(row, status))
-        if open_session is not None and (new_session or not status.online):
-            if not status.online:
-                why, at_end = "will", at
-            elif broker_restarted:
-                why, at_end = "broker-restart", lost
-            else:
-                why, at_end = "reconnect", at
-            conn.execute(update(fleet_sessions).where(fleet_sessions.c.id == open_session.id)
-                         .values(disconnected=at_end, why=why))
-        if status.online and _new_data_stop(row, status):
-            _blame_data_stop(conn, device_id)
-        if new_session:
-            conn.execute(insert(fleet_sessions).values(device_id=device_id, connected=at))
-        values = {"online": status.online, "status_at": at, "status_digest": digest}
-        if status.online:
-            values.update(_health(status))
-        conn.execute(update(fleet_devices).where(fleet_devices.c.device_id == device_id)
-                     .values(**values))
-        if status.tx is not None or status.rx is not None:
-            usage.record_device_totals(conn, device_id, row, status, at)
 
-
-def _new_data_stop(row, status: messages.Status) -> bool:
-    # The device counted a carrier data stop since its last status (it cannot say so while its
-    # data is stopped); the first count heard is only the base.
-    return status.data_stops is not None and row.data_stops is not None and \
-        status.data_stops > row.data_stops
-
-
-def _blame_data_stop(conn: Connection, device_id: str) -> None:
-    # The session that ended last ended because the carrier stopped the SIM's data, whatever
-    # the broker saw (the will, at the keep-alive's end).
-    last = conn.execute(select(fleet_sessions.c.id).where(
-        fleet_sessions.c.device_id == device_id, fleet_sessions.c.disconnected.is_not(None))
-        .order_by(fleet_sessions.c.id.desc()).limit(1)).scalar()
-    if last is not None:
-        conn.execute(update(fleet_sessions).where(fleet_sessions.c.id == last)
-                     .values(why="data-stop"))
-
-
-def _rebooted(row, status: messages.Status) -> bool:
-    if row.boot_count is not None and status.boot_count is not None:
-        if status.boot_count != row.boot_count:
-            return True
-    return row.uptime_s is not None and status.uptime_s is not None and \
-        status.uptime_s < row.uptime_s
-
-
-def _health(status: messages.Status) -> dict:
-    # A key the device left out is unknown, so what was known stays (a bare 1 leaves out
-    # every key). `dp` alone is sent only while true: its absence says the data flows.
-    if not status.raw:
-        return {}
-    out = {"firmware": status.firmware, "boot_count": status.boot_count,
-           "reset_cause": status.reset_cause, "crash_time": status.crash_time,
-           "crash": status.crash, "uptime_s": status.uptime_s, "session_s": status.session_s,
-           "connect_failures": status.connect_failures, "heap_free": status.heap_free,
-           "heap_largest": status.heap_largest, "data_stops": status.data_stops}
-    for key, value in (("reboot_reasons", status.reboot_reasons), ("rejects", status.rejects),
-                       ("diagnosis", status.diagnosis)):
-        out[key] = None if value is None else json.dumps(value)
-    out = {k: v for k, v in out.items() if v is not None}
-    out["data_paused"] = status.data_paused
-    return out
-
-
-def _telemetry_all(conn: Connection, batch: list, outcome: Outcome) -> list:
+def _telemetry_all(conn: Connection, batch: list, outcome: Outcome) -> tuple[list, dict]:
     """Stores the batch's telemetry messages (message, device_id, leaf, decoded) with their
     events and readings, each message once; returns [(Rejected, message)] for replays (a
-    sequence number stored before with other content)."""
+    sequence number stored before with other content), and each device's newest signal."""
     first: dict[tuple[str, int], tuple] = {}
     again = []
     for message, device_id, leaf, msg in batch:
@@ -307,7 +221,7 @@ def _telemetry_all(conn: Connection, batch: list, outcome: Outcome) -> list:
                "info": None if e.info is None else str(e.info)}
               for _, d, _, msg, _ in new for e in sorted(msg.events, key=lambda e: e.seq)]
     readings = [{"device_id": d, "rseq": r.rseq, "time": r.time,
-                 "values_json": json.dumps(r.values, sort_keys=True)}
+                 "values_json": _VALUES_JSON.encode(r.values)}
                 for _, d, _, msg, _ in new for r in sorted(msg.readings, key=lambda r: r.rseq)]
     if events:
         insert_new(conn, fleet_events, events)
@@ -320,37 +234,44 @@ def _telemetry_all(conn: Connection, batch: list, outcome: Outcome) -> list:
             signal = next((newest.values[k] for k in SIGNAL_KEYS if k in newest.values), None)
             if signal is not None:
                 signals[device_id] = float(signal)
-    if signals:
-        conn.execute(update(fleet_devices).where(fleet_devices.c.device_id == bindparam("d"))
-                     .values(signal=bindparam("s")),
-                     [{"d": d, "s": v} for d, v in sorted(signals.items())])
-    return refused
+    return refused, signals
 
 
 def _digests(conn: Connection, keys: list[tuple[str, int]]) -> dict[tuple[str, int], str]:
     # The stored digests of these (device_id, mseq) messages.
     out = {}
     m = fleet_messages.c
-    for i in range(0, len(keys), _IN_CHUNK):
-        chunk = keys[i:i + _IN_CHUNK]
+    for i in range(0, len(keys), IN_CHUNK):
+        chunk = keys[i:i + IN_CHUNK]
         out.update({(d, n): digest for d, n, digest in conn.execute(
             select(m.device_id, m.mseq, m.digest).where(tuple_(m.device_id, m.mseq).in_(chunk)))})
     return out
 
 
-def _touch_all(conn: Connection, seen: dict[str, datetime]) -> None:
-    # Each device's row exists from its first message on, and last_seen only moves forward.
-    # In device order: see FleetStore._take_all.
+def _add_devices(conn: Connection, seen: dict[str, datetime]) -> None:
+    # Each device's row exists from its first message on.
+    if seen:
+        insert_new(conn, fleet_devices, [{"device_id": d, "online": False,
+                                          "last_seen": seen[d], "data_paused": False}
+                                         for d in sorted(seen)])
+
+
+def _write_devices(conn: Connection, seen: dict[str, datetime], signals: dict[str, float],
+                   changes: dict[str, dict]) -> None:
+    # Every change to the batch's devices' rows in one statement, in device order (see
+    # FleetStore._take_all): last_seen only moves forward, a column a device's messages did
+    # not change (None here) keeps its value.
     if not seen:
         return
-    order = sorted(seen)
-    insert_new(conn, fleet_devices, [{"device_id": d, "online": False, "last_seen": seen[d],
-                                      "data_paused": False} for d in order])
-    d = fleet_devices.c
-    conn.execute(update(fleet_devices).where(and_(d.device_id == bindparam("d"),
-                                                  d.last_seen < bindparam("at")))
-                 .values(last_seen=bindparam("at")),
-                 [{"d": device_id, "at": seen[device_id]} for device_id in order])
+    columns = sorted({"signal"} | {c for values in changes.values() for c in values})
+    rows = []
+    for device_id in sorted(seen):
+        values = changes.get(device_id, {})
+        row = {"device_id": device_id, "last_seen": seen[device_id]}
+        row.update({c: values.get(c) for c in columns})
+        row["signal"] = signals.get(device_id)
+        rows.append(row)
+    update_many(conn, fleet_devices, "device_id", rows, forward="last_seen", keep=True)
 
 
 def _count_rejected(conn: Connection, r: Rejected, at: datetime) -> None:

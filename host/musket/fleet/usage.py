@@ -18,14 +18,14 @@ from __future__ import annotations
 import csv
 import os
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date
 
-from sqlalchemy import Connection, Engine, func, select, update
+from sqlalchemy import Connection, Engine, bindparam, func, select, update
 
 from musket.errors import BadInput
-from musket.fleet.sql import insert_new
+from musket.fleet.sql import IN_CHUNK, insert_new
 from musket.identity import IdentityError, check_iccid
-from musket.registry.fleet_schema import fleet_devices, fleet_usage
+from musket.registry.fleet_schema import fleet_usage
 from musket.registry.schema import devices, sims
 
 CARRIER_HEADER = ("iccid", "day", "bytes")
@@ -37,27 +37,50 @@ class CarrierFileError(BadInput):
     """The carrier's file cannot be read at all (missing, not CSV, wrong header)."""
 
 
-def record_device_totals(conn: Connection, device_id: str, row, status, at: datetime) -> None:
-    """Turns the device's new cumulative totals into today's usage for its SIM."""
+def totals_change(row, status) -> tuple[dict, tuple[int, int] | None]:
+    """The device's new cumulative totals (its fleet_devices values) and the use they add to
+    what `row` last held, as (tx, rx); None for the first totals heard: the base for the next
+    (what came before is history)."""
     tx, rx = status.tx or 0, status.rx or 0
     old_tx, old_rx = row.data_tx, row.data_rx
-    conn.execute(update(fleet_devices).where(fleet_devices.c.device_id == device_id)
-                 .values(data_tx=tx, data_rx=rx))
+    values = {"data_tx": tx, "data_rx": rx}
     if old_tx is None and old_rx is None:
-        return  # the first totals heard: the base for the next (what came before is history)
+        return values, None
     d_tx = tx if old_tx is None or tx < old_tx else tx - old_tx
     d_rx = rx if old_rx is None or rx < old_rx else rx - old_rx
-    iccid = conn.execute(select(devices.c.iccid).where(devices.c.device_id == device_id)
-                         ).scalar()
-    if iccid is None or not (d_tx or d_rx):
+    return values, (d_tx, d_rx)
+
+
+def add_device_use(conn: Connection, use: dict[tuple[str, date], tuple[int, int]]) -> None:
+    """Adds devices' use {(device_id, day): (tx, rx)} to the day of the SIM in each device, in
+    a few statements whatever the count (the SIMs' rows in ICCID order)."""
+    device_ids = sorted({device_id for device_id, _ in use})
+    iccids = {}
+    for i in range(0, len(device_ids), IN_CHUNK):
+        iccids.update((device_id, iccid) for device_id, iccid in conn.execute(
+            select(devices.c.device_id, devices.c.iccid).where(
+                devices.c.device_id.in_(device_ids[i:i + IN_CHUNK]))))
+    per_sim: dict[tuple[str, date], list[int]] = {}
+    for (device_id, day), (tx, rx) in use.items():
+        iccid = iccids.get(device_id)
+        if iccid is None or not (tx or rx):
+            continue
+        added = per_sim.setdefault((iccid, day), [0, 0])
+        added[0] += tx
+        added[1] += rx
+    if not per_sim:
         return
-    add_usage(conn, iccid, at.date(), device_tx=d_tx, device_rx=d_rx)
-
-
-def add_usage(conn: Connection, iccid: str, day: date, *, device_tx: int = 0,
-              device_rx: int = 0) -> None:
-    _set_usage(conn, iccid, day, device_tx=fleet_usage.c.device_tx + device_tx,
-               device_rx=fleet_usage.c.device_rx + device_rx)
+    keys = sorted(per_sim)
+    insert_new(conn, fleet_usage, [{"iccid": iccid, "day": day, "device_tx": 0,
+                                    "device_rx": 0, "carrier_bytes": None}
+                                   for iccid, day in keys])
+    u = fleet_usage.c
+    conn.execute(update(fleet_usage).where(u.iccid == bindparam("b_iccid"),
+                                           u.day == bindparam("b_day"))
+                 .values(device_tx=u.device_tx + bindparam("b_tx"),
+                         device_rx=u.device_rx + bindparam("b_rx")),
+                 [{"b_iccid": iccid, "b_day": day, "b_tx": per_sim[(iccid, day)][0],
+                   "b_rx": per_sim[(iccid, day)][1]} for iccid, day in keys])
 
 
 def _set_usage(conn: Connection, iccid: str, day: date, **values) -> None:
