@@ -184,7 +184,10 @@ def run():
     if "slot" in state.get("trial", ()):  # an image update: set_boot, or its trial
         from app.ota import slots
 
-        slots.boot(state)
+        try:
+            slots.boot(state)
+        except OSError as e:  # set_boot() refused the slot
+            reject(state, "set_boot: %s" % e)
     if state["phase"] == TRIAL:
         state["boots"] = state.get("boots", 0) + 1
         if state["boots"] == 1 and state.get("campaign"):

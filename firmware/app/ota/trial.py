@@ -17,7 +17,9 @@ def _decide(confirm, reason=None):
         return None
     steps = otastate
     if state["trial"].get("kind") == otastate.IMAGE:
-        from app.ota import slots as steps  # a firmware image: otadata says which slot boots
+        from app.ota import slots  # a firmware image: otadata says which slot boots
+
+        steps = slots
     if confirm:
         steps.confirm(state)
     else:
