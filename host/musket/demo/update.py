@@ -27,7 +27,7 @@ from musket.ota.transfer import FINAL_STATES, STATES, BundleServer
 GOOD, BAD = "1.1.0", "1.2.0"
 STAGES = ["1", "100%"]  # a canary, then everyone
 ABORT_AFTER = 0  # one failure in a stage aborts the campaign
-SPEED = "20"  # virtual s per wall s: a unit waiting for its offer does not race its day away
+SPEED = "60"  # virtual s per wall s: a unit waiting for its offer does not race its day away
 STAGE_TIMEOUT_S = 150
 BOOT_LINE = '"boot #%d, reset cause %s, board %s"'
 INTERPRETER = "micropython"
