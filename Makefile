@@ -22,8 +22,10 @@ demo: system $(STAMP)
 	$(BIN)/musket demo
 
 ## The whole test suite: firmware under both interpreters, sim, host, fidelity checks.
+## Three workers on two cores: about half of the suite's time is spent waiting on real time
+## (brokers, consoles paced in wall seconds, devices at a set speed), which a third fills.
 test: system $(STAMP)
-	$(BIN)/pytest -n 2 -q
+	$(BIN)/pytest -n 3 -q
 
 ## Every script in bench/, a table of figures, and bench/results.json.
 bench: $(STAMP)
