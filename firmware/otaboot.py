@@ -124,7 +124,7 @@ def _install(state, board, trusted_keys, buf):
             if manifest.get("kind") == IMAGE:
                 from app.ota import slots
 
-                trial = slots.install(install, f, manifest, payload_at, state, board, buf)
+                trial = slots.install(install, f, manifest, state, board, buf)
             else:
                 live = esp32.Partition(LIVE)
                 spare = esp32.Partition(SPARE)

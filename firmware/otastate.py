@@ -13,6 +13,7 @@ import os
 STATE = "/ota/state.json"
 KEYS = "/ota/keys.json"
 BUNDLE = "/ota/bundle"
+IMAGE_BLOCK = "/ota/block"  # an image bundle's download checkpoint (app/ota/slotsink.py)
 FACTORY_VERSION = "0.0.0"  # the image flashed on the line, until the first update confirms
 
 # Phases
@@ -85,7 +86,8 @@ def confirm(state, prefix=""):
 
 
 def remove_bundle():
-    try:
-        os.remove(BUNDLE)
-    except OSError:
-        pass  # already gone
+    for path in (BUNDLE, IMAGE_BLOCK):
+        try:
+            os.remove(path)
+        except OSError:
+            pass  # already gone, or never there

@@ -153,7 +153,7 @@ def writes_of(device, script: str, done: str) -> int:
     return result.flash_writes
 
 
-def _cut_steps(device, baseline: bytes, cut: int, script: str, done: str):
+def cut_then_again(device, baseline: bytes, cut: int, script: str, done: str):
     """Cuts `script` at flash write `cut`, runs it again uncut; -> (the cut run, the brews
     committed by the end, whether a count was under way at the cut, or a problem)."""
     device.image.write_bytes(baseline)
@@ -181,7 +181,7 @@ def cut_download_at(device, baseline: bytes, cut: int, bundle: bytes, old_image:
     brew after each chunk), then lets it download again from its checkpoint and boot; None if
     the cut left the running image alone, the bundle came whole, the update ended on the new
     image on trial and the counter lost no brew, else what went wrong."""
-    runs, problem = _cut_steps(device, baseline, cut, DOWNLOAD, "DOWNLOADED")
+    runs, problem = cut_then_again(device, baseline, cut, DOWNLOAD, "DOWNLOADED")
     if problem:
         return problem
     _, before, after = runs
@@ -201,7 +201,7 @@ def cut_confirmation_at(device, baseline: bytes, cut: int, new_image: bytes) -> 
     `baseline` (a brew counted before and after it), boots the application, confirms again;
     None if every boot ran the whole new image, it ended confirmed and the counter lost no
     brew, else what went wrong."""
-    runs, problem = _cut_steps(device, baseline, cut, CONFIRM, "CONFIRMED")
+    runs, problem = cut_then_again(device, baseline, cut, CONFIRM, "CONFIRMED")
     if problem:
         return problem
     cut_run, before, after = runs

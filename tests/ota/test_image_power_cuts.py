@@ -12,13 +12,18 @@ from __future__ import annotations
 
 import pytest
 from image_updates import (
+    DOWNLOAD,
     TRIAL_BOOT_AND_CONFIRM,
+    cut_image_download_at,
     image_bundle_for,
+    place_payload,
     settle_after_cut,
+    waiting_image_update,
 )
-from updates import STEPS, fresh_keys, waiting_update
+from updates import STEPS, feeding, fresh_keys, trusting, writes_of
 
 from musket_sim.device import INTERPRETERS
+from musket_sim.esp_formats import code_like
 
 BOARD = "esp32-sim7080g"
 CUT_POINTS = 5  # spread over each boot's writes; the bench script cuts at every one
@@ -37,9 +42,11 @@ def keys(tmp_path_factory):
 @pytest.mark.parametrize("interpreter", INTERPRETERS)
 def test_a_cut_at_any_write_of_an_image_update_leaves_a_valid_slot_booting(
         make_device, keys, tmp_path, interpreter):
-    data, app = image_bundle_for(keys, tmp_path)
-    device = make_device(BOARD, ota=True, files=waiting_update(keys, data),
+    # Code that compresses as firmware does: three segments, each inflated in turn.
+    data, app = image_bundle_for(keys, tmp_path, code=code_like(150 * 1024))
+    device = make_device(BOARD, ota=True, files=waiting_image_update(keys, data),
                          device_modules=[STEPS])
+    place_payload(device, data)
     start = device.image.read_bytes()
     installing = device.run(60, max_boots=1)
     assert installing.boot_log[0].reason == "reset", installing.boot_log
@@ -58,3 +65,18 @@ def test_a_cut_at_any_write_of_an_image_update_leaves_a_valid_slot_booting(
             outcomes.add(outcome)
     # The cuts before the confirmation reached otadata roll back; the others confirm.
     assert outcomes == {"confirmed", "rolled_back"}, outcomes
+
+
+@pytest.mark.parametrize("interpreter", INTERPRETERS)
+def test_a_cut_at_any_write_of_an_image_download_loses_no_byte_that_arrived(
+        make_device, keys, tmp_path, interpreter):
+    # Code that compresses as firmware does: a payload of several flash blocks in the slot.
+    data, app = image_bundle_for(keys, tmp_path, code=code_like(24 * 1024))
+    device = make_device(BOARD, ota=True, files={**trusting(keys), **feeding(data)},
+                         device_modules=[STEPS])
+    baseline = device.image.read_bytes()
+    writes = writes_of(device, DOWNLOAD, "DOWNLOADED")
+    assert writes > len(data) // 240, writes  # a chunk and a count each, blocks, states
+    for cut in spread(writes):
+        problem = cut_image_download_at(device, baseline, cut, data, app)
+        assert problem is None, problem

@@ -16,9 +16,11 @@ from image_updates import (
     TRIAL_BOOT_AND_CONFIRM,
     image_bundle_for,
     otadata_of,
+    place_payload,
     slot_holds,
+    waiting_image_update,
 )
-from updates import BOARD, STEPS, fresh_keys, state_of, waiting_update
+from updates import BOARD, STEPS, fresh_keys, state_of
 
 from musket.ota import bundle
 from musket_sim.chip import _simotadata as otadata
@@ -47,8 +49,9 @@ def test_an_image_bundle_is_signed_compressed_and_checked_like_the_others(image_
 
 def test_an_image_update_is_installed_and_confirmed(make_device, keys, image_bundle):
     data, app = image_bundle
-    device = make_device(BOARD, ota=True, files=waiting_update(keys, data),
+    device = make_device(BOARD, ota=True, files=waiting_image_update(keys, data),
                          device_modules=[STEPS])
+    place_payload(device, data)
     first = device.run(60, max_boots=1)  # the boot stage installs, sets the boot slot, resets
     assert not first.errors, first.errors
     assert [(b.app, b.reason) for b in first.boot_log] == [("ota_0", "reset")]
@@ -75,8 +78,9 @@ def test_an_image_update_is_installed_and_confirmed(make_device, keys, image_bun
 def test_an_image_that_never_confirms_is_rolled_back_by_the_bootloader(
         make_device, keys, image_bundle):
     data, _ = image_bundle
-    device = make_device(BOARD, ota=True, files=waiting_update(keys, data),
+    device = make_device(BOARD, ota=True, files=waiting_image_update(keys, data),
                          device_modules=[STEPS])
+    place_payload(device, data)
     device.run(60, max_boots=1)
     trial = device.run(60, script=TRIAL_BOOT)  # the trial's boot, never confirmed
     assert [b.app for b in trial.boot_log] == ["ota_1"], trial.boot_log
@@ -97,8 +101,9 @@ def test_an_image_bundle_whose_payload_was_changed_is_refused_and_its_bytes_eras
     data, app = image_bundle
     changed = bytearray(data)
     changed[-100] ^= 0x01  # in the payload: the signature (over the manifest) still holds
-    device = make_device(BOARD, ota=True, files=waiting_update(keys, bytes(changed)),
+    device = make_device(BOARD, ota=True, files=waiting_image_update(keys, bytes(changed)),
                          device_modules=[STEPS])
+    place_payload(device, bytes(changed))
     result = device.run(60, script=TRIAL_BOOT)
     assert not result.errors, result.errors
     state = state_of(device)
@@ -108,13 +113,13 @@ def test_an_image_bundle_whose_payload_was_changed_is_refused_and_its_bytes_eras
     part = device.board.partition("ota_1", True)
     with open(device.image, "rb") as f:
         f.seek(part.offset)
-        assert f.read(4096) == b"\xff" * 4096  # nothing there reads as an image
+        assert f.read(part.size) == b"\xff" * part.size  # nothing of it stays
     assert device.run(5, script=TRIAL_BOOT).boot_log[0].app == "ota_0"
 
 
 def test_an_image_bundle_on_the_plain_layout_is_refused(make_device, keys, image_bundle):
     data, _ = image_bundle
-    device = make_device(BOARD, files=waiting_update(keys, data), device_modules=[STEPS])
+    device = make_device(BOARD, files=waiting_image_update(keys, data), device_modules=[STEPS])
     result = device.run(60, script=TRIAL_BOOT)
     assert not result.errors, result.errors
     state = state_of(device)

@@ -6,6 +6,9 @@
 # the next request starts there, so no byte that arrived is asked for again, and a chunk for
 # any other offset (a repeat, a late one) is dropped. Complete, the file becomes the bundle
 # the update's boot stage installs at the next boot (otaboot.py), and the device resets.
+# An image bundle (the MicroPython firmware, about 1 MB compressed) does not fit the
+# filesystem: its header and manifest go to that file, its payload into the app slot the image
+# is for (app/ota/slotsink.py).
 import asyncio
 import json
 import os
@@ -44,6 +47,7 @@ class Download:
         except store.StoreError as e:
             log.error("ota", "offer: %s" % e)
             self.offer = None
+        self._sink = None
         self.done = False  # the whole bundle is on flash: the device resets to install it
         self._asked_at = -1  # offset of the request in flight
         self._asked_ms = 0
@@ -54,13 +58,19 @@ class Download:
         self.phases_sent.set()
         # The "ota" section of the device's status: changed in place, as the status holds it.
         self.status = {"state": "idle"}
+        if self.offer is not None:
+            try:
+                self._sink = _sink_for(self.offer)
+            except OSError as e:
+                log.error("ota", "offer: %s" % e)
+                self.offer = None
         if self.offer is not None and (_size(BUNDLE) >= 0 or
-                                       _size(PART) == self.offer["size"]):
+                                       self._sink.held() == self.offer["size"]):
             # A cut came after the last chunk reached flash: before the bundle's rename, or
             # between it and the state's write. Nothing is left to fetch.
             self._complete()
         elif self.offer is not None:
-            self._show("downloading", at=max(0, _size(PART)), size=self.offer["size"])
+            self._show("downloading", at=self._sink.held(), size=self.offer["size"])
 
     def _show(self, state, **more):
         self.status.clear()
@@ -85,18 +95,27 @@ class Download:
             return None  # offered again (a resent command): the download goes on
         if _size(BUNDLE) >= 0:
             return "an update waits to be installed"
-        held = max(0, _size(PART))
-        if size + _ROOM_MARGIN > _free_bytes() + held:
-            return "no room: the bundle has %d bytes" % size
+        kind = offer.get("kind", "full")
+        new = {"c": campaign, "v": offer["version"], "size": size, "kind": kind}
         try:
-            os.remove(PART)  # another campaign's bytes
+            sink = _sink_for(new)
         except OSError:
-            pass
+            return "board: no OTA app slot for an image (the board runs the plain layout)"
+        room = sink.room()
+        if room is None:
+            # The whole bundle goes to the filesystem, less what another campaign left there.
+            held = max(0, _size(PART))
+            if size + _ROOM_MARGIN > _free_bytes() + held:
+                return "no room: the bundle has %d bytes" % size
+        elif size > room:
+            return "no room: the bundle has %d bytes, the app slot %d" % (size, room)
+        sink.forget()  # another campaign's bytes
         try:
             os.mkdir("/ota")
         except OSError:
             pass  # it exists
-        self.offer = {"c": campaign, "v": offer["version"], "size": size}
+        self.offer = new
+        self._sink = sink
         store.write_json(OFFER, self.offer)
         self._asked_at = -1
         self._show("downloading", at=0, size=size)
@@ -110,7 +129,7 @@ class Download:
         # -> the request to publish now (bytes), or None: none is due.
         if self.offer is None or self.done:
             return None
-        at = max(0, _size(PART))
+        at = self._sink.held()
         if at == self._asked_at and \
                 time.ticks_diff(time.ticks_ms(), self._asked_ms) < _REQUEST_AGAIN_MS:
             return None
@@ -132,12 +151,11 @@ class Download:
         if self.offer is None or self.done or size < CHUNK_HEAD:
             return False
         at = (payload[1] << 24) | (payload[2] << 16) | (payload[3] << 8) | payload[4]
-        held = max(0, _size(PART))
+        held = self._sink.held()
         n = size - CHUNK_HEAD
         if at != held or n <= 0 or held + n > self.offer["size"]:
             return False  # a repeat, a late one, or more than was offered
-        with open(PART, "ab") as f:  # the close commits it: the new checkpoint
-            f.write(memoryview(payload)[CHUNK_HEAD:size])
+        self._sink.write(memoryview(payload)[CHUNK_HEAD:size])  # the new checkpoint
         held += n
         self._asked_at = -1
         self.status["at"] = held
@@ -151,6 +169,7 @@ class Download:
         # still on flash, finds again at the next start, which completes it at once.
         import otastate
 
+        self._sink.finish()
         if _size(PART) >= 0:
             os.rename(PART, BUNDLE)
         state = otastate.load()
@@ -199,6 +218,38 @@ class Download:
 
 
 _PHASES = ("verifying", "staged", "booting")  # the boot stage's steps (otaboot.py)
+
+
+class _FileSink:
+    # Where a bundle's bytes go as they arrive: PART, whose length is the checkpoint.
+
+    def held(self):
+        return max(0, _size(PART))
+
+    def room(self):
+        return None  # the filesystem's
+
+    def write(self, data):
+        with open(PART, "ab") as f:  # the close commits it
+            f.write(data)
+
+    def forget(self):
+        try:
+            os.remove(PART)
+        except OSError:
+            pass
+
+    def finish(self):
+        pass
+
+
+def _sink_for(offer):
+    # Raises OSError for an image on a board without an OTA app slot.
+    if offer.get("kind") == "image":
+        from app.ota.slotsink import SlotSink
+
+        return SlotSink(PART, offer["size"])
+    return _FileSink()
 
 
 def outcome_report(state):

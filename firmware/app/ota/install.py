@@ -123,8 +123,8 @@ def check_rules(manifest, board, running_version, running_image, slot_size):
         raise Rejected("format", "kind %r" % (kind,))
 
 
-class _Payload(io.IOBase):
-    # The payload as the inflater reads it: at most `size` bytes of the file, hashed on the way.
+class Bounded(io.IOBase):
+    # A payload as the inflater reads it: at most `size` bytes of `f`, hashed on the way.
 
     def __init__(self, f, size):
         self._f = f
@@ -167,23 +167,24 @@ class SlotReader:
 
 
 class SlotWriter:
-    """Writes a slot front to back, erasing each flash block before its first byte, and hashes
-    what it wrote."""
+    """Writes a slot front to back from `at` (a block's start), erasing each flash block before
+    its first byte, and hashes what it wrote."""
 
-    def __init__(self, part):
+    def __init__(self, part, at=0):
         self._part = part
+        self._at = at
         self.written = 0
         self.sha = hashlib.sha256()
         self._room = part.ioctl(4, 0) * part.ioctl(5, 0)  # block count * block size
 
     def write(self, data):
         n = len(data)
-        if self.written + n > self._room:
+        if self._at + self.written + n > self._room:
             raise Rejected("size", "the image overflows its slot")
         view = memoryview(data)
         done = 0
         while done < n:
-            at = self.written + done
+            at = self._at + self.written + done
             block = at // _BLOCK
             if at % _BLOCK == 0:
                 self._part.ioctl(6, block)  # erase
@@ -210,9 +211,11 @@ def romfs_size(part, buf):
     return 0
 
 
-def image_digest(part, size, buf):
-    # SHA-256 (hex) of the first `size` bytes of a slot: the running image, for a delta's base.
+def image_digest(part, size, buf, at=0):
+    # SHA-256 (hex) of `size` bytes of a slot from `at`: the running image, for a delta's base;
+    # an image bundle's payload where the download put it.
     reader = SlotReader(part)
+    reader.seek(at)
     sha = hashlib.sha256()
     view = memoryview(buf)
     left = size
@@ -228,32 +231,42 @@ def _hex(digest):
     return binascii.hexlify(digest).decode()
 
 
+def inflate_into(source, out, buf):
+    """Inflates the zlib stream `source` reads (a Bounded) into `out` (a SlotWriter). Raises
+    Rejected for a stream that is cut short or corrupt."""
+    inflated = deflate.DeflateIO(source, deflate.ZLIB, _WBITS)
+    view = memoryview(buf)
+    try:
+        while True:
+            n = inflated.readinto(buf)
+            if not n:
+                break
+            out.write(view[:n])
+    except (OSError, ValueError, EOFError) as e:
+        # MicroPython's inflater ends a short stream with EOFError.
+        raise Rejected("hash", "payload: %s" % (e or type(e).__name__))
+
+
 def install(f, manifest, payload_offset, running_part, target_part, buf):
     """Streams the payload of a checked bundle (`read_manifest`, `check_rules`) into
-    `target_part`; `running_part` is the base of a delta (None for the others). Raises
+    `target_part`; `running_part` is the base of a delta (None for a full one). Raises
     Rejected if a byte is not what the manifest promised; the slot is then not to be
     booted."""
     payload = manifest.get("payload") or {}
     image = manifest["image"]
     f.seek(payload_offset)
-    source = _Payload(f, payload.get("size", 0))
-    inflated = deflate.DeflateIO(source, deflate.ZLIB, _WBITS)
+    source = Bounded(f, payload.get("size", 0))
     out = SlotWriter(target_part)
-    try:
-        if manifest["kind"] == "delta":
-            delta.apply(inflated, SlotReader(running_part), out, buf, image["size"],
+    if manifest["kind"] == "delta":
+        try:
+            delta.apply(deflate.DeflateIO(source, deflate.ZLIB, _WBITS),
+                        SlotReader(running_part), out, buf, image["size"],
                         manifest["base"]["size"])
-        else:
-            view = memoryview(buf)
-            while True:
-                n = inflated.readinto(buf)
-                if not n:
-                    break
-                out.write(view[:n])
-    except (OSError, ValueError, EOFError) as e:
-        # A truncated or corrupt stream (MicroPython's inflater ends a short one with
-        # EOFError), or a malformed delta.
-        raise Rejected("hash", "payload: %s" % (e or type(e).__name__))
+        except (OSError, ValueError, EOFError) as e:
+            # A truncated or corrupt stream, or a malformed delta.
+            raise Rejected("hash", "payload: %s" % (e or type(e).__name__))
+    else:
+        inflate_into(source, out, buf)
     while source.left > 0 and source.readinto(buf):
         pass  # the hash covers every payload byte, also past what inflating needed
     if source.left or _hex(source.sha.digest()) != payload.get("sha256"):

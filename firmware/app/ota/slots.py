@@ -2,36 +2,95 @@
 # MicroPython firmware image goes to the OTA app slot the device does not run, otadata names
 # that slot for the next boot (esp32.Partition.set_boot()), and the ESP-IDF bootloader runs
 # the trial: it boots the slot once as PENDING_VERIFY and the previous slot again at any reset
-# before the application confirms it (confirm()). Loaded at boot for an image update, and by
-# the trial's decision (app/ota/trial.py): unlike an application update, nothing here
-# rewrites the romfs partition this module runs from.
+# before the application confirms it (confirm()). The download put the bundle's payload in
+# that slot already (app/ota/slotsink.py): it is inflated there. Loaded at boot for an image
+# update, and by the trial's decision (app/ota/trial.py): unlike an application update,
+# nothing here rewrites the romfs partition this module runs from.
 import esp32
 import machine
 import otastate
+from micropython import const
+
+_FLASH_BLOCK = const(4096)
+_SEGMENT = const(65536)  # the image's bytes per stream of the payload (musket.ota.image)
 
 
-def install(install, f, manifest, payload_at, state, board, buf):
-    """Checks the image bundle's rules and streams its image into the next app slot (`install`
-    is app.ota.install, `f` the bundle, its manifest read and its signature checked); -> the
-    trial (its kind and slot). Raises install.Rejected."""
+def next_slot():
+    """The app slot an image update goes to. Raises OSError on a board without one."""
+    # The port takes BOOT or RUNNING as well as a label (MicroPython's esp32 docs); the stubs
+    # know only the label.
+    return esp32.Partition(esp32.Partition.RUNNING).get_next_update()  # type: ignore[arg-type]
+
+
+def payload_offset(room, payload_size):
+    # Where the download puts an image bundle's payload in the slot (app/ota/slotsink.py):
+    # its last blocks, as far as they can be from the image inflated from the slot's start.
+    return room - (payload_size + _FLASH_BLOCK - 1) // _FLASH_BLOCK * _FLASH_BLOCK
+
+
+def install(install, f, manifest, state, board, buf):
+    """Checks the image bundle's rules and inflates its payload, which the download put in
+    the next app slot, into that slot (`install` is app.ota.install, `f` the bundle's head,
+    its manifest read and its signature checked); -> the trial (its kind and slot). Raises
+    install.Rejected; the slot then holds nothing of the bundle."""
     try:
-        # The port takes BOOT or RUNNING as well as a label (MicroPython's esp32 docs); the
-        # stubs know only the label.
-        running = esp32.Partition(esp32.Partition.RUNNING)  # type: ignore[arg-type]
-        target = running.get_next_update()
+        target = next_slot()
     except OSError:
         raise install.Rejected("board", "no OTA app slot: the board runs the plain layout")
     info = target.info()
+    room = info[3]
     install.check_rules(manifest, board, state.get("image_version", otastate.FACTORY_VERSION),
-                        None, info[3])
+                        None, room)
     try:
-        install.install(f, manifest, payload_at, None, target, buf)
+        _inflate(install, manifest, target, room, state, buf)
     except install.Rejected:
-        # What was written is not the image the manifest promised: its first block goes, so
-        # that nothing of it reads as an app image (the bootloader would pass over it anyway).
-        target.ioctl(6, 0)
+        state.pop("inflated", None)
+        for block in range(room // _FLASH_BLOCK):
+            target.ioctl(6, block)  # erase: nothing of it may read as an app image
         raise
+    state.pop("inflated", None)
     return {"kind": otastate.IMAGE, "slot": info[4]}
+
+
+def _inflate(install, manifest, target, room, state, buf):
+    # The payload's streams, each inflated into the slot's blocks from the start, the count
+    # of those done kept in the state: a cut resumes at the stream it struck. The musket
+    # host built the bundle so that no stream's image overwrites compressed bytes of its own
+    # or of a later stream (musket.ota.image.check_installs_in_place), which is checked here
+    # again before anything is written.
+    payload = manifest["payload"]
+    image = manifest["image"]
+    segments = payload.get("segments") or ()
+    at = payload_offset(room, payload["size"])
+    if len(segments) != (image["size"] + _SEGMENT - 1) // _SEGMENT or \
+            sum(segments) != payload["size"] or at < 0:
+        raise install.Rejected("size", "the payload's streams do not fit the slot")
+    read_from = at
+    for k, size in enumerate(segments):
+        end = min((k + 1) * _SEGMENT, image["size"])
+        if (end + _FLASH_BLOCK - 1) // _FLASH_BLOCK > read_from // _FLASH_BLOCK:
+            raise install.Rejected("size", "stream %d would overwrite its own bytes" % k)
+        read_from += size
+    done = state.get("inflated")
+    if done is None:
+        # Every payload byte is the signed one before the first is inflated over.
+        if install.image_digest(target, payload["size"], buf, at) != payload["sha256"]:
+            raise install.Rejected("hash", "payload does not match its manifest")
+        done = state["inflated"] = 0
+        otastate.save(state)
+    source = install.SlotReader(target)
+    read_from = at + sum(segments[:done])
+    for k in range(done, len(segments)):
+        source.seek(read_from)
+        out = install.SlotWriter(target, k * _SEGMENT)
+        install.inflate_into(install.Bounded(source, segments[k]), out, buf)
+        if out.written != min(_SEGMENT, image["size"] - k * _SEGMENT):
+            raise install.Rejected("hash", "stream %d inflates to %d bytes" % (k, out.written))
+        read_from += segments[k]
+        state["inflated"] = k + 1
+        otastate.save(state)
+    if install.image_digest(target, image["size"], buf) != image["sha256"]:
+        raise install.Rejected("hash", "image does not match its manifest")
 
 
 def _running_slot():

@@ -1,6 +1,8 @@
 """An update bundle's bytes (docs/ota.md, "The bundle"): an 80-byte header, the manifest
 (compact JSON) whose Ed25519 signature the header carries, and the payload (one zlib stream,
-4 KB window). `build_bundle` writes one, `read_bundle` checks every byte of one."""
+4 KB window; for an image bundle, one such stream per 64 KB of the image, so that the device
+can inflate it where it downloaded it, a segment at a time). `build_bundle` writes one,
+`read_bundle` checks every byte of one."""
 
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 
 from musket.errors import BadInput
-from musket.ota.image import INTERPRETERS
+from musket.ota.image import INTERPRETERS, SEGMENT_BYTES
 from musket.ota.keys import key_id, raw_public
 
 MAGIC = b"MKOT"
@@ -54,6 +56,13 @@ def compress(data: bytes) -> bytes:
     return z.compress(data) + z.flush()
 
 
+def compress_segments(data: bytes) -> tuple[bytes, list[int]]:
+    """An image bundle's payload: (the streams of each SEGMENT_BYTES of `data`, end to end,
+    their sizes)."""
+    streams = [compress(data[at:at + SEGMENT_BYTES]) for at in range(0, len(data), SEGMENT_BYTES)]
+    return b"".join(streams), [len(s) for s in streams]
+
+
 def decompress(payload: bytes) -> bytes:
     z = zlib.decompressobj(WBITS)
     try:
@@ -83,7 +92,14 @@ class Bundle:
     def contents(self) -> bytes:
         """The decompressed payload: the image (full, image) or the delta's operations
         (delta)."""
-        return decompress(self.payload)
+        segments = self.manifest["payload"].get("segments")
+        if segments is None:
+            return decompress(self.payload)
+        parts, at = [], 0
+        for size in segments:
+            parts.append(decompress(self.payload[at:at + size]))
+            at += size
+        return b"".join(parts)
 
     def image(self) -> bytes:
         """A full or image bundle's image, checked against the manifest's size and SHA-256."""
@@ -100,11 +116,15 @@ def check_image(data: bytes, expected: Mapping, what: str) -> None:
                           f"expected {expected['size']:,} with its SHA-256)")
 
 
-def build_bundle(manifest: dict, payload: bytes, private: Ed25519PrivateKey) -> bytes:
+def build_bundle(manifest: dict, payload: bytes, private: Ed25519PrivateKey,
+                 segments: list[int] | None = None) -> bytes:
     """The bundle of `manifest` (every field but `format`, `payload` and `total_size`, which
-    are filled in here) and the compressed `payload`, signed by `private`."""
-    manifest = {"format": FORMAT, **manifest,
-                "payload": {"size": len(payload), "sha256": hashlib.sha256(payload).hexdigest()}}
+    are filled in here) and the compressed `payload` (of `segments`, for an image bundle),
+    signed by `private`."""
+    described = {"size": len(payload), "sha256": hashlib.sha256(payload).hexdigest()}
+    if segments is not None:
+        described["segments"] = segments
+    manifest = {"format": FORMAT, **manifest, "payload": described}
     _check_manifest(manifest, partial=True)
     trusted = manifest.pop("trusted_keys", None)
     # total_size counts the manifest that holds it: settle it (its digits may add a byte).
@@ -167,6 +187,17 @@ def read_bundle(data: bytes, trusted_public_keys) -> Bundle:
     return Bundle(kid.hex(), manifest, manifest_bytes, payload)
 
 
+def kind_of(data: bytes) -> str:
+    """The kind a bundle's manifest states, unchecked: what the offer tells a device so that
+    it knows where to put the bytes (an image's payload goes to an app slot), never a reason
+    to trust them; the device checks the signature before it uses any."""
+    try:
+        length = HEADER.unpack_from(data)[3]
+        return str(json.loads(data[HEADER_SIZE:HEADER_SIZE + length]).get("kind", "full"))
+    except (struct.error, ValueError, UnicodeDecodeError, AttributeError):
+        raise BundleError("not an update bundle: its manifest cannot be read") from None
+
+
 def _by_id(keys) -> dict[str, bytes]:
     if isinstance(keys, Mapping):
         return {str(k).lower(): bytes(v) for k, v in keys.items()}
@@ -199,6 +230,11 @@ def _check_manifest(m: dict, partial: bool = False) -> None:
     if m["kind"] == "image":
         need(m.get("layout") == IMAGE_LAYOUT,
              f"layout {m.get('layout')!r}: an image bundle is for the {IMAGE_LAYOUT!r} layout")
+        segments = m["payload"].get("segments")
+        need(isinstance(segments, list) and all(isinstance(n, int) and n > 0 for n in segments)
+             and sum(segments) == m["payload"]["size"]
+             and len(segments) == -(-m["image"]["size"] // SEGMENT_BYTES),
+             "payload.segments: expected the compressed size of each 64 KB of the image")
     if m["kind"] == "delta":
         need(_is_blob(m.get("base")), "base: a delta needs the base's size and sha256")
         if "version" in m["base"]:

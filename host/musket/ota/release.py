@@ -129,7 +129,8 @@ def build_image_release(store: KeyStore, *, version: str, boards: list[str], fir
     except OSError as e:
         raise bundle.BundleError(f"image {firmware}: cannot read: {e.strerror}") from None
     app = None
-    for board in (load_board(name) for name in boards):
+    targets = [load_board(name) for name in boards]
+    for board in targets:
         found = espimage.split_firmware(data, board.chip, str(firmware)).app
         if app is not None and found != app:
             raise bundle.BundleError(f"{board.name}: the image reads differently for its chip")
@@ -144,7 +145,10 @@ def build_image_release(store: KeyStore, *, version: str, boards: list[str], fir
     manifest["layout"] = bundle.IMAGE_LAYOUT
     manifest["image"] = {"size": len(app), "sha256": hashlib.sha256(app).hexdigest()}
     manifest["trusted_keys"] = [k.public_key.hex() for k in store.trusted()]
-    data = bundle.build_bundle(manifest, bundle.compress(app), private)
+    payload, segments = bundle.compress_segments(app)
+    for board in targets:
+        image.check_installs_in_place(len(app), segments, board)
+    data = bundle.build_bundle(manifest, payload, private, segments)
     made = bundle.read_bundle(data, {key.id: key.public_key})  # as a device would see it
     return Release(data, made.manifest, key.id)
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import paho.mqtt.client as mqtt
 
 from musket.errors import BadInput
+from musket.ota import bundle
 
 CHUNK_MAX = 240  # the most a device asks for at once (firmware/app/ota/download.py)
 CHUNK_MARK = b"\x00"
@@ -114,7 +115,8 @@ class BundleServer:
         with self._lock:
             self.updates[device_id] = DeviceUpdate(device_id, campaign, version, data)
         command = {"id": f"ota-{campaign}", "op": "ota",
-                   "offer": {"campaign": campaign, "version": version, "size": len(data)}}
+                   "offer": {"campaign": campaign, "version": version, "size": len(data),
+                             "kind": bundle.kind_of(data)}}
         self.client.publish(f"d/{device_id}/c", json.dumps(command, separators=(",", ":")),
                             qos=1)
 

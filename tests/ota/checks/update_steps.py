@@ -31,10 +31,11 @@ def _chunk_for(request, feed, buf):
     return n + 5
 
 
-def download(version, chunks=-1):
+def download(version, chunks=-1, kind="full"):
     # Takes the offer (again, after a cut: the same campaign goes on from the checkpoint)
     # and pulls the bundle chunk by chunk, committing a use after every chunk; given
-    # `chunks`, stops after that many, as a download the link left part way.
+    # `chunks`, stops after that many, as a download the link left part way. `kind` is the
+    # bundle's, as the fleet's offer states it.
     import otastate
 
     counters = counter.Counters([])
@@ -44,7 +45,8 @@ def download(version, chunks=-1):
     dl = Download(Log(echo=False))
     with open(FEED, "rb") as feed:
         size = feed.seek(0, 2)
-        refused = dl.take_offer({"campaign": CAMPAIGN, "version": version, "size": size})
+        refused = dl.take_offer({"campaign": CAMPAIGN, "version": version, "size": size,
+                                 "kind": kind})
         if refused:
             print("REFUSED", refused)
             return
