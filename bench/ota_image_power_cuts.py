@@ -1,9 +1,9 @@
 """ota.image_power_cut_*: an image update (the MicroPython firmware into the other OTA app
 slot) cut at flash writes of its three steps, on the reference board's OTA layout under each
-interpreter: the download (the head to the filesystem, the payload into the slot; at every
-DOWNLOAD_STRIDE-th write, as the device counts a brew after every chunk, which makes
-thousands), the boot that inflates the image in the slot and names it in otadata, and the new
-image's first boot, which confirms it (at every write of those two). After each cut the
+interpreter: the download (the head to the filesystem, the payload into the slot, a brew
+counted after every chunk; a bundle of a few flash blocks, as each cut costs a download
+again), the boot that inflates the image in the slot and names it in otadata, and the new
+image's first boot, which confirms it. After each cut the
 device downloads again from its checkpoint where it was downloading, then boots on until the
 update settles and must run a whole, valid image: the new one, confirmed in otadata and in
 the boot stage's state, or the previous one, rolled back by the bootloader
@@ -35,16 +35,15 @@ from image_updates import (  # noqa: E402
     image_bundle_for,
     place_payload,
     settle_after_cut,
+    split,
     waiting_image_update,
 )
 from updates import BOARD, STEPS, feeding, trusting, writes_of  # noqa: E402
 
+from musket.espimage import code_like  # noqa: E402
 from musket.ota.keys import KeyStore  # noqa: E402
 from musket_sim import VirtualDevice  # noqa: E402
 from musket_sim.device import INTERPRETERS  # noqa: E402
-from musket_sim.esp_formats import code_like  # noqa: E402
-
-DOWNLOAD_STRIDE = 5
 
 
 def sweep(folder: Path, keys: KeyStore, interpreter: str) -> bool:
@@ -52,21 +51,21 @@ def sweep(folder: Path, keys: KeyStore, interpreter: str) -> bool:
     started = time.monotonic()
     problems, cuts = [], 0
     # The download, of a bundle the filesystem can also hold as the feed that serves it.
-    small, small_app = image_bundle_for(keys, folder, code=code_like(24 * 1024))
+    small, small_app = image_bundle_for(keys, folder, code=code_like(12 * 1024))
     device = VirtualDevice(BOARD, folder / "download", interpreter=interpreter, ota=True)
     device.create_flash({**trusting(keys), **feeding(small),
                          **modules(interpreter, [STEPS], folder / ".mpy-cache")})
     baseline = device.image.read_bytes()
     writes = writes_of(device, DOWNLOAD, "DOWNLOADED")
     failed = 0
-    for cut in range(1, writes + 1, DOWNLOAD_STRIDE):
+    for cut in range(1, writes + 1):
         problem = cut_image_download_at(device, baseline, cut, small, small_app)
         cuts += 1
         if problem:
             failed += 1
             problems.append(f"download: {problem}")
-    print(f"{interpreter}: download: cut at every {DOWNLOAD_STRIDE}th of its {writes} flash "
-          f"writes: {failed} failed")
+    print(f"{interpreter}: download ({len(split(small)[1]):,} bytes of payload): cut at each "
+          f"of its {writes} flash writes: {failed} failed")
     data, app = image_bundle_for(keys, folder, code=code_like(150 * 1024))
     device = VirtualDevice(BOARD, folder / "device", interpreter=interpreter, ota=True)
     device.create_flash({**waiting_image_update(keys, data),

@@ -12,7 +12,7 @@ model's good LTE-M network (100 ms each way), from the offer to the new version 
   network cut three times and a power-on reboot interrupted (target: no more than the
   chunks in flight at those moments);
 - ota.image_update_seconds, ota.image_air_bytes: the same as the first two for an image
-  update as large as MicroPython's ESP32 firmware (1.6 MB, about 0.96 MB compressed), on a
+  update as large as MicroPython's ESP32 firmware (1.6 MB, about 1.04 MB compressed), on a
   device built with the OTA layout: downloaded into the other app slot, inflated there,
   booted on trial and confirmed."""
 

@@ -9,7 +9,6 @@ here is the chip's, on its own code, so a flaw on either side shows up.
 from __future__ import annotations
 
 import hashlib
-import random
 import struct
 from dataclasses import dataclass
 
@@ -146,23 +145,13 @@ def app_description(project: str, version: str, idf_version: str = "v5.4.1") -> 
     return desc + b"\0" * (256 - len(desc))
 
 
-def code_like(size: int, seed: int = 1) -> bytes:
-    """`size` bytes that deflate about as a firmware's machine code does (to about 60 % with
-    a 4 KB window): each byte drawn from a skewed distribution, as opcodes and small operands
-    are, with no repeat a window would find."""
-    rng = random.Random(seed)
-    weights = [1.0 / (1 + i) ** 1.45 for i in range(256)]
-    order = list(range(256))
-    rng.shuffle(order)
-    return bytes(rng.choices(order, weights=weights, k=size))
-
-
 def stand_in_image(chip: str, project: str, version: str, payload_size: int = 4096,
                    bootloader: bool = False, code: bytes | None = None) -> bytes:
     """A small valid image built by esptool's own image writer: a stand-in for ESP-IDF's
     bootloader or for a MicroPython firmware (`payload_size` bytes of code after the app
     description, so tests can make it as large as they like; `code` in place of a pattern
-    that compresses to almost nothing, for an image as large as MicroPython's)."""
+    that compresses to almost nothing: musket.espimage.code_like's, which compresses as
+    machine code does)."""
     from esptool.bin_image import ELFSection, ESP32FirmwareImage
     from esptool.targets import CHIP_DEFS
 

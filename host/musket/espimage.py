@@ -123,11 +123,11 @@ def _with_code(app: bytes, chip: str, size: int) -> bytes:
     irom = _chip_class(chip).IROM_MAP_START + 0x20
     image.segments = [ELFSection(b".seg%d" % n, s.addr, s.data, 0)
                       for n, s in enumerate(image.segments)]
-    image.segments.append(ELFSection(b".flash.text", irom, _code_like(size // 4 * 4), 0))
+    image.segments.append(ELFSection(b".flash.text", irom, code_like(size // 4 * 4), 0))
     return image.save(None)
 
 
-def _code_like(size: int) -> bytes:
+def code_like(size: int) -> bytes:
     """Bytes with about 5 bits of entropy each: zlib takes them to about 65%, as it does an
     ESP32 MicroPython app. Derived from a hash chain, so the same size gives the same bytes."""
     out = bytearray()

@@ -22,8 +22,8 @@ from image_updates import (
 )
 from updates import STEPS, feeding, fresh_keys, trusting, writes_of
 
+from musket.espimage import code_like
 from musket_sim.device import INTERPRETERS
-from musket_sim.esp_formats import code_like
 
 BOARD = "esp32-sim7080g"
 CUT_POINTS = 5  # spread over each boot's writes; the bench script cuts at every one
