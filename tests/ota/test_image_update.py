@@ -10,6 +10,7 @@ there, is what the simulator's boot stage read."""
 from __future__ import annotations
 
 import pytest
+from checksuite import call
 from image_updates import (
     NEW_VERSION,
     TRIAL_BOOT,
@@ -126,3 +127,17 @@ def test_an_image_bundle_on_the_plain_layout_is_refused(make_device, keys, image
     assert state["last"]["result"] == "rejected", state
     assert "no OTA app slot" in state["last"]["reason"], state
     assert [b.app for b in result.boot_log] == ["factory"]
+
+
+@pytest.mark.parametrize("ota, size, answer", [
+    (False, 100_000, "REFUSED board: no OTA app slot for an image (the board runs the plain "
+                     "layout)"),
+    (True, 1728 * 1024 + 81, "REFUSED no room: the bundle has 1769553 bytes, the app slot "
+                             "takes 1769552"),
+    (True, 1728 * 1024 + 80, "TAKEN"),  # larger than the filesystem: it goes to the slot
+])
+def test_an_image_offer_is_refused_at_once_where_it_cannot_go(make_device, ota, size, answer):
+    device = make_device(BOARD, ota=ota, device_modules=[STEPS])
+    result = device.run(10, script=call("update_steps.offer", "image", size))
+    assert answer in result.script_output, result.script_output
+    assert "ota/block" not in device.read_files()

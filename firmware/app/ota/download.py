@@ -108,7 +108,7 @@ class Download:
             if size + _ROOM_MARGIN > _free_bytes() + held:
                 return "no room: the bundle has %d bytes" % size
         elif size > room:
-            return "no room: the bundle has %d bytes, the app slot %d" % (size, room)
+            return "no room: the bundle has %d bytes, the app slot takes %d" % (size, room)
         sink.forget()  # another campaign's bytes
         try:
             os.mkdir("/ota")

@@ -92,3 +92,10 @@ def trial_boot_and_confirm():
     # boot (a reset in between would be the bootloader's cue to roll an image back).
     trial_boot()
     confirm()
+
+
+def offer(kind, size):
+    # An offer as the fleet makes it, for a bundle of `size` bytes of `kind`: taken or not.
+    refused = Download(Log(echo=False)).take_offer(
+        {"campaign": CAMPAIGN, "version": "1.29.0", "size": size, "kind": kind})
+    print("REFUSED %s" % refused if refused else "TAKEN")
