@@ -8,7 +8,6 @@ driver. A real TCP echo server on 127.0.0.1 stands for the internet.
 from __future__ import annotations
 
 import ast
-import json
 import re
 import socket
 import threading
@@ -18,7 +17,7 @@ from pathlib import Path
 import pytest
 from checksuite import call
 
-from musket_sim.scenario import SCENARIOS, ScenarioError, load_scenario, luhn_digit
+from musket_sim.scenario import SCENARIOS, load_scenario, luhn_digit
 
 BOARDS = {"sim7080": "esp32-sim7080g", "sim7600": "esp32-a7670", "bg95": "esp32s3-bg95"}
 SEG, SYN, RST, CLOSE = 52, 60, 40, 104  # the model's documented TCP/IP overheads
@@ -466,60 +465,3 @@ def test_modem_state_outlives_an_esp32_reset(make_device):
     assert shown["B2_FRESH"] == repr(b"AT\r\r\nOK\r\n")
     # Switched on once in each boot: the ESP32's reset did not touch the modem's power.
     assert result.modem[0]["power_cycles"] == 2
-
-
-# -- scenario files and checks (host side only) ----------------------------------------------
-
-
-def test_ready_scenarios_load_with_defaults():
-    for name, data in SCENARIOS.items():
-        loaded = load_scenario(name)
-        assert loaded["reply_ms"] == 5, name
-        assert loaded["sim_present"] is (name != "no-sim"), name
-        assert len(loaded["events"]) == len(data.get("events", [])), name
-
-
-def test_scenario_files_json_and_toml(tmp_path):
-    (tmp_path / "s.json").write_text(json.dumps({"apn": "iot", "events": [
-        {"at": 90, "coverage": True}, {"at": 10, "coverage": False}]}))
-    loaded = load_scenario(tmp_path / "s.json")
-    assert loaded["apn"] == "iot"
-    assert [e["at"] for e in loaded["events"]] == [10, 90]
-    (tmp_path / "s.toml").write_text('rssi = 12\n[[events]]\nat = 5\ndeny = "yes"\n')
-    with pytest.raises(ScenarioError, match=r"^s\.toml: events\[0\]\.deny: expected true or false"):
-        load_scenario(tmp_path / "s.toml")
-    (tmp_path / "s.yaml").write_text("rssi: 3")
-    with pytest.raises(ScenarioError, match=r"s\.yaml: expected a \.json or \.toml file"):
-        load_scenario(tmp_path / "s.yaml")
-    with pytest.raises(ScenarioError, match="cannot read scenario file"):
-        load_scenario(tmp_path / "missing.json")
-
-
-@pytest.mark.parametrize(("data", "message"), [
-    ({"family": "sim9999"}, r"family: unknown value 'sim9999'"),
-    ({"iccid": "1234567890123456789"}, r"iccid: .* does not start with 89"),
-    ({"iccid": "89490"}, r"iccid: '89490' has 5 digits"),
-    ({"imei": "869715053990671"}, r"imei: .* fails the Luhn check"),
-    ({"imsi": "26201abc"}, r"imsi: expected a string of digits"),
-    ({"rssi": 32}, r"rssi: 32 is out of range"),
-    ({"rsrp": "-95"}, r"rsrp: expected an integer"),
-    ({"register_s": -1}, r"register_s: -1 is out of range"),
-    ({"apn": 'a"b'}, r"apn: .* only printable ASCII"),
-    ({"rat": "5g"}, r"rat: unknown value '5g'"),
-    ({"hosts": {"broker": "8.8.8.8"}}, r"hosts: broker: '8\.8\.8\.8' is not a loopback"),
-    ({"colour": "red"}, r"colour: unknown field"),
-    ({"events": {"at": 1}}, r"events: expected a list"),
-    ({"events": [{"coverage": False}]}, r"events\[0\]\.at: missing"),
-    ({"events": [{"at": 1, "flood": True}]}, r"events\[0\]\.flood: unknown event"),
-    ({"events": [{"at": 1, "hang": False}]}, r"events\[0\]\.hang: expected true"),
-    ({"events": [{"at": 1, "garbage": "hex:zz"}]}, r"events\[0\]\.garbage: bad hex"),
-    ({"events": [{"at": 1, "garbage_bytes": 0}]}, r"events\[0\]\.garbage_bytes: 0 is out of"),
-    ({"events": [{"at": 1, "sim_swap": "123"}]}, r"events\[0\]\.sim_swap: '123' has 3 digits"),
-    ({"iccid": "89860070090a6019125"}, r"iccid: expected a string of digits \(hex digits A-F"),
-    ({"events": [{"at": 1, "reject_cause": 256}]}, r"events\[0\]\.reject_cause: 256 is out"),
-    ({"events": [{"at": 1, "modem_reset": False}]}, r"events\[0\]\.modem_reset: expected true"),
-    ({"push": "yes"}, r"push: expected true or false"),
-])
-def test_scenario_errors_name_the_field(data, message):
-    with pytest.raises(ScenarioError, match="^scenario: " + message):
-        load_scenario(data)
