@@ -15,8 +15,8 @@ HEAP = "1M"
 
 
 def _run(interpreter, scratch):
-    return run_bare(interpreter, [COUNTER, CHECKS / "store_checks.py"], script(COUNTER),
-                    scratch, HEAP)
+    return run_bare(interpreter, [COUNTER, CHECKS / "checkhelp.py", CHECKS / "flash_faults.py"],
+                    script(COUNTER), scratch, HEAP)
 
 
 SUITE = Suite(COUNTER, _run)

@@ -16,6 +16,7 @@ CHECKS = Path(__file__).resolve().parent / "checks"
 HEAP = "64K"  # an ESP32 without PSRAM leaves MicroPython about this much
 STORE = CHECKS / "store_checks.py"
 CONFIG = CHECKS / "config_checks.py"
+HELPERS = CHECKS / "checkhelp.py"
 # The fault-injection checks stay off littlefs (see store_checks.use_littlefs).
 FAULTS = ("power_cut_", "flash_error_")
 ON_LITTLEFS = [n for n in check_names(STORE) if not n.startswith(FAULTS)]
@@ -27,11 +28,12 @@ def _run_store(interpreter, scratch):
     if interpreter == "micropython":
         program += "if store_checks.use_littlefs():\n" + indent(script(STORE, LITTLEFS, FAULTS),
                                                                   "    ")
-    return run_bare(interpreter, [STORE], program, scratch, HEAP)
+    return run_bare(interpreter, [STORE, HELPERS, CHECKS / "flash_faults.py"], program,
+                    scratch, HEAP)
 
 
 def _run_config(interpreter, scratch):
-    return run_bare(interpreter, [CONFIG], script(CONFIG), scratch, HEAP)
+    return run_bare(interpreter, [CONFIG, HELPERS], script(CONFIG), scratch, HEAP)
 
 
 STORE_SUITE = Suite(STORE, _run_store, micropython_only=[LITTLEFS + n for n in ON_LITTLEFS])

@@ -7,34 +7,9 @@ import os
 
 from app import config, store
 from app.errors import FirmwareError
+from checkhelp import expect, raises, raw_read, raw_write
 
 PATH = "config.json"
-
-
-# Helpers as in store_checks.py: importing that module would not fit next to these checks in
-# a 64 KiB heap.
-def expect(cond, what):
-    if not cond:
-        raise AssertionError(what)
-
-
-def raises(exc_type, fn, *args):
-    """Call fn(*args), expect exc_type, return its message."""
-    try:
-        fn(*args)
-    except exc_type as e:
-        return str(e)
-    raise AssertionError(f"{fn.__name__}{args!r} did not raise {exc_type.__name__}")
-
-
-def raw_read(path):
-    with open(path, "rb") as f:
-        return f.read()
-
-
-def raw_write(path, data):
-    with open(path, "wb") as f:
-        f.write(data)
 
 
 def run_check(fn):

@@ -13,7 +13,8 @@ import os
 from app import counter, store
 from app.counter import CounterError, Counters
 from app.sensors import sht
-from store_checks import Cutter, PowerCut, expect, raises
+from checkhelp import expect, raises
+from flash_faults import Cutter, PowerCut
 
 DIR = "cnt"
 RULES = "brews/7:beans;litres@40:filter;litres/25:descale"

@@ -12,20 +12,8 @@ import struct
 
 from app import store
 from app.store import Journal, StoreError
-
-
-def expect(cond, what):
-    if not cond:
-        raise AssertionError(what)
-
-
-def raises(exc_type, fn, *args):
-    """Call fn(*args), expect exc_type, return its message."""
-    try:
-        fn(*args)
-    except exc_type as e:
-        return str(e)
-    raise AssertionError(f"{fn.__name__}{args!r} did not raise {exc_type.__name__}")
+from checkhelp import expect, raises, raw_read, raw_write
+from flash_faults import Cutter, PowerCut
 
 
 def exists(path):
@@ -34,17 +22,6 @@ def exists(path):
     except OSError:
         return False
     return True
-
-
-def raw_read(path):
-    with open(path, "rb") as f:
-        return f.read()
-
-
-def raw_write(path, data):
-    """Write a file by hand, the way a cut or a damaged flash leaves it."""
-    with open(path, "wb") as f:
-        f.write(data)
 
 
 def clean():
@@ -293,70 +270,6 @@ def check_journal_bad_snapshot():
 
 
 # --- power cuts at every flash operation -------------------------------------------------
-
-
-class PowerCut(Exception):
-    """Raised in place of the flash operation the power did not survive."""
-
-
-class Cutter:
-    """Stands in for ``os`` and ``open`` inside app.store and fails the n-th flash operation
-    (a create, a write, a rename, a remove) by raising ``fail``: PowerCut for a power cut,
-    OSError for a flash error the firmware survives. A failed write leaves half its bytes."""
-
-    def __init__(self, at, fail):
-        self.at = at
-        self.fail = fail
-        self.ops = 0
-
-    def tick(self):
-        self.ops += 1
-        if self.ops == self.at:
-            raise self.fail(5)
-
-    def stat(self, path):
-        return os.stat(path)
-
-    def rename(self, old, new):
-        self.tick()
-        os.rename(old, new)
-
-    def remove(self, path):
-        self.tick()
-        os.remove(path)
-
-    def open(self, path, mode="r"):
-        if "r" not in mode:
-            self.tick()
-            return CutFile(self, open(path, mode))
-        return open(path, mode)
-
-
-class CutFile:
-    def __init__(self, cutter, f):
-        self.cutter = cutter
-        self.f = f
-
-    def write(self, data):
-        try:
-            self.cutter.tick()
-        except Exception:
-            self.f.write(data[:len(data) // 2])
-            self.f.close()
-            raise
-        return self.f.write(data)
-
-    def flush(self):
-        self.f.flush()
-
-    def close(self):
-        self.f.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.f.close()
 
 
 def every_cut(setup, action, verify, fail=PowerCut):
