@@ -131,7 +131,7 @@ def _amqp_node(url: str) -> tuple[str, int]:
 @_view_options
 def fleet_status(location, as_json):
     """Every device: online, last seen, signal, data this month, counters, open service
-    events, firmware.
+    events, firmware (the application's version) and image (the MicroPython firmware image's).
 
     \b
     Example:
@@ -145,12 +145,13 @@ def fleet_status(location, as_json):
         _print_json(rows)
         return
     _table("fleet", ["device", "online", "last seen", "signal", "data (month)", "counters",
-                     "service", "firmware", "gaps"],
+                     "service", "firmware", "image", "gaps"],
            [[r["device_id"], {True: "yes", False: "no", None: "never"}[r["online"]],
              _short(r["last_seen"]), r["signal"],
              _mb(r["data_month_bytes"]) + (" paused" if r["data_paused"] else ""),
              " ".join(f"{k}={v:g}" for k, v in r["counters"].items()),
-             r["open_service_events"] or "", r["firmware"], r["gaps"] or ""] for r in rows])
+             r["open_service_events"] or "", r["firmware"], r["image"],
+             r["gaps"] or ""] for r in rows])
 
 
 @fleet_group.command("device")
@@ -174,7 +175,7 @@ def fleet_device(device_id, location, as_json):
         return
     online = {True: "online", False: "offline", None: "never heard from"}[d["online"]]
     click.echo(f"{d['device_id']}  {online}, last seen {_short(d['last_seen'])}, "
-               f"firmware {d['firmware'] or '?'}")
+               f"firmware {d['firmware'] or '?'}, image {d['image'] or '?'}")
     click.echo(f"SIM {d['iccid']} ({d['sim_state']}, plan {d['plan']}), "
                f"{_mb(d['data']['month_bytes'])} this month"
                + (", data paused by the carrier" if d["data"]["paused"] else ""))

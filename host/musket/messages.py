@@ -34,6 +34,9 @@ class Status:
     online: bool
     time: int | None = None
     firmware: str | None = None
+    # The firmware image's version, sent once an image update confirmed: None is the image
+    # flashed on the line (or a firmware that does not report it).
+    image: str | None = None
     boot_count: int | None = None
     reset_cause: str | None = None
     reboot_reasons: dict[str, int] | None = None
@@ -95,6 +98,7 @@ def decode_status(payload: bytes) -> Status:
         online=on == 1,
         time=_part(raw, "t", int),
         firmware=_part(raw, "fw", str),
+        image=_part(raw, "im", str),
         boot_count=_part(raw, "bc", int),
         reset_cause=reset_cause,
         reboot_reasons=_counts(raw, "rr"),

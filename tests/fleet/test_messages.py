@@ -30,6 +30,8 @@ def test_a_full_status_in_cbor_decodes_field_by_field():
     assert s.rejects == {"33": 1} and (s.heap_free, s.heap_largest) == (21000, 912)
     assert s.diagnosis == ["low-signal"] and (s.tx, s.rx) == (123456, 65432)
     assert s.data_paused
+    assert s.image is None  # no "im": the image flashed on the line
+    assert decode_status(status(**dict(FULL, im="1.29.0"))).image == "1.29.0"
 
 
 def test_the_json_form_and_the_bare_forms():
@@ -52,6 +54,7 @@ def test_the_json_form_and_the_bare_forms():
     (status(rr={"power-on": "x"}), "rr.power-on is 'x'"),
     (status(dx=[1]), r"dx is \[1\], expected a list of strings"),
     (status(hp=[1]), r"hp is \[1\], expected dict"),
+    (status(im=129), "im is 129, expected str"),
     (b"\x01", "expected a map, 1 or 0"),
     (b"{" + b" " * 2000 + b"}", "more than a status"),
 ])

@@ -123,6 +123,44 @@ def test_a_bare_one_keeps_what_was_known_of_health(registry):
     assert json.dumps(d)  # --json can print it
 
 
+def test_the_firmware_image_version_is_stored_and_shown(registry, location):
+    from click.testing import CliRunner
+
+    from musket.cli import main
+
+    store = FleetStore(registry.engine)
+    store.take([msg("d/dev-a/s", status(fw="1.0.0", bc=1, up=10))])  # no "im": factory image
+    store.take([msg("d/dev-b/s", status(fw="1.0.0", bc=1, up=10))])
+    assert views.device_detail(registry.engine, "dev-a")["image"] == "factory"
+    store.take([msg("d/dev-a/s", status(fw="1.0.0", im="1.29.0", bc=3, up=10), 30)])
+    store.take([msg("d/dev-a/s", b"1", 40)])  # a bare 1 says nothing of it: it stays
+    detail = views.device_detail(registry.engine, "dev-a")
+    assert (detail["firmware"], detail["image"]) == ("1.0.0", "1.29.0")
+    rows = {r["device_id"]: r for r in views.fleet_status(registry.engine)}
+    assert (rows["dev-a"]["image"], rows["dev-b"]["image"]) == ("1.29.0", "factory")
+    assert rows["dev-c"]["image"] is None  # never heard from
+
+    def run(*args):
+        result = CliRunner().invoke(main, ["fleet", *args, "--registry", location],
+                                    env={"COLUMNS": "160"})  # the table's rows unwrapped
+        assert result.exit_code == 0, result.output
+        return result.stdout
+
+    assert json.loads(run("device", "dev-a", "--json"))["image"] == "1.29.0"
+    assert "firmware 1.0.0, image 1.29.0" in run("device", "dev-a")
+    assert [r["image"] for r in json.loads(run("status", "--json"))
+            if r["device_id"] in ("dev-a", "dev-b")] == ["1.29.0", "factory"]
+    lines = run("status").splitlines()
+    heading = [c.strip() for c in next(x for x in lines if "┃" in x).split("┃")[1:-1]]
+    rows = {row[0]: dict(zip(heading, row, strict=True))
+            for row in ([c.strip() for c in x.split("│")[1:-1]] for x in lines if "│" in x)}
+    assert (rows["dev-a"]["firmware"], rows["dev-a"]["image"]) == ("1.0.0", "1.29.0"), rows
+    assert rows["dev-b"]["image"] == "factory" and rows["dev-c"]["image"] == "", rows
+    # Flashed again on the line (its state gone with the rest): the factory image once more.
+    store.take([msg("d/dev-a/s", status(fw="1.0.0", bc=1, up=5), 60)])
+    assert views.device_detail(registry.engine, "dev-a")["image"] == "factory"
+
+
 def test_a_health_update_in_the_same_session_is_no_new_session(registry):
     store = FleetStore(registry.engine)
     store.take([msg("d/dev-c/s", status(bc=4, up=100, tx=10, rx=10))])

@@ -23,6 +23,11 @@ from musket.fleet import usage
 from musket.fleet.sql import IN_CHUNK, aware, insert_many, update_many
 from musket.registry.fleet_schema import fleet_devices, fleet_sessions
 
+# What fleet_devices.image holds for a device whose status sent no image version: it runs the
+# firmware image flashed on the line (contract A sends "im" only once an image update
+# confirmed). Stored, not left NULL, so that a unit flashed again on the line says so.
+FACTORY_IMAGE = "factory"
+
 
 @dataclass
 class _Session:
@@ -167,10 +172,12 @@ def _rebooted(row, status: messages.Status) -> bool:
 
 def _health(status: messages.Status) -> dict:
     # A key the device left out is unknown, so what was known stays (a bare 1 leaves out
-    # every key). `dp` alone is sent only while true: its absence says the data flows.
+    # every key). `dp` alone is sent only while true: its absence says the data flows; `im`
+    # only once an image update confirmed: its absence says the factory image runs.
     if not status.raw:
         return {}
-    out = {"firmware": status.firmware, "boot_count": status.boot_count,
+    out = {"firmware": status.firmware, "image": status.image or FACTORY_IMAGE,
+           "boot_count": status.boot_count,
            "reset_cause": status.reset_cause, "crash_time": status.crash_time,
            "crash": status.crash, "uptime_s": status.uptime_s, "session_s": status.session_s,
            "connect_failures": status.connect_failures, "heap_free": status.heap_free,

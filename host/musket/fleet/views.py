@@ -80,7 +80,7 @@ def _month_bytes(conn, since: date) -> dict[str, int]:
 
 def fleet_status(engine: Engine, today: date | None = None) -> list[dict]:
     """One row per device in the registry: online, last seen, signal, data this month,
-    counters, open service events, firmware, gaps."""
+    counters, open service events, firmware and firmware image, gaps."""
     with engine.connect() as conn:
         gap = gaps(conn)
         counts = counters(conn)
@@ -109,6 +109,7 @@ def fleet_status(engine: Engine, today: date | None = None) -> list[dict]:
             "counters": counts.get(device_id, {}),
             "open_service_events": service.get(device_id, 0),
             "firmware": m["firmware"],
+            "image": m["image"],
             "gaps": gap.get(device_id, 0),
         })
     return out
@@ -163,7 +164,7 @@ def device_detail(engine: Engine, device_id: str) -> dict | None:
         "plan": reg.plan, "sim_state": reg.state,
         "online": bool(s["online"]) if s else None, "last_seen": iso_utc(s.get("last_seen")),
         "status_at": iso_utc(s.get("status_at")), "firmware": s.get("firmware"),
-        "signal": s.get("signal"),
+        "image": s.get("image"), "signal": s.get("signal"),
         "health": {"boot_count": s.get("boot_count"), "reset_cause": s.get("reset_cause"),
                    "reboot_reasons": js("reboot_reasons"), "crash": s.get("crash"),
                    "crash_time": s.get("crash_time"), "uptime_s": s.get("uptime_s"),

@@ -39,6 +39,9 @@ fleet_devices = Table(
     # no new session.
     Column("status_digest", String(32)),
     Column("firmware", String(32)),
+    # The firmware image's version (status "im"), or FACTORY_IMAGE when the device said it runs
+    # the image flashed on the line (musket.fleet.statuses).
+    Column("image", String(32)),
     Column("boot_count", Integer),
     Column("reset_cause", String(16)),
     Column("reboot_reasons", Text),  # JSON {reason: n}
