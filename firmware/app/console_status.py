@@ -25,7 +25,8 @@ def _status(health, diagnosis):
     uplink = sections.get("uplink")
     yield "identity", _pairs(("device_id", identity.get("device_id")),
                              ("firmware", identity.get("firmware")),
-                             ("bundle", identity.get("bundle")), ("board", st.board))
+                             ("bundle", identity.get("bundle")),
+                             ("image", identity.get("image")), ("board", st.board))
     yield "uptime_s", st.uptime_s()
     yield "reset_cause", st.reset_cause
     yield "boot_count", st.boot_count

@@ -176,11 +176,15 @@ class Health:
         if ident and not self.rec.get("iccid"):
             self.rec["iccid"] = ident.get("iccid")  # the SIM this device is bound to (saved below)
         self.rec["cn"] = self.connectivity()
-        msg = {"on": 1, "v": 1, "t": time.time(),
-               "fw": (st.sections.get("identity") or {}).get("firmware"),
+        identity = st.sections.get("identity") or {}
+        msg = {"on": 1, "v": 1, "t": time.time(), "fw": identity.get("firmware"),
                "bc": st.boot_count, "rc": st.reset_cause,
                "rr": self.rec.get("rr", {}), "up": st.uptime_s(), "cn": self.rec["cn"],
                "dx": self.codes()}
+        image = identity.get("image")
+        if image:
+            # Only once an image update confirmed: the factory image costs no air bytes.
+            msg["im"] = image
         cr = self.rec.get("cr")
         if cr:
             msg["cr"] = {"t": cr["t"], "e": cr["e"]}

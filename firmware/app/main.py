@@ -82,9 +82,15 @@ class App:
         health = Health(self.status, self.log)
         self.status.reset_cause = health.boot(self.status.reset_cause)
         version = self.update.get("version", "0.0.0")
-        self.status.sections["identity"] = {
-            "device_id": config["device_id"], "firmware": version,
-            "bundle": (self.update.get("last") or {}).get("version") or version}
+        identity = {"device_id": config["device_id"], "firmware": version,
+                    "bundle": (self.update.get("last") or {}).get("version") or version}
+        image = self.update.get("image_version")
+        if image:
+            # The firmware image's version, once an image update confirmed (app.ota.slots). No
+            # key while the device runs the image flashed on the line, on either layout (most
+            # devices): their heap pays nothing for it.
+            identity["image"] = image
+        self.status.sections["identity"] = identity
         self.log.info("boot", "boot #%d, reset cause %s, board %s" % (
             state["boots"], self.status.reset_cause, self.status.board or "?"))
         health.save()  # after the line: a cut in this write still leaves the boot logged

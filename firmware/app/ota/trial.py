@@ -36,8 +36,9 @@ async def run(session_up, counters_ok, trial_s, download, log, identity=None):
     """`session_up`: an event the uplink sets when the broker acknowledged its session (and
     then the reports of the update's steps);
     `download`: app.ota.download's Download, whose reports tell the fleet;
-    `identity`: the status's identity section, whose firmware becomes the confirmed version
-    (the uplink sends the status again behind the confirmed report)."""
+    `identity`: the status's identity section, whose firmware (or image, for an image
+    update) becomes the confirmed version (the uplink sends the status again behind the
+    confirmed report)."""
     if not counters_ok:
         reason = "the counters did not open"
     else:
@@ -48,6 +49,8 @@ async def run(session_up, counters_ok, trial_s, download, log, identity=None):
                 log.info("ota", "version %s confirmed" % state["version"])
                 if identity is not None:
                     identity["firmware"] = state["version"]
+                    if state.get("image_version"):
+                        identity["image"] = state["image_version"]
                 report = outcome_report(state)
                 if report is not None:
                     download.reports.append(report)
