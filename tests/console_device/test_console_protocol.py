@@ -66,6 +66,7 @@ def test_status_has_every_section(console):
     assert STATUS_KEYS <= status.keys(), status.keys()
     assert status["identity"]["board"] == BOARD
     assert status["identity"]["firmware"] == "0.0.0"
+    assert status["identity"]["image"] is None  # the firmware image flashed on the line
     assert MODEM_KEYS <= status["modem"].keys(), status["modem"].keys()
     assert status["modem"]["iccid"].startswith("89")
     assert HEALTH_KEYS <= status["health"].keys()

@@ -126,6 +126,7 @@ def _status_rows(st: dict):
     yield "identity", _pairs(
         ("device", ident.get("device_id") or "not provisioned"), ("board", ident.get("board")),
         ("firmware", ident.get("firmware") or ident.get("fw")), ("bundle", ident.get("bundle")),
+        ("image", _image(ident)),
         ("up", _seconds(ident.get("uptime_s"))), ("boot", ident.get("boot_count")),
         ("reset", ident.get("reset_cause")))
     modem = _dict(st.get("modem"))
@@ -190,6 +191,14 @@ def _dict(value) -> dict:
 def _pairs(*pairs) -> str:
     return "  ".join(f"{k} {_one_line(v)}" if k else _one_line(v)
                      for k, v in pairs if v not in (None, "", {}, []))
+
+
+def _image(ident: dict) -> str | None:
+    # The firmware image's version; null from a unit that says it still runs the image
+    # flashed on the line; nothing at all from a firmware that does not report it.
+    if "image" not in ident:
+        return None
+    return ident["image"] or "factory"
 
 
 def _seconds(value) -> str | None:
