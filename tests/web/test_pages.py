@@ -42,8 +42,11 @@ def test_engineering_shows_health_and_the_weeks_connections(site, browser):
     rows = page.locator("#devices tr")
     assert rows.count() == DEVICES + 1
     assert "MODEM_HUNG" in page.inner_text("#devices")
+    images = [r for r in page.inner_text("#devices").splitlines() if "(image 1.29.0)" in r]
+    assert len(images) == len(range(0, DEVICES, 4)), images  # the devices n % 4 == 0
     screenshot(page, "engineering")
     page.click("text=dev-00004")
+    assert "image 1.29.0" in page.inner_text("main")
     assert page.locator("#sessions tr").count() == DAYS + 1  # one session a day
     assert "MODEM_HUNG" in page.inner_text("#health")
     screenshot(page, "engineering-device")

@@ -112,6 +112,8 @@ def _status(n: int, day: int, online: bool, tx: int, rx: int) -> bytes:
               "tx": tx, "rx": rx}
     if n % 3 == 2:
         status["cr"] = {"t": 1_796_000_000, "e": "MemoryError: uplink"}
+    if n % 4 == 0:
+        status["im"] = "1.29.0"  # an image update confirmed
     return json.dumps(status).encode()
 
 

@@ -46,8 +46,8 @@ def _prefix(column, prefix: str):
 
 def devices_page(engine: Engine, page: int = 1, prefix: str = "", only: str = "all",
                  per_page: int = PER_PAGE) -> Page:
-    """Devices in ID order with their health: online, last seen, firmware, boots and reboot
-    reasons, the last crash, heap, diagnosis codes, signal."""
+    """Devices in ID order with their health: online, last seen, firmware (and its image),
+    boots and reboot reasons, the last crash, heap, diagnosis codes, signal."""
     d, f = devices.c, fleet_devices.c
     where = []
     if prefix:
@@ -57,7 +57,8 @@ def devices_page(engine: Engine, page: int = 1, prefix: str = "", only: str = "a
               "crashed": [f.crash.is_not(None)],
               "diagnosed": [f.diagnosis.is_not(None), f.diagnosis != "[]"]}[only]
     joined = devices.join(fleet_devices, f.device_id == d.device_id, isouter=True)
-    query = select(d.device_id, d.iccid, f.online, f.last_seen, f.firmware, f.boot_count,
+    query = select(d.device_id, d.iccid, f.online, f.last_seen, f.firmware, f.image,
+                   f.boot_count,
                    f.reset_cause, f.reboot_reasons, f.crash, f.heap_free, f.heap_largest,
                    f.diagnosis, f.signal).select_from(joined).where(*where) \
         .order_by(d.device_id)
