@@ -9,14 +9,20 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import select
+import subprocess
+import sys
 import threading
 import time
 import tty
+from pathlib import Path
 
 from musket_sim import VirtualDevice
 from musket_sim.run_record import RunResult
 
+MUSKET = str(Path(sys.executable).with_name("musket"))
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
 READY_TIMEOUT_S = 60  # from the start of the run to the console's first answer
 ASK_TIMEOUT_S = 60  # one request, a selftest's modem check included
 
@@ -136,3 +142,20 @@ class ConsoleDevice:
             raise self.error
         assert self.result is not None, "the run did not end"
         return self.result
+
+
+def status_both_ways(device: VirtualDevice) -> tuple[dict, subprocess.CompletedProcess, list[str],
+                                                      RunResult]:
+    """Boots `device` with its console and asks for its status twice: as the protocol answers
+    it and as `musket console status` shows it (one row per part, colours taken out); -> (the
+    answer's result, the command's run, its rows, the device's run)."""
+    console = ConsoleDevice(device, 3600, 5).start()
+    try:
+        answer = console.ask("status")["result"]
+        screen = subprocess.run([MUSKET, "console", "--port", console.port, "status"],
+                                capture_output=True, text=True, timeout=60,
+                                env={**os.environ, "COLUMNS": "160"})  # one row, unwrapped
+    finally:
+        result = console.stop()
+        device.close()
+    return answer, screen, ANSI.sub("", screen.stdout).splitlines(), result

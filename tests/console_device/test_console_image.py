@@ -6,15 +6,9 @@ on the identity row."""
 
 from __future__ import annotations
 
-import os
-import re
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 from checksuite import modules
-from consoledev import ConsoleDevice
+from consoledev import status_both_ways
 from image_updates import (
     TRIAL_BOOT_AND_CONFIRM,
     image_bundle_for,
@@ -26,9 +20,6 @@ from updates import BOARD, STEPS, fresh_keys, state_of
 from musket_sim import VirtualDevice
 from musket_sim.device import INTERPRETERS
 from musket_sim.scenario import load_scenario
-
-MUSKET = str(Path(sys.executable).with_name("musket"))
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 @pytest.mark.parametrize("interpreter", INTERPRETERS)
@@ -44,17 +35,10 @@ def test_a_unit_that_confirmed_an_image_update_names_the_image(tmp_path, interpr
     trial = device.run(60, script=TRIAL_BOOT_AND_CONFIRM)
     assert "CONFIRMED" in trial.script_output, trial.script_output[-500:]
     assert state_of(device)["image_version"] == "1.29.0", state_of(device)
-    console = ConsoleDevice(device, 3600, 5).start()
-    try:
-        identity = console.ask("status")["result"]["identity"]
-        screen = subprocess.run([MUSKET, "console", "--port", console.port, "status"],
-                                capture_output=True, text=True, timeout=60,
-                                env={**os.environ, "COLUMNS": "160"})  # one row, unwrapped
-    finally:
-        result = console.stop()
-        device.close()
+    answer, screen, lines, result = status_both_ways(device)
+    identity = answer["identity"]
     assert (identity["firmware"], identity["image"]) == ("1.0.0", "1.29.0"), identity
     assert screen.returncode == 0, screen.stdout + screen.stderr
-    rows = [ln for ln in ANSI.sub("", screen.stdout).splitlines() if ln.startswith("identity")]
+    rows = [ln for ln in lines if ln.startswith("identity")]
     assert rows and "firmware 1.0.0" in rows[0] and "image 1.29.0" in rows[0], screen.stdout
     assert result.errors == [], result.errors

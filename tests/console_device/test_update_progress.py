@@ -5,15 +5,11 @@ console status` shows it on its update row."""
 
 from __future__ import annotations
 
-import os
-import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from checksuite import call, modules
-from consoledev import ConsoleDevice
+from consoledev import status_both_ways
 
 from musket_sim import VirtualDevice
 from musket_sim.device import INTERPRETERS
@@ -23,8 +19,6 @@ BOARD = "esp32-sim7080g"
 STEPS = Path(__file__).resolve().parent.parent / "ota" / "checks" / "update_steps.py"
 BUNDLE_SIZE = 5000  # the steps take what they are fed: any bytes do for a partial download
 CHUNKS = 7  # of 240 bytes each
-MUSKET = str(Path(sys.executable).with_name("musket"))
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 @pytest.mark.parametrize("interpreter", INTERPRETERS)
@@ -40,19 +34,12 @@ def test_a_unit_mid_download_shows_the_bytes_it_holds_of_the_bundle(tmp_path, in
     part = device.run(60, script=provision + call("update_steps.download", "1.1.0", CHUNKS),
                       max_boots=1)
     assert f"HELD {CHUNKS * 240}" in part.script_output, part.script_output[-500:]
-    console = ConsoleDevice(device, 3600, 5).start()
-    try:
-        ota = console.ask("status")["result"]["ota"]
-        screen = subprocess.run([MUSKET, "console", "--port", console.port, "status"],
-                                capture_output=True, text=True, timeout=60,
-                                env={**os.environ, "COLUMNS": "160"})  # one row, unwrapped
-    finally:
-        result = console.stop()
-        device.close()
+    answer, screen, lines, result = status_both_ways(device)
+    ota = answer["ota"]
     assert ota == {"state": "downloading", "campaign": "cuts", "version": "1.1.0",
                    "at": CHUNKS * 240, "size": BUNDLE_SIZE}, ota
     assert screen.returncode == 0, screen.stdout + screen.stderr
-    rows = [ln for ln in ANSI.sub("", screen.stdout).splitlines() if ln.startswith("update ")]
+    rows = [ln for ln in lines if ln.startswith("update ")]
     assert rows and rows[0].split()[1:] == [
         "downloading", "campaign", "cuts", "version", "1.1.0", "held", "1,680", "of", "5,000",
         "bytes", "(33%)"], screen.stdout
