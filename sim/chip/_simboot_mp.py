@@ -42,16 +42,25 @@ def _release_firmware_heap():
     # modules, buffers and the pool of names grown ahead of the firmware's.
     held = gc.mem_alloc() - len(_firmware_heap) - (len(_rom_image) if _rom_image else 0)
     _simcore.sim_heap_bytes = held
-    # Pieces are chained (each with the chain so far) rather than kept in a list, which would
-    # have to grow while the heap runs out: so the ballast takes every last free block.
-    chain = None
+    # The pieces go in a list made at full size first, which does not grow while the heap
+    # runs out: so the ballast takes every last free block. A list, not a chain of pairs:
+    # the collector marks a chain one link deeper per piece, and a chain of hundreds (the
+    # small holes' pieces) overflows its mark stack, which makes every collection rescan the
+    # whole heap over and over. Pieces beyond the list's slots (none in practice) share its
+    # last slot as a chain.
+    pieces = [None] * _BALLAST_SLOTS
+    taken = 0
     piece = _BALLAST_PIECE
     while piece >= _BALLAST_MIN_PIECE:
         try:
-            chain = (bytearray(piece), chain)
+            if taken < _BALLAST_SLOTS - 1:
+                pieces[taken] = bytearray(piece)
+                taken += 1
+            else:
+                pieces[taken] = (bytearray(piece), pieces[taken])
         except MemoryError:
             piece //= 2
-    _simcore.sim_reserve = chain
+    _simcore.sim_reserve = pieces
     _end_name_chunk()
     _firmware_heap = None
     gc.collect()
@@ -60,6 +69,7 @@ def _release_firmware_heap():
 
 _BALLAST_PIECE = 64 * 1024
 _BALLAST_MIN_PIECE = 16
+_BALLAST_SLOTS = 1024
 
 # Names (qstrs) live in pools that double in size as names are interned; the sim's names and
 # the firmware's share them. Whether the firmware's next name lands in a free slot or makes a
