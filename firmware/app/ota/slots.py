@@ -28,6 +28,25 @@ def payload_offset(room, payload_size):
     return room - (payload_size + _FLASH_BLOCK - 1) // _FLASH_BLOCK * _FLASH_BLOCK
 
 
+def placement_problem(image_size, segments, payload_size, room):
+    # Why the payload's streams (`segments`: their compressed sizes) cannot be inflated where
+    # the download put them in a slot of `room` bytes, or None: a stream's image must not
+    # reach a block that still holds compressed bytes of that stream or a later one. The
+    # host's rule is the same (musket.ota.image.check_installs_in_place; a test holds the two
+    # to it).
+    at = payload_offset(room, payload_size)
+    if len(segments) != (image_size + _SEGMENT - 1) // _SEGMENT or \
+            sum(segments) != payload_size or at < 0:
+        return "the payload's streams do not fit the slot"
+    read_from = at
+    for k, size in enumerate(segments):
+        end = min((k + 1) * _SEGMENT, image_size)
+        if (end + _FLASH_BLOCK - 1) // _FLASH_BLOCK > read_from // _FLASH_BLOCK:
+            return "stream %d would overwrite its own bytes" % k
+        read_from += size
+    return None
+
+
 def install(install, f, manifest, state, board, buf):
     """Checks the image bundle's rules and inflates its payload, which the download put in
     the next app slot, into that slot (`install` is app.ota.install, `f` the bundle's head,
@@ -56,21 +75,15 @@ def _inflate(install, manifest, target, room, state, buf):
     # The payload's streams, each inflated into the slot's blocks from the start, the count
     # of those done kept in the state: a cut resumes at the stream it struck. The musket
     # host built the bundle so that no stream's image overwrites compressed bytes of its own
-    # or of a later stream (musket.ota.image.check_installs_in_place), which is checked here
-    # again before anything is written.
+    # or of a later stream (musket.ota.image.check_installs_in_place); placement_problem
+    # checks it again before anything is written.
     payload = manifest["payload"]
     image = manifest["image"]
     segments = payload.get("segments") or ()
     at = payload_offset(room, payload["size"])
-    if len(segments) != (image["size"] + _SEGMENT - 1) // _SEGMENT or \
-            sum(segments) != payload["size"] or at < 0:
-        raise install.Rejected("size", "the payload's streams do not fit the slot")
-    read_from = at
-    for k, size in enumerate(segments):
-        end = min((k + 1) * _SEGMENT, image["size"])
-        if (end + _FLASH_BLOCK - 1) // _FLASH_BLOCK > read_from // _FLASH_BLOCK:
-            raise install.Rejected("size", "stream %d would overwrite its own bytes" % k)
-        read_from += size
+    problem = placement_problem(image["size"], segments, payload["size"], room)
+    if problem:
+        raise install.Rejected("size", problem)
     done = state.get("inflated")
     if done is None:
         # Every payload byte is the signed one before the first is inflated over.
