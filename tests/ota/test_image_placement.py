@@ -8,19 +8,16 @@ The firmware module is imported into this process from firmware/ with the sim's 
 `micropython`; `esp32` and `machine`, which only its flash steps use, are empty stand-ins
 here. All of it is dropped again afterwards."""
 
-import os
 import random
 import sys
 import types
-from pathlib import Path
 
 import pytest
+from checksuite import import_with_firmware
 
 from musket.boards import load_board
 from musket.ota import image
-from musket_sim.chip.cpython import plain
 
-FIRMWARE = Path(__file__).resolve().parents[2] / "firmware"
 BOARD = "esp32-sim7080g"
 SEED = 4096  # a fixed seed: a failure names the same case on every run
 
@@ -28,17 +25,10 @@ SEED = 4096  # a fixed seed: a failure names the same case on every run
 @pytest.fixture(scope="module")
 def slots():
     with pytest.MonkeyPatch.context() as patch:
-        for folder in reversed(plain.pythonpath(FIRMWARE).split(os.pathsep)):
-            patch.syspath_prepend(folder)
         for name in ("esp32", "machine"):
             patch.setitem(sys.modules, name, types.ModuleType(name))
-        from app.ota import slots as module
-
-        yield module
-    for name in [n for n in sys.modules if n == "app" or n.startswith("app.")]:
-        del sys.modules[name]
-    for name in ("micropython", "otastate"):
-        sys.modules.pop(name, None)
+        yield from import_with_firmware("app.ota.slots")
+    sys.modules.pop("otastate", None)
 
 
 def _room() -> int:
