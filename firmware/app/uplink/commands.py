@@ -51,14 +51,17 @@ class Commands:
         self.path = path
         self.reboot = False  # set by a reboot command; the uplink resets after the reply
         self.stored = False  # the reply is on flash, waiting: the uplink marks it delivered
+        self._started = None  # (id, op, command) between start() and run()
         try:
             self.seen = store.read_json(path, [])
         except store.StoreError as e:
             log.error("uplink", "command ids: %s" % e)
             self.seen = []
 
-    def handle(self, topic, payload, size):
-        # -> the reply (a dict). payload is None when it was too large to keep.
+    def start(self, topic, payload, size):
+        # A command's first step: -> its reply (a dict) when it is answered without running
+        # (refused, or a repeated id); None once its id is recorded on flash, and run() and
+        # finish() follow. payload is None when it was too large to keep.
         if topic != self.topic:
             return self._no(None, "not authorised: commands come on %s" % self.topic)
         if payload is None:
@@ -84,12 +87,27 @@ class Commands:
             return self._no(cid, why)
         # Recorded before it runs: a cut during the run means it never runs again.
         self._remember([cid, None, None, 0])
+        self._started = (cid, op, cmd)
+        return None
+
+    def run(self):
+        # The started command's reply. A MemoryError is not its result: it goes to the
+        # caller, which calls run() again once the heap can serve it (the uplink, after a
+        # pause). Running one again is safe: each op sets values (a config, a counter's
+        # value, the reboot flag, an offer) rather than adding to them.
+        cid, op, cmd = self._started
         try:
             reply = getattr(self, "_do_" + op)(cmd)
-        except Exception as e:  # noqa: BLE001 - any failure is the command's result
+        except MemoryError:
+            raise
+        except Exception as e:  # noqa: BLE001 - any other failure is the command's result
             reply = self._no(cid, "failed: %s" % e)
         reply["id"] = cid
-        self._remember([cid, reply["ok"], reply, 1])
+        return reply
+
+    def finish(self, reply):
+        # Records the started command's result with its reply, to be sent; -> the reply.
+        self._remember([reply["id"], reply["ok"], reply, 1])
         self.stored = True
         return reply
 
@@ -119,8 +137,10 @@ class Commands:
                                          "flash: %d newer replies" % (old[0], _REPLIES_KEPT))
                 old[2] = None
                 old[3] = 0
-        self.seen = seen
+        # Kept only once written: a write the heap could not serve leaves the record as it
+        # was, and the same step can be tried again.
         store.write_json(self.path, seen)
+        self.seen = seen
 
     # -- config -------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@
 # (the readings queue), a command or an acknowledgement (the client's reader), the
 # connection's end.
 import asyncio
+import gc
 import time
 
 from app import store
@@ -32,6 +33,7 @@ _REPLIES_MAX = const(4)  # command replies waiting to be sent; the reader waits 
 _REPLIES_HELD = const(16)
 _REPLY_BYTES_HELD = const(2048)
 _REPLY_WAIT_MS = const(50)
+_MEMORY_TRIES = const(100)  # a command the heap cannot serve: tried for 5 s (_REPLY_WAIT_MS)
 _EVENTS_PER_MESSAGE = const(24)
 _PING_MARGIN_S = const(10)  # ping this long before the keepalive runs out
 _RX_SIZE = const(320)  # largest packet taken from the broker: a command of ~300 bytes
@@ -379,19 +381,7 @@ class Uplink:
                 self.reboot = self.reboot or self.download.done
                 self._kick.set()
             return
-        import json
-
-        from app import unload
-        from app.uplink.commands import Commands
-
-        try:
-            commands = Commands(topic(self.device_id, "c"), self.log)
-            reply = commands.handle(t, payload, size)
-            self.reboot = self.reboot or commands.reboot
-            stored = commands.stored
-        finally:
-            del Commands
-            unload("uplink.commands", "config")
+        reply, stored = await self._command_reply(t, payload, size)
         cid = reply.get("id")
         if reply.get("error"):
             self.log.warning("uplink", "command %s refused: %s" % (cid, reply["error"]))
@@ -400,7 +390,7 @@ class Uplink:
             self._kick.set()
             await asyncio.sleep_ms(_REPLY_WAIT_MS)
         self._settle_replies()
-        data = json.dumps(reply).encode()
+        data = await self._paced(_reply_bytes, reply)
         held = len(data)
         for entry in self._outbox:
             held += len(entry[1])
@@ -411,6 +401,38 @@ class Uplink:
             held -= len(gone[1])
         self._outbox.append([cid, data, 0, stored, -1, False])
         self._kick.set()
+
+    async def _command_reply(self, t, payload, size):
+        # -> (the reply, whether it is stored on flash). The command modules are loaded for
+        # it and let go after it. Each step is paced (_paced): a burst of commands waits for
+        # the heap instead of losing the session.
+        from app import unload
+
+        try:
+            commands = await self._paced(_commands, self.device_id, self.log)
+            reply = await self._paced(commands.start, t, payload, size)
+            if reply is None:
+                reply = await self._paced(commands.finish, await self._paced(commands.run))
+            self.reboot = self.reboot or commands.reboot
+            return reply, commands.stored
+        finally:
+            unload("uplink.commands", "config")
+
+    async def _paced(self, work, *args):
+        # work(*args), tried again while the heap cannot serve it (a burst of commands):
+        # each time after a collection and a pause in which the session loop sends replies
+        # and frees them. The reader waits meanwhile, so the command's PUBACK does, and the
+        # broker holds the rest: back-pressure, not a lost session. A MemoryError from the
+        # last try ends the session. A command's step that failed for memory is tried again
+        # alone: its record on flash is as it was (app.uplink.commands).
+        for _ in range(_MEMORY_TRIES - 1):
+            try:
+                return work(*args)
+            except MemoryError:
+                gc.collect()
+                self._kick.set()
+                await asyncio.sleep_ms(_REPLY_WAIT_MS)
+        return work(*args)
 
     def _unsent(self):
         n = 0
@@ -490,8 +512,6 @@ class Uplink:
 
     def _load_replies(self):
         # Stored replies not acknowledged yet (from before a reboot, or beyond the RAM queue).
-        import json
-
         from app import unload
         from app.uplink.commands import waiting
 
@@ -505,7 +525,7 @@ class Uplink:
             del waiting
             unload("uplink.commands")
         for cid, reply in found:
-            self._outbox.append([cid, json.dumps(reply).encode(), 0, True, -1, False])
+            self._outbox.append([cid, _reply_bytes(reply), 0, True, -1, False])
         self._outbox_load = len(found) >= room
 
     async def _send_reply(self, entry):
@@ -517,3 +537,15 @@ class Uplink:
         entry[4] = time.ticks_ms()
         await self.client.publish(topic(self.device_id, "r"), entry[1], 1, False, entry[2], dup,
                                   wait=False)
+
+
+def _reply_bytes(reply):
+    import json
+
+    return json.dumps(reply).encode()
+
+
+def _commands(device_id, log):
+    from app.uplink.commands import Commands
+
+    return Commands(topic(device_id, "c"), log)
