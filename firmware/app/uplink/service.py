@@ -420,15 +420,19 @@ class Uplink:
 
     async def _paced(self, work, *args):
         # work(*args), tried again while the heap cannot serve it (a burst of commands):
-        # each time after a collection and a pause in which the session loop sends replies
-        # and frees them. The reader waits meanwhile, so the command's PUBACK does, and the
-        # broker holds the rest: back-pressure, not a lost session. A MemoryError from the
+        # each time after a held reply that was sent leaves RAM, a collection and a pause in
+        # which the session loop sends the waiting ones. The reader waits meanwhile, so the
+        # command's PUBACK does, and the broker holds the rest: back-pressure, not a lost
+        # session. A MemoryError from the
         # last try ends the session. A command's step that failed for memory is tried again
         # alone: its record on flash is as it was (app.uplink.commands).
         for _ in range(_MEMORY_TRIES - 1):
             try:
                 return work(*args)
             except MemoryError:
+                # The PUBACKs that would free the held replies wait behind this command on
+                # the socket: a sent one leaves RAM now (_let_go_reply).
+                self._let_go_reply()
                 gc.collect()
                 self._kick.set()
                 await asyncio.sleep_ms(_REPLY_WAIT_MS)
