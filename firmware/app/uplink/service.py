@@ -381,7 +381,7 @@ class Uplink:
                 self.reboot = self.reboot or self.download.done
                 self._kick.set()
             return
-        reply, stored = await self._command_reply(t, payload, size)
+        reply, stored = await _command_reply(self, t, payload, size)
         cid = reply.get("id")
         if reply.get("error"):
             self.log.warning("uplink", "command %s refused: %s" % (cid, reply["error"]))
@@ -390,7 +390,7 @@ class Uplink:
             self._kick.set()
             await asyncio.sleep_ms(_REPLY_WAIT_MS)
         self._settle_replies()
-        data = await self._paced(_reply_bytes, reply)
+        data = await _paced(self, _reply_bytes, reply)
         held = len(data)
         for entry in self._outbox:
             held += len(entry[1])
@@ -401,42 +401,6 @@ class Uplink:
             held -= len(gone[1])
         self._outbox.append([cid, data, 0, stored, -1, False])
         self._kick.set()
-
-    async def _command_reply(self, t, payload, size):
-        # -> (the reply, whether it is stored on flash). The command modules are loaded for
-        # it and let go after it. Each step is paced (_paced): a burst of commands waits for
-        # the heap instead of losing the session.
-        from app import unload
-
-        try:
-            commands = await self._paced(_commands, self.device_id, self.log)
-            reply = await self._paced(commands.start, t, payload, size)
-            if reply is None:
-                reply = await self._paced(commands.finish, await self._paced(commands.run))
-            self.reboot = self.reboot or commands.reboot
-            return reply, commands.stored
-        finally:
-            unload("uplink.commands", "config")
-
-    async def _paced(self, work, *args):
-        # work(*args), tried again while the heap cannot serve it (a burst of commands):
-        # each time after a held reply that was sent leaves RAM, a collection and a pause in
-        # which the session loop sends the waiting ones. The reader waits meanwhile, so the
-        # command's PUBACK does, and the broker holds the rest: back-pressure, not a lost
-        # session. A MemoryError from the
-        # last try ends the session. A command's step that failed for memory is tried again
-        # alone: its record on flash is as it was (app.uplink.commands).
-        for _ in range(_MEMORY_TRIES - 1):
-            try:
-                return work(*args)
-            except MemoryError:
-                # The PUBACKs that would free the held replies wait behind this command on
-                # the socket: a sent one leaves RAM now (_let_go_reply).
-                self._let_go_reply()
-                gc.collect()
-                self._kick.set()
-                await asyncio.sleep_ms(_REPLY_WAIT_MS)
-        return work(*args)
 
     def _unsent(self):
         n = 0
@@ -553,3 +517,41 @@ def _commands(device_id, log):
     from app.uplink.commands import Commands
 
     return Commands(topic(device_id, "c"), log)
+
+
+async def _command_reply(uplink, t, payload, size):
+    # -> (the reply, whether it is stored on flash). The command modules are loaded for
+    # it and let go after it. Each step is paced (_paced): a burst of commands waits for
+    # the heap instead of losing the session.
+    from app import unload
+
+    try:
+        commands = await _paced(uplink, _commands, uplink.device_id, uplink.log)
+        reply = await _paced(uplink, commands.start, t, payload, size)
+        if reply is None:
+            reply = await _paced(uplink, commands.finish, await _paced(uplink, commands.run))
+        uplink.reboot = uplink.reboot or commands.reboot
+        return reply, commands.stored
+    finally:
+        unload("uplink.commands", "config")
+
+
+async def _paced(uplink, work, *args):
+    # work(*args), tried again while the heap cannot serve it (a burst of commands):
+    # each time after a held reply that was sent leaves RAM, a collection and a pause in
+    # which the session loop sends the waiting ones. The reader waits meanwhile, so the
+    # command's PUBACK does, and the broker holds the rest: back-pressure, not a lost
+    # session. A MemoryError from the last try ends the session. A command's step that
+    # failed for memory is tried again alone: its record on flash is as it was
+    # (app.uplink.commands).
+    for _ in range(_MEMORY_TRIES - 1):
+        try:
+            return work(*args)
+        except MemoryError:
+            # The PUBACKs that would free the held replies wait behind this command on
+            # the socket: a sent one leaves RAM now (_let_go_reply).
+            uplink._let_go_reply()
+            gc.collect()
+            uplink._kick.set()
+            await asyncio.sleep_ms(_REPLY_WAIT_MS)
+    return work(*args)
