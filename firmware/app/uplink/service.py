@@ -15,25 +15,19 @@
 # (the readings queue), a command or an acknowledgement (the client's reader), the
 # connection's end.
 import asyncio
-import gc
 import time
 
 from app import store
 from app.backoff import delay_s
 from app.uplink import UplinkError, topic
+from app.uplink.replies import REPLIES_MAX, REPLY_WAIT_MS, Replies, command_reply, paced, \
+    reply_bytes
 from micropython import const
 
 STATE_PATH = "/uplink.json"
 SECRETS_PATH = "/secrets.json"
 _BACKOFF_MIN_S = const(5)
 _BACKOFF_MAX_S = const(600)  # a refused or unreachable broker is retried at least every 10 min
-_REPLIES_MAX = const(4)  # command replies waiting to be sent; the reader waits for room
-# Replies held until their PUBACK: a burst of queued commands comes before the PUBACKs of
-# their replies. Beyond these, the oldest sent one leaves RAM (a stored one waits on flash).
-_REPLIES_HELD = const(16)
-_REPLY_BYTES_HELD = const(2048)
-_REPLY_WAIT_MS = const(50)
-_MEMORY_TRIES = const(100)  # a command the heap cannot serve: tried for 5 s (_REPLY_WAIT_MS)
 _EVENTS_PER_MESSAGE = const(24)
 _PING_MARGIN_S = const(10)  # ping this long before the keepalive runs out
 _RX_SIZE = const(320)  # largest packet taken from the broker: a command of ~300 bytes
@@ -99,12 +93,7 @@ class Uplink:
         self.download = None  # an update's download (app.ota.download), set by the app
         self.reboot = False  # a reboot command: reset once its reply is delivered
         self._inflight = None  # (payload, pid, mseq, last eseq, last rseq)
-        # Command replies until the broker acknowledges them: [id or None, payload, pid (0
-        # until first sent), stored, ticks_ms sent in this session or -1, acknowledged]. A
-        # stored one is also on flash (commands.py), so neither a reconnect nor a reboot
-        # loses it.
-        self._outbox = []
-        self._outbox_load = True  # stored replies may wait on flash (from before a reboot)
+        self.replies = Replies(log)  # command replies until the broker acknowledges them
         self._flush = False  # send what waits at the next chance (events, a backlog)
         self._failures = 0
         self._pid = 0  # MQTT packet ids go on from one session to the next
@@ -238,18 +227,17 @@ class Uplink:
         self.session_up.set()
         if self._inflight is not None or self._events_waiting() or self.queue.pending():
             self._flush = True  # a backlog from the outage goes at once
-        for entry in self._outbox:
-            entry[4] = -1  # unacknowledged replies go again
-        self._outbox_load = True  # and stored ones a cut session left only on flash
+        replies = self.replies
+        replies.resend()
         while True:
-            self._settle_replies()
-            if self._outbox_load and len(self._outbox) < _REPLIES_MAX:
-                self._load_replies()
-            if self.reboot and not (self._outbox or self._outbox_load or
+            replies.settle()
+            if replies.load and len(replies.held) < REPLIES_MAX:
+                replies.load_stored()
+            if self.reboot and not (replies.held or replies.load or
                                     (self.download is not None and self.download.reports)):
                 await client.close(graceful=True)
                 return
-            reply = self._next_reply()
+            reply = replies.next_unsent()
             if reply is not None:
                 await self._send_reply(reply)
             elif self.download is not None and await self._update_traffic(client):
@@ -367,56 +355,36 @@ class Uplink:
         return payload, client.next_pid(), mseq, eseq, rseq
 
     # -- commands ---------------------------------------------------------------------------
-    # Commands are rare: their module (and the config schema it may load) is loaded for each
-    # use and let go after it.
 
     async def _on_message(self, t, payload, size):
         # Called by the client's reader before it acknowledges the command. The reply is
-        # queued (on flash first, when it has an id) for the session loop, which sends it
-        # without waiting: the reader must stay free to take the PUBACKs. A binary message
-        # (first byte 0) on the command topic is a chunk of an update's bundle.
+        # queued (on flash first, when it has an id) for the session loop (replies.py). A
+        # binary message (first byte 0) on the command topic is a chunk of an update's bundle.
+        command_topic = topic(self.device_id, "c")
         if payload is not None and size and payload[0] == 0 and self.download is not None \
-                and t == topic(self.device_id, "c"):
+                and t == command_topic:
             if self.download.take_chunk(payload, size):
                 self.reboot = self.reboot or self.download.done
                 self._kick.set()
             return
-        reply, stored = await _command_reply(self, t, payload, size)
+        replies = self.replies
+        reply, stored, reboot = await command_reply(command_topic, self.log, replies,
+                                                    self._kick, t, payload, size)
+        self.reboot = self.reboot or reboot
         cid = reply.get("id")
         if reply.get("error"):
             self.log.warning("uplink", "command %s refused: %s" % (cid, reply["error"]))
         # A full queue holds the next command back (its PUBACK waits) while the loop sends.
-        while self._unsent() >= _REPLIES_MAX and self.client is not None:
+        while replies.unsent() >= REPLIES_MAX and self.client is not None:
             self._kick.set()
-            await asyncio.sleep_ms(_REPLY_WAIT_MS)
-        self._settle_replies()
-        data = await _paced(self, _reply_bytes, reply)
-        held = len(data)
-        for entry in self._outbox:
-            held += len(entry[1])
-        while len(self._outbox) >= _REPLIES_HELD or held > _REPLY_BYTES_HELD:
-            gone = self._let_go_reply()
-            if gone is None:
-                break
-            held -= len(gone[1])
-        self._outbox.append([cid, data, 0, stored, -1, False])
+            await asyncio.sleep_ms(REPLY_WAIT_MS)
+        replies.settle()
+        replies.add(cid, await paced(replies, self._kick, reply_bytes, reply), stored)
         self._kick.set()
-
-    def _unsent(self):
-        n = 0
-        for entry in self._outbox:
-            if entry[4] < 0:
-                n += 1
-        return n
-
-    def _next_reply(self):
-        for entry in self._outbox:
-            if entry[4] < 0:
-                return entry
-        return None
 
     def _save_state(self):
         store.write_json(STATE_PATH, {"m": self.mseq, "s": 1 if self._subscribed else 0})
+
 
     def _on_ack(self, pid):
         # From the client's reader: a PUBACK, or a granted SUBACK. The flash work is the
@@ -424,77 +392,18 @@ class Uplink:
         if pid == self._subscribe_pid:
             self._subscribed = True
             self._save_state()
-            return
-        for entry in self._outbox:
-            if entry[2] == pid and entry[4] >= 0:
-                entry[5] = True
-                self._kick.set()
-                return
+        elif self.replies.acked(pid):
+            self._kick.set()
 
     def _reply_ack_left_ms(self):
         # Time left for the oldest reply sent and not acknowledged; past it the link is dead.
         from app.uplink.mqtt import ACK_TIMEOUT_MS
 
-        left = ACK_TIMEOUT_MS
-        for entry in self._outbox:
-            if entry[4] >= 0 and not entry[5]:
-                left = ACK_TIMEOUT_MS - time.ticks_diff(time.ticks_ms(), entry[4])
-                if left <= 0:
-                    raise UplinkError("no PUBACK for reply %s in %d ms" % (entry[0],
-                                                                          ACK_TIMEOUT_MS))
-                break
+        left = self.replies.ack_left_ms(ACK_TIMEOUT_MS)
+        if left is None:
+            raise UplinkError("no PUBACK for reply %s in %d ms"
+                              % (self.replies.oldest_unacked(), ACK_TIMEOUT_MS))
         return left
-
-    def _let_go_reply(self):
-        # The held replies are full of ones sent and not yet acknowledged: the oldest leaves
-        # RAM. A stored one still waits on flash and goes again later; another was sent once.
-        for i, entry in enumerate(self._outbox):
-            if entry[4] >= 0:
-                self._outbox.pop(i)
-                if entry[3]:
-                    self._outbox_load = True
-                else:
-                    self.log.warning("uplink", "reply %s sent, its PUBACK no longer awaited"
-                                     % entry[0])
-                return entry
-        return None
-
-    def _settle_replies(self):
-        # Acknowledged replies leave the queue; stored ones are marked delivered on flash.
-        done = [e for e in self._outbox if e[5]]
-        if not done:
-            return
-        self._outbox = [e for e in self._outbox if not e[5]]
-        from app import unload
-        from app.uplink.commands import delivered
-
-        try:
-            for entry in done:
-                if entry[3]:
-                    delivered(entry[0])
-        except store.StoreError as e:
-            self.log.error("uplink", "reply delivered, not recorded: %s" % e)
-        finally:
-            del delivered
-            unload("uplink.commands")
-
-    def _load_replies(self):
-        # Stored replies not acknowledged yet (from before a reboot, or beyond the RAM queue).
-        from app import unload
-        from app.uplink.commands import waiting
-
-        room = _REPLIES_MAX - len(self._outbox)
-        try:
-            found = waiting([e[0] for e in self._outbox], room)
-        except store.StoreError as e:
-            self.log.error("uplink", "stored replies unreadable: %s" % e)
-            found = ()
-        finally:
-            del waiting
-            unload("uplink.commands")
-        for cid, reply in found:
-            self._outbox.append([cid, _reply_bytes(reply), 0, True, -1, False])
-        self._outbox_load = len(found) >= room
 
     async def _send_reply(self, entry):
         # QoS 1 without waiting for the PUBACK (see _on_message); after a reconnect with DUP
@@ -505,53 +414,3 @@ class Uplink:
         entry[4] = time.ticks_ms()
         await self.client.publish(topic(self.device_id, "r"), entry[1], 1, False, entry[2], dup,
                                   wait=False)
-
-
-def _reply_bytes(reply):
-    import json
-
-    return json.dumps(reply).encode()
-
-
-def _commands(device_id, log):
-    from app.uplink.commands import Commands
-
-    return Commands(topic(device_id, "c"), log)
-
-
-async def _command_reply(uplink, t, payload, size):
-    # -> (the reply, whether it is stored on flash). The command modules are loaded for
-    # it and let go after it. Each step is paced (_paced): a burst of commands waits for
-    # the heap instead of losing the session.
-    from app import unload
-
-    try:
-        commands = await _paced(uplink, _commands, uplink.device_id, uplink.log)
-        reply = await _paced(uplink, commands.start, t, payload, size)
-        if reply is None:
-            reply = await _paced(uplink, commands.finish, await _paced(uplink, commands.run))
-        uplink.reboot = uplink.reboot or commands.reboot
-        return reply, commands.stored
-    finally:
-        unload("uplink.commands", "config")
-
-
-async def _paced(uplink, work, *args):
-    # work(*args), tried again while the heap cannot serve it (a burst of commands):
-    # each time after a held reply that was sent leaves RAM, a collection and a pause in
-    # which the session loop sends the waiting ones. The reader waits meanwhile, so the
-    # command's PUBACK does, and the broker holds the rest: back-pressure, not a lost
-    # session. A MemoryError from the last try ends the session. A command's step that
-    # failed for memory is tried again alone: its record on flash is as it was
-    # (app.uplink.commands).
-    for _ in range(_MEMORY_TRIES - 1):
-        try:
-            return work(*args)
-        except MemoryError:
-            # The PUBACKs that would free the held replies wait behind this command on
-            # the socket: a sent one leaves RAM now (_let_go_reply).
-            uplink._let_go_reply()
-            gc.collect()
-            uplink._kick.set()
-            await asyncio.sleep_ms(_REPLY_WAIT_MS)
-    return work(*args)

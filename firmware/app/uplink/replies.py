@@ -1,0 +1,189 @@
+# Command replies, from the command that asks for one until the broker acknowledges it, and the
+# pacing of a command's steps while the heap cannot serve them.
+#
+# A reply is queued by the client's reader (the uplink's on_message) and sent by the session
+# loop at QoS 1 without waiting, so that the reader stays free to take the PUBACKs. A reply
+# with a command id is on flash first (app.uplink.commands), so that neither a reconnect nor a
+# reboot loses it; only a reply's PUBACK lets it go from RAM and marks it delivered on flash.
+# Commands are rare: their module (and the config schema it may load) is loaded for each use
+# and let go after it.
+import asyncio
+import gc
+import time
+
+from app import store
+from micropython import const
+
+REPLIES_MAX = const(4)  # command replies waiting to be sent; the reader waits for room
+# Replies held until their PUBACK: a burst of queued commands comes before the PUBACKs of
+# their replies. Beyond these, the oldest sent one leaves RAM (a stored one waits on flash).
+_REPLIES_HELD = const(16)
+_REPLY_BYTES_HELD = const(2048)
+REPLY_WAIT_MS = const(50)
+_MEMORY_TRIES = const(100)  # a command the heap cannot serve: tried for 5 s (REPLY_WAIT_MS)
+
+
+class Replies:
+    # The replies held in RAM: [id or None, payload, pid (0 until first sent), stored, ticks_ms
+    # sent in this session or -1, acknowledged]; `load` says stored ones may wait on flash
+    # (from before a reboot, or beyond what RAM holds).
+    def __init__(self, log):
+        self.log = log
+        self.held = []
+        self.load = True
+
+    def resend(self):
+        # A new session: unacknowledged replies go again, and stored ones a cut session left
+        # only on flash.
+        for entry in self.held:
+            entry[4] = -1
+        self.load = True
+
+    def unsent(self):
+        n = 0
+        for entry in self.held:
+            if entry[4] < 0:
+                n += 1
+        return n
+
+    def next_unsent(self):
+        for entry in self.held:
+            if entry[4] < 0:
+                return entry
+        return None
+
+    def add(self, cid, data, stored):
+        # Room is made first: sent ones leave RAM, oldest first, beyond the held limits.
+        held = len(data)
+        for entry in self.held:
+            held += len(entry[1])
+        while len(self.held) >= _REPLIES_HELD or held > _REPLY_BYTES_HELD:
+            gone = self.let_go()
+            if gone is None:
+                break
+            held -= len(gone[1])
+        self.held.append([cid, data, 0, stored, -1, False])
+
+    def acked(self, pid):
+        # A PUBACK: -> whether it was a held reply's.
+        for entry in self.held:
+            if entry[2] == pid and entry[4] >= 0:
+                entry[5] = True
+                return True
+        return False
+
+    def ack_left_ms(self, timeout_ms):
+        # Time left for the oldest reply sent and not acknowledged; -> None past it (the link
+        # is dead), timeout_ms when none waits.
+        for entry in self.held:
+            if entry[4] >= 0 and not entry[5]:
+                left = timeout_ms - time.ticks_diff(time.ticks_ms(), entry[4])
+                return left if left > 0 else None
+        return timeout_ms
+
+    def oldest_unacked(self):
+        for entry in self.held:
+            if entry[4] >= 0 and not entry[5]:
+                return entry[0]
+        return None
+
+    def let_go(self):
+        # The held replies are full of ones sent and not yet acknowledged: the oldest leaves
+        # RAM. A stored one still waits on flash and goes again later; another was sent once.
+        for i, entry in enumerate(self.held):
+            if entry[4] >= 0:
+                self.held.pop(i)
+                if entry[3]:
+                    self.load = True
+                else:
+                    self.log.warning("uplink", "reply %s sent, its PUBACK no longer awaited"
+                                     % entry[0])
+                return entry
+        return None
+
+    def settle(self):
+        # Acknowledged replies leave RAM; stored ones are marked delivered on flash.
+        done = [e for e in self.held if e[5]]
+        if not done:
+            return
+        self.held = [e for e in self.held if not e[5]]
+        from app import unload
+        from app.uplink.commands import delivered
+
+        try:
+            for entry in done:
+                if entry[3]:
+                    delivered(entry[0])
+        except store.StoreError as e:
+            self.log.error("uplink", "reply delivered, not recorded: %s" % e)
+        finally:
+            del delivered
+            unload("uplink.commands")
+
+    def load_stored(self):
+        # Stored replies not acknowledged yet, as many as the RAM queue has room for.
+        from app import unload
+        from app.uplink.commands import waiting
+
+        room = REPLIES_MAX - len(self.held)
+        try:
+            found = waiting([e[0] for e in self.held], room)
+        except store.StoreError as e:
+            self.log.error("uplink", "stored replies unreadable: %s" % e)
+            found = ()
+        finally:
+            del waiting
+            unload("uplink.commands")
+        for cid, reply in found:
+            self.held.append([cid, reply_bytes(reply), 0, True, -1, False])
+        self.load = len(found) >= room
+
+
+def reply_bytes(reply):
+    import json
+
+    return json.dumps(reply).encode()
+
+
+def _commands(command_topic, log):
+    from app.uplink.commands import Commands
+
+    return Commands(command_topic, log)
+
+
+async def command_reply(command_topic, log, replies, wake, t, payload, size):
+    # -> (the reply, whether it is stored on flash, whether the command asks for a reboot).
+    # The command modules are loaded for it and let go after it. Each step is paced (paced):
+    # a burst of commands waits for the heap instead of losing the session.
+    from app import unload
+
+    try:
+        commands = await paced(replies, wake, _commands, command_topic, log)
+        reply = await paced(replies, wake, commands.start, t, payload, size)
+        if reply is None:
+            result = await paced(replies, wake, commands.run)
+            reply = await paced(replies, wake, commands.finish, result)
+        return reply, commands.stored, commands.reboot
+    finally:
+        unload("uplink.commands", "config")
+
+
+async def paced(replies, wake, work, *args):
+    # work(*args), tried again while the heap cannot serve it (a burst of commands): each
+    # time after a held reply that was sent leaves RAM, a collection and a pause in which
+    # the session loop (woken by `wake`) sends the waiting ones. The reader waits meanwhile,
+    # so the command's PUBACK does, and the broker holds the rest: back-pressure, not a lost
+    # session. A MemoryError from the last try ends the session. A command's step that
+    # failed for memory is tried again alone: its record on flash is as it was
+    # (app.uplink.commands).
+    for _ in range(_MEMORY_TRIES - 1):
+        try:
+            return work(*args)
+        except MemoryError:
+            # The PUBACKs that would free the held replies wait behind this command on
+            # the socket: a sent one leaves RAM now.
+            replies.let_go()
+            gc.collect()
+            wake.set()
+            await asyncio.sleep_ms(REPLY_WAIT_MS)
+    return work(*args)
