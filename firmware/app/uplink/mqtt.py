@@ -3,7 +3,10 @@
 #
 # Small on purpose: one receive buffer and one send buffer, allocated once; packets are packed
 # into them with struct.pack_into and sent with one write each, so a packet is one TCP segment
-# over the air. One reader task per connection takes every packet from the broker; callers of
+# over the air. The PUBACK for a message from the broker rides in the next PUBLISH the device
+# sends (a command's reply, an update's next request) when one follows within _ACK_RIDE_MS: a
+# segment of its own costs 52 bytes of headers and a 52-byte ACK for 4 bytes of MQTT.
+# One reader task per connection takes every packet from the broker; callers of
 # publish/subscribe/ping wait, with a timeout, for the acknowledgement it records. Anything the
 # broker sends that is not MQTT ends the connection with an UplinkError: the service reconnects.
 # Retransmission is the caller's: it keeps an unacknowledged message and sends it again with
@@ -30,6 +33,8 @@ _RETAIN = const(0x01)
 # d/<device id>/c for the longest id config allows (64): 2 + 2 + 2 + 68 + 1 = 75 bytes.
 _CTL = const(76)
 _RECENT = const(8)  # inbound QoS 1 packet ids remembered against redelivery
+_ACK_RIDE_MS = const(100)  # how long an inbound message's PUBACK waits for a PUBLISH to ride
+_ACK_LOOK_MS = const(10)
 ACK_TIMEOUT_MS = 30000  # CONNACK / PUBACK / SUBACK / PINGRESP over a slow LTE-M cell
 
 # CONNACK return codes 1..5 (MQTT 3.1.1 section 3.2.2.3).
@@ -70,6 +75,10 @@ class MQTTClient:
         self.rx = rx
         self.tx = tx
         self._ctl = bytearray(_CTL)
+        self._ack = bytearray(4)  # the PUBACK for the message the reader last took
+        self._ack[0] = _PUBACK
+        self._ack[1] = 2
+        self._ack_due = False  # that PUBACK waits to ride the next PUBLISH
         self._hdr = bytearray(2)
         # async fn(topic: str, payload: memoryview or None when oversized, size: int), awaited
         # before the PUBACK: a command the device dies handling is delivered again.
@@ -105,6 +114,7 @@ class MQTTClient:
         self.error = None
         self._acks = []
         self._recent = []
+        self._ack_due = False
         user = self.user
         password = self._password
         flags = 0x80 | 0x40 if user else 0  # user name and password
@@ -207,7 +217,13 @@ class MQTTClient:
         # raises UplinkError if none comes in ACK_TIMEOUT_MS or the connection ends.
         if qos and not pid:
             pid = self.next_pid()
-        end = self.pack_publish(0, topic, payload, qos, retain, pid, dup)
+        pos = 0
+        if self._ack_due and 4 + self.publish_size(topic, len(payload), qos) <= len(self.tx):
+            # The PUBACK the reader holds goes first, in the same write (_on_publish).
+            self.tx[0:4] = self._ack
+            pos = 4
+            self._ack_due = False
+        end = self.pack_publish(pos, topic, payload, qos, retain, pid, dup)
         await self._send(memoryview(self.tx)[:end])
         if qos and wait:
             await self._wait(pid, "PUBACK")
@@ -349,7 +365,16 @@ class MQTTClient:
             self._recent.append(pid)
             if len(self._recent) > _RECENT:
                 self._recent.pop(0)
-            self._ctl[0] = _PUBACK
-            self._ctl[1] = 2
-            struct.pack_into("!H", self._ctl, 2, pid)
-            await self._send(memoryview(self._ctl)[:4])
+            # What the message asked for (a reply, the next chunk) is usually sent at once:
+            # the PUBACK waits a moment to ride with it (publish), else goes alone. The reader
+            # looks every _ACK_LOOK_MS rather than wait on an event with a timeout, which
+            # would allocate for every command (a burst is when the heap is short).
+            struct.pack_into("!H", self._ack, 2, pid)
+            self._ack_due = True
+            waited = 0
+            while self._ack_due and waited < _ACK_RIDE_MS and self.error is None:
+                await asyncio.sleep_ms(_ACK_LOOK_MS)
+                waited += _ACK_LOOK_MS
+            if self._ack_due:
+                self._ack_due = False
+                await self._send(self._ack)

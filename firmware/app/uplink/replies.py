@@ -90,8 +90,9 @@ class Replies:
     def let_go(self):
         # The held replies are full of ones sent and not yet acknowledged: the oldest leaves
         # RAM. A stored one still waits on flash and goes again later; another was sent once.
+        # An acknowledged one stays for settle, which records it.
         for i, entry in enumerate(self.held):
-            if entry[4] >= 0:
+            if entry[4] >= 0 and not entry[5]:
                 self.held.pop(i)
                 if entry[3]:
                     self.load = True
@@ -102,20 +103,29 @@ class Replies:
         return None
 
     def settle(self):
-        # Acknowledged replies leave RAM; stored ones are marked delivered on flash.
-        done = [e for e in self.held if e[5]]
-        if not done:
+        # Acknowledged replies leave RAM, a stored one once it is marked delivered on flash:
+        # after a MemoryError (paced) it is tried again and nothing is lost or sent twice.
+        for entry in self.held:
+            if entry[5]:
+                break
+        else:
             return
-        self.held = [e for e in self.held if not e[5]]
         from app import unload
         from app.uplink.commands import delivered
 
         try:
-            for entry in done:
+            i = 0
+            while i < len(self.held):
+                entry = self.held[i]
+                if not entry[5]:
+                    i += 1
+                    continue
                 if entry[3]:
-                    delivered(entry[0])
-        except store.StoreError as e:
-            self.log.error("uplink", "reply delivered, not recorded: %s" % e)
+                    try:
+                        delivered(entry[0])
+                    except store.StoreError as e:
+                        self.log.error("uplink", "reply delivered, not recorded: %s" % e)
+                self.held.pop(i)
         finally:
             del delivered
             unload("uplink.commands")
@@ -170,9 +180,9 @@ async def command_reply(command_topic, log, replies, wake, t, payload, size):
 
 async def paced(replies, wake, work, *args):
     # work(*args), tried again while the heap cannot serve it (a burst of commands): each
-    # time after a held reply that was sent leaves RAM, a collection and a pause in which
-    # the session loop (woken by `wake`) sends the waiting ones. The reader waits meanwhile,
-    # so the command's PUBACK does, and the broker holds the rest: back-pressure, not a lost
+    # time after a collection and a pause in which the session loop (woken by `wake`) sends
+    # the waiting replies. The reader (which passes `replies`) waits meanwhile, so the
+    # command's PUBACK does, and the broker holds the rest: back-pressure, not a lost
     # session. A MemoryError from the last try ends the session. A command's step that
     # failed for memory is tried again alone: its record on flash is as it was
     # (app.uplink.commands).
@@ -180,9 +190,10 @@ async def paced(replies, wake, work, *args):
         try:
             return work(*args)
         except MemoryError:
-            # The PUBACKs that would free the held replies wait behind this command on
-            # the socket: a sent one leaves RAM now.
-            replies.let_go()
+            if replies is not None:
+                # The PUBACKs that would free the held replies wait behind this command
+                # on the socket: a sent one leaves RAM now.
+                replies.let_go()
             gc.collect()
             wake.set()
             await asyncio.sleep_ms(REPLY_WAIT_MS)

@@ -230,9 +230,11 @@ class Uplink:
         replies = self.replies
         replies.resend()
         while True:
-            replies.settle()
+            # Their flash work waits for the heap as a command's steps do (a burst), while
+            # the reader takes the PUBACKs that free it.
+            await paced(None, self._kick, replies.settle)
             if replies.load and len(replies.held) < REPLIES_MAX:
-                replies.load_stored()
+                await paced(None, self._kick, replies.load_stored)
             if self.reboot and not (replies.held or replies.load or
                                     (self.download is not None and self.download.reports)):
                 await client.close(graceful=True)
@@ -378,7 +380,7 @@ class Uplink:
         while replies.unsent() >= REPLIES_MAX and self.client is not None:
             self._kick.set()
             await asyncio.sleep_ms(REPLY_WAIT_MS)
-        replies.settle()
+        await paced(replies, self._kick, replies.settle)
         replies.add(cid, await paced(replies, self._kick, reply_bytes, reply), stored)
         self._kick.set()
 

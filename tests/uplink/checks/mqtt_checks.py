@@ -10,11 +10,13 @@ from app.uplink.mqtt import MQTTClient
 class FakeStream:
     def __init__(self, incoming):
         self.sent = bytearray()
+        self.writes = []  # each write's bytes: one write is one modem send, one segment
         self.incoming = bytearray(incoming)
         self.closed = False
 
     async def write(self, data):
         self.sent.extend(data)
+        self.writes.append(bytes(data))
         return len(data)
 
     async def read_into(self, buf):
@@ -90,8 +92,27 @@ async def check_puback_and_oversized_command():
     s = FakeStream(b"\x20\x02\x00\x00\x40\x02\x00\x01" + big + small)
     await c.connect(s, 300)
     await c.publish("d/dev-a/t", b"hi", 1)  # the PUBACK for pid 1 is in the stream
-    await asyncio.sleep_ms(200)
-    acks = bytes(s.sent[-8:])
+    await asyncio.sleep_ms(500)  # with nothing to ride, each PUBACK goes alone after 100 ms
     return (got == [("d/dev-a/c", None, 195), ("d/dev-a/c", b"{}\x00", 3)]
-            and acks == b"\x40\x02\x00\x07\x40\x02\x00\x08" and c.oversized == 1)
+            and s.writes[-2:] == [b"\x40\x02\x00\x07", b"\x40\x02\x00\x08"]
+            and c.oversized == 1)
+
+
+async def check_puback_rides_with_the_reply():
+    # A command's PUBACK goes in the same write as the reply published right after it: one
+    # segment over the air instead of two.
+    c = client()
+    replies = []
+
+    async def on_message(topic, payload, size):
+        # As the uplink does: the reply is sent by another task, after this returns.
+        replies.append(asyncio.create_task(c.publish("d/dev-a/r", b"ok", 1, wait=False)))
+
+    c.on_message = on_message
+    command = b"\x32\x10\x00\x09d/dev-a/c\x00\x07{}\x00"
+    s = FakeStream(b"\x20\x02\x00\x00" + command)
+    await c.connect(s, 300)
+    await asyncio.sleep_ms(300)
+    reply = b"\x32\x0f\x00\x09d/dev-a/r\x00\x01ok"
+    return len(replies) == 1 and s.writes[1:] == [b"\x40\x02\x00\x07" + reply]
 
