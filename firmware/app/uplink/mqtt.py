@@ -4,7 +4,7 @@
 # Small on purpose: one receive buffer and one send buffer, allocated once; packets are packed
 # into them with struct.pack_into and sent with one write each, so a packet is one TCP segment
 # over the air. The PUBACK for a message from the broker rides in the next PUBLISH the device
-# sends (a command's reply, an update's next request) when one follows within _ACK_RIDE_MS: a
+# sends (a command's reply) when one follows within _ACK_RIDE_MS: a
 # segment of its own costs 52 bytes of headers and a 52-byte ACK for 4 bytes of MQTT.
 # One reader task per connection takes every packet from the broker; callers of
 # publish/subscribe/ping wait, with a timeout, for the acknowledgement it records. Anything the
@@ -365,7 +365,7 @@ class MQTTClient:
             self._recent.append(pid)
             if len(self._recent) > _RECENT:
                 self._recent.pop(0)
-            # What the message asked for (a reply, the next chunk) is usually sent at once:
+            # What the message asked for (a command's reply) is usually sent at once:
             # the PUBACK waits a moment to ride with it (publish), else goes alone. The reader
             # looks every _ACK_LOOK_MS rather than wait on an event with a timeout, which
             # would allocate for every command (a burst is when the heap is short).
