@@ -42,9 +42,9 @@ SCHEMA = {
     # 1: TLS with the broker's certificate checked against /ca.pem.
     "mqtt_tls": (0, int, 0, 1, None, None),
     # The device's status message (health, contract A in docs/uplink.md) goes with each
-    # session's CONNECT and again with the first telemetry after this long: 6 h by default,
-    # from 10 min to a week.
-    "health_interval_s": (21600, int, 600, 604800, None, "uplink"),
+    # session's CONNECT and again with the first telemetry after this long: 12 h by default
+    # (each one more a day costs about 440 bytes over TLS), from 10 min to a week.
+    "health_interval_s": (43200, int, 600, 604800, None, "uplink"),
     # 1: telemetry as JSON instead of CBOR, for debugging (several times the bytes).
     "telemetry_json": (0, int, 0, 1, None, "uplink"),
     "log_level": ("info", str, None, None, ("debug", "info", "warning", "error"), "log"),

@@ -46,7 +46,7 @@ def test_a_day_of_device_reported_bytes_is_within_5_percent_of_the_air(
     assert abs(device_total - air_total) <= TOLERANCE * air_total
     assert abs(tx - air_up) <= TOLERANCE * air_up
     assert abs(rx - air_down) <= TOLERANCE * air_down
-    # The totals reached flash (at most health_interval_s ago, 6 h by default): an atomic
+    # The totals reached flash (at most 6 h ago): an atomic
     # record, no more than the last totals printed.
     files = device.read_files()
     record = files.get("datause.json") or files.get("/datause.json")

@@ -42,7 +42,7 @@ def check_defaults():
             "log_level": "info", "wdt_timeout_ms": 30000, "heartbeat_s": 3600,
             "apn": "", "device_id": "",
             "brew_ma": 1500, "brew_min_s": 10, "dispense_gap_s": 3, "dispense_min_pulses": 20,
-            "ota_trial_s": 1800, "health_interval_s": 21600,
+            "ota_trial_s": 1800, "health_interval_s": 43200,
             "service_rules": "brews/200:reorder-beans;litres@1000:replace-filter"}
     expect(config.DEFAULTS == want, "default values")
     expect(config.validate(config.DEFAULTS) == (config.DEFAULTS, []), "defaults are valid")
