@@ -387,7 +387,6 @@ class Uplink:
     def _save_state(self):
         store.write_json(STATE_PATH, {"m": self.mseq, "s": 1 if self._subscribed else 0})
 
-
     def _on_ack(self, pid):
         # From the client's reader: a PUBACK, or a granted SUBACK. The flash work is the
         # session loop's, but for the one write of a late SUBACK (once in a broker session).
