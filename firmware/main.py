@@ -4,11 +4,11 @@
 import gc
 import sys
 
-# A collection after every 8 KB allocated, not only when the heap runs out: what stays alive
+# A collection after every 4 KB allocated, not only when the heap runs out: what stays alive
 # (a task's frame, a queued reading) is then placed low in the heap, among the holes the last
 # collection freed, instead of wherever the allocations had reached, and the free heap stays
 # in one large block rather than hundreds of small ones (docs/firmware.md, Heap).
-gc.threshold(8192)
+gc.threshold(4096)
 
 import otaboot  # noqa: E402
 

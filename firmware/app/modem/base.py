@@ -333,7 +333,11 @@ class Modem:
                 best = r
             if r["registered"]:
                 break
-        self.status["registration"] = best
+        if best != self.status.get("registration"):
+            # An unchanged registration keeps the dict it has: read every minute and kept
+            # until the next read, a new one would land wherever the heap had room at that
+            # moment, often inside its one large free block (docs/firmware.md, Heap).
+            self.status["registration"] = best
         if best["denied"]:
             await self.cause()
         return best

@@ -16,6 +16,7 @@
 # operator, ceer, boot, resets) with the manager's own keys added: state, last error, attach
 # time, registration history, escalations.
 import asyncio
+import gc
 import time
 
 from app import backoff
@@ -173,6 +174,9 @@ class ConnectionManager:
     async def _watch(self):
         # Connected: act at once on a link event, and read the registration now and then.
         while True:
+            # A collection first: the wait's task and frames, kept for a minute, then take
+            # the heap's lowest holes (docs/firmware.md, Heap).
+            gc.collect()
             try:
                 await asyncio.wait_for(self._wake.wait(), self.check_interval_s)
             except asyncio.TimeoutError:

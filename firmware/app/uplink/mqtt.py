@@ -12,6 +12,7 @@
 # Retransmission is the caller's: it keeps an unacknowledged message and sends it again with
 # DUP set on the next connection (persistent session, clean=False).
 import asyncio
+import gc
 import struct
 import time
 
@@ -319,6 +320,10 @@ class MQTTClient:
     async def _read_loop(self):
         try:
             while True:
+                # A collection first: the frames of the wait for the next packet (minutes
+                # while the session idles) then take the heap's lowest holes, not its one
+                # large free block (docs/firmware.md, Heap).
+                gc.collect()
                 kind, size = await self._read_packet()
                 t = kind & 0xF0
                 if t == _PUBLISH:

@@ -9,7 +9,6 @@
 # and let go after it.
 import asyncio
 import gc
-import time
 
 from app import store
 from micropython import const
@@ -72,35 +71,27 @@ class Replies:
                 return True
         return False
 
-    def ack_left_ms(self, timeout_ms):
-        # Time left for the oldest reply sent and not acknowledged; -> None past it (the link
-        # is dead), timeout_ms when none waits.
-        for entry in self.held:
-            if entry[4] >= 0 and not entry[5]:
-                left = timeout_ms - time.ticks_diff(time.ticks_ms(), entry[4])
-                return left if left > 0 else None
-        return timeout_ms
-
     def oldest_unacked(self):
-        for entry in self.held:
+        # -> where in held the oldest reply sent in this session and not acknowledged is, or
+        # -1: the one whose PUBACK is awaited longest, and the first to leave RAM (let_go).
+        for i, entry in enumerate(self.held):
             if entry[4] >= 0 and not entry[5]:
-                return entry[0]
-        return None
+                return i
+        return -1
 
     def let_go(self):
         # The held replies are full of ones sent and not yet acknowledged: the oldest leaves
         # RAM. A stored one still waits on flash and goes again later; another was sent once.
         # An acknowledged one stays for settle, which records it.
-        for i, entry in enumerate(self.held):
-            if entry[4] >= 0 and not entry[5]:
-                self.held.pop(i)
-                if entry[3]:
-                    self.load = True
-                else:
-                    self.log.warning("uplink", "reply %s sent, its PUBACK no longer awaited"
-                                     % entry[0])
-                return entry
-        return None
+        i = self.oldest_unacked()
+        if i < 0:
+            return None
+        entry = self.held.pop(i)
+        if entry[3]:
+            self.load = True
+        else:
+            self.log.warning("uplink", "reply %s sent, its PUBACK no longer awaited" % entry[0])
+        return entry
 
     def settle(self):
         # Acknowledged replies leave RAM, a stored one once it is marked delivered on flash:
@@ -150,9 +141,10 @@ class Replies:
 
 
 def reply_bytes(reply):
+    # Without the spaces json.dumps puts after "," and ":" by default: bytes on the air.
     import json
 
-    return json.dumps(reply).encode()
+    return json.dumps(reply, separators=(",", ":")).encode()
 
 
 def _commands(command_topic, log):

@@ -15,6 +15,7 @@
 # (the readings queue), a command or an acknowledgement (the client's reader), the
 # connection's end.
 import asyncio
+import gc
 import time
 
 from app import store
@@ -112,6 +113,12 @@ class Uplink:
         # batch_size and telemetry_json from the next message, keepalive_s from the next
         # session's CONNECT, health_interval_s from the next status message.
         setattr(self, key, value)
+
+    def busy(self):
+        # A message of this session waits for its PUBACK (telemetry, or a command's reply):
+        # its frames and buffers are on the heap until then.
+        return self.client is not None and (self._inflight is not None or
+                                            bool(self.replies.held))
 
     def report(self):
         # The readings queue's report (a reading queued, or due): counter events go now, with
@@ -245,6 +252,10 @@ class Uplink:
             elif self.download is not None and await self._update_traffic(client):
                 pass
             elif self._due():
+                # Collections before a message and before an idle wait: what each keeps
+                # until its PUBACK or its wake-up (frames, the message) then takes the heap's
+                # lowest holes, not its one large free block (docs/firmware.md, Heap).
+                gc.collect()
                 await self._deliver()
             else:
                 idle = time.ticks_diff(time.ticks_ms(), client.last_tx) // 1000
@@ -258,6 +269,7 @@ class Uplink:
                         await client.ping()
                     continue
                 self._kick.clear()
+                gc.collect()
                 try:
                     await asyncio.wait_for_ms(self._kick.wait(),
                                               min(left_ms, self._reply_ack_left_ms(),
@@ -400,10 +412,13 @@ class Uplink:
         # Time left for the oldest reply sent and not acknowledged; past it the link is dead.
         from app.uplink.mqtt import ACK_TIMEOUT_MS
 
-        left = self.replies.ack_left_ms(ACK_TIMEOUT_MS)
-        if left is None:
-            raise UplinkError("no PUBACK for reply %s in %d ms"
-                              % (self.replies.oldest_unacked(), ACK_TIMEOUT_MS))
+        i = self.replies.oldest_unacked()
+        if i < 0:
+            return ACK_TIMEOUT_MS
+        entry = self.replies.held[i]
+        left = ACK_TIMEOUT_MS - time.ticks_diff(time.ticks_ms(), entry[4])
+        if left <= 0:
+            raise UplinkError("no PUBACK for reply %s in %d ms" % (entry[0], ACK_TIMEOUT_MS))
         return left
 
     async def _send_reply(self, entry):
