@@ -131,11 +131,14 @@ REGISTRATION = {
 def test_registration_reads_and_urcs(make_device, family):
     table, commands, expected = REGISTRATION[family]
     sent, shown = run(make_device, family, table, "driver_reads.registration_and_urc")
-    assert sent == commands
+    assert sent == commands * 2  # read twice
     assert {k: shown["REG"][k] for k in expected} == expected
     assert shown["REG"]["registered"] is True
     assert shown["URC_BEFORE"] is False, "a read reply must not pass for a URC"
+    # An unchanged registration keeps the status's dict (docs/firmware.md, Heap).
+    assert shown["KEPT"] is True
     assert shown["URC"]["state"] == "denied" and shown["URC"]["cause"] == 15
+    assert shown["URC_KEPT"] is True
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -176,8 +176,18 @@ class Modem:
     def _on_cereg(self, line):
         reg = parse_cereg(line, self.ACT_NAMES)
         reg["source"] = "CEREG"
-        self.status["registration"] = reg
+        self._keep_registration(reg)
         self._changed()
+
+    def _keep_registration(self, reg):
+        # -> the registration the status keeps: reg when it differs from the kept one, else
+        # the kept one, and reg is left to the next collection. Registration is read every
+        # minute and its reader holds what this returns until the next read: a new dict each
+        # time would land wherever the heap had room at that moment, often inside its one
+        # large free block (docs/firmware.md, Heap).
+        if reg != self.status.get("registration"):
+            self.status["registration"] = reg
+        return self.status["registration"]
 
     def _on_cpin(self, line):
         self.status["sim"] = text((line,), "+CPIN:")
@@ -333,11 +343,7 @@ class Modem:
                 best = r
             if r["registered"]:
                 break
-        if best != self.status.get("registration"):
-            # An unchanged registration keeps the dict it has: read every minute and kept
-            # until the next read, a new one would land wherever the heap had room at that
-            # moment, often inside its one large free block (docs/firmware.md, Heap).
-            self.status["registration"] = best
+        best = self._keep_registration(best)
         if best["denied"]:
             await self.cause()
         return best

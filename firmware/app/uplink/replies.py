@@ -9,8 +9,10 @@
 # and let go after it.
 import asyncio
 import gc
+import time
 
 from app import store
+from app.uplink.mqtt import ACK_TIMEOUT_MS
 from micropython import const
 
 REPLIES_MAX = const(4)  # command replies waiting to be sent; the reader waits for room
@@ -18,6 +20,9 @@ REPLIES_MAX = const(4)  # command replies waiting to be sent; the reader waits f
 # their replies. Beyond these, the oldest sent one leaves RAM (a stored one waits on flash).
 _REPLIES_HELD = const(16)
 _REPLY_BYTES_HELD = const(2048)
+# Stored replies let go from RAM whose PUBACK may still come: a late PUBACK marks one delivered
+# rather than have it sent again from flash (a reply each command, exactly once).
+_GONE = const(8)
 REPLY_WAIT_MS = const(50)
 _MEMORY_TRIES = const(100)  # a command the heap cannot serve: tried for 5 s (REPLY_WAIT_MS)
 
@@ -30,12 +35,21 @@ class Replies:
         self.log = log
         self.held = []
         self.load = True
+        # The let-go stored replies, slot by slot (pid 0: a free slot): made once, so that
+        # letting one go, which a MemoryError calls for, allocates nothing.
+        self._gone_pid = [0] * _GONE
+        self._gone_cid = [None] * _GONE
+        self._gone_t = [0] * _GONE  # ticks_ms it was sent
+        self._gone_acked = bytearray(_GONE)
 
     def resend(self):
         # A new session: unacknowledged replies go again, and stored ones a cut session left
-        # only on flash.
+        # only on flash (a let-go one's PUBACK no longer comes).
         for entry in self.held:
             entry[4] = -1
+        for j in range(_GONE):
+            if not self._gone_acked[j]:
+                self._forget_gone(j)
         self.load = True
 
     def unsent(self):
@@ -52,7 +66,13 @@ class Replies:
         return None
 
     def add(self, cid, data, stored):
-        # Room is made first: sent ones leave RAM, oldest first, beyond the held limits.
+        # Room is made first: sent ones leave RAM, oldest first, beyond the held limits. A
+        # stored reply that load_stored took from flash meanwhile (while the command's steps
+        # waited for the heap) is held already, and goes once.
+        if stored:
+            for entry in self.held:
+                if entry[0] == cid:
+                    return
         held = len(data)
         for entry in self.held:
             held += len(entry[1])
@@ -64,10 +84,16 @@ class Replies:
         self.held.append([cid, data, 0, stored, -1, False])
 
     def acked(self, pid):
-        # A PUBACK: -> whether it was a held reply's.
+        # A PUBACK: -> whether it was a held reply's, or a let-go one's (then settle marks it
+        # delivered on flash, so that it is not sent again).
         for entry in self.held:
             if entry[2] == pid and entry[4] >= 0:
                 entry[5] = True
+                return True
+        for j in range(_GONE):
+            if self._gone_pid[j] == pid and not self._gone_acked[j] and \
+                    time.ticks_diff(time.ticks_ms(), self._gone_t[j]) < ACK_TIMEOUT_MS:
+                self._gone_acked[j] = 1
                 return True
         return False
 
@@ -88,23 +114,68 @@ class Replies:
             return None
         entry = self.held.pop(i)
         if entry[3]:
+            self._remember_gone(entry)
             self.load = True
         else:
             self.log.warning("uplink", "reply %s sent, its PUBACK no longer awaited" % entry[0])
         return entry
 
+    def _remember_gone(self, entry):
+        # In a free slot, else in place of the oldest whose PUBACK has not come (that reply
+        # may then go twice, as at-least-once allows); with every slot acknowledged and not
+        # yet settled, it is not remembered.
+        slot = -1
+        for j in range(_GONE):
+            if not self._gone_pid[j]:
+                slot = j
+                break
+            if not self._gone_acked[j] and (
+                    slot < 0 or time.ticks_diff(self._gone_t[j], self._gone_t[slot]) < 0):
+                slot = j
+        if slot >= 0:
+            self._gone_pid[slot] = entry[2]
+            self._gone_cid[slot] = entry[0]
+            self._gone_t[slot] = entry[4]
+            self._gone_acked[slot] = 0
+
+    def _forget_gone(self, j):
+        self._gone_pid[j] = 0
+        self._gone_cid[j] = None
+        self._gone_acked[j] = 0
+
+    def _gone_waiting(self):
+        # The let-go replies whose PUBACK may still come: load_stored leaves them on flash.
+        # One past ACK_TIMEOUT_MS is forgotten, and loaded again.
+        out = []
+        for j in range(_GONE):
+            if self._gone_pid[j] and not self._gone_acked[j]:
+                if time.ticks_diff(time.ticks_ms(), self._gone_t[j]) < ACK_TIMEOUT_MS:
+                    out.append(self._gone_cid[j])
+                else:
+                    self._forget_gone(j)
+        return out
+
     def settle(self):
-        # Acknowledged replies leave RAM, a stored one once it is marked delivered on flash:
-        # after a MemoryError (paced) it is tried again and nothing is lost or sent twice.
+        # Acknowledged replies leave RAM, a stored one once it is marked delivered on flash
+        # (a let-go one's slot likewise): after a MemoryError (paced) it is tried again and
+        # nothing is lost or sent twice.
         for entry in self.held:
             if entry[5]:
                 break
         else:
-            return
+            if not any(self._gone_acked):
+                return
         from app import unload
         from app.uplink.commands import delivered
 
         try:
+            for j in range(_GONE):
+                if self._gone_acked[j]:
+                    try:
+                        delivered(self._gone_cid[j])
+                    except store.StoreError as e:
+                        self.log.error("uplink", "reply delivered, not recorded: %s" % e)
+                    self._forget_gone(j)
             i = 0
             while i < len(self.held):
                 entry = self.held[i]
@@ -127,8 +198,11 @@ class Replies:
         from app.uplink.commands import waiting
 
         room = REPLIES_MAX - len(self.held)
+        skip = self._gone_waiting()
+        for entry in self.held:
+            skip.append(entry[0])
         try:
-            found = waiting([e[0] for e in self.held], room)
+            found = waiting(skip, room)
         except store.StoreError as e:
             self.log.error("uplink", "stored replies unreadable: %s" % e)
             found = ()

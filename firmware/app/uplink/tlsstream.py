@@ -70,10 +70,11 @@ class _Engine:
         self.ssl = ctx.wrap_socket(self.pipe, server_hostname=host,
                                    do_handshake_on_connect=False)
 
-    def feed(self, mv):
+    def feed(self, mv, n):
+        # The first n bytes of mv, ciphertext for the engine to read.
         self.pipe.inb = mv
         self.pipe.ipos = 0
-        self.pipe.iend = len(mv)
+        self.pipe.iend = n
 
     def starved(self):
         return self.pipe.ipos >= self.pipe.iend
@@ -147,7 +148,10 @@ class TLSStream:
             self._engine = _Engine(ca, host)
         except (OSError, ValueError) as e:
             raise UplinkError("tls: %s" % _why(e))
-        self._rx = bytearray(_CHUNK)
+        # The engine reads its input from this view, made once: a view made per read would
+        # stay alive until the next read, often an hour, wherever the heap had got to by then
+        # (in the large free block, which it would split; docs/firmware.md, Heap).
+        self._rx = memoryview(bytearray(_CHUNK))
         self._lock = asyncio.Lock()  # one writer at a time owns the outgoing ciphertext
         self._filling = False
         self._filled = asyncio.Event()
@@ -242,6 +246,6 @@ class TLSStream:
             self._filling = False
             self._filled.set()
         if n:
-            self._engine.feed(memoryview(self._rx)[:n])
+            self._engine.feed(self._rx, n)
         else:
             self._eof = True

@@ -31,9 +31,19 @@ async def registration_and_urc(modem, fake, ch):
     reg = await modem.registration()
     show("REG", reg)
     show("URC_BEFORE", modem.link_event.is_set())
-    fake.later(10, b'\r\n+CEREG: 3,"1A2B","01A2D001",7,0,15\r\n')
+    # Read again unchanged: the status keeps its dict, and the read returns that one.
+    again = await modem.registration()
+    show("KEPT", again is reg and modem.status["registration"] is reg)
+    urc = b'\r\n+CEREG: 3,"1A2B","01A2D001",7,0,15\r\n'
+    fake.later(10, urc)
     await asyncio.wait_for_ms(modem.link_event.wait(), 1000)
-    show("URC", modem.status["registration"])
+    denied = modem.status["registration"]
+    show("URC", denied)
+    # The same URC again: heard (the event), the kept dict unchanged.
+    modem.link_event.clear()
+    fake.later(10, urc)
+    await asyncio.wait_for_ms(modem.link_event.wait(), 1000)
+    show("URC_KEPT", modem.status["registration"] is denied)
 
 
 async def set_apn(modem, fake, ch):

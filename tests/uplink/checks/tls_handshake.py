@@ -52,6 +52,9 @@ async def main(port, ca, free):
             raise OSError("the broker closed the connection")
         n += got
     print("connack", bytes(buf).hex())
+    # The engine's input after the handshake's reads: the stream's one view, not one made per
+    # read (which would live on until the next read, wherever the heap had got to).
+    print("input view kept", t._engine.pipe.inb is t._rx)
     await t.close()
 
 
