@@ -43,8 +43,7 @@ class FlashImage:
         content: dict[str, bytes] = {}
         rom: dict[str, bytes] = {}
         if with_firmware:
-            cache = self.path.parent.parent / ".mpy-cache"  # shared by devices side by side
-            content.update(firmware.device_files(interpreter, cache))
+            content.update(firmware.device_files(interpreter, firmware.default_cache_dir()))
             if rom_part is not None:
                 content, rom = firmware.split_for_romfs(content, interpreter)
         content["board.json"] = json.dumps(self.board.to_device_dict(), indent=1).encode()

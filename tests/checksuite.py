@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from musket.firmware import compile_mpy, device_files
+from musket.firmware import compile_mpy, default_cache_dir, device_files
 from musket_sim import VirtualDevice
 from musket_sim.chip.cpython import plain
 from musket_sim.device import INTERPRETERS
@@ -179,7 +179,7 @@ def on_device(module: Path, span_s: float, board: str = DEFAULT_BOARD,
         dev = VirtualDevice(board, scratch / "device", interpreter=interpreter, **device)
         try:
             dev.create_flash(modules(interpreter, [RUNNER, module, *helpers],
-                                     scratch / "mpy-cache"))
+                                     default_cache_dir()))
             result = dev.run(span_s, script=script(module))
         finally:
             dev.close()
@@ -218,7 +218,7 @@ def run_bare(interpreter: str, paths: Sequence[Path], program: str, scratch: Pat
     else:
         build = scratch / "mpy"
         build.mkdir()
-        cache = scratch.parent / ".mpy-cache-tests"  # the pytest run's (see conftest.py)
+        cache = default_cache_dir()
         files = device_files(interpreter, cache)
         files.update(modules(interpreter, [RUNNER, *paths], cache))
         for name, data in files.items():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from checksuite import DEFAULT_BOARD, modules
 
+from musket.firmware import default_cache_dir
 from musket_sim import VirtualDevice
 from musket_sim.device import INTERPRETERS
 
@@ -17,7 +18,7 @@ def interpreter(request) -> str:
 
 
 @pytest.fixture
-def make_device(tmp_path, tmp_path_factory, interpreter):
+def make_device(tmp_path, interpreter):
     """Makes virtual devices with fresh flash images under the test's temporary folder."""
     made = []
 
@@ -26,9 +27,7 @@ def make_device(tmp_path, tmp_path_factory, interpreter):
         """`device_modules`: paths of device-side test modules to put on the flash, compiled
         for the interpreter as the firmware is (see checksuite.modules)."""
         files = dict(kwargs.pop("files", None) or {})
-        # Compiled once per worker: its base folder is its own under xdist.
-        cache = tmp_path_factory.getbasetemp() / ".mpy-cache-tests"
-        files.update(modules(interpreter, device_modules, cache))
+        files.update(modules(interpreter, device_modules, default_cache_dir()))
         device = VirtualDevice(board, tmp_path / name, interpreter=interpreter, **kwargs)
         device.create_flash(files)
         made.append(device)

@@ -113,7 +113,7 @@ def build(board: Board | str, micropython: Path | str, out_dir: Path | str, *,
     board = load_board(board) if isinstance(board, str) else board
     out = Path(out_dir)
     parts = _firmware_parts(board, Path(micropython), bootloader)
-    cache = Path(cache_dir) if cache_dir else _default_cache()
+    cache = Path(cache_dir) if cache_dir else firmware.default_cache_dir()
     fs_files, rom_files = application_files(board, cache, firmware_root)
     fs_files.update(trusted_keys or {})
     layout = board.partitions(ota)
@@ -341,6 +341,3 @@ def _firmware_version(root: Path | None) -> dict:
         describe = None
     return {"describe": describe, "sha256": digest.hexdigest()}
 
-
-def _default_cache() -> Path:
-    return firmware.firmware_dir().parent / ".mpy-cache"  # the one `make clean` removes

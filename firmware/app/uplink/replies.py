@@ -35,21 +35,19 @@ class Replies:
         self.log = log
         self.held = []
         self.load = True
-        # The let-go stored replies, slot by slot (pid 0: a free slot): made once, so that
-        # letting one go, which a MemoryError calls for, allocates nothing.
-        self._gone_pid = [0] * _GONE
-        self._gone_cid = [None] * _GONE
-        self._gone_t = [0] * _GONE  # ticks_ms it was sent
-        self._gone_acked = bytearray(_GONE)
+        # The let-go stored replies: [pid (0: a free slot), id, ticks_ms sent, acknowledged]
+        # each, made once, so that letting one go, which a MemoryError calls for, allocates
+        # nothing.
+        self._gone = [[0, None, 0, False] for _ in range(_GONE)]  # type: list
 
     def resend(self):
         # A new session: unacknowledged replies go again, and stored ones a cut session left
         # only on flash (a let-go one's PUBACK no longer comes).
         for entry in self.held:
             entry[4] = -1
-        for j in range(_GONE):
-            if not self._gone_acked[j]:
-                self._forget_gone(j)
+        for slot in self._gone:
+            if not slot[3]:
+                slot[0] = 0
         self.load = True
 
     def unsent(self):
@@ -90,10 +88,10 @@ class Replies:
             if entry[2] == pid and entry[4] >= 0:
                 entry[5] = True
                 return True
-        for j in range(_GONE):
-            if self._gone_pid[j] == pid and not self._gone_acked[j] and \
-                    time.ticks_diff(time.ticks_ms(), self._gone_t[j]) < ACK_TIMEOUT_MS:
-                self._gone_acked[j] = 1
+        for slot in self._gone:
+            if slot[0] == pid and not slot[3] and \
+                    time.ticks_diff(time.ticks_ms(), slot[2]) < ACK_TIMEOUT_MS:
+                slot[3] = True
                 return True
         return False
 
@@ -124,36 +122,15 @@ class Replies:
         # In a free slot, else in place of the oldest whose PUBACK has not come (that reply
         # may then go twice, as at-least-once allows); with every slot acknowledged and not
         # yet settled, it is not remembered.
-        slot = -1
-        for j in range(_GONE):
-            if not self._gone_pid[j]:
-                slot = j
+        found = None
+        for slot in self._gone:
+            if not slot[0]:
+                found = slot
                 break
-            if not self._gone_acked[j] and (
-                    slot < 0 or time.ticks_diff(self._gone_t[j], self._gone_t[slot]) < 0):
-                slot = j
-        if slot >= 0:
-            self._gone_pid[slot] = entry[2]
-            self._gone_cid[slot] = entry[0]
-            self._gone_t[slot] = entry[4]
-            self._gone_acked[slot] = 0
-
-    def _forget_gone(self, j):
-        self._gone_pid[j] = 0
-        self._gone_cid[j] = None
-        self._gone_acked[j] = 0
-
-    def _gone_waiting(self):
-        # The let-go replies whose PUBACK may still come: load_stored leaves them on flash.
-        # One past ACK_TIMEOUT_MS is forgotten, and loaded again.
-        out = []
-        for j in range(_GONE):
-            if self._gone_pid[j] and not self._gone_acked[j]:
-                if time.ticks_diff(time.ticks_ms(), self._gone_t[j]) < ACK_TIMEOUT_MS:
-                    out.append(self._gone_cid[j])
-                else:
-                    self._forget_gone(j)
-        return out
+            if not slot[3] and (found is None or time.ticks_diff(slot[2], found[2]) < 0):
+                found = slot
+        if found is not None:
+            found[0], found[1], found[2], found[3] = entry[2], entry[0], entry[4], False
 
     def settle(self):
         # Acknowledged replies leave RAM, a stored one once it is marked delivered on flash
@@ -163,19 +140,22 @@ class Replies:
             if entry[5]:
                 break
         else:
-            if not any(self._gone_acked):
+            for slot in self._gone:
+                if slot[0] and slot[3]:
+                    break
+            else:
                 return
         from app import unload
         from app.uplink.commands import delivered
 
         try:
-            for j in range(_GONE):
-                if self._gone_acked[j]:
+            for slot in self._gone:
+                if slot[0] and slot[3]:
                     try:
-                        delivered(self._gone_cid[j])
+                        delivered(slot[1])
                     except store.StoreError as e:
                         self.log.error("uplink", "reply delivered, not recorded: %s" % e)
-                    self._forget_gone(j)
+                    slot[0], slot[3] = 0, False
             i = 0
             while i < len(self.held):
                 entry = self.held[i]
@@ -198,9 +178,15 @@ class Replies:
         from app.uplink.commands import waiting
 
         room = REPLIES_MAX - len(self.held)
-        skip = self._gone_waiting()
-        for entry in self.held:
-            skip.append(entry[0])
+        # The let-go ones whose PUBACK may still come stay on flash; one past ACK_TIMEOUT_MS
+        # is forgotten, and loaded again.
+        skip = [entry[0] for entry in self.held]
+        for slot in self._gone:
+            if slot[0] and not slot[3]:
+                if time.ticks_diff(time.ticks_ms(), slot[2]) < ACK_TIMEOUT_MS:
+                    skip.append(slot[1])
+                else:
+                    slot[0] = 0
         try:
             found = waiting(skip, room)
         except store.StoreError as e:

@@ -51,7 +51,7 @@ def application_image(interpreter: str, root: Path | None = None,
     if root is not None and not Path(root, "app").is_dir():
         raise ImageError(f"{root}: not a firmware tree (no app/ folder in it)")
     root = Path(root) if root is not None else None
-    cache = Path(cache_dir) if cache_dir else firmware.firmware_dir().parent / ".mpy-cache"
+    cache = Path(cache_dir) if cache_dir else firmware.default_cache_dir()
     files = firmware.romfs_files(interpreter, cache, root)
     return Image(firmware.romfs_image(files), files)
 
