@@ -130,7 +130,11 @@ class Replies:
             if not slot[3] and (found is None or time.ticks_diff(slot[2], found[2]) < 0):
                 found = slot
         if found is not None:
-            found[0], found[1], found[2], found[3] = entry[2], entry[0], entry[4], False
+            # One item at a time: a four-way assignment would make a tuple.
+            found[0] = entry[2]
+            found[1] = entry[0]
+            found[2] = entry[4]
+            found[3] = False
 
     def settle(self):
         # Acknowledged replies leave RAM, a stored one once it is marked delivered on flash
