@@ -9,10 +9,8 @@
 # and let go after it.
 import asyncio
 import gc
-import time
 
 from app import store
-from app.uplink.mqtt import ACK_TIMEOUT_MS
 from micropython import const
 
 REPLIES_MAX = const(4)  # command replies waiting to be sent; the reader waits for room
@@ -20,9 +18,6 @@ REPLIES_MAX = const(4)  # command replies waiting to be sent; the reader waits f
 # their replies. Beyond these, the oldest sent one leaves RAM (a stored one waits on flash).
 _REPLIES_HELD = const(16)
 _REPLY_BYTES_HELD = const(2048)
-# Stored replies let go from RAM whose PUBACK may still come: a late PUBACK marks one delivered
-# rather than have it sent again from flash (a reply each command, exactly once).
-_GONE = const(8)
 REPLY_WAIT_MS = const(50)
 _MEMORY_TRIES = const(100)  # a command the heap cannot serve: tried for 5 s (REPLY_WAIT_MS)
 
@@ -35,19 +30,12 @@ class Replies:
         self.log = log
         self.held = []
         self.load = True
-        # The let-go stored replies: [pid (0: a free slot), id, ticks_ms sent, acknowledged]
-        # each, made once, so that letting one go, which a MemoryError calls for, allocates
-        # nothing.
-        self._gone = [[0, None, 0, False] for _ in range(_GONE)]  # type: list
 
     def resend(self):
         # A new session: unacknowledged replies go again, and stored ones a cut session left
-        # only on flash (a let-go one's PUBACK no longer comes).
+        # only on flash.
         for entry in self.held:
             entry[4] = -1
-        for slot in self._gone:
-            if not slot[3]:
-                slot[0] = 0
         self.load = True
 
     def unsent(self):
@@ -64,13 +52,7 @@ class Replies:
         return None
 
     def add(self, cid, data, stored):
-        # Room is made first: sent ones leave RAM, oldest first, beyond the held limits. A
-        # stored reply that load_stored took from flash meanwhile (while the command's steps
-        # waited for the heap) is held already, and goes once.
-        if stored:
-            for entry in self.held:
-                if entry[0] == cid:
-                    return
+        # Room is made first: sent ones leave RAM, oldest first, beyond the held limits.
         held = len(data)
         for entry in self.held:
             held += len(entry[1])
@@ -82,16 +64,10 @@ class Replies:
         self.held.append([cid, data, 0, stored, -1, False])
 
     def acked(self, pid):
-        # A PUBACK: -> whether it was a held reply's, or a let-go one's (then settle marks it
-        # delivered on flash, so that it is not sent again).
+        # A PUBACK: -> whether it was a held reply's.
         for entry in self.held:
             if entry[2] == pid and entry[4] >= 0:
                 entry[5] = True
-                return True
-        for slot in self._gone:
-            if slot[0] == pid and not slot[3] and \
-                    time.ticks_diff(time.ticks_ms(), slot[2]) < ACK_TIMEOUT_MS:
-                slot[3] = True
                 return True
         return False
 
@@ -112,54 +88,23 @@ class Replies:
             return None
         entry = self.held.pop(i)
         if entry[3]:
-            self._remember_gone(entry)
             self.load = True
         else:
             self.log.warning("uplink", "reply %s sent, its PUBACK no longer awaited" % entry[0])
         return entry
 
-    def _remember_gone(self, entry):
-        # In a free slot, else in place of the oldest whose PUBACK has not come (that reply
-        # may then go twice, as at-least-once allows); with every slot acknowledged and not
-        # yet settled, it is not remembered.
-        found = None
-        for slot in self._gone:
-            if not slot[0]:
-                found = slot
-                break
-            if not slot[3] and (found is None or time.ticks_diff(slot[2], found[2]) < 0):
-                found = slot
-        if found is not None:
-            # One item at a time: a four-way assignment would make a tuple.
-            found[0] = entry[2]
-            found[1] = entry[0]
-            found[2] = entry[4]
-            found[3] = False
-
     def settle(self):
-        # Acknowledged replies leave RAM, a stored one once it is marked delivered on flash
-        # (a let-go one's slot likewise): after a MemoryError (paced) it is tried again and
-        # nothing is lost or sent twice.
+        # Acknowledged replies leave RAM, a stored one once it is marked delivered on flash:
+        # after a MemoryError (paced) it is tried again and nothing is lost or sent twice.
         for entry in self.held:
             if entry[5]:
                 break
         else:
-            for slot in self._gone:
-                if slot[0] and slot[3]:
-                    break
-            else:
-                return
+            return
         from app import unload
         from app.uplink.commands import delivered
 
         try:
-            for slot in self._gone:
-                if slot[0] and slot[3]:
-                    try:
-                        delivered(slot[1])
-                    except store.StoreError as e:
-                        self.log.error("uplink", "reply delivered, not recorded: %s" % e)
-                    slot[0], slot[3] = 0, False
             i = 0
             while i < len(self.held):
                 entry = self.held[i]
@@ -182,17 +127,8 @@ class Replies:
         from app.uplink.commands import waiting
 
         room = REPLIES_MAX - len(self.held)
-        # The let-go ones whose PUBACK may still come stay on flash; one past ACK_TIMEOUT_MS
-        # is forgotten, and loaded again.
-        skip = [entry[0] for entry in self.held]
-        for slot in self._gone:
-            if slot[0] and not slot[3]:
-                if time.ticks_diff(time.ticks_ms(), slot[2]) < ACK_TIMEOUT_MS:
-                    skip.append(slot[1])
-                else:
-                    slot[0] = 0
         try:
-            found = waiting(skip, room)
+            found = waiting([e[0] for e in self.held], room)
         except store.StoreError as e:
             self.log.error("uplink", "stored replies unreadable: %s" % e)
             found = ()

@@ -365,36 +365,3 @@ async def check_events_are_never_dropped():
     return ok
 
 
-
-async def check_a_let_go_reply_acknowledged_late_goes_once():
-    # Stored replies sent and let go from RAM (the heap short in a burst) before their
-    # PUBACK: a late PUBACK marks one delivered on flash, so it is neither loaded nor sent
-    # again; one whose PUBACK does not come is loaded again after the session. A stored reply
-    # that load_stored took from flash while its command's steps waited is held once.
-    from app.uplink.replies import Replies, reply_bytes
-
-    clean()
-    store.write_json("/uplink.cmd", [[cid, True, {"id": cid, "ok": True}, 1]
-                                     for cid in ("g1", "g2", "g3")])
-    replies = Replies(log_mod.Log(capacity=8, echo=False))
-    replies.load_stored()
-    loaded = [e[0] for e in replies.held]
-    for pid, entry in enumerate(replies.held, 1):  # sent, as _send_reply does
-        entry[2], entry[4] = pid, time.ticks_ms()
-    gone = [replies.let_go()[0], replies.let_go()[0]]  # g1 and g2 leave RAM
-    late = replies.acked(1)  # g1's PUBACK comes after all
-    replies.settle()
-    replies.load = True
-    replies.load_stored()  # while g2's PUBACK may still come: neither is loaded
-    during = [e[0] for e in replies.held]
-    replies.resend()  # a new session: g2's PUBACK no longer comes
-    replies.load_stored()
-    after = sorted(e[0] for e in replies.held)
-    replies.add("g2", reply_bytes({"id": "g2", "ok": True}), True)  # the reader's own copy
-    ok = (loaded == ["g1", "g2", "g3"] and gone == ["g1", "g2"] and late is True
-          and waiting("g1") == 0 and waiting("g2") == 1 and during == ["g3"]
-          and after == ["g2", "g3"] and len(replies.held) == 2
-          and replies.acked(1) is False)
-    if not ok:
-        print("let go", loaded, gone, late, during, after, record())
-    return ok
