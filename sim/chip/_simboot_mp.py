@@ -78,7 +78,7 @@ _BALLAST_SLOTS = 1024
 # until the newest pool has room for this many more names: the firmware never pays for pool
 # growth, however many names the sim uses. (On the chip the firmware's names cost about 11
 # bytes each in pools on the heap, which the chip's heap holds above the firmware's share.)
-_FIRMWARE_NAMES = 1280
+_FIRMWARE_NAMES = 1536
 _BYTES_PER_POOL_ENTRY = 11  # hash, length and pointer of one name, on the 64-bit port
 
 
@@ -88,20 +88,22 @@ class _NameSink:
 
 def _pregrow_name_pool():
     sink = _NameSink()
-    # No collection in between, so every rise in allocation is seen whole.
+    # No collection while a name is interned, so every rise in allocation is seen whole; the
+    # names' own strings are garbage once interned, collected now and then between names.
     gc.collect()
     gc.disable()
-    before = gc.mem_alloc()
     serial = 0
     while True:
+        name = "_simq%d" % serial
+        before = gc.mem_alloc()
         # getattr interns the name it is given, as any attribute name is.
-        getattr(sink, "_simq%d" % serial, None)
+        getattr(sink, name, None)
+        grown = gc.mem_alloc() - before
         serial += 1
-        now = gc.mem_alloc()
-        grown = now - before
-        before = now
         if grown >= _FIRMWARE_NAMES * _BYTES_PER_POOL_ENTRY:
             break
+        if serial % 256 == 0:
+            gc.collect()
     gc.enable()
 
 
