@@ -198,6 +198,14 @@ def test_no_message_is_lost_when_a_node_and_a_fleet_copy_die(cluster):
 
     _ingest(cluster)
     copies = [_serve(cluster, "fleet-a"), _serve(cluster, "fleet-b")]
+    # Both copies take messages before the run's clock starts: on a busy machine a copy can
+    # take seconds to start, and one killed before it took any would leave nothing to show.
+    deadline = time.monotonic() + 60
+    while not all("fleet: consuming" in (cluster.work / f"{name}.log").read_text()
+                  for name in ("fleet-a", "fleet-b")):
+        assert time.monotonic() < deadline, "a copy of the fleet service did not start"
+        assert all(p.poll() is None for p in copies), "a copy of the fleet service exited"
+        time.sleep(0.1)
     brokers = [("127.0.0.1", n.mqtt_port) for n in cluster.nodes]
     # Ten virtual hours in twelve seconds. Node 3 is killed (SIGKILL to its process group)
     # four seconds in: its devices move to the next node, as behind a load balancer. A copy
