@@ -1,8 +1,9 @@
 """uplink.burst_*: 200 config commands published within a tenth of a second to a device whose
-session is up (a real Mosquitto, the whole firmware under MicroPython at the board's heap, 25
-virtual minutes). The figures are those of `tests/uplink/test_command_burst.py`, which this
-script runs: the test holds what must be true (every command answered once, no session lost,
-no MemoryError), and this reports what the burst cost:
+session is up (a real Mosquitto with the configuration musket exports, the whole firmware
+under MicroPython at the board's heap, 25 virtual minutes). The figures are those of
+`tests/uplink/test_command_burst.py`, which this script runs: the test holds what must be true
+(every command answered once, no session lost, no MemoryError, no reply out of the command
+record before its PUBACK), and this reports what the burst cost:
 
 - uplink.burst_air_bytes: the modem model's air bytes both ways while the burst is taken
   (TCP/IP included), with _up and _down; the target is 20,000 bytes (docs/uplink.md says why

@@ -100,6 +100,19 @@ DEVICE_TX_SIZE = 448  # _TX_SIZE: the largest whole packet the device sends
 # The device subscribes to its commands at QoS 1, so a command arrives with a packet id
 # unless the sender publishes it at QoS 0.
 COMMAND_QOS = 1
+# The device's command record keeps the replies of its newest commands on flash until the
+# broker acknowledges them (_REPLIES_KEPT in firmware/app/uplink/commands.py): a reply goes
+# again after a reconnect or a reboot only while it is kept there.
+DEVICE_REPLIES_KEPT = 4
+# Commands the broker sends a device ahead of its PUBACKs (max_inflight_messages, for MQTT
+# 3.1.1 clients; an MQTT 5 client such as the fleet service sets its own Receive Maximum).
+# The broker's PUBACK for a reply reaches the device behind the commands already in flight,
+# each of which the device records (with its reply) first, so up to DEVICE_REPLIES_KEPT - 1
+# would do. But Mosquitto 2.0.11 (Debian 12's) sends a client as many new messages as the
+# setting at each PUBACK it receives, so with more than one the commands in flight grow
+# through a burst, and push replies out of the record before their PUBACKs (a session cut
+# then loses them). One is kept on every version, and delivers in order.
+COMMANDS_IN_FLIGHT = 1
 
 
 def _length_bytes(body: int) -> int:
@@ -299,6 +312,12 @@ acl_file {self.acl_file}
 # telemetry); a bigger one, such as a 100 KB command, ends the sender's connection and
 # reaches no device. A device takes commands of up to {COMMAND_PAYLOAD_MAX} bytes.
 max_packet_size {MAX_PACKET_SIZE}
+
+# One command at a time to a device (and in order): the device keeps the reply to each of
+# its {DEVICE_REPLIES_KEPT} newest commands on flash until the broker acknowledges it, and a
+# burst of commands must not push a reply out before then. The broker queues the rest.
+# (For MQTT 3.1.1 clients; an MQTT 5 client, as the fleet service is, sets its own.)
+max_inflight_messages {COMMANDS_IN_FLIGHT}
 
 # Devices keep their sessions (subscriptions, queued commands) across restarts.
 persistence true

@@ -69,7 +69,7 @@ def test_firmware_calls_only_esp32_port_apis(tmp_path):
 
 # Device-side test code: the check suites, fakes and steps that run on the virtual device.
 DEVICE_TEST_CODE = ["tests/device", "tests/firmware/checks", "tests/uplink/checks",
-                    "tests/sim/checks"]
+                    "tests/sim/checks", "tests/fidelity/checks"]
 # What the sim's device side adds to the port, for the fakes that attach to its peripherals.
 SIM_MODULES = "\n[mypy-_simcore,_simworld]\nignore_missing_imports = True\n"
 

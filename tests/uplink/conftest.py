@@ -81,6 +81,34 @@ class Mosquitto:
         return path.read_text(errors="replace") if path.exists() else ""
 
 
+class ExportedBroker(Mosquitto):
+    """Mosquitto run with the configuration musket exports (on loopback, with a persistence
+    folder of its own; TLS with the test's certificate and key when `pki` is given, else as
+    `--no-tls` writes it), plus the lines the tests need: a log, the user to stay when
+    started as root, and no Nagle's delay. `services` are the fleet's users among
+    `credentials`; every other user is a device."""
+
+    def __init__(self, workdir: Path, credentials: dict[str, str],
+                 services: tuple[str, ...] = (SERVICE_USER,), pki=None) -> None:
+        self.dir = workdir
+        self.port = _free_port()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        passwd, acl = self.dir / "passwd", self.dir / "acl"
+        passwd.write_text(broker.render_password_file(credentials))
+        acl.write_text(broker.render_acl(
+            [user for user in credentials if user not in services], services))
+        tls = {"certfile": str(pki.cert), "keyfile": str(pki.key)} if pki else {"tls": False}
+        conf = broker.MosquittoConf(str(passwd), str(acl), port=self.port,
+                                    address="127.0.0.1", persistence_location=f"{self.dir}/",
+                                    **tls)
+        (self.dir / "mosquitto.conf").write_text(
+            conf.render() + f"log_dest file {self.dir / 'mosquitto.log'}\nlog_type all\n"
+            f"user {getpass.getuser()}\n"
+            "set_tcp_nodelay true\n")  # as Mosquitto's __init__ says why
+        self.proc = None
+        self.start()
+
+
 @pytest.fixture
 def mosquitto(tmp_path):
     creds = dict(DEVICES)

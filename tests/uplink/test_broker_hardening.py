@@ -10,7 +10,6 @@ CONNACK and each connection the broker drops is seen; the last test is the whole
 
 from __future__ import annotations
 
-import getpass
 import json
 import re
 import ssl
@@ -24,8 +23,7 @@ from conftest import (
     DEVICES,
     SERVICE_PASSWORD,
     SERVICE_USER,
-    Mosquitto,
-    _free_port,
+    ExportedBroker,
     device_files,
 )
 from device_script import APP, device_script
@@ -55,32 +53,6 @@ def firmware_constant(path: Path, name: str) -> int:
     return int(match.group(1))
 
 
-class ExportedBroker(Mosquitto):
-    """Mosquitto run with the configuration musket exports (on loopback, with the test's CA and
-    a persistence folder of its own), plus the lines the tests need: a log, and the user to
-    stay when started as root, and no Nagle's delay."""
-
-    def __init__(self, workdir: Path, pki: TlsFiles,
-                 credentials: dict[str, str] = CREDENTIALS) -> None:
-        self.dir = workdir
-        self.port = _free_port()
-        self.dir.mkdir(parents=True, exist_ok=True)
-        passwd, acl = self.dir / "passwd", self.dir / "acl"
-        passwd.write_text(broker.render_password_file(credentials))
-        acl.write_text(broker.render_acl(
-            [user for user in credentials if user not in SERVICE_USERS], SERVICE_USERS))
-        conf = broker.MosquittoConf(
-            str(passwd), str(acl), certfile=str(pki.cert),
-            keyfile=str(pki.key), port=self.port, address="127.0.0.1",
-            persistence_location=f"{self.dir}/")
-        (self.dir / "mosquitto.conf").write_text(
-            conf.render() + f"log_dest file {self.dir / 'mosquitto.log'}\nlog_type all\n"
-            f"user {getpass.getuser()}\n"
-            "set_tcp_nodelay true\n")  # as the tests' other broker (conftest.py) says why
-        self.proc = None
-        self.start()
-
-
 @pytest.fixture
 def pki(tmp_path) -> TlsFiles:
     return make_test_pki(tmp_path / "pki")
@@ -88,7 +60,7 @@ def pki(tmp_path) -> TlsFiles:
 
 @pytest.fixture
 def hardened(tmp_path, pki):
-    server = ExportedBroker(tmp_path / "broker", pki)
+    server = ExportedBroker(tmp_path / "broker", CREDENTIALS, SERVICE_USERS, pki)
     yield server
     server.stop()
 
@@ -163,6 +135,9 @@ def test_the_limits_follow_the_firmwares_buffers_and_docs():
         "the device's receive buffer changed: update musket.broker.DEVICE_RX_SIZE and the "
         "command limit in docs/uplink.md")
     assert broker.DEVICE_TX_SIZE == firmware_constant(service, "_TX_SIZE")
+    assert broker.DEVICE_REPLIES_KEPT == firmware_constant(
+        FIRMWARE / "uplink" / "commands.py", "_REPLIES_KEPT")
+    assert broker.COMMANDS_IN_FLIGHT < broker.DEVICE_REPLIES_KEPT
     assert re.search(r'"device_id": \("", str, 0, %d,' % broker.DEVICE_ID_MAX,
                      (FIRMWARE / "config.py").read_text())
     assert 'return "d/%s/%s" % (device_id, leaf)' in (FIRMWARE / "uplink" / "__init__.py"
@@ -182,6 +157,7 @@ def test_the_limits_follow_the_firmwares_buffers_and_docs():
     doc = (REPO / "docs" / "uplink.md").read_text()
     assert f"{broker.COMMAND_PAYLOAD_MAX} bytes" in doc.split("## Commands")[1]
     assert f"`max_packet_size {broker.MAX_PACKET_SIZE}`" in doc
+    assert f"`max_inflight_messages {broker.COMMANDS_IN_FLIGHT}`" in doc
 
 
 def test_export_broker_writes_the_configuration(tmp_path, monkeypatch):
@@ -206,6 +182,7 @@ def test_export_broker_writes_the_configuration(tmp_path, monkeypatch):
         str(tmp_path / "passwd"), str(tmp_path / "acl"),
         certfile=str(tmp_path / "certs" / "server.pem")).render()
     assert "\nlistener 8883\n" in conf and "\nuse_username_as_clientid true\n" in conf
+    assert "\nmax_inflight_messages 1\n" in conf
     plain = run(main, ["registry", "export-broker", "--passwd", "passwd", "--acl", "acl",
                        "--conf", "plain.conf", "--no-tls"])
     assert plain.exit_code == 0, plain.output
@@ -362,8 +339,8 @@ FIRMWARE_ID = "long-" + "x" * 59
 
 def test_the_firmware_works_with_the_exported_configuration_and_its_command_limit(
         make_device, interpreter, tmp_path, pki):
-    server = ExportedBroker(tmp_path / "broker", pki,
-                            {**CREDENTIALS, FIRMWARE_ID: "pw-fw-5Hn1"})
+    server = ExportedBroker(tmp_path / "broker", {**CREDENTIALS, FIRMWARE_ID: "pw-fw-5Hn1"},
+                            SERVICE_USERS, pki)
     try:
         service = Client(server.port, SERVICE_USER, ca=pki.ca,
                          topics=(f"d/{FIRMWARE_ID}/r", f"d/{FIRMWARE_ID}/s"))

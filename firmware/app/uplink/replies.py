@@ -25,7 +25,9 @@ _MEMORY_TRIES = const(100)  # a command the heap cannot serve: tried for 5 s (RE
 class Replies:
     # The replies held in RAM: [id or None, payload, pid (0 until first sent), stored, ticks_ms
     # sent in this session or -1, acknowledged]; `load` says stored ones may wait on flash
-    # (from before a reboot, or beyond what RAM holds).
+    # (from before a reboot, or beyond what RAM holds). A stored reply let go before its
+    # PUBACK (let_go) keeps its entry with the payload None: the PUBACK still marks it
+    # delivered, and it is not loaded from flash again while the session lasts.
     def __init__(self, log):
         self.log = log
         self.held = []
@@ -33,9 +35,15 @@ class Replies:
 
     def resend(self):
         # A new session: unacknowledged replies go again, and stored ones a cut session left
-        # only on flash.
-        for entry in self.held:
+        # only on flash (those let go from RAM among them).
+        i = 0
+        while i < len(self.held):
+            entry = self.held[i]
+            if entry[1] is None:
+                self.held.pop(i)
+                continue
             entry[4] = -1
+            i += 1
         self.load = True
 
     def unsent(self):
@@ -53,14 +61,18 @@ class Replies:
 
     def add(self, cid, data, stored):
         # Room is made first: sent ones leave RAM, oldest first, beyond the held limits.
+        count = 0
         held = len(data)
         for entry in self.held:
-            held += len(entry[1])
-        while len(self.held) >= _REPLIES_HELD or held > _REPLY_BYTES_HELD:
-            gone = self.let_go()
-            if gone is None:
+            if entry[1] is not None:
+                count += 1
+                held += len(entry[1])
+        while count >= _REPLIES_HELD or held > _REPLY_BYTES_HELD:
+            freed = self.let_go()
+            if freed < 0:
                 break
-            held -= len(gone[1])
+            count -= 1
+            held -= freed
         self.held.append([cid, data, 0, stored, -1, False])
 
     def acked(self, pid):
@@ -73,25 +85,35 @@ class Replies:
 
     def oldest_unacked(self):
         # -> where in held the oldest reply sent in this session and not acknowledged is, or
-        # -1: the one whose PUBACK is awaited longest, and the first to leave RAM (let_go).
+        # -1: the one whose PUBACK is awaited longest (a let-go one too).
         for i, entry in enumerate(self.held):
             if entry[4] >= 0 and not entry[5]:
                 return i
         return -1
 
     def let_go(self):
-        # The held replies are full of ones sent and not yet acknowledged: the oldest leaves
-        # RAM. A stored one still waits on flash and goes again later; another was sent once.
-        # An acknowledged one stays for settle, which records it.
-        i = self.oldest_unacked()
-        if i < 0:
-            return None
-        entry = self.held.pop(i)
-        if entry[3]:
-            self.load = True
+        # The held replies are full of ones sent and not yet acknowledged: the oldest one's
+        # payload leaves RAM; -> the bytes freed, or -1 when none can go. A stored one keeps
+        # its entry until its PUBACK, which marks it delivered on flash: sending it again
+        # from flash in this session would answer its command twice, as the PUBACK of a
+        # reply sent comes while the session lasts. Only a new session sends it again
+        # (resend). Another was sent once. An acknowledged one stays for settle, which
+        # records it.
+        i = 0
+        while i < len(self.held):
+            entry = self.held[i]
+            if entry[4] >= 0 and not entry[5] and entry[1] is not None:
+                break
+            i += 1
         else:
+            return -1
+        freed = len(entry[1])
+        if entry[3]:
+            entry[1] = None
+        else:
+            self.held.pop(i)
             self.log.warning("uplink", "reply %s sent, its PUBACK no longer awaited" % entry[0])
-        return entry
+        return freed
 
     def settle(self):
         # Acknowledged replies leave RAM, a stored one once it is marked delivered on flash:

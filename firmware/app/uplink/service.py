@@ -382,6 +382,9 @@ class Uplink:
                 self._kick.set()
             return
         replies = self.replies
+        # The replies acknowledged so far are marked delivered first, before this command's
+        # record pushes the oldest replies out of it.
+        await paced(replies, self._kick, replies.settle)
         reply, stored, reboot = await command_reply(command_topic, self.log, replies,
                                                     self._kick, t, payload, size)
         self.reboot = self.reboot or reboot

@@ -262,6 +262,44 @@ async def check_reply_survives_a_cut_link():
     return ok
 
 
+async def check_a_reply_let_go_before_its_puback_goes_once():
+    # A burst: stored replies were sent, then left RAM (let_go) before their PUBACKs. A late
+    # PUBACK marks its reply delivered, no let-go reply is loaded from flash and sent again
+    # while the session lasts, and one never acknowledged goes again in the next session.
+    clean()
+    from app.uplink.commands import Commands
+    from app.uplink.replies import Replies, reply_bytes
+
+    log = log_mod.Log(capacity=8, echo=False)
+    parts.clear()
+    parts["log"] = log
+    parts["counters"] = FakeCounters()
+    replies = Replies(log)
+    for n, cid in enumerate(("g1", "g2")):
+        commands = Commands("d/dev-a/c", log)
+        started = commands.start("d/dev-a/c", counter_cmd(cid, n), 0)
+        replies.add(cid, reply_bytes(commands.finish(commands.run())), True)
+        entry = replies.next_unsent()
+        entry[2] = 10 + n  # as the session loop sends it
+        entry[4] = time.ticks_ms()
+    replies.load = False
+    freed = [replies.let_go(), replies.let_go()]
+    replies.load_stored()
+    loaded_again = replies.unsent()
+    late = replies.acked(10)
+    replies.settle()
+    after_puback = (waiting("g1"), waiting("g2"), len(replies.held))
+    replies.resend()  # the session ends before g2's PUBACK
+    replies.load_stored()
+    again = replies.next_unsent()
+    ok = (started is None and freed[0] > 0 and freed[1] > 0 and loaded_again == 0 and late
+          and after_puback == (0, 1, 1) and again is not None and again[0] == "g2"
+          and again[1] is not None and replies.unsent() == 1)
+    if not ok:
+        print("let go", freed, loaded_again, late, after_puback, again, record())
+    return ok
+
+
 async def check_reply_survives_a_reboot():
     clean()
     counters = FakeCounters()  # the counters' flash: it outlives the reboot
@@ -363,5 +401,3 @@ async def check_events_are_never_dropped():
     if not ok:
         print("events", len(events), q.dropped, eseq, rseq)
     return ok
-
-
