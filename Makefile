@@ -22,10 +22,10 @@ demo: system $(STAMP)
 	$(BIN)/musket demo
 
 ## The whole test suite: firmware under both interpreters, sim, host, fidelity checks.
-## Three workers on two cores: about half of the suite's time is spent waiting on real time
-## (brokers, consoles paced in wall seconds, devices at a set speed), which a third fills.
+## Four workers on two cores: much of the suite's time is spent waiting on real time
+## (brokers, consoles paced in wall seconds, devices at a set speed), which the others fill.
 test: system $(STAMP)
-	$(BIN)/pytest -n 3 -q
+	$(BIN)/pytest -n 4 -q
 
 ## Every script in bench/, a table of figures, and bench/results.json.
 bench: $(STAMP)
