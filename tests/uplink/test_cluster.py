@@ -189,6 +189,12 @@ def _serve(cluster, name: str) -> subprocess.Popen:
         env=env, stdout=log, stderr=log)
 
 
+# Telemetry stored before the copy is killed: RabbitMQ hands the messages to the two copies
+# in turn, so the one killed has stored about half of these. The survivor's own count also
+# holds the statuses it took (a few dozen), which the comparison below must outweigh.
+STORED_BEFORE_THE_KILL = 100
+
+
 @pytest.mark.slow
 def test_no_message_is_lost_when_a_node_and_a_fleet_copy_die(cluster):
     from sqlalchemy import create_engine, func, select
@@ -207,28 +213,42 @@ def test_no_message_is_lost_when_a_node_and_a_fleet_copy_die(cluster):
         assert all(p.poll() is None for p in copies), "a copy of the fleet service exited"
         time.sleep(0.1)
     brokers = [("127.0.0.1", n.mqtt_port) for n in cluster.nodes]
+    engine = create_engine(f"sqlite:///{cluster.work / 'registry.db'}")
+
+    def stored() -> int:
+        with engine.connect() as conn:
+            return conn.execute(select(func.count()).select_from(fleet_messages)).scalar()
+
+    def kill_a_copy_once_both_store(run_ended: threading.Event) -> None:
+        # Six seconds in, and once the copies have stored STORED_BEFORE_THE_KILL messages: on
+        # a busy machine the devices can take longer than that to start sending, and a copy
+        # killed before it stored its share would leave nothing to show.
+        start = time.monotonic()
+        while not run_ended.is_set() and (time.monotonic() - start < 6
+                                          or stored() < STORED_BEFORE_THE_KILL):
+            time.sleep(0.1)
+        copies[1].kill()
+
     # Ten virtual hours in twelve seconds. Node 3 is killed (SIGKILL to its process group)
     # four seconds in: its devices move to the next node, as behind a load balancer. A copy
-    # of the fleet service is killed at six seconds: its unacknowledged messages go to the
-    # other copy.
+    # of the fleet service is killed six seconds in, once messages are being stored: its
+    # unacknowledged messages go to the other copy.
+    run_ended = threading.Event()
     timers = [threading.Timer(4, cluster.kill, args=(cluster.nodes[2],)),
-              threading.Timer(6, copies[1].kill)]
+              threading.Thread(target=kill_a_copy_once_both_store, args=(run_ended,))]
     for t in timers:
         t.start()
-    engine = create_engine(f"sqlite:///{cluster.work / 'registry.db'}")
     try:
         result = simfleet.run(cluster.swarm, brokers, run_s=12, speed=3000, processes=2,
                               brews_per_day=48, workdir=cluster.work)
+        run_ended.set()
         for t in timers:
             t.join()
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            with engine.connect() as conn:
-                if conn.execute(select(func.count()).select_from(fleet_messages)).scalar() \
-                        >= result.acked:
-                    break
+        while time.monotonic() < deadline and stored() < result.acked:
             time.sleep(0.2)
     finally:
+        run_ended.set()
         for p in copies:
             p.terminate()
             p.wait(30)
