@@ -26,21 +26,20 @@ def _free_port() -> int:
 
 
 class Mosquitto:
-    """One broker process; `restart()` stops it and starts it again on the same port."""
+    """One broker process; `restart()` stops it and starts it again on the same port.
+    `services` are the fleet's users among `credentials`; every other user is a device."""
 
-    def __init__(self, workdir: Path, credentials: dict[str, str], extra: str = "") -> None:
+    def __init__(self, workdir: Path, credentials: dict[str, str], extra: str = "",
+                 services: tuple[str, ...] = (SERVICE_USER,)) -> None:
         self.dir = workdir
         self.port = _free_port()
         self.dir.mkdir(parents=True, exist_ok=True)
         (self.dir / "passwd").write_text(broker.render_password_file(credentials))
-        devices = [u for u in credentials if u != SERVICE_USER]
-        (self.dir / "acl").write_text(broker.render_acl(devices, [SERVICE_USER]))
+        devices = [u for u in credentials if u not in services]
+        (self.dir / "acl").write_text(broker.render_acl(devices, list(services)))
         (self.dir / "mosquitto.conf").write_text(
-            f"listener {self.port} 127.0.0.1\n"
-            f"allow_anonymous false\npassword_file {self.dir / 'passwd'}\n"
-            f"acl_file {self.dir / 'acl'}\n"
-            f"persistence true\npersistence_location {self.dir}/\n"
-            f"log_dest file {self.dir / 'mosquitto.log'}\nlog_type all\n"
+            self._settings()
+            + f"log_dest file {self.dir / 'mosquitto.log'}\nlog_type all\n"
             # Started as root, Mosquitto would switch to its own user and lose the files.
             f"user {getpass.getuser()}\n"
             # Without it, Nagle's algorithm holds a CONNACK about 40 ms behind the TLS session
@@ -49,6 +48,13 @@ class Mosquitto:
             "set_tcp_nodelay true\n" + extra)
         self.proc: subprocess.Popen | None = None
         self.start()
+
+    def _settings(self) -> str:
+        # The broker's own lines, before the ones every test broker adds.
+        return (f"listener {self.port} 127.0.0.1\n"
+                f"allow_anonymous false\npassword_file {self.dir / 'passwd'}\n"
+                f"acl_file {self.dir / 'acl'}\n"
+                f"persistence true\npersistence_location {self.dir}/\n")
 
     def start(self) -> None:
         program = str(system.require("mosquitto"))
@@ -84,29 +90,19 @@ class Mosquitto:
 class ExportedBroker(Mosquitto):
     """Mosquitto run with the configuration musket exports (on loopback, with a persistence
     folder of its own; TLS with the test's certificate and key when `pki` is given, else as
-    `--no-tls` writes it), plus the lines the tests need: a log, the user to stay when
-    started as root, and no Nagle's delay. `services` are the fleet's users among
-    `credentials`; every other user is a device."""
+    `--no-tls` writes it), plus the lines every test broker adds."""
 
     def __init__(self, workdir: Path, credentials: dict[str, str],
                  services: tuple[str, ...] = (SERVICE_USER,), pki=None) -> None:
-        self.dir = workdir
-        self.port = _free_port()
-        self.dir.mkdir(parents=True, exist_ok=True)
-        passwd, acl = self.dir / "passwd", self.dir / "acl"
-        passwd.write_text(broker.render_password_file(credentials))
-        acl.write_text(broker.render_acl(
-            [user for user in credentials if user not in services], services))
+        self.pki = pki
+        super().__init__(workdir, credentials, services=services)
+
+    def _settings(self) -> str:
+        pki = self.pki
         tls = {"certfile": str(pki.cert), "keyfile": str(pki.key)} if pki else {"tls": False}
-        conf = broker.MosquittoConf(str(passwd), str(acl), port=self.port,
-                                    address="127.0.0.1", persistence_location=f"{self.dir}/",
-                                    **tls)
-        (self.dir / "mosquitto.conf").write_text(
-            conf.render() + f"log_dest file {self.dir / 'mosquitto.log'}\nlog_type all\n"
-            f"user {getpass.getuser()}\n"
-            "set_tcp_nodelay true\n")  # as Mosquitto's __init__ says why
-        self.proc = None
-        self.start()
+        return broker.MosquittoConf(
+            str(self.dir / "passwd"), str(self.dir / "acl"), port=self.port,
+            address="127.0.0.1", persistence_location=f"{self.dir}/", **tls).render()
 
 
 @pytest.fixture

@@ -15,14 +15,7 @@ import threading
 import time
 
 import pytest
-from conftest import (
-    DEVICES,
-    SERVICE_PASSWORD,
-    SERVICE_USER,
-    ExportedBroker,
-    Subscriber,
-    device_files,
-)
+from conftest import DEVICES, SERVICE_PASSWORD, SERVICE_USER, ExportedBroker, device_files
 from device_script import APP, device_script
 
 from musket_sim.scenario import load_scenario
@@ -68,7 +61,8 @@ def _burst_when_online(sub, online_seen: int, sent: dict, stop: threading.Event)
 
 
 @pytest.fixture
-def exported(tmp_path):
+def mosquitto(tmp_path):
+    # The broker as musket configures it (its conftest namesake is a plain test broker).
     server = ExportedBroker(tmp_path / "broker", {**DEVICES, SERVICE_USER: SERVICE_PASSWORD})
     yield server
     server.stop()
@@ -76,17 +70,11 @@ def exported(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("interpreter", ["micropython"])
-def test_a_burst_of_commands_is_answered_once_without_losing_the_session(make_device, exported):
-    sub = Subscriber(exported.port)
-    try:
-        _burst(make_device, exported, sub)
-    finally:
-        sub.close()
-
-
-def _burst(make_device, exported, sub):
+def test_a_burst_of_commands_is_answered_once_without_losing_the_session(
+        make_device, mosquitto, subscriber):
+    sub = subscriber()
     device = make_device(device_modules=[APP], modem=load_scenario("good"),
-                         files=device_files("dev-a", exported.port))
+                         files=device_files("dev-a", mosquitto.port))
     # The first boot makes the session and its subscription, which the broker keeps.
     first = device.run(300, script=device_script())
     assert _online(sub), first.script_output[-2000:]
