@@ -2,9 +2,11 @@
 (checks/uplink_checks.py on a virtual device): a command on any topic but the device's own
 command topic is refused with a reason and does not run; a command reply survives a link cut
 before its PUBACK and a reboot, and a repeated command is answered from its stored reply
-without running again; a config change is applied by the running part that owns the key
-(and the reply says "applied") or stored and reported as "after_reboot"; a full readings
-queue drops the oldest readings and counts them, while the counter's events stay."""
+without running again; a reply let go from RAM before its PUBACK goes once, and replies
+acknowledged are marked delivered before the next command's record can push them out; a
+config change is applied by the running part that owns the key (and the reply says
+"applied") or stored and reported as "after_reboot"; a full readings queue drops the oldest
+readings and counts them, while the counter's events stay."""
 
 from __future__ import annotations
 

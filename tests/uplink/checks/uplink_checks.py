@@ -300,6 +300,33 @@ async def check_a_reply_let_go_before_its_puback_goes_once():
     return ok
 
 
+async def check_acknowledged_replies_are_marked_before_the_next_command_is_recorded():
+    # The broker's PUBACKs for the replies of the 4 newest commands came in, and the session
+    # loop has not marked them delivered yet, when a fifth command arrives: its first step
+    # marks them, so recording it pushes no reply that still waits out of the command record.
+    clean()
+    counters = FakeCounters()
+    app = Device(counters, [])
+    uplink = app.uplink
+    first = ("k1", "k2", "k3", "k4")
+    for n, cid in enumerate(first):
+        await uplink._on_message("d/dev-a/c", counter_cmd(cid, n), 0)
+    for n, entry in enumerate(uplink.replies.held):
+        entry[2] = 20 + n  # as the session loop sends them
+        entry[4] = time.ticks_ms()
+    acked = [uplink.replies.acked(20 + n) for n in range(len(first))]
+    before = [waiting(cid) for cid in first]
+    await uplink._on_message("d/dev-a/c", counter_cmd("k5", 5), 0)
+    after = [waiting(cid) for cid in first + ("k5",)]
+    pushed_out = app.logged("no longer kept on flash")
+    ok = (acked == [True] * 4 and before == [1, 1, 1, 1] and after == [0, 0, 0, 0, 1]
+          and not pushed_out and len(counters.adjusts) == 5
+          and [e[0] for e in uplink.replies.held] == ["k5"])
+    if not ok:
+        print("marked first", acked, before, after, pushed_out, record())
+    return ok
+
+
 async def check_reply_survives_a_reboot():
     clean()
     counters = FakeCounters()  # the counters' flash: it outlives the reboot
