@@ -44,6 +44,7 @@ from pathlib import Path
 
 from musket import build, espimage, flash, fsimage, parttable
 from musket.boards import load_board
+from musket.firmware import default_cache_dir
 from musket.provision import BrokerSettings, ProvisionOptions, provision
 from musket.registry import Registry, default_actor
 from musket_sim.rom_loader import device_mac
@@ -174,7 +175,7 @@ def naive(unit: Unit, firmware: Path, work: Path) -> dict:
     finally:
         server.pull()
     flashed = time.monotonic()
-    fs_files, rom_files = build.application_files(board, build._default_cache())
+    fs_files, rom_files = build.application_files(board, default_cache_dir())
     files = {**rom_files, **fs_files}
     staging = work / "files"
     for path, data in files.items():
