@@ -23,11 +23,12 @@ behind a load balancer reaches another node of a cluster), profile
 (wall seconds), start (virtual epoch seconds), brews_per_day, backlog_s (readings and brews
 already waiting at start, as after an outage; -1: each device somewhere in its cycle), seed,
 connects_per_s. It prints one JSON line a second ({"event": "progress", ...}) and a last one
-with every device's totals ({"event": "done", ...}).
+with every device's totals and the process's full collections ({"event": "done", ...}).
 """
 
 import asyncio
 import contextlib
+import gc
 import json
 import random
 import sys
@@ -41,6 +42,7 @@ from app import log as log_mod  # noqa: E402 - the compat names come first
 from app.backoff import delay_s  # noqa: E402
 from app.config import DEFAULTS  # noqa: E402
 from app.uplink import UplinkError, topic  # noqa: E402
+from app.uplink import mqtt as mqtt_module  # noqa: E402
 from app.uplink.codec import encode, reading_record  # noqa: E402
 from app.uplink.mqtt import MQTTClient  # noqa: E402
 
@@ -50,6 +52,20 @@ EVENTS_PER_MESSAGE = 24  # as the firmware's session takes them from the journal
 BACKOFF_MIN_S = 5  # the session's retry pacing (app/uplink/service.py)
 BACKOFF_MAX_S = 600
 READ_CHUNK = 4096
+
+
+class _OneHeapForAll:
+    # The firmware's MQTT reader collects before each wait for a packet, so that on the chip
+    # what the wait holds takes the heap's lowest holes (docs/firmware.md). Here thousands of
+    # devices share one CPython heap, and a full collection per packet of each walks all of
+    # them every time: a swarm of 10,000 spent its two cores there and was still connecting
+    # its devices minutes later. CPython's own collector keeps this heap.
+    @staticmethod
+    def collect():
+        pass
+
+
+mqtt_module.gc = _OneHeapForAll
 
 
 def profile_defaults():
@@ -271,6 +287,7 @@ async def run(spec):
     await asyncio.gather(*tasks, return_exceptions=True)
     done = dict(totals)
     done["devices"] = {d.id: d.summary() for d in devices}
+    done["full_collections"] = gc.get_stats()[2]["collections"]
     _emit("done", done)
 
 

@@ -59,6 +59,9 @@ class SwarmResult:
     failures: int = 0
     connected_max: int = 0
     last_error: str | None = None
+    # Full collections of the swarm's processes' heaps: a few, made by CPython as it sees fit,
+    # not one for each packet a device reads.
+    full_collections: int = 0
 
 
 def _identity(seed: int, index: int) -> tuple[str, str, str]:
@@ -189,6 +192,7 @@ def _gather(procs, progress) -> SwarmResult:
         result.sent += report["sent"]
         result.acked += report["acked"]
         result.failures += report["failures"]
+        result.full_collections += report["full_collections"]
         result.last_error = report["last_error"] or result.last_error
     if not result.connected_max:
         raise Unreachable(f"no device could connect to the broker: {result.last_error}",
