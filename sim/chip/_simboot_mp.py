@@ -80,6 +80,7 @@ _BALLAST_SLOTS = 1024
 # bytes each in pools on the heap, which the chip's heap holds above the firmware's share.)
 _FIRMWARE_NAMES = 1536
 _BYTES_PER_POOL_ENTRY = 11  # hash, length and pointer of one name, on the 64-bit port
+_PREGROW_BATCH = 32  # names interned between two readings of the heap
 
 
 class _NameSink:
@@ -88,22 +89,33 @@ class _NameSink:
 
 def _pregrow_name_pool():
     sink = _NameSink()
-    # No collection while a name is interned, so every rise in allocation is seen whole; the
-    # names' own strings are garbage once interned, collected now and then between names.
+    # No collection while names are interned, so every rise in allocation is seen whole; the
+    # names' own strings are garbage once interned, collected now and then between batches.
+    # Allocation is read once a batch, not once a name: each reading walks the whole heap's
+    # table, and a boot would spend more on them than on all else it does. A batch that made
+    # a pool rose by the pool beside its names, which cost about what the batch before's did.
     gc.collect()
     gc.disable()
     serial = 0
+    names_cost = None
+    before = gc.mem_alloc()
     while True:
-        name = "_simq%d" % serial
-        before = gc.mem_alloc()
-        # getattr interns the name it is given, as any attribute name is.
-        getattr(sink, name, None)
-        grown = gc.mem_alloc() - before
-        serial += 1
-        if grown >= _FIRMWARE_NAMES * _BYTES_PER_POOL_ENTRY:
+        for _ in range(_PREGROW_BATCH):
+            # getattr interns the name it is given, as any attribute name is.
+            getattr(sink, "_simq%d" % serial, None)
+            serial += 1
+        after = gc.mem_alloc()
+        grown = after - before
+        # The names of the batch made after the pool are already in it.
+        if names_cost is not None and grown - names_cost >= \
+                (_FIRMWARE_NAMES + _PREGROW_BATCH) * _BYTES_PER_POOL_ENTRY:
             break
-        if serial % 256 == 0:
+        if names_cost is None or grown < 2 * names_cost:  # twice as much: a smaller pool
+            names_cost = grown
+        if serial % (8 * _PREGROW_BATCH) == 0:
             gc.collect()
+            after = gc.mem_alloc()
+        before = after
     gc.enable()
 
 

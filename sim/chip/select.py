@@ -15,20 +15,33 @@ class poll:
     def __init__(self):
         self._real = _b.poll()
         self._real_count = 0
-        # id(obj) -> [obj, mask, the console's readiness, or None for a peripheral's own]
+        # id(obj) -> [obj, mask, the console's readiness or None for a peripheral's own, its
+        # (obj, events) pair as ipoll returns it]; the same entries in a list, walked at every
+        # step, as a dict's values() would make a view object each time.
         self._virtual = {}
+        self._entries = []
         self._out = []
 
     def register(self, obj, eventmask=POLLIN | POLLOUT):
         if hasattr(obj, "_sim_ready"):
-            self._virtual[id(obj)] = [obj, eventmask, None]
+            self._register_virtual(obj, eventmask, None)
         elif _simcore.is_console(obj):
             if id(obj) not in self._virtual:
                 _simcore.stdin_readers += 1
-            self._virtual[id(obj)] = [obj, eventmask, _console_ready]
+            self._register_virtual(obj, eventmask, _console_ready)
         else:
             self._real.register(obj, eventmask)
             self._real_count += 1
+
+    def _register_virtual(self, obj, eventmask, ready):
+        entry = self._virtual.get(id(obj))
+        if entry is None:
+            entry = [obj, eventmask, ready, [obj, 0]]
+            self._virtual[id(obj)] = entry
+            self._entries.append(entry)
+        else:
+            entry[1] = eventmask
+            entry[2] = ready
 
     def modify(self, obj, eventmask):
         entry = self._virtual.get(id(obj))
@@ -39,21 +52,32 @@ class poll:
 
     def unregister(self, obj):
         entry = self._virtual.pop(id(obj), None)
-        if entry is not None and entry[2] is _console_ready:
-            _simcore.stdin_readers -= 1
-        if entry is None:
+        if entry is not None:
+            self._entries.remove(entry)
+            if entry[2] is _console_ready:
+                _simcore.stdin_readers -= 1
+        else:
             self._real.unregister(obj)
             self._real_count -= 1
 
     def _ready_now(self):
-        # The list is the poller's own, emptied and filled again: asyncio asks at every step
-        # and the chip's poll allocates nothing for it either.
+        # The list and its pairs are the poller's own, emptied and filled again: asyncio asks
+        # at every step, and the chip's ipoll allocates nothing for it either (it hands back
+        # one tuple, refilled). What the sim allocates here would bring the firmware's next
+        # collection nearer, as nothing on the chip does. Emptied by pops: MicroPython's
+        # clear() gives the list's room back, which the next append takes again (a list keeps
+        # room for 4 however short it gets).
         out = self._out
-        out.clear()
-        for obj, mask, ready in self._virtual.values():
-            events = obj._sim_ready(mask) if ready is None else ready(mask)
+        while out:
+            out.pop()
+        for entry in self._entries:
+            obj = entry[0]
+            ready = entry[2]
+            events = obj._sim_ready(entry[1]) if ready is None else ready(entry[1])
             if events:
-                out.append((obj, events))
+                pair = entry[3]
+                pair[1] = events
+                out.append(pair)
         if self._real_count:
             out.extend(self._real.poll(0))
         return out
