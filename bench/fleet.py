@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -182,6 +183,9 @@ def _p99(values: list[float]) -> float:
 
 
 def main() -> None:
+    # SIGTERM (a CI timeout, `kill`) stops the bench as Ctrl-C does: through the `finally`
+    # below, which stops Mosquitto, the copies of the fleet service and PostgreSQL.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     pg = PostgresServer()
     pg.start()
     work = Path(tempfile.mkdtemp(prefix="musket-bench-fleet-"))

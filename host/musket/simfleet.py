@@ -149,7 +149,16 @@ def run(devices: list[SwarmDevice], brokers: list[tuple[str, int]], *, run_s: fl
             [sys.executable, "-m", "musket_sim.swarm", str(spec_path)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env=swarm_environment()))
-    return _gather(procs, progress)
+    try:
+        return _gather(procs, progress)
+    except BaseException:
+        # Interrupted (Ctrl-C) or failed: no swarm process outlives the run that started it.
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in procs:
+            p.wait()
+        raise
 
 
 def _gather(procs, progress) -> SwarmResult:

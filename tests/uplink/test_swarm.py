@@ -5,6 +5,7 @@ the registry delivers every count it made, once."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 from checksuite import import_with_firmware
@@ -113,3 +114,32 @@ def test_sim_fleet_without_a_broker_says_so_with_its_exit_code(tmp_path):
     assert "no device could connect to the broker" in result.output
     with Registry.open(registry) as reopened:  # enrolled all the same, for the next run
         assert len(reopened.devices()) == 3
+
+
+def _processes_naming(text: str) -> list[str]:
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().decode(errors="replace")
+        except OSError:  # ended meanwhile
+            continue
+        if text in args:
+            found.append(args.replace("\0", " "))
+    return found
+
+
+def test_an_interrupted_swarm_leaves_no_process_behind(tmp_path):
+    devices = [simfleet.SwarmDevice(f"dev-{i}", f"8988211{i:012d}", "pw") for i in range(4)]
+    calls = []
+
+    def interrupt(connected, acked):
+        calls.append(connected)
+        if len(_processes_naming(str(tmp_path / "swarm-"))) == 2:
+            raise KeyboardInterrupt  # as Ctrl-C does, while both processes run
+
+    # No broker at port 1: the devices keep trying for the ten minutes they were given.
+    with pytest.raises(KeyboardInterrupt):
+        simfleet.run(devices, [("127.0.0.1", 1)], run_s=600, processes=2, workdir=tmp_path,
+                     progress=interrupt)
+    assert calls, "the run reported no progress"
+    assert _processes_naming(str(tmp_path / "swarm-")) == []
