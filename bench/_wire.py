@@ -266,7 +266,8 @@ _TLS13 = 0x0304
 # ServerHello.random of a HelloRetryRequest (RFC 8446, 4.1.3).
 _HRR_RANDOM = bytes.fromhex("cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c")
 # Cipher suite -> (AEAD, key length, hash): the suites TLS 1.3 defines with a 16-byte tag.
-_SUITES = {
+_SUITES: dict[int, tuple[type[AESGCM] | type[ChaCha20Poly1305], int,
+                         type[hashes.HashAlgorithm]]] = {
     0x1301: (AESGCM, 16, hashes.SHA256),  # TLS_AES_128_GCM_SHA256
     0x1302: (AESGCM, 32, hashes.SHA384),  # TLS_AES_256_GCM_SHA384
     0x1303: (ChaCha20Poly1305, 32, hashes.SHA256),  # TLS_CHACHA20_POLY1305_SHA256
@@ -466,7 +467,9 @@ def split_tls(sessions: list[Session], secrets: dict[tuple[str, bytes], bytes],
         client, server = _first_hello(up, UP), _first_hello(down, DOWN)
         for direction, data in ((UP, up), (DOWN, down)):
             keys = []
-            if client and server:  # else the session ended before any encrypted record
+            # Else the session ended before any encrypted record; a server's hello names its
+            # suite (_hello), a client's does not.
+            if client and server and server[1] is not None:
                 keys = [_Keys(server[1], _secret(secrets, label, client[0]))
                         for label in _SECRETS[direction]]
             d = _Direction(tally, direction, keys)

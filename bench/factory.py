@@ -228,8 +228,8 @@ def stub_bytes(chip: str) -> int:
 
 def main() -> None:
     board = load_board(BOARD)
-    with tempfile.TemporaryDirectory(prefix="musket-bench-factory-") as tmp:
-        tmp = Path(tmp)
+    with tempfile.TemporaryDirectory(prefix="musket-bench-factory-") as tmp_name:
+        tmp = Path(tmp_name)
         firmware = tmp / "micropython.bin"
         firmware.write_bytes(espimage.stand_in_release(
             board.chip, parttable.encode(board.partitions(False)), APP_SIZE))

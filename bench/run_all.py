@@ -30,6 +30,7 @@ STOP_WAIT_S = 120  # what a stopped script gets to stop its servers before it is
 def run_script(path: Path, console: Console, figures: dict[str, dict]) -> int:
     """Runs one script, adding the figures it prints to `figures`; its exit code."""
     proc = subprocess.Popen([sys.executable, str(path)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None  # stdout=PIPE
     try:
         for line in proc.stdout:
             if line.startswith("FIGURE "):

@@ -40,6 +40,7 @@ def run_import(csv_path: Path, registry: Path) -> tuple[int, float, float, str]:
     child = subprocess.Popen([sys.executable, "-c", IMPORT, "registry", "import-sims",
                               str(csv_path), "--registry", str(registry)],
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert child.stderr is not None  # stderr=PIPE
     stderr = child.stderr.read().decode(errors="replace")
     _, status, usage = os.wait4(child.pid, 0)
     seconds = time.perf_counter() - start

@@ -117,6 +117,7 @@ def start_broker(folder: Path, registry: Path, port: int, pki) -> subprocess.Pop
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     time.sleep(0.5)
     if broker.poll() is not None:
+        assert broker.stderr is not None  # stderr=PIPE
         raise SystemExit("mosquitto did not start: " + broker.stderr.read().decode())
     return broker
 
