@@ -51,10 +51,6 @@ def run_script(path: Path, console: Console, figures: dict[str, dict]) -> int:
         raise
 
 
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt
-
-
 def print_table(console: Console, figures: dict[str, dict]) -> None:
     table = Table(title="musket benchmarks")
     table.add_column("figure")
@@ -67,7 +63,7 @@ def print_table(console: Console, figures: dict[str, dict]) -> None:
 
 def main() -> None:
     console = Console()
-    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # as Ctrl-C: KeyboardInterrupt
     figures: dict[str, dict] = {}
     failed: list[str] = []
     stopped = False
