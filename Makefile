@@ -28,7 +28,7 @@ test: system $(STAMP)
 	$(BIN)/pytest -n 4 -q
 
 ## Every script in bench/, a table of figures, and bench/results.json.
-bench: $(STAMP)
+bench: system $(STAMP)
 	$(BIN)/python bench/run_all.py
 
 lint: $(STAMP)

@@ -15,10 +15,11 @@ image, with every brew it committed (tests/updates.py `cut_download_at`, `cut_up
 
 from __future__ import annotations
 
+import signal
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import Pool
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,6 +53,18 @@ CUTTERS = {"download": cut_download_at, "install": cut_update_at,
            "confirmation": cut_confirmation_at}
 
 
+def _stop_worker(signum: int, frame: object) -> None:
+    raise SystemExit(1)  # unwinds the running device, which kills its interpreter
+
+
+def _worker_signals() -> None:
+    # Ctrl-C is the parent's to handle: a worker that took it would count the device it
+    # stopped as "interrupted" and go on to its next cut. The parent stops the pool with
+    # SIGTERM (Pool.terminate) instead, and a worker leaves as the device's host would.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _stop_worker)
+
+
 def _sweep(args: tuple) -> list[str]:
     interpreter, folder, baseline, cutter, extra, cuts = args
     device = VirtualDevice(BOARD, folder, interpreter=interpreter)
@@ -64,7 +77,8 @@ def _every_write(interpreter: str, folder: Path, baseline: bytes, writes: int, c
                  extra: tuple) -> list[str]:
     shares = [(interpreter, folder / f"sweep-{i}", baseline, cutter, extra,
                list(range(1 + i, writes + 1, WORKERS))) for i in range(WORKERS)]
-    with ProcessPoolExecutor(WORKERS) as pool:
+    # Leaving the block, interrupted or not, terminates the workers and their devices.
+    with Pool(WORKERS, initializer=_worker_signals) as pool:
         return [p for found in pool.map(_sweep, shares) for p in found]
 
 
