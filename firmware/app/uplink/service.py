@@ -186,7 +186,7 @@ class Uplink:
 
         try:
             return TLSStream(sock, self._tls, self.mqtt_host)
-        except UplinkError:
+        except Exception:  # a MemoryError too: an open socket would be the modem's only one
             await sock.close()
             raise
 
