@@ -209,12 +209,14 @@ class Uplink:
         client.on_ack = self._on_ack
         client.wake = self._kick
         status_topic = topic(self.device_id, "s")
+        # The retained "online" status rides in the CONNECT's segment; the will says "offline".
+        # It is made before the socket is opened: a MemoryError making it leaves none open
+        # (the modem's only one, which every later session would find taken).
+        online = ((status_topic, self._status_payload(), 1, True, client.next_pid()),)
         stream = await self._open()
         keepalive_s = self.keepalive_s  # for this session: a change waits for the next
-        # The retained "online" status rides in the CONNECT's segment; the will says "offline".
-        present = await client.connect(
-            stream, keepalive_s, False, (status_topic, "0", True),
-            ((status_topic, self._status_payload(), 1, True, client.next_pid()),))
+        present = await client.connect(stream, keepalive_s, False, (status_topic, "0", True),
+                                       online)
         self.status["connects"] += 1
         self.status["up_since"] = time.ticks_ms()
         # A new session has nothing queued, so its SUBACK is awaited; a kept one that never

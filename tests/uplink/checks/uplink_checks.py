@@ -3,7 +3,8 @@
 # foreign topic are refused, command replies survive a cut link and a reboot, a repeated
 # command does not run again, a config change reaches the part that owns the key at once or
 # is reported as applying after a reboot, a full readings queue drops readings, never
-# events, and a socket whose TLS stream cannot be made is closed.
+# events, a socket whose TLS stream cannot be made is closed, and a session whose online
+# status cannot be made leaves no socket open.
 import asyncio
 import json
 import os
@@ -430,6 +431,20 @@ async def check_events_are_never_dropped():
     return ok
 
 
+def _no_room(*args):
+    # Stands in for a step the heap cannot serve.
+    raise MemoryError("memory allocation failed, allocating 512 bytes")
+
+
+async def _runs_out_of_memory(step):
+    # -> whether awaiting step() ends in a MemoryError.
+    try:
+        await step()
+    except MemoryError:
+        return True
+    return False
+
+
 async def check_a_socket_whose_tls_stream_cannot_be_made_is_closed():
     # The TLS engine cannot be made (here a heap without the block it needs): the socket it
     # was to run over is closed, not left open as the modem's only one, where every later
@@ -439,21 +454,32 @@ async def check_a_socket_whose_tls_stream_cannot_be_made_is_closed():
 
     broker = Broker()
     uplink = Device(FakeCounters(), [broker]).uplink
-    uplink._tls = "a context"  # any: the stand-in engine below fails before using it
+    uplink._tls = "a context"  # any: the stand-in engine fails before using it
     made = tlsstream.TLSStream
-
-    def no_room(sock, ca, host):
-        raise MemoryError("memory allocation failed, allocating 520 bytes")
-
-    tlsstream.TLSStream = no_room
-    raised = False
+    tlsstream.TLSStream = _no_room
     try:
-        await uplink._open()
-    except MemoryError:
-        raised = True
+        raised = await _runs_out_of_memory(uplink._open)
     finally:
         tlsstream.TLSStream = made
     ok = raised and broker.closed
     if not ok:
         print("tls stream", raised, broker.closed)
+    return ok
+
+
+async def check_a_status_that_cannot_be_made_leaves_no_socket_open():
+    # The online status the CONNECT carries cannot be made (a heap without room for it): the
+    # session ends with no socket left open.
+    clean()
+    broker = Broker()
+    uplink = Device(FakeCounters(), [broker]).uplink
+    uplink.status_message = _no_room
+    try:
+        raised = await _runs_out_of_memory(uplink._session)
+    finally:
+        await uplink._release()
+    opened = not uplink.link.brokers  # the manager hands out its broker on the first open
+    ok = raised and (not opened or broker.closed)
+    if not ok:
+        print("status", raised, opened, broker.closed)
     return ok
