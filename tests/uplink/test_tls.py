@@ -180,6 +180,7 @@ def test_mbedtls_memory_is_outside_the_micropython_heap(tls_broker, pki):
     # CONNACK, return code 5: the broker answered through TLS (this client sent no password).
     assert "connack 20020005" in result.stdout, result.stdout
     assert "input view kept True" in result.stdout, result.stdout
+    assert "closed twice" in result.stdout, result.stdout
 
 
 def test_device_publishes_over_tls_and_the_subscriber_decodes_it(

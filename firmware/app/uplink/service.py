@@ -215,8 +215,14 @@ class Uplink:
         online = ((status_topic, self._status_payload(), 1, True, client.next_pid()),)
         stream = await self._open()
         keepalive_s = self.keepalive_s  # for this session: a change waits for the next
-        present = await client.connect(stream, keepalive_s, False, (status_topic, "0", True),
-                                       online)
+        try:
+            present = await client.connect(stream, keepalive_s, False,
+                                           (status_topic, "0", True), online)
+        except BaseException:
+            # Until connect holds the stream (a MemoryError making the call leaves it not
+            # held), it is this session's to close; closing it twice is no error.
+            await stream.close()
+            raise
         self.status["connects"] += 1
         self.status["up_since"] = time.ticks_ms()
         # A new session has nothing queued, so its SUBACK is awaited; a kept one that never

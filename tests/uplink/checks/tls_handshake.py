@@ -56,6 +56,8 @@ async def main(port, ca, free):
     # read (which would live on until the next read, wherever the heap had got to).
     print("input view kept", t._engine.pipe.inb is t._rx)
     await t.close()
+    await t.close()  # as the modem's socket, closing twice is no error
+    print("closed twice")
 
 
 if __name__ == "__main__":
