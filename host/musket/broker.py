@@ -97,6 +97,9 @@ def parse_topic(name: str) -> tuple[str, str]:
 # fails when they change without these.
 DEVICE_RX_SIZE = 320  # _RX_SIZE: the largest packet body (what follows the fixed header) kept
 DEVICE_TX_SIZE = 448  # _TX_SIZE: the largest whole packet the device sends
+# A batch of commands (musket.batches) is read by the device a line at a time, so it may be
+# larger than the receive buffer: BATCH_BYTES of payload (firmware/app/uplink/commands.py).
+DEVICE_BATCH_BYTES = 1280
 # The device subscribes to its commands at QoS 1, so a command arrives with a packet id
 # unless the sender publishes it at QoS 0.
 COMMAND_QOS = 1
@@ -162,11 +165,13 @@ DEVICE_TX_BODY_MAX = max(b for b in range(DEVICE_TX_SIZE) if 1 + _length_bytes(b
                          <= DEVICE_TX_SIZE)
 # Mosquitto's max_packet_size applies to every packet any client sends the broker (one global
 # setting in Mosquitto 2.0), so it must let the devices' own largest packets through. It is
-# the larger of what a device sends and what it takes: a command bigger than this ends the
-# sender's connection and never reaches a device; one between the device's limit and this
-# still crosses the link and is refused by the device (check_command_size refuses it before
-# it is published).
-MAX_PACKET_SIZE = max(mosquitto_size(DEVICE_TX_BODY_MAX), mosquitto_size(DEVICE_RX_SIZE))
+# the largest of what a device sends and what it takes (a batch, for the longest device id):
+# a message bigger than this ends the sender's connection and never reaches a device; one
+# between the device's limit and this still crosses the link and is refused by the device
+# (check_command_size and musket.batches.pack refuse it before it is published).
+MAX_PACKET_SIZE = max(mosquitto_size(DEVICE_TX_BODY_MAX), mosquitto_size(DEVICE_RX_SIZE),
+                      mosquitto_size(publish_body_size("d/%s/c" % ("x" * DEVICE_ID_MAX),
+                                                       DEVICE_BATCH_BYTES)))
 
 
 # -- credentials -------------------------------------------------------------------------
@@ -308,9 +313,10 @@ password_file {self.password_file}
 acl_file {self.acl_file}
 
 # The largest packet a client may send, as Mosquitto counts it (type byte and body).
-# The setting is global, so it admits a device's largest packet ({DEVICE_TX_SIZE} bytes of
-# telemetry); a bigger one, such as a 100 KB command, ends the sender's connection and
-# reaches no device. A device takes commands of up to {COMMAND_PAYLOAD_MAX} bytes.
+# The setting is global, so it admits a device's largest packets (a batch of commands of
+# {DEVICE_BATCH_BYTES} bytes, {DEVICE_TX_SIZE} bytes of telemetry); a bigger one, such as a
+# 100 KB command, ends the sender's connection and reaches no device. A device takes commands
+# of up to {COMMAND_PAYLOAD_MAX} bytes, alone or in a batch.
 max_packet_size {MAX_PACKET_SIZE}
 
 # One command at a time to a device (and in order): the device keeps the reply to each of

@@ -7,7 +7,8 @@ it as a rejected message and goes on).
 - status (``d/<id>/s``, retained): :func:`decode_status`, the health map of the brief's
   contract A (CBOR, or JSON when the device's telemetry_json is set), or a bare ``1``
   (online, an older device) / ``0`` (offline: the will, or a clean goodbye);
-- command replies (``d/<id>/r``): :func:`decode_reply`, JSON ``{"id", "ok", "result"|"error"}``.
+- command replies (``d/<id>/r``): :func:`decode_reply`, JSON ``{"id", "ok", "result"|"error"}``;
+  a batch's reply (:mod:`musket.batches`) as one reply per command: :func:`decode_replies`.
 """
 
 from __future__ import annotations
@@ -134,6 +135,44 @@ def decode_reply(payload: bytes) -> Reply:
     if not raw["ok"] and not isinstance(error, str):
         raise BrokerError("reply: a refusal without an error string")
     return Reply(raw["id"], raw["ok"], raw.get("result"), error)
+
+
+def decode_replies(payload: bytes, command_ids: list[str]) -> list[Reply]:
+    """The replies to the commands `command_ids` carried by one message (musket.batches.pack
+    says which): a batch's reply ``{"id", "ok", "n", "r": [[index, ok, detail], ...]}`` as
+    one Reply per command, in order; the reply to a lone command as itself."""
+    reply = decode_reply(payload)
+    if len(command_ids) == 1 and reply.id == command_ids[0]:
+        return [reply]
+    raw = json.loads(bytes(payload))
+    answered = raw.get("n")
+    if answered is None:
+        # A batch's reply the device no longer kept in full (a repeat of an old batch), or
+        # one refused whole: what it says holds for each command.
+        return [Reply(cid, reply.ok, None, reply.error) for cid in command_ids]
+    if not isinstance(answered, int) or isinstance(answered, bool) or answered < 0:
+        raise BrokerError(f"reply: n is {answered!r}, expected a count")
+    details: dict[int, list] = {}
+    for entry in raw.get("r") or ():
+        if (not isinstance(entry, list) or not 2 <= len(entry) <= 3
+                or not isinstance(entry[0], int) or not isinstance(entry[1], bool)):
+            raise BrokerError(f"reply: batch entry {entry!r} is not [index, ok, detail]")
+        details[entry[0]] = entry
+    out = []
+    for index, cid in enumerate(command_ids):
+        if index >= answered:
+            out.append(Reply(cid, False, None, f"not run: {reply.error or 'the batch stopped'}"))
+            continue
+        entry = details.get(index)
+        if entry is None:
+            out.append(Reply(cid, True))
+        elif entry[1]:
+            detail = entry[2] if len(entry) > 2 else None
+            out.append(Reply(cid, True, {"after_reboot": detail} if detail else None))
+        else:
+            why = entry[2] if len(entry) > 2 else "failed (its reason did not fit the reply)"
+            out.append(Reply(cid, False, None, str(why)))
+    return out
 
 
 def _part(raw: dict, key: str, kind: type, name: str | None = None):

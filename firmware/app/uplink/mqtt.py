@@ -97,6 +97,9 @@ class MQTTClient:
         self._event = asyncio.Event()  # pulsed on every acknowledgement and on the end
         self._reader = None
         self._recent = []  # inbound QoS 1 packet ids already handled
+        self._unread = 0  # bytes of the message being taken still in the stream
+        self._line_start = 0  # read_line's place in rx
+        self._line_end = 0
         self.last_tx = time.ticks_ms()
 
     # -- connection ---------------------------------------------------------------------
@@ -115,6 +118,7 @@ class MQTTClient:
         self.error = None
         self._acks = []
         self._recent = []
+        self._unread = 0
         self._ack_due = False
         user = self.user
         password = self._password
@@ -304,18 +308,64 @@ class MQTTClient:
         if size <= len(self.rx):
             await self._read_exact(memoryview(self.rx)[:size])
             return kind, size
-        # Too big to keep: read the topic and packet id (for the callback and the PUBACK)
-        # and skip the rest, so one oversized command cannot end the connection.
-        head = len(self.rx) // 2
-        await self._read_exact(memoryview(self.rx)[:head])
-        left = size - head
-        rx = memoryview(self.rx)[head:]
-        while left:
-            n = min(left, len(rx))
-            await self._read_exact(rx[:n])
-            left -= n
+        if (kind & 0xF0) != _PUBLISH:
+            raise UplinkError("protocol: packet 0x%02x of %d bytes" % (kind, size))
+        # A message larger than rx: its topic and packet id are read now, its payload as its
+        # taker reads it (read_line), and the rest is read past once it is done (_read_past),
+        # so one oversized command cannot end the connection.
+        rx = memoryview(self.rx)
+        await self._read_exact(rx[:2])
+        head = 2 + struct.unpack_from("!H", self.rx, 0)[0] + (2 if kind & 0x06 else 0)
+        if head > len(self.rx) or head > size:
+            raise UplinkError("protocol: bad PUBLISH (%d bytes before its payload)" % head)
+        await self._read_exact(rx[2:head])
+        self._unread = size - head
         self.oversized += 1
         return kind, -size
+
+    async def read_line(self):
+        # The next line of the payload on_message is taking, without its "\n", as a
+        # memoryview into rx that holds until the next call; None once the payload is all
+        # read. A payload that fit rx is read from there; a larger one from the stream, a
+        # buffer at a time. A line longer than rx is read past and raises ValueError.
+        rx = self.rx
+        too_long = False
+        while True:
+            start, end = self._line_start, self._line_end
+            i = start
+            while i < end and rx[i] != 10:
+                i += 1
+            if i < end or not self._unread:
+                self._line_start = i + 1 if i < end else end
+                if too_long:
+                    raise ValueError("a line of more than %d bytes" % len(rx))
+                if i == end and start == end:
+                    return None
+                return memoryview(rx)[start:i]
+            if too_long:
+                start = end  # the line is read past, not kept
+            n = end - start
+            if n == len(rx):
+                too_long = True
+                n = 0
+            for j in range(n):  # the line's start moves to the front, for the rest of it
+                rx[j] = rx[start + j]
+            got = await self.stream.read_into(memoryview(rx)[n:n + min(len(rx) - n,
+                                                                         self._unread)])
+            if not got:
+                raise UplinkError("connection closed by the broker")
+            self._unread -= got
+            self._line_start = 0
+            self._line_end = n + got
+
+    async def _read_past(self):
+        # What the message's taker left of a payload larger than rx.
+        rx = memoryview(self.rx)
+        while self._unread:
+            got = await self.stream.read_into(rx[:min(self._unread, len(rx))])
+            if not got:
+                raise UplinkError("connection closed by the broker")
+            self._unread -= got
 
     async def _read_loop(self):
         try:
@@ -362,10 +412,14 @@ class MQTTClient:
         if qos:
             pid = struct.unpack_from("!H", self.rx, pos)[0]
             pos += 2
+        # read_line reads the payload from rx, or from the stream when it did not fit.
+        self._line_start = pos
+        self._line_end = size if keep else pos
         if not (qos and kind & _DUP and pid in self._recent):
             if self.on_message is not None:
                 payload = memoryview(self.rx)[pos:size] if keep else None
                 await self.on_message(topic, payload, size - pos)
+        await self._read_past()
         if qos:
             self._recent.append(pid)
             if len(self._recent) > _RECENT:

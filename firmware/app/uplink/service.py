@@ -393,8 +393,11 @@ class Uplink:
         # The replies acknowledged so far are marked delivered first, before this command's
         # record pushes the oldest replies out of it.
         await paced(replies, self._kick, replies.settle)
+        client = self.client
+        # A batch's reply rides with a PUBACK in one write of the send buffer (mqtt.publish).
+        room = len(self._tx) - 4 - client.publish_size(topic(self.device_id, "r"), 200, 1) + 200
         reply, stored, reboot = await command_reply(command_topic, self.log, replies,
-                                                    self._kick, t, payload, size)
+                                                    self._kick, t, payload, size, client, room)
         self.reboot = self.reboot or reboot
         cid = reply.get("id")
         if reply.get("error"):
