@@ -5,14 +5,16 @@ PUBACKs and ACKs of both: about 470 bytes over the air for a config change of 60
 carries up to BATCH_MAX commands in one message of at most BATCH_BYTES, and the device
 answers it once::
 
-    {"id":"B3f0c9a1d2e4b5a6c","op":"batch"}
+    {"id":"B3f0c9a1d2e4b5a6c","op":"batch","n":2}
     {"id":"c1","op":"config","set":{"report_interval_s":900}}
     {"id":"c2","op":"counter","name":"brews","value":0,"reason":"descaled"}
 
 The device reads it a line at a time (firmware/app/uplink/replies.py), runs each command as it
 would run it alone, in order, and answers ``{"id": <batch id>, "ok": true, "n": <commands
 answered>, "r": [[index, ok, detail], ...]}``, where ``r`` lists only the commands that failed
-(detail: why) or have more to say than success (detail: a config's ``after_reboot`` keys).
+(detail: why) or have more to say than success (detail: a config's ``after_reboot`` keys),
+while the reply has room for details (``n`` in the first line tells the device how many
+commands must still find room for their bare answers).
 :func:`musket.messages.decode_replies` turns that into one reply per command.
 
 The batch id derives from its commands' ids, so packing the same commands again makes the same
@@ -45,7 +47,7 @@ def batch_id(command_ids: list[str]) -> str:
 
 
 def batch_payload(command_lines: list[bytes], command_ids: list[str]) -> bytes:
-    head = compact({"id": batch_id(command_ids), "op": "batch"})
+    head = compact({"id": batch_id(command_ids), "op": "batch", "n": len(command_ids)})
     return b"\n".join([head, *command_lines])
 
 

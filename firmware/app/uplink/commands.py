@@ -21,7 +21,8 @@
 # write; its acknowledgement costs one.
 #
 # A batch (BATCHED ops, up to BATCH_MAX of them, read a line at a time by
-# app.uplink.replies) is one entry of the record, its id the batch's, and its reply grows as
+# app.uplink.replies; its first line {"id", "op": "batch", "n": commands}) is one entry of
+# the record, its id the batch's, and its reply grows as
 # its commands are answered, in order: {"id", "ok": true, "n": commands answered, "r":
 # [[index, ok, detail], ...]} lists only the commands that failed (detail: why) or have more
 # to say than success (a config's after_reboot keys); index counts from 0. While one runs,
@@ -48,6 +49,9 @@ OPS = ("config", "counter", "reboot", "status", "ota")
 BATCHED = ("config", "counter", "reboot")
 BATCH_MAX = const(24)  # commands in one batch
 BATCH_BYTES = const(1280)  # a batch's payload: one TCP segment with its MQTT header
+# Room a batch's reply keeps for a bare answer ([index, false],), "n" growing, a stop's
+# "ok": false and "error", and "dup": true when it is sent again for a repeat.
+_RESERVE = const(100)
 
 
 def _id_ok(cid):
@@ -69,6 +73,7 @@ class Commands:
         self._started = None  # (id, op, command) between start() and run()
         self._batch = None  # the reply of the batch being run, as it grows
         self._used = 0  # that reply's bytes
+        self._expected = 0  # the commands the batch says it holds
         self.room = 0  # the bytes a batch's reply may take (the uplink's send buffer)
         try:
             self.seen = store.read_json(path, [])
@@ -161,6 +166,11 @@ class Commands:
                 if entry[1] is not None or not isinstance(entry[2], dict):
                     return self._again(entry)
                 progress = entry[2]  # cut before it finished: it goes on
+        # Details are given room only while every command the batch says it holds ("n" of
+        # its first line) still has room for a bare answer.
+        expected = head.get("n")
+        self._expected = expected if type(expected) is int and 0 < expected <= BATCH_MAX \
+            else BATCH_MAX
         self._batch = progress or {"id": cid, "ok": True, "n": 0}
         self._used = len(_compact(self._batch))
         if "at" in self._batch:
@@ -179,7 +189,7 @@ class Commands:
             return 0
         if index >= BATCH_MAX:
             return self._stop("more than %d commands" % BATCH_MAX)
-        if self._used + 24 > self.room:  # a bare answer ([index, false],) and "n" growing
+        if self._used + _RESERVE > self.room:
             return self._stop("stopped before command %d: the reply has no room for more"
                               % index)
         if line is None:
@@ -208,7 +218,15 @@ class Commands:
         self._remember([batch["id"], None, batch, 0])
 
     def finish_batch(self):
-        return self.finish(self._batch)
+        # The batch's reply, recorded. Should it not fit its room after all (_used is counted
+        # as it grows), details go, last first: a reply that never fits would never go.
+        batch = self._batch
+        entries = batch.get("r") or []
+        i = len(entries)
+        while i and len(_compact(batch)) + 11 > self.room:  # ,"dup":true
+            i -= 1
+            entries[i] = entries[i][:2]
+        return self.finish(batch)
 
     def _answer(self, ok, detail):
         # The next command's answer: nothing more than the count for a plain success; a
@@ -221,7 +239,8 @@ class Commands:
         more = 0 if "r" in batch else 7  # ,"r":[]
         entry = [index, ok, detail]
         size = len(_compact(entry)) + 1
-        if self._used + more + size + 24 > self.room:
+        left = max(0, self._expected - index - 1) * 11  # [23,false],
+        if self._used + more + size + left + _RESERVE > self.room:
             entry = [index, ok]
             size = len(_compact(entry)) + 1
         batch.setdefault("r", []).append(entry)

@@ -393,11 +393,13 @@ class Uplink:
         # The replies acknowledged so far are marked delivered first, before this command's
         # record pushes the oldest replies out of it.
         await paced(replies, self._kick, replies.settle)
-        client = self.client
-        # A batch's reply rides with a PUBACK in one write of the send buffer (mqtt.publish).
-        room = len(self._tx) - 4 - client.publish_size(topic(self.device_id, "r"), 200, 1) + 200
+        # The client reads a batch's lines (read_line). Its reply rides with a PUBACK (4
+        # bytes) in one write of the send buffer, after a PUBLISH's header (3 bytes at that
+        # size), topic and packet id.
+        room = len(self._tx) - 4 - 3 - 2 - len(topic(self.device_id, "r")) - 2
         reply, stored, reboot = await command_reply(command_topic, self.log, replies,
-                                                    self._kick, t, payload, size, client, room)
+                                                    self._kick, t, payload, size, self.client,
+                                                    room)
         self.reboot = self.reboot or reboot
         cid = reply.get("id")
         if reply.get("error"):
