@@ -1,6 +1,9 @@
 """Device commands through a real Mosquitto: a rule's `command` action and the counter
 command an installed order queues (for a device that counts its consumable itself) reach the
-device's command topic once each, with ids derived from their keys."""
+device's command topic once each, with ids derived from their keys, together in one batch
+(musket.batches); and, with a stand-in publisher, a pass's commands for a device go several
+to a message, one too large for the device is given up alone, and a failed publish leaves its
+commands to try again."""
 
 from __future__ import annotations
 
@@ -10,11 +13,12 @@ import queue
 import fleethelp
 import paho.mqtt.client as mqtt
 import pytest
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 from svchelp import T0, Device, import_sites, take
 
+from musket.batches import commands_in
 from musket.registry.core import now
-from musket.registry.services_schema import svc_consumables, svc_orders
+from musket.registry.services_schema import svc_consumables, svc_orders, svc_outbox
 from musket.services import rules, views
 from musket.services.dispatch import CommandPublisher, Dispatcher
 from musket.services.engine import RulesEngine
@@ -42,7 +46,7 @@ def device_inbox(port: int, device_id: str) -> queue.Queue:
     client.username_pw_set(device_id, fleethelp.broker_module().DEVICES[device_id])
     client.on_connect = lambda c, u, f, rc, p: c.subscribe(f"d/{device_id}/c", qos=1)
     client.on_subscribe = lambda *a: subscribed.put(True)
-    client.on_message = lambda c, u, m: inbox.put((m.topic, json.loads(m.payload)))
+    client.on_message = lambda c, u, m: inbox.put((m.topic, commands_in(m.payload)))
     client.connect("127.0.0.1", port)
     client.loop_start()
     subscribed.get(timeout=10)
@@ -71,15 +75,48 @@ def test_commands_reach_the_device_once(registry, tmp_path, mosquitto):
         dispatcher = Dispatcher(registry.engine, tmp_path, publish)
         assert dispatcher.run_once().delivered == 2
         assert dispatcher.run_once().delivered == 0
-        got = sorted((inbox.get(timeout=10), inbox.get(timeout=10)),
-                     key=lambda x: x[1]["op"])
+        topic_name, carried = inbox.get(timeout=10)  # the two in one message
     finally:
         publish.close()
-    (topic1, config), (topic2, counter) = got
-    assert topic1 == topic2 == "d/dev-a/c"
+    assert topic_name == "d/dev-a/c"
+    config, counter = sorted(carried, key=lambda c: c["op"])
     assert {k: counter[k] for k in ("op", "name", "value")} == {"op": "counter",
                                                                  "name": "beans", "value": 0}
     assert config["op"] == "config" and config["set"] == {"health_interval_s": 600}
     assert config["id"].startswith("svc-") and len(config["id"]) <= 32
     assert counter["id"] != config["id"] and counter["reason"] == f"order {order_id} installed"
     assert inbox.empty()
+
+
+def _queue_commands(engine, commands: list[tuple[str, str, dict]]) -> None:
+    with engine.begin() as conn:
+        for key, device_id, command in commands:
+            conn.execute(insert(svc_outbox).values(
+                key=key, kind="command", target=device_id, payload=json.dumps(command),
+                state="pending", attempts=0, max_attempts=5, next_at=now(), created=now()))
+
+
+def _states(engine) -> dict[str, tuple[str, int]]:
+    with engine.connect() as conn:
+        return {r.key: (r.state, r.attempts) for r in conn.execute(
+            select(svc_outbox.c.key, svc_outbox.c.state, svc_outbox.c.attempts))}
+
+
+def test_a_pass_sends_a_devices_commands_together(registry, tmp_path):
+    config = {"op": "config", "set": {"report_interval_s": 900}}
+    too_large = {"op": "config", "set": {"log_level": "x" * 400}}
+    _queue_commands(registry.engine, [(f"a{i}", "dev-a", config) for i in range(10)]
+                    + [("big", "dev-a", too_large), ("b0", "dev-b", config)])
+    sent = []
+
+    def publish(topic_name: str, payload: bytes) -> None:
+        if topic_name == "d/dev-b/c":
+            raise ConnectionError("the broker went away")
+        sent.append((topic_name, [c["op"] for c in commands_in(payload)]))
+
+    result = Dispatcher(registry.engine, tmp_path, publish).run_once()
+    assert sent == [("d/dev-a/c", ["config"] * 10)]
+    assert (result.delivered, result.given_up, result.retrying) == (10, 1, 1)
+    states = _states(registry.engine)
+    assert {states[f"a{i}"] for i in range(10)} == {("done", 1)}
+    assert states["big"] == ("given_up", 1) and states["b0"] == ("pending", 1)

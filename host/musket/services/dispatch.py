@@ -7,7 +7,8 @@ update, so one delivers it at a time, and a dispatcher that died mid-delivery le
 next once the lease runs out. Delivery is at least once, made exactly-once at the receiver by
 the row's key: a webhook carries it as the Idempotency-Key header, a sink skips a key its file
 already holds, a device command's id is derived from it (the device answers a repeated id
-once)."""
+once). A device's commands found in one pass go together, several to a message
+(musket.batches)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, or_, select, update
 
+from musket.batches import compact, pack
 from musket.broker import check_command_size, topic
 from musket.errors import BadInput, Unreachable
 from musket.fleet.views import iso_utc
@@ -86,22 +88,56 @@ class Dispatcher:
                 o.state == "pending", o.next_at <= now,
                 or_(o.claimed_until.is_(None), o.claimed_until < now))
                 .order_by(o.id).limit(BATCH)).all()
+        commands: dict[str, list] = {}  # device id -> its command rows, in order
         for row in rows:
             if row.kind == "command" and self.publish is None:
                 continue
             if not self._claim(row.id, now):
+                continue
+            if row.kind == "command":
+                commands.setdefault(row.target, []).append(row)
                 continue
             try:
                 self._deliver(row)
             except DeliveryFailed as e:
                 self._failed(row, str(e), e.permanent, now, result)
             else:
-                with self.engine.begin() as conn:
-                    conn.execute(update(svc_outbox).where(o.id == row.id).values(
-                        state="done", done=now, attempts=row.attempts + 1,
-                        claimed_until=None, reason=None))
-                result.delivered += 1
+                self._done(row, now, result)
+        for device_id, device_rows in commands.items():
+            self._commands(device_id, device_rows, now, result)
         return result
+
+    def _done(self, row, now: datetime, result: DispatchResult) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(svc_outbox).where(svc_outbox.c.id == row.id).values(
+                state="done", done=now, attempts=row.attempts + 1, claimed_until=None,
+                reason=None))
+        result.delivered += 1
+
+    def _commands(self, device_id: str, rows: list, now: datetime,
+                  result: DispatchResult) -> None:
+        # A device's commands of this pass go together, several to a message
+        # (musket.batches): each message costs the device's paid link its own segments,
+        # reply and acknowledgements. A row is delivered once its message is published.
+        by_id = {}
+        for row in rows:
+            command = {**json.loads(row.payload), "id": command_id(row.key)}
+            try:
+                check_command_size(device_id, compact(command))
+            except BadInput as e:
+                self._failed(row, f"command: {e}", True, now, result)
+                continue
+            by_id[command["id"]] = (row, command)
+        for payload, ids in pack(device_id, [command for _, command in by_id.values()]):
+            try:
+                self.publish(topic(device_id, "c"), payload)
+            except Exception as e:  # noqa: BLE001 - any failure to send is a try that failed
+                for cid in ids:
+                    self._failed(by_id[cid][0], f"command: {type(e).__name__}: {e}", False,
+                                 now, result)
+                continue
+            for cid in ids:
+                self._done(by_id[cid][0], now, result)
 
     def _claim(self, row_id: int, now: datetime) -> bool:
         o = svc_outbox.c
@@ -130,18 +166,6 @@ class Dispatcher:
             self._webhook(row)
         elif row.kind == "sink":
             self._sink(row)
-        elif row.kind == "command":
-            # The device answers a repeated id once: the id is the row's key, shortened.
-            command = {**json.loads(row.payload), "id": command_id(row.key)}
-            try:
-                payload = check_command_size(
-                    row.target, json.dumps(command, separators=(",", ":")).encode())
-            except BadInput as e:
-                raise DeliveryFailed(f"command: {e}", permanent=True) from None
-            try:
-                self.publish(topic(row.target, "c"), payload)
-            except Exception as e:  # noqa: BLE001 - any failure to send is a try that failed
-                raise DeliveryFailed(f"command: {type(e).__name__}: {e}") from None
         else:
             raise DeliveryFailed(f"unknown action kind {row.kind!r}")
 

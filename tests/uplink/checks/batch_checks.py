@@ -7,8 +7,16 @@ import json
 
 from app import parts
 from app.uplink.commands import BATCH_BYTES, BATCH_MAX, Commands
-from uplink_checks import Broker, Device, FakeCounters, clean, counter_cmd, publish, record, \
-    run_until
+from uplink_checks import (
+    Broker,
+    Device,
+    FakeCounters,
+    clean,
+    counter_cmd,
+    publish,
+    record,
+    run_until,
+)
 
 
 def batch(bid, lines, n=None):
