@@ -1,13 +1,13 @@
-"""uplink.burst_*: 200 config commands published within a tenth of a second to a device whose
-session is up (a real Mosquitto with the configuration musket exports, the whole firmware
+"""uplink.burst_*: 200 config commands, packed as the fleet services send them (musket.batches:
+10 messages), published within a tenth of a second to a device whose session is up (a real Mosquitto with the configuration musket exports, the whole firmware
 under MicroPython at the board's heap, 25 virtual minutes). The figures are those of
 `tests/uplink/test_command_burst.py`, which this script runs: the test holds what must be true
 (every command answered once, no session lost, no MemoryError, no reply out of the command
 record before its PUBACK), and this reports what the burst cost:
 
 - uplink.burst_air_bytes: the modem model's air bytes both ways while the burst is taken
-  (TCP/IP included), with _up and _down; the target is 20,000 bytes (docs/uplink.md says why
-  200 config commands cannot meet it);
+  (TCP/IP included), with _up and _down; the target is under 20,000 bytes (docs/uplink.md,
+  Commands, says where the bytes go);
 - uplink.burst_ids_answered, uplink.burst_sessions_ended, uplink.burst_heap_peak."""
 
 from __future__ import annotations

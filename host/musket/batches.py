@@ -5,7 +5,7 @@ PUBACKs and ACKs of both: about 470 bytes over the air for a config change of 60
 carries up to BATCH_MAX commands in one message of at most BATCH_BYTES, and the device
 answers it once::
 
-    {"id":"B3f0c9a1d2e4b5a6c","op":"batch","n":2}
+    {"id":"B62863b3073ab1b58","op":"batch","n":2}
     {"id":"c1","op":"config","set":{"report_interval_s":900}}
     {"id":"c2","op":"counter","name":"brews","value":0,"reason":"descaled"}
 
