@@ -1,6 +1,7 @@
 """uplink.burst_*: 200 config commands, packed as the fleet services send them (musket.batches:
-10 messages), published within a tenth of a second to a device whose session is up (a real Mosquitto with the configuration musket exports, the whole firmware
-under MicroPython at the board's heap, 25 virtual minutes). The figures are those of
+10 messages), published within a tenth of a second to a device whose session is up (a real
+Mosquitto with the configuration musket exports, the whole firmware under MicroPython at the
+board's heap, 25 virtual minutes). The figures are those of
 `tests/uplink/test_command_burst.py`, which this script runs: the test holds what must be true
 (every command answered once, no session lost, no MemoryError, no reply out of the command
 record before its PUBACK), and this reports what the burst cost:
