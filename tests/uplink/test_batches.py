@@ -1,7 +1,8 @@
 """Command batches: the device's side under both interpreters over the uplink's fake transport
 (checks/batch_checks.py: each command run once and answered in the batch's one reply, a batch
 larger than the receive buffer read a line at a time, a repeat answered from the record, a
-batch cut mid-way going on after what it answered, refusals beyond the limits), and the host's
+batch cut mid-way going on after what it answered, refusals beyond the limits, a step whose
+write fails for memory tried again without answering twice), and the host's
 packing and reply decoding (musket.batches, musket.messages.decode_replies), whose limits are
 the firmware's."""
 

@@ -186,7 +186,7 @@ class Commands:
         # stops here.
         batch = self._batch
         if index < batch["n"]:
-            return 0
+            return 0  # answered before a cut, or before a write that failed (the next has it)
         if index >= BATCH_MAX:
             return self._stop("more than %d commands" % BATCH_MAX)
         if self._used + _RESERVE > self.room:
@@ -207,14 +207,18 @@ class Commands:
         return 1
 
     def ran_line(self, reply):
-        # run()'s reply to the batch's running command, recorded in the batch's.
+        # run()'s reply to the batch's running command, recorded in the batch's. Each batch
+        # step may be tried again after a MemoryError in its write (paced): the answer is
+        # made once, and the write goes again.
         batch = self._batch
-        del batch["at"]
-        if reply["ok"]:
-            result = reply.get("result")
-            self._answer(True, result.get("after_reboot") if isinstance(result, dict) else None)
-        else:
-            self._answer(False, reply.get("error"))
+        if "at" in batch:
+            del batch["at"]
+            if reply["ok"]:
+                result = reply.get("result")
+                self._answer(True, result.get("after_reboot") if isinstance(result, dict)
+                             else None)
+            else:
+                self._answer(False, reply.get("error"))
         self._remember([batch["id"], None, batch, 0])
 
     def finish_batch(self):

@@ -5,7 +5,7 @@
 # record; one cut mid-way going on after the commands it answered; refusals.
 import json
 
-from app import parts
+from app import parts, store
 from app.uplink.commands import BATCH_BYTES, BATCH_MAX, Commands
 from uplink_checks import (
     Broker,
@@ -142,4 +142,37 @@ async def check_batches_beyond_the_limits_are_refused():
           and [a[1] for a in counters.adjusts] == [1, 3])
     if not ok:
         print("limits", b4, b5, b6, counters.adjusts)
+    return ok
+
+
+async def check_a_batch_step_whose_write_fails_for_memory_is_tried_again_once():
+    # Every other write of the command record fails for memory: each batch step is tried
+    # again (paced), and no command runs or is answered twice.
+    clean()
+    counters = FakeCounters()
+    lines = [counter_cmd("w1", 1), b'{"id":"w2","op":"config","set":{"report_interval_s":5}}',
+             counter_cmd("w3", 3)]
+    broker = Broker([publish("d/dev-a/c", batch("B7", lines), 1)])
+    uplink = Device(counters, [broker]).uplink
+    write = store.write_json
+    calls = []
+
+    def write_half_the_time(path, obj):
+        calls.append(path)
+        if path == "/uplink.cmd" and len(calls) % 2:
+            raise MemoryError("memory allocation failed, allocating 304 bytes")
+        write(path, obj)
+
+    store.write_json = write_half_the_time
+    try:
+        await run_until(uplink, lambda: len(broker.replies()) == 1)
+    finally:
+        store.write_json = write
+    replies = [r for _, _, r in broker.replies()]
+    want = {"id": "B7", "ok": True, "n": 3,
+            "r": [[1, False, "report_interval_s: value 5 is below the minimum 60"]]}
+    ok = (replies == [want] and [a[1] for a in counters.adjusts] == [1, 3]
+          and record()[-1][2] == want and len(calls) > 6)
+    if not ok:
+        print("retried", replies, counters.adjusts, record(), len(calls))
     return ok
