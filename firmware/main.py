@@ -1,16 +1,11 @@
 # The application: everything lives in the `app` package so that it is compiled to .mpy.
 # First the update's boot stage (otaboot.py): it may install an update, swap images or roll
 # one back, and reset; what it loaded is let go before the application takes the heap.
-import gc
+# The application sets its collection threshold itself (app.main.start); the boot stage's
+# allocations are all let go before then.
 import sys
 
-# A collection after every 4 KB allocated, not only when the heap runs out: what stays alive
-# (a task's frame, a queued reading) is then placed low in the heap, among the holes the last
-# collection freed, instead of wherever the allocations had reached, and the free heap stays
-# in one large block rather than hundreds of small ones (docs/firmware.md, Heap).
-gc.threshold(4096)
-
-import otaboot  # noqa: E402
+import otaboot
 
 update = otaboot.run()
 del otaboot

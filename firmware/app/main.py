@@ -22,6 +22,11 @@ _BEAT_LATE_MS = const(30000)
 _LARGEST_FREE_STEP = const(16)  # the largest free block is found to within, and rounded to, this
 _CR = const(0x0D)  # the console's line ends
 _LF = const(0x0A)
+# A collection after every 4 KB allocated, not only when the heap runs out: what stays alive
+# (a task's frame, a queued reading) is then placed low in the heap, among the holes the last
+# collection freed, instead of wherever the allocations had reached, and the free heap stays
+# in one large block rather than hundreds of small ones (docs/firmware.md, Heap).
+_GC_THRESHOLD = const(4096)
 
 
 def reset_cause():
@@ -372,6 +377,9 @@ class App:
 
 
 def start(update=None):
+    # Set here, where the application starts (main.py, or a test's script), so that it runs
+    # with the same heap policy however it is started.
+    gc.threshold(_GC_THRESHOLD)
     app = App(update)
     try:
         asyncio.run(app.main())

@@ -9,7 +9,7 @@ answers it once::
     {"id":"c1","op":"config","set":{"report_interval_s":900}}
     {"id":"c2","op":"counter","name":"brews","value":0,"reason":"descaled"}
 
-The device reads it a line at a time (firmware/app/uplink/replies.py), runs each command as it
+The device reads it a line at a time (firmware/app/uplink/batch.py), runs each command as it
 would run it alone, in order, and answers ``{"id": <batch id>, "ok": true, "n": <commands
 answered>, "r": [[index, ok, detail], ...]}``, where ``r`` lists only the commands that failed
 (detail: why) or have more to say than success (detail: a config's ``after_reboot`` keys),
@@ -29,7 +29,7 @@ import json
 
 from musket.broker import DEVICE_BATCH_BYTES, BrokerError, check_command_size
 
-# firmware/app/uplink/commands.py's BATCHED, BATCH_MAX and BATCH_BYTES;
+# firmware/app/uplink/batch.py's BATCHED, BATCH_MAX and BATCH_BYTES;
 # tests/uplink/test_batches.py reads them from the firmware and fails when they differ.
 BATCHED_OPS = ("config", "counter", "reboot")
 BATCH_MAX = 24

@@ -98,7 +98,7 @@ def parse_topic(name: str) -> tuple[str, str]:
 DEVICE_RX_SIZE = 320  # _RX_SIZE: the largest packet body (what follows the fixed header) kept
 DEVICE_TX_SIZE = 448  # _TX_SIZE: the largest whole packet the device sends
 # A batch of commands (musket.batches) is read by the device a line at a time, so it may be
-# larger than the receive buffer: BATCH_BYTES of payload (firmware/app/uplink/commands.py).
+# larger than the receive buffer: BATCH_BYTES of payload (firmware/app/uplink/batch.py).
 DEVICE_BATCH_BYTES = 1280
 # The device subscribes to its commands at QoS 1, so a command arrives with a packet id
 # unless the sender publishes it at QoS 0.

@@ -25,7 +25,7 @@ SUITE = Suite(CHECKS, on_device(CHECKS, 3600, helpers=HELPERS))
 
 test_batch_unit, test_batch_unit_run_is_clean = SUITE.tests()
 
-FIRMWARE = Path(__file__).resolve().parents[2] / "firmware" / "app" / "uplink" / "commands.py"
+FIRMWARE = Path(__file__).resolve().parents[2] / "firmware" / "app" / "uplink" / "batch.py"
 
 
 def config(cid: str, value: int) -> dict:

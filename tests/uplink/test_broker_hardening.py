@@ -30,6 +30,7 @@ from device_script import APP, device_script
 from test_tls import TlsFiles, make_test_pki
 
 from musket import broker
+from musket.batches import batch_id, pack
 from musket.cli import main
 from musket.errors import ExitCode
 from musket.registry import Actor, Registry, binding
@@ -150,7 +151,7 @@ def test_the_limits_follow_the_firmwares_buffers_and_docs():
     assert broker.publish_packet_size(broker.topic(LONGEST_ID, "c"), 248) == 323
     # Mosquitto counts 1 + body: the device's largest packet (448 bytes, a body of 445) is
     # smaller than the largest batch of commands for the longest id (2 + 68 + 2 + 1280).
-    assert broker.DEVICE_BATCH_BYTES == firmware_constant(FIRMWARE / "uplink" / "commands.py",
+    assert broker.DEVICE_BATCH_BYTES == firmware_constant(FIRMWARE / "uplink" / "batch.py",
                                                           "BATCH_BYTES")
     assert (broker.DEVICE_TX_BODY_MAX, broker.MAX_PACKET_SIZE) == (445, 1353)
     broker.check_command_size(LONGEST_ID, b"x" * 248)
@@ -363,7 +364,12 @@ def test_the_firmware_works_with_the_exported_configuration_and_its_command_limi
         at_limit = head + b"x" * (limit - len(head) - 2) + b'"}'
         assert len(at_limit) == limit == 248
         over = at_limit.replace(b'"edge"', b'"over"') + b" "
-        for payload in (at_limit, over):
+        # A batch larger than the receive buffer, read a line at a time over TLS.
+        (batch, carried), = pack(FIRMWARE_ID, [
+            {"id": "k%d" % i, "op": "config", "set": {"report_interval_s": 900 + i}}
+            for i in range(16)])
+        assert broker.DEVICE_RX_SIZE < len(batch) <= broker.DEVICE_BATCH_BYTES
+        for payload in (at_limit, over, batch):
             info = service.publish(commands, payload)
             assert pump([service], info.is_published)
         sender = Client(server.port, SERVICE_USER_2, ca=pki.ca)
@@ -374,11 +380,11 @@ def test_the_firmware_works_with_the_exported_configuration_and_its_command_limi
         def replies() -> list[dict]:
             return [json.loads(p) for t, p in service.messages if t.endswith("/r")]
 
-        pump([service], lambda: len(replies()) >= 3, timeout=1)  # a third would be "huge"
+        pump([service], lambda: len(replies()) >= 4, timeout=1)  # a fourth would be "huge"
         assert replies() == [
             {"id": "edge", "ok": False, "error": "offer: expected an object"},
-            {"id": None, "ok": False, "error": f"too large: {limit + 1} bytes"}], (
-            second.script_output[-3000:])
+            {"id": None, "ok": False, "error": f"too large: {limit + 1} bytes"},
+            {"id": batch_id(carried), "ok": True, "n": 16}], (second.script_output[-3000:])
         log = device.console_log.read_text()
         assert "session ended" not in log, log[-3000:]
         assert f" as {FIRMWARE_ID} " in server.log()

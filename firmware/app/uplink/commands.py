@@ -20,16 +20,8 @@
 # The reply rides in the write that records the result, so keeping it costs no extra flash
 # write; its acknowledgement costs one.
 #
-# A batch (BATCHED ops, up to BATCH_MAX of them, read a line at a time by
-# app.uplink.replies; its first line {"id", "op": "batch", "n": commands}) is one entry of
-# the record, its id the batch's, and its reply grows as
-# its commands are answered, in order: {"id", "ok": true, "n": commands answered, "r":
-# [[index, ok, detail], ...]} lists only the commands that failed (detail: why) or have more
-# to say than success (a config's after_reboot keys); index counts from 0. While one runs,
-# "at" names it: a batch sent again after a cut goes on after the commands answered, and
-# answers the one it cut "interrupted". A batch whose reply has no room left stops with
-# "ok": false and "error"; the commands from "n" on did not run. An id inside a batch is
-# remembered as part of its batch, not on its own.
+# Batches of commands (a message of commands, a line each) are app.uplink.batch's; they use
+# the record and the steps here.
 import json
 
 from app import parts, store
@@ -44,17 +36,9 @@ _VALUE_MAX = const(0x7FFFFFFF)
 # Keys only provisioning may change: a wrong broker or identity would cut the device off.
 LOCAL_ONLY = ("device_id", "mqtt_host", "mqtt_port", "mqtt_tls")
 OPS = ("config", "counter", "reboot", "status", "ota")
-# A batch: a message of commands a line each, after a first line {"id", "op": "batch"}. Its
-# commands are the ones that set values; status and ota replies are too large to share one.
-BATCHED = ("config", "counter", "reboot")
-BATCH_MAX = const(24)  # commands in one batch
-BATCH_BYTES = const(1280)  # a batch's payload: one TCP segment with its MQTT header
-# Room a batch's reply keeps for a bare answer ([index, false],), "n" growing, a stop's
-# "ok": false and "error", and "dup": true when it is sent again for a repeat.
-_RESERVE = const(100)
 
 
-def _id_ok(cid):
+def id_ok(cid):
     if not isinstance(cid, str) or not 0 < len(cid) <= _ID_MAX:
         return False
     for ch in cid:
@@ -71,10 +55,6 @@ class Commands:
         self.reboot = False  # set by a reboot command; the uplink resets after the reply
         self.stored = False  # the reply is on flash, waiting: the uplink marks it delivered
         self._started = None  # (id, op, command) between start() and run()
-        self._batch = None  # the reply of the batch being run, as it grows
-        self._used = 0  # that reply's bytes
-        self._expected = 0  # the commands the batch says it holds
-        self.room = 0  # the bytes a batch's reply may take (the uplink's send buffer)
         try:
             self.seen = store.read_json(path, [])
         except store.StoreError as e:
@@ -112,12 +92,12 @@ class Commands:
         if not isinstance(cmd, dict):
             return None, None, None, "malformed: expected an object"
         cid = cmd.get("id")
-        if not _id_ok(cid):
+        if not id_ok(cid):
             return None, None, None, ("malformed: id must be 1-%d letters, digits, _ or -"
                                       % _ID_MAX)
         op = cmd.get("op")
         if op not in ops:
-            if op in OPS:
+            if op in OPS:  # ops holds fewer (a batch's)
                 return cid, op, None, "op %s cannot be batched: send it alone" % op
             return cid, op, None, "unknown op %r (one of: %s)" % (op, ", ".join(OPS))
         return cid, op, cmd, None
@@ -146,114 +126,6 @@ class Commands:
         self._remember([reply["id"], reply["ok"], reply, 1])
         self.stored = True
         return reply
-
-    # -- batches ------------------------------------------------------------------------
-
-    def start_batch(self, head, size):
-        # head: the batch's first line, parsed. -> its reply when it is answered without
-        # running (refused, or a repeat of one that finished); None once it is recorded, and
-        # take_line (with run and ran_line) follows for each line, then finish_batch.
-        cid = head.get("id")
-        if not _id_ok(cid):
-            return self._no(None, "malformed: batch id must be 1-%d letters, digits, _ or -"
-                            % _ID_MAX)
-        if size > BATCH_BYTES:
-            return self._no(cid, "too large: %d bytes (a batch takes at most %d)"
-                            % (size, BATCH_BYTES))
-        progress = None
-        for entry in self.seen:
-            if entry[0] == cid:
-                if entry[1] is not None or not isinstance(entry[2], dict):
-                    return self._again(entry)
-                progress = entry[2]  # cut before it finished: it goes on
-        # Details are given room only while every command the batch says it holds ("n" of
-        # its first line) still has room for a bare answer.
-        expected = head.get("n")
-        self._expected = expected if type(expected) is int and 0 < expected <= BATCH_MAX \
-            else BATCH_MAX
-        self._batch = progress or {"id": cid, "ok": True, "n": 0}
-        self._used = len(_compact(self._batch))
-        if "at" in self._batch:
-            del self._batch["at"]
-            self._answer(False, "interrupted before it finished; not run again")
-        self._remember([cid, None, self._batch, 0])
-        return None
-
-    def take_line(self, index, line):
-        # The batch's command at index (its JSON bytes, or None when the line was too long):
-        # -> 1 once it is recorded as running (run and ran_line follow), 0 when it is
-        # answered without running (refused, or answered before a cut), -1 when the batch
-        # stops here.
-        batch = self._batch
-        if index < batch["n"]:
-            return 0  # answered before a cut, or before a write that failed (the next has it)
-        if index >= BATCH_MAX:
-            return self._stop("more than %d commands" % BATCH_MAX)
-        if self._used + _RESERVE > self.room:
-            return self._stop("stopped before command %d: the reply has no room for more"
-                              % index)
-        if line is None:
-            cid, op, cmd, why = None, None, None, "too large: longer than a command may be"
-        else:
-            cid, op, cmd, why = self._read(line, BATCHED)
-        why = why or self._check(op, cmd)
-        if why:
-            self._answer(False, why)
-            self._remember([batch["id"], None, batch, 0])
-            return 0
-        batch["at"] = index
-        self._remember([batch["id"], None, batch, 0])
-        self._started = (cid, op, cmd)
-        return 1
-
-    def ran_line(self, reply):
-        # run()'s reply to the batch's running command, recorded in the batch's. Each batch
-        # step may be tried again after a MemoryError in its write (paced): the answer is
-        # made once, and the write goes again.
-        batch = self._batch
-        if "at" in batch:
-            del batch["at"]
-            if reply["ok"]:
-                result = reply.get("result")
-                self._answer(True, result.get("after_reboot") if isinstance(result, dict)
-                             else None)
-            else:
-                self._answer(False, reply.get("error"))
-        self._remember([batch["id"], None, batch, 0])
-
-    def finish_batch(self):
-        # The batch's reply, recorded. Should it not fit its room after all (_used is counted
-        # as it grows), details go, last first: a reply that never fits would never go.
-        batch = self._batch
-        entries = batch.get("r") or []
-        i = len(entries)
-        while i and len(_compact(batch)) + 11 > self.room:  # ,"dup":true
-            i -= 1
-            entries[i] = entries[i][:2]
-        return self.finish(batch)
-
-    def _answer(self, ok, detail):
-        # The next command's answer: nothing more than the count for a plain success; a
-        # detail only while the reply has room for it and an answer more.
-        batch = self._batch
-        index = batch["n"]
-        batch["n"] = index + 1
-        if ok and not detail:
-            return
-        more = 0 if "r" in batch else 7  # ,"r":[]
-        entry = [index, ok, detail]
-        size = len(_compact(entry)) + 1
-        left = max(0, self._expected - index - 1) * 11  # [23,false],
-        if self._used + more + size + left + _RESERVE > self.room:
-            entry = [index, ok]
-            size = len(_compact(entry)) + 1
-        batch.setdefault("r", []).append(entry)
-        self._used += more + size
-
-    def _stop(self, why):
-        self._batch["ok"] = False
-        self._batch["error"] = why
-        return -1
 
     def _again(self, entry):
         # A repeated id: the stored reply again, or, when it is no longer kept, what is known
@@ -342,10 +214,6 @@ class Commands:
         return {"ok": True, "result": dict(download.status)}
 
 
-def _compact(obj):
-    return json.dumps(obj, separators=(",", ":"))
-
-
 # -- the checks and the one path of a change, for commands and the console (app.console) -----
 
 
@@ -391,7 +259,7 @@ def check_counter(counters, name, value, reason):
     # -> why the adjustment cannot be made, or None.
     if counters is None:
         return "counter: this device has no counters"
-    if not _id_ok(name):
+    if not id_ok(name):
         return "counter: name must be 1-%d letters, digits, _ or -" % _ID_MAX
     if type(value) is not int or not 0 <= value <= _VALUE_MAX:
         return "counter: value must be an integer from 0 to %d" % _VALUE_MAX

@@ -180,81 +180,41 @@ async def command_reply(command_topic, log, replies, wake, t, payload, size, lin
     # -> (the reply, whether it is stored on flash, whether the command asks for a reboot).
     # The command modules are loaded for it and let go after it. Each step is paced (paced):
     # a burst of commands waits for the heap instead of losing the session. lines: the
-    # client, whose read_line gives the message's lines (a batch's); room: the bytes a
-    # batch's reply may take.
+    # client, whose read_line gives the message's lines; a message that may be a batch of
+    # commands (a line break, or too large to keep) goes to app.uplink.batch, loaded for it;
+    # room: the bytes a batch's reply may take.
     from app import unload
 
     try:
         commands = await paced(replies, wake, _commands, command_topic, log)
-        head = None
-        if lines is not None and t == command_topic:
-            head = await _batch_head(replies, wake, payload, lines)
-        if head is not None:
-            commands.room = room
-            reply = await _run_batch(commands, head, size, replies, wake, lines)
-        else:
+        reply = None
+        if lines is not None and t == command_topic and _may_be_batch(payload):
+            from app.uplink.batch import run_batch
+
+            try:
+                reply = await run_batch(commands, payload, size, lines, room, paced, replies,
+                                        wake)
+            finally:
+                del run_batch
+        if reply is None:
             reply = await paced(replies, wake, commands.start, t, payload, size)
             if reply is None:
                 result = await paced(replies, wake, commands.run)
                 reply = await paced(replies, wake, commands.finish, result)
         return reply, commands.stored, commands.reboot
     finally:
-        unload("uplink.commands", "config")
+        unload("uplink.commands", "uplink.batch", "config")
 
 
-async def _batch_head(replies, wake, payload, lines):
-    # -> the message's first line, parsed, when the message is a batch of commands; None for
-    # one command (its payload is then read whole, or refused as too large).
-    if payload is not None:
-        for byte in payload:
-            if byte == 10:
-                break
-        else:
-            return None
-    try:
-        line = await lines.read_line()
-    except ValueError:
-        return None
-    if line is None:
-        return None
-    return await paced(replies, wake, _parse_head, line)
-
-
-def _parse_head(line):
-    import json
-
-    try:
-        head = json.loads(bytes(line))
-    except (ValueError, UnicodeError):
-        return None
-    return head if isinstance(head, dict) and head.get("op") == "batch" else None
-
-
-async def _run_batch(commands, head, size, replies, wake, lines):
-    # The batch's commands, a line at a time from the client, each checked, recorded, run and
-    # answered in the batch's one reply (app.uplink.commands).
-    reply = await paced(replies, wake, commands.start_batch, head, size)
-    if reply is not None:
-        return reply
-    index = 0
-    while True:
-        try:
-            line = await lines.read_line()
-        except ValueError:
-            line = None  # too long: refused as that command
-        else:
-            if line is None:
-                break
-        # A collection first: a burst of batches is when the heap is short of blocks.
-        gc.collect()
-        step = await paced(replies, wake, commands.take_line, index, line)
-        if step < 0:
-            break
-        if step:
-            result = await paced(replies, wake, commands.run)
-            await paced(replies, wake, commands.ran_line, result)
-        index += 1
-    return await paced(replies, wake, commands.finish_batch)
+def _may_be_batch(payload):
+    # A batch's first line ends with a line break; one larger than the receive buffer is
+    # read from the socket (payload None).
+    if payload is None:
+        return True
+    for byte in payload:
+        if byte == 10:
+            return True
+    return False
 
 
 async def paced(replies, wake, work, *args):

@@ -6,7 +6,8 @@
 import json
 
 from app import parts, store
-from app.uplink.commands import BATCH_BYTES, BATCH_MAX, Commands
+from app.uplink.batch import BATCH_BYTES, BATCH_MAX, Batch
+from app.uplink.commands import Commands
 from uplink_checks import (
     Broker,
     Device,
@@ -89,12 +90,12 @@ async def check_a_batch_cut_mid_way_goes_on_after_the_commands_answered():
     cut = FakeCounters()
     Device(cut, [])  # registers the parts, as at boot
     commands = Commands("d/dev-a/c", parts["log"])
-    commands.room = 400
-    started = commands.start_batch({"id": "B3", "op": "batch", "n": 5}, len(message))
+    steps = Batch(commands, 400)
+    started = steps.start({"id": "B3", "op": "batch", "n": 5}, len(message))
     for index in range(2):
-        commands.take_line(index, lines[index])
-        commands.ran_line(commands.run())
-    running = commands.take_line(2, lines[2])
+        steps.take_line(index, lines[index])
+        steps.ran_line(commands.run())
+    running = steps.take_line(2, lines[2])
     commands.run()  # the cut comes before its result is recorded
     counters = FakeCounters()
     broker = Broker([publish("d/dev-a/c", message, 7, dup=True)])
