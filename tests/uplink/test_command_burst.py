@@ -1,7 +1,8 @@
 """A burst of 200 commands, published within a tenth of a second to a device whose session is
 up, packed as the fleet's services send them (musket.batches: up to 24 to a message),
-through the real Mosquitto (with the configuration `musket registry export-broker
---no-tls` writes) to the whole firmware under MicroPython at the board's heap: the device
+through the real Mosquitto (with the configuration `musket registry export-broker` writes,
+with TLS as the default profile has it, and as `--no-tls` writes it) to the whole firmware
+under MicroPython at the board's heap: the device
 takes them at the pace its memory allows (it reads the next command only when it has room
 for it; TCP, the modem's buffer and the broker hold the rest), answers each once, keeps each
 reply on flash until the broker has it, and loses no session.
@@ -18,6 +19,7 @@ import time
 import pytest
 from conftest import DEVICES, SERVICE_PASSWORD, SERVICE_USER, ExportedBroker, device_files
 from device_script import APP, device_script
+from test_tls import make_test_pki
 
 from musket.batches import pack
 from musket.messages import decode_replies
@@ -59,10 +61,13 @@ def _burst_when_online(sub, online_seen: int, sent: dict, stop: threading.Event)
     sent["acked_s"] = time.monotonic() - start
 
 
-@pytest.fixture
-def mosquitto(tmp_path):
-    # The broker as musket configures it (its conftest namesake is a plain test broker).
-    server = ExportedBroker(tmp_path / "broker", {**DEVICES, SERVICE_USER: SERVICE_PASSWORD})
+@pytest.fixture(params=["plain", "tls"])
+def mosquitto(request, tmp_path):
+    # The broker as musket configures it (its conftest namesake is a plain test broker): as
+    # `--no-tls` writes it, or with TLS (the default profile).
+    pki = make_test_pki(tmp_path / "pki") if request.param == "tls" else None
+    server = ExportedBroker(tmp_path / "broker", {**DEVICES, SERVICE_USER: SERVICE_PASSWORD},
+                            pki=pki)
     yield server
     server.stop()
 
@@ -71,9 +76,12 @@ def mosquitto(tmp_path):
 @pytest.mark.parametrize("interpreter", ["micropython"])
 def test_a_burst_of_commands_is_answered_once_without_losing_the_session(
         make_device, mosquitto, subscriber):
-    sub = subscriber()
-    device = make_device(device_modules=[APP], modem=load_scenario("good"),
-                         files=device_files("dev-a", mosquitto.port))
+    pki = mosquitto.pki
+    sub = subscriber(ca=pki.ca if pki else None)
+    files = device_files("dev-a", mosquitto.port, mqtt_tls=1 if pki else 0)
+    if pki:
+        files["ca.pem"] = pki.ca.read_bytes()
+    device = make_device(device_modules=[APP], modem=load_scenario("good"), files=files)
     # The first boot makes the session and its subscription, which the broker keeps.
     first = device.run(300, script=device_script())
     assert _online(sub), first.script_output[-2000:]
@@ -111,16 +119,17 @@ def test_a_burst_of_commands_is_answered_once_without_losing_the_session(
     ended = log.count(" W uplink: session ended: ")
     up = sum(boot["air_up"] for boot in second.modem)
     down = sum(boot["air_down"] for boot in second.modem)
+    name = "uplink.burst_tls" if pki else "uplink.burst"
     print()
-    print("FIGURE uplink.burst_air_bytes %d bytes" % (up + down))
-    print("FIGURE uplink.burst_air_bytes_up %d bytes" % up)
-    print("FIGURE uplink.burst_air_bytes_down %d bytes" % down)
-    print("FIGURE uplink.burst_ids_answered %d count" % len(by_id))
-    print("FIGURE uplink.burst_sessions_ended %d count" % ended)
-    print("FIGURE uplink.burst_heap_peak %d bytes" % (second.heap_peak_bytes or 0))
-    print("burst of %d in %d messages: %d replies, %d boot(s), %.0f virtual s, %.1f wall s, "
+    print("FIGURE %s_air_bytes %d bytes" % (name, up + down))
+    print("FIGURE %s_air_bytes_up %d bytes" % (name, up))
+    print("FIGURE %s_air_bytes_down %d bytes" % (name, down))
+    print("FIGURE %s_ids_answered %d count" % (name, len(by_id)))
+    print("FIGURE %s_sessions_ended %d count" % (name, ended))
+    print("FIGURE %s_heap_peak %d bytes" % (name, second.heap_peak_bytes or 0))
+    print("%s: burst of %d in %d messages: %d replies, %d boot(s), %.0f virtual s, %.1f wall s, "
           "published in %.3f wall s"
-          % (BURST, len(messages), len(raw_replies), second.boots, second.virtual_seconds,
+          % (name, BURST, len(messages), len(raw_replies), second.boots, second.virtual_seconds,
              second.wall_seconds, sent["published_s"]))
 
     assert "memory allocation failed" not in log and "MemoryError" not in log, log[-3000:]
