@@ -189,8 +189,7 @@ async def command_reply(command_topic, log, replies, wake, t, payload, size, lin
         commands = await paced(replies, wake, _commands, command_topic, log)
         reply = None
         if lines is not None and t == command_topic and _may_be_batch(payload):
-            from app.uplink.batch import run_batch
-
+            run_batch = await paced(replies, wake, _batch_runner)
             try:
                 reply = await run_batch(commands, payload, size, lines, room, paced, replies,
                                         wake)
@@ -204,6 +203,12 @@ async def command_reply(command_topic, log, replies, wake, t, payload, size, lin
         return reply, commands.stored, commands.reboot
     finally:
         unload("uplink.commands", "uplink.batch", "config")
+
+
+def _batch_runner():
+    from app.uplink.batch import run_batch
+
+    return run_batch
 
 
 def _may_be_batch(payload):
