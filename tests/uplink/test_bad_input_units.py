@@ -6,9 +6,8 @@ without running again; a reply let go from RAM before its PUBACK goes once, and 
 acknowledged are marked delivered before the next command's record can push them out; a
 config change is applied by the running part that owns the key (and the reply says
 "applied") or stored and reported as "after_reboot"; a full readings queue drops the oldest
-readings and counts them, while the counter's events stay; a socket whose TLS stream cannot be
-made (a MemoryError in the TLS engine) is closed, and a session whose online status or whose
-CONNECT's call cannot be made leaves no socket open."""
+readings and counts them, while the counter's events stay. (Sessions short of heap:
+test_session_memory.py.)"""
 
 from __future__ import annotations
 

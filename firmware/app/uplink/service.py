@@ -146,7 +146,10 @@ class Uplink:
             await self.link.wait_connected()
             try:
                 await self._session()
-            except (UplinkError, OSError, asyncio.TimeoutError) as e:  # OSError: the socket's
+            # OSError: the socket's. MemoryError: a step the heap could not serve (the TLS
+            # engine, the online status): the session ends as any failed one, with its backoff,
+            # while collections and the other tasks give the heap back.
+            except (UplinkError, OSError, asyncio.TimeoutError, MemoryError) as e:
                 self._fail(e)
             finally:
                 await self._release()

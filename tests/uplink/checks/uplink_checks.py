@@ -2,9 +2,8 @@
 # manager) and the readings queue, on a virtual device under both interpreters: commands on a
 # foreign topic are refused, command replies survive a cut link and a reboot, a repeated
 # command does not run again, a config change reaches the part that owns the key at once or
-# is reported as applying after a reboot, a full readings queue drops readings, never
-# events, a socket whose TLS stream cannot be made is closed, and a session whose online
-# status or whose CONNECT's call cannot be made leaves no socket open.
+# is reported as applying after a reboot, and a full readings queue drops readings, never
+# events. (The uplink's sessions short of heap: session_memory_checks.py.)
 import asyncio
 import json
 import os
@@ -428,72 +427,4 @@ async def check_events_are_never_dropped():
           and (rseq == 0 or eseq == events[-1][0]) and len(in_message) > 0)
     if not ok:
         print("events", len(events), q.dropped, eseq, rseq)
-    return ok
-
-
-def _no_room(*args):
-    # Stands in for a step the heap cannot serve.
-    raise MemoryError("memory allocation failed, allocating 512 bytes")
-
-
-async def _session_without_room(owner_of, name, step_name):
-    # A session's step (the uplink's step_name) where owner.name cannot be served by the
-    # heap, owner being owner_of(the uplink): -> (whether it ended in a MemoryError, whether
-    # a socket was opened, the broker behind it).
-    clean()
-    broker = Broker()
-    uplink = Device(FakeCounters(), [broker]).uplink
-    owner = owner_of(uplink)
-    made = getattr(owner, name)
-    setattr(owner, name, _no_room)
-    raised = False
-    try:
-        await getattr(uplink, step_name)()
-    except MemoryError:
-        raised = True
-    finally:
-        setattr(owner, name, made)
-        await uplink._release()
-    opened = not uplink.link.brokers  # the manager hands out its broker on the first open
-    return raised, opened, broker
-
-
-async def check_a_socket_whose_tls_stream_cannot_be_made_is_closed():
-    # The TLS engine cannot be made (here a heap without the block it needs): the socket it
-    # was to run over is closed, not left open as the modem's only one, where every later
-    # session would find none. (The stand-in engine fails before using the context.)
-    from app.uplink import tlsstream
-
-    def tls_device(uplink):
-        uplink._tls = "a context"  # as a TLS device's uplink holds one
-        return tlsstream
-
-    raised, opened, broker = await _session_without_room(tls_device, "TLSStream", "_open")
-    ok = raised and opened and broker.closed
-    if not ok:
-        print("tls stream", raised, opened, broker.closed)
-    return ok
-
-
-async def check_a_status_that_cannot_be_made_leaves_no_socket_open():
-    # The online status the CONNECT carries cannot be made (a heap without room for it): the
-    # session ends with no socket left open.
-    raised, opened, broker = await _session_without_room(lambda uplink: uplink,
-                                                         "status_message", "_session")
-    ok = raised and (not opened or broker.closed)
-    if not ok:
-        print("status", raised, opened, broker.closed)
-    return ok
-
-
-async def check_a_connect_that_cannot_begin_leaves_no_socket_open():
-    # The CONNECT's call cannot even begin (a heap without room for its frame): the socket
-    # opened for it is closed.
-    from app.uplink.mqtt import MQTTClient
-
-    raised, opened, broker = await _session_without_room(lambda uplink: MQTTClient, "connect",
-                                                         "_session")
-    ok = raised and opened and broker.closed
-    if not ok:
-        print("connect", raised, opened, broker.closed)
     return ok
