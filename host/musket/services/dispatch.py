@@ -89,6 +89,7 @@ class Dispatcher:
                 or_(o.claimed_until.is_(None), o.claimed_until < now))
                 .order_by(o.id).limit(BATCH)).all()
         commands: dict[str, list] = {}  # device id -> its command rows, in order
+        others = []
         for row in rows:
             if row.kind == "command" and self.publish is None:
                 continue
@@ -96,15 +97,19 @@ class Dispatcher:
                 continue
             if row.kind == "command":
                 commands.setdefault(row.target, []).append(row)
-                continue
+            else:
+                others.append(row)
+        # Commands first, right after their claim: published after the lease ran out, a
+        # command could also go with another dispatcher's batch, whose id is not this one's.
+        for device_id, device_rows in commands.items():
+            self._commands(device_id, device_rows, now, result)
+        for row in others:
             try:
                 self._deliver(row)
             except DeliveryFailed as e:
                 self._failed(row, str(e), e.permanent, now, result)
             else:
                 self._done(row, now, result)
-        for device_id, device_rows in commands.items():
-            self._commands(device_id, device_rows, now, result)
         return result
 
     def _done(self, row, now: datetime, result: DispatchResult) -> None:
