@@ -104,7 +104,9 @@ def run(workdir: Path | str | None = None, console: Console | None = None) -> di
         return report.show(units, made, acted, updated, sims, checks, registry, workdir, console,
                            time.monotonic() - started)
     finally:
-        for unit in units:
-            unit.power_off()
-        mosquitto.stop()
-        registry.close()
+        try:
+            for unit in units:
+                unit.power_off()
+        finally:
+            mosquitto.stop()
+            registry.close()

@@ -184,8 +184,17 @@ def _each(units: list[Unit], action) -> None:
     threads = [threading.Thread(target=work, args=(u,)) for u in units]
     for t in threads:
         t.start()
-    for t in threads:
-        t.join()
+    try:
+        for t in threads:
+            t.join()
+    except BaseException:
+        # Ctrl-C (or SIGTERM) while the units work: each unit's run ends and no other begins,
+        # so each thread's work ends soon, and nothing is left running behind the clean-up.
+        for unit in units:
+            unit.cancel()
+        for t in threads:
+            t.join()
+        raise
     if errors:
         raise errors[0]
 

@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +69,11 @@ class Unit:
     runs: list[dict] = field(default_factory=list)  # each run's `musket sim run --json`
     counted: tuple = ()  # (brews, litres) the fleet holds, (brews, litres) the model played
     data: tuple = ()  # (bytes the device reported, bytes its modem model carried)
+    # A unit's work runs in a thread of its own while the demo's clean-up may end its run
+    # (cancel): its run is started and ended under this lock, and no run starts once cancelled.
+    _power: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    _cancelled: threading.Event = field(default_factory=threading.Event, repr=False,
+                                        compare=False)
 
     @property
     def name(self) -> str:
@@ -103,7 +109,9 @@ class Unit:
                    "--interpreter", self.spec.interpreter, "--seed", str(self.spec.seed),
                    "--scenario", str(scenario or self.scenario_file()), "--usage", usage,
                    "--start", self.start_day, "--json", *extra]
-        with open(out, "wb") as stdout:
+        with self._power, open(out, "wb") as stdout:
+            if self._cancelled.is_set():
+                raise UnitSilent(f"{self.name}: stopped before its run began")
             self.proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=stdout,
                                          stderr=subprocess.STDOUT, start_new_session=True)
         return out
@@ -114,17 +122,24 @@ class Unit:
         out = self._start(console=True, speed=speed, span=span, scenario=scenario,
                           usage=usage, extra=extra)
         deadline = time.monotonic() + CONSOLE_START_TIMEOUT_S
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not self._cancelled.is_set():
             first, newline, _ = out.read_text(errors="replace").partition("\n")
             if newline and first.startswith("console: "):
                 self.console = first.removeprefix("console: ").strip()
                 return self.console
-            if self.proc.poll() is not None:
+            proc = self.proc
+            if proc is None or proc.poll() is not None:
                 break
             time.sleep(0.05)
         tail = out.read_text(errors="replace")[-400:]
         self.power_off()
         raise UnitSilent(f"{self.name}: the virtual device did not open its console: {tail}")
+
+    def cancel(self) -> None:
+        """Ends the unit's run and lets no other begin: the demo is stopping (Ctrl-C), and
+        whatever works with the unit in another thread ends with it."""
+        self._cancelled.set()
+        self.power_off()
 
     def live(self, *, span: str, scenario: Path, usage: str, extra: tuple[str, ...] = (),
              speed: str = "max") -> None:
@@ -163,30 +178,32 @@ class Unit:
 
     def wait(self, timeout: float) -> bool:
         """Waits for the unit's run to end by itself; True when it did."""
-        if self.proc is None:
+        proc = self.proc
+        if proc is None:
             return True
         try:
-            self.proc.wait(timeout)
+            proc.wait(timeout)
             return True
         except subprocess.TimeoutExpired:
             return False
 
     def power_off(self) -> None:
         """Ends the unit's run (if it has not ended) and keeps its summary in `runs`."""
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        summary = self.run_summary()
-        if summary is not None:
-            self.runs.append(summary)
-        self.proc = None
-        self.console = None
+        with self._power:
+            proc, self.proc = self.proc, None
+            self.console = None
+            if proc is None:
+                return
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(STOP_TIMEOUT_S)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+            summary = self.run_summary()
+            if summary is not None:
+                self.runs.append(summary)
 
 
 def make_fleet(workdir: Path, start_day: str) -> list[Unit]:
