@@ -123,6 +123,15 @@ def decode_status(payload: bytes) -> Status:
 
 def decode_reply(payload: bytes) -> Reply:
     """A command reply: JSON ``{"id", "ok", "result"}`` or ``{"id", "ok": false, "error"}``."""
+    return _as_reply(_reply_object(payload))
+
+
+def _as_reply(raw: dict) -> Reply:
+    return Reply(raw["id"], raw["ok"], raw.get("result"), raw.get("error"))
+
+
+def _reply_object(payload: bytes) -> dict:
+    # A reply's JSON object, checked: an id, ok, and an error string with a refusal.
     try:
         raw = json.loads(bytes(payload))
     except (ValueError, UnicodeDecodeError) as e:
@@ -134,17 +143,17 @@ def decode_reply(payload: bytes) -> Reply:
     error = raw.get("error")
     if not raw["ok"] and not isinstance(error, str):
         raise BrokerError("reply: a refusal without an error string")
-    return Reply(raw["id"], raw["ok"], raw.get("result"), error)
+    return raw
 
 
 def decode_replies(payload: bytes, command_ids: list[str]) -> list[Reply]:
     """The replies to the commands `command_ids` carried by one message (musket.batches.pack
     says which): a batch's reply ``{"id", "ok", "n", "r": [[index, ok, detail], ...]}`` as
     one Reply per command, in order; the reply to a lone command as itself."""
-    reply = decode_reply(payload)
+    raw = _reply_object(payload)
+    reply = _as_reply(raw)
     if len(command_ids) == 1 and reply.id == command_ids[0]:
         return [reply]
-    raw = json.loads(bytes(payload))
     answered = raw.get("n")
     if answered is None:
         # A batch's reply the device no longer kept in full (a repeat of an old batch), or

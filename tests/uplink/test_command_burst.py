@@ -21,7 +21,7 @@ from conftest import DEVICES, SERVICE_PASSWORD, SERVICE_USER, ExportedBroker, de
 from device_script import APP, device_script
 from test_tls import make_test_pki
 
-from musket.batches import pack
+from musket.batches import batch_id, pack
 from musket.messages import decode_replies
 from musket_sim.scenario import load_scenario
 
@@ -101,8 +101,7 @@ def test_a_burst_of_commands_is_answered_once_without_losing_the_session(
     assert "published_s" in sent, "the device's session never came up"
 
     messages = sent["messages"]
-    carried = {ids[0] if len(ids) == 1 else json.loads(payload.split(b"\n")[0])["id"]: ids
-               for payload, ids in messages}
+    carried = {ids[0] if len(ids) == 1 else batch_id(ids): ids for _, ids in messages}
     deadline = time.monotonic() + SETTLE_WALL_S
     while time.monotonic() < deadline and len(sub.on("d/dev-a/r")) < len(messages):
         time.sleep(0.05)

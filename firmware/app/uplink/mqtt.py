@@ -419,7 +419,8 @@ class MQTTClient:
             if self.on_message is not None:
                 payload = memoryview(self.rx)[pos:size] if keep else None
                 await self.on_message(topic, payload, size - pos)
-        await self._read_past()
+        if self._unread:
+            await self._read_past()
         if qos:
             self._recent.append(pid)
             if len(self._recent) > _RECENT:
